@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both bootstrap .venv on first use; `make test` is also what CI runs (.ci/run).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit venv mosquitto model bench clean
+
+demo: venv mosquitto model
+	$(BIN)/edge-app demo
+
+test: lint unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv mosquitto model
+	$(BIN)/pytest
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Mosquitto is the broker of the tests and the demo; install it where we may (root + apt).
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing mosquitto (apt-get)"; \
+		apt-get install -y -qq mosquitto >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq mosquitto; }; \
+	else \
+		echo "mosquitto is missing: install it with 'sudo apt-get install -y mosquitto'" >&2; exit 1; \
+	fi
+
+model: venv
+	$(BIN)/edge-app models pull
+
+bench: venv model
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""edge_app: offline-first edge computer-vision appliance."""

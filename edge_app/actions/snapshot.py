@@ -1,0 +1,94 @@
+"""Local action: an annotated JPEG snapshot per event, written before the event is stored.
+
+Works with no network. A snapshot that cannot be written (disk full, read-only) is logged and
+the event goes on without it: losing a picture must never lose the event.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SnapshotWriter", "draw_detections"]
+
+import hashlib
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edge_app.domain import Detections, Event, Frame, Image, as_image
+
+log = logging.getLogger(__name__)
+_GREEN = (0, 200, 0)
+_RED = (0, 0, 230)
+
+
+def draw_detections(image: Image, detections: Detections, highlight: int | None = None) -> Image:
+    """A copy of ``image`` with each box and its ``label score`` drawn (``highlight`` in red)."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    thickness = max(1, round(min(w, h) / 300))
+    for i, det in enumerate(detections):
+        x1, y1, x2, y2 = det.bbox
+        p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
+        color = _RED if i == highlight else _GREEN
+        cv2.rectangle(out, p1, p2, color, thickness)
+        text = f"{det.label} {det.score:.2f}"
+        cv2.putText(
+            out,
+            text,
+            (p1[0], max(12, p1[1] - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            color,
+            thickness,
+            cv2.LINE_AA,
+        )
+    return as_image(out)
+
+
+class SnapshotWriter:
+    """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``; returns the event's ``snapshot``."""
+
+    def __init__(self, root: Path, quality: int = 85) -> None:
+        self.root = root
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+        self.failures = 0
+
+    def save(self, frame: Frame, detections: Detections, event: Event) -> dict[str, Any] | None:
+        """Annotate and write the frame; ``None`` (and a log line) if it cannot be written."""
+        highlight = next(
+            (
+                i
+                for i, d in enumerate(detections)
+                if d.bbox == event.bbox and d.label == event.label
+            ),
+            None,
+        )
+        ok, jpeg = cv2.imencode(
+            ".jpg", draw_detections(frame.image, detections, highlight), self._params
+        )
+        if not ok:
+            self.failures += 1
+            log.error("snapshot for event %s: JPEG encoding failed", event.id)
+            return None
+        data = jpeg.tobytes()
+        day = datetime.fromtimestamp(event.wall, UTC).strftime("%Y-%m-%d")
+        rel = Path(event.camera) / day / f"{event.id}.jpg"
+        path = self.root / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".jpg.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.failures += 1
+            log.error(
+                "snapshot for event %s not written (%s); the event is kept without it",
+                event.id,
+                exc.strerror,
+            )
+            return None
+        return {"file": str(rel), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}

@@ -1,0 +1,34 @@
+"""Configuration: pydantic schema and YAML loading."""
+
+from edge_app.config.loader import load_config, parse_config
+from edge_app.config.schema import (
+    AppConfig,
+    CameraConfig,
+    DetectorConfig,
+    FileSourceConfig,
+    ImageDirSourceConfig,
+    RuleConfig,
+    SourceConfig,
+    TlsConfig,
+    UplinkConfig,
+    UrlSourceConfig,
+    UsbSourceConfig,
+    ZoneConfig,
+)
+
+__all__ = [
+    "AppConfig",
+    "CameraConfig",
+    "DetectorConfig",
+    "FileSourceConfig",
+    "ImageDirSourceConfig",
+    "RuleConfig",
+    "SourceConfig",
+    "TlsConfig",
+    "UplinkConfig",
+    "UrlSourceConfig",
+    "UsbSourceConfig",
+    "ZoneConfig",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,253 @@
+"""The configuration tree: one pydantic model, ``extra="forbid"``, every field described.
+
+Relative paths in a file are resolved against the directory of that file (see ``loader``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppConfig",
+    "BatchConfig",
+    "CameraConfig",
+    "DetectorConfig",
+    "DeviceConfig",
+    "FileSourceConfig",
+    "ImageDirSourceConfig",
+    "OutboxConfig",
+    "ReconnectConfig",
+    "RuleConfig",
+    "SourceConfig",
+    "TlsConfig",
+    "UplinkConfig",
+    "UrlSourceConfig",
+    "UsbSourceConfig",
+    "ZoneConfig",
+]
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge_app.domain import Severity
+
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+THING_NAME = r"^[A-Za-z0-9_:-]{1,128}$"
+Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(_Model):
+    thing_name: str = Field(
+        pattern=THING_NAME, description="AWS IoT thing name; also the MQTT topic segment {thing}."
+    )
+    site: str = Field("", max_length=128, description="Free-form site name, carried in status.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Where the outbox, snapshots and state live (relative: to config).",
+    )
+
+
+class FileSourceConfig(_Model):
+    type: Literal["file"] = "file"
+    path: Path = Field(description="Video file to replay (mp4, avi, gif, ...).")
+    realtime: bool = Field(
+        False,
+        description="Pace frames at the file's own fps like a camera; else as fast as possible.",
+    )
+    speed: float = Field(
+        1.0, gt=0, le=100, description="With `realtime`: pace at this multiple of the file's fps."
+    )
+    loop: bool = Field(False, description="Start over at the end instead of finishing.")
+
+
+class UsbSourceConfig(_Model):
+    type: Literal["usb"] = "usb"
+    index: int = Field(0, ge=0, description="V4L2 device index (/dev/videoN).")
+
+
+class UrlSourceConfig(_Model):
+    type: Literal["url"] = "url"
+    url: str = Field(
+        pattern=r"^(rtsp|rtsps|http|https|rtmp)://",
+        description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend.",
+    )
+
+
+class ImageDirSourceConfig(_Model):
+    type: Literal["images"] = "images"
+    path: Path = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
+    fps: float = Field(1.0, gt=0, description="Nominal rate used to stamp the images.")
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | UsbSourceConfig | UrlSourceConfig | ImageDirSourceConfig,
+    Field(discriminator="type"),
+]
+
+
+class ZoneConfig(_Model):
+    name: str = Field(pattern=_NAME, description="Zone name, unique per camera.")
+    polygon: list[Point] = Field(
+        min_length=3, description="Polygon vertices [x, y], normalised 0..1 of the frame."
+    )
+
+
+class CameraConfig(_Model):
+    name: str = Field(pattern=_NAME, description="Camera name, unique on the device.")
+    source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
+    fps: float | None = Field(
+        None, gt=0, le=120, description="Most frames per second to process; null: every frame."
+    )
+    resize: tuple[Annotated[int, Field(ge=16)], Annotated[int, Field(ge=16)]] | None = Field(
+        None, description="Resize captured frames to [width, height] pixels before processing."
+    )
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zones(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        names = [z.name for z in zones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zone names must be unique, got {names}")
+        return zones
+
+
+class DetectorConfig(_Model):
+    model: str = Field(
+        "ssd_mobilenet_v2_coco",
+        description="A model name from models/manifest.yaml, or a path to a .tflite file.",
+    )
+    labels: Path | None = Field(None, description="Label file; default: the manifest's labels.")
+    threads: int = Field(2, ge=1, le=64, description="Interpreter CPU threads.")
+    score_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Detections below this score are discarded."
+    )
+    model_dir: Path | None = Field(
+        None, description="Model cache; default $EDGE_APP_MODEL_DIR or ~/.cache/edge-app/models."
+    )
+
+
+class RuleConfig(_Model):
+    name: str = Field(pattern=_NAME, description="Rule name; the event's `rule`.")
+    camera: str | None = Field(None, description="Camera this rule watches; null: every camera.")
+    labels: list[str] = Field(min_length=1, description="Labels that trigger the rule.")
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="Lowest score that counts.")
+    zone: str | None = Field(
+        None, description="Zone the box's bottom-centre must be in; null: whole frame."
+    )
+    min_frames: int = Field(
+        3, ge=1, le=1000, description="Consecutive processed frames before `start` is raised."
+    )
+    end_after_s: float = Field(
+        2.0, ge=0, le=3600, description="Seconds the condition must be false before `end`."
+    )
+    severity: Severity = Field(Severity.MEDIUM, description="Severity of the events raised.")
+    review_band: tuple[float, float] | None = Field(
+        None, description="Scores in [low, high) set `review: true` (human-review queue)."
+    )
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> Self:
+        if self.review_band is not None:
+            low, high = self.review_band
+            if not 0.0 <= low < high <= 1.0:
+                raise ValueError("review_band must be [low, high] with 0 <= low < high <= 1")
+        return self
+
+
+class OutboxConfig(_Model):
+    path: Path | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
+    max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="Largest size of stored events, in bytes."
+    )
+    max_age_days: float = Field(
+        14.0, gt=0, description="Undelivered events older than this are dropped and counted."
+    )
+
+
+class TlsConfig(_Model):
+    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert: Path = Field(description="This device's client certificate (PEM).")
+    key: Path = Field(description="This device's private key (PEM). Never logged.")
+
+
+class BatchConfig(_Model):
+    max_events: int = Field(500, ge=1, le=10_000, description="Most events in one publish.")
+    max_bytes: int = Field(
+        128 * 1024, ge=1024, le=128 * 1024, description="Largest batch payload (IoT Core: 128 KB)."
+    )
+    max_wait_s: float = Field(
+        0.5, ge=0, le=60, description="How long to wait for more events before a partial batch."
+    )
+
+
+class ReconnectConfig(_Model):
+    min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay, seconds.")
+    max_s: float = Field(
+        30.0, gt=0, le=3600, description="Cap of the exponential backoff, seconds."
+    )
+
+
+class UplinkConfig(_Model):
+    enabled: bool = Field(True, description="Deliver events over MQTT; off: store only.")
+    host: str = Field("localhost", description="MQTT broker host (AWS IoT Core endpoint).")
+    port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
+    tls: TlsConfig | None = Field(None, description="Mutual TLS files; null: plain TCP (tests).")
+    client_id: str | None = Field(None, description="MQTT client id; default: the thing name.")
+    topic_prefix: str = Field(
+        "edge-app/{thing}", description="Topic prefix; `{thing}` is the thing name."
+    )
+    keepalive_s: int = Field(30, ge=5, le=1200, description="MQTT keepalive, seconds.")
+    inflight: int = Field(20, ge=1, le=100, description="Most unacknowledged QoS 1 publishes.")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Reconnect backoff."
+    )
+    flush_timeout_s: float = Field(
+        5.0, ge=0, le=300, description="On shutdown, how long to keep delivering stored events."
+    )
+
+
+class AppConfig(_Model):
+    """The whole configuration of one device."""
+
+    version: int = Field(0, ge=0, description="Configuration version, carried in every event.")
+    device: DeviceConfig = Field(description="Identity of this device.")
+    cameras: list[CameraConfig] = Field(min_length=1, description="Cameras of this device.")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Object detector.")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Rules that raise events.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable event store.")
+    uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level of log lines written to stderr."
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        cams = {c.name: c for c in self.cameras}
+        if len(cams) != len(self.cameras):
+            raise ValueError("camera names must be unique")
+        rule_names = [r.name for r in self.rules]
+        if len(set(rule_names)) != len(rule_names):
+            raise ValueError(f"rule names must be unique, got {rule_names}")
+        for rule in self.rules:
+            targets = [cams[rule.camera]] if rule.camera in cams else list(cams.values())
+            if rule.camera is not None and rule.camera not in cams:
+                raise ValueError(f"rule {rule.name!r}: no camera named {rule.camera!r}")
+            if rule.zone is not None:
+                missing = [c.name for c in targets if rule.zone not in {z.name for z in c.zones}]
+                if missing:
+                    raise ValueError(f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}")
+        return self
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.device.data_dir / "outbox.db"
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.uplink.topic_prefix.replace("{thing}", self.device.thing_name)

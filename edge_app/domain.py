@@ -1,0 +1,186 @@
+"""Frozen domain types that flow through the pipeline: Frame -> Detections -> Event.
+
+Coordinates: boxes are ``(x1, y1, x2, y2)`` normalised to 0..1 of the original frame.
+Times: ``mono`` is monotonic seconds (ordering, intervals); ``wall`` is Unix epoch seconds (UTC).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Detection",
+    "Detections",
+    "Event",
+    "Frame",
+    "Image",
+    "ModelRef",
+    "Phase",
+    "Severity",
+    "as_image",
+    "format_utc",
+]
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+BBox = tuple[float, float, float, float]
+Image = NDArray[np.uint8]
+"""A BGR uint8 HxWx3 image, as OpenCV gives it."""
+
+
+def as_image(array: Any) -> Image:
+    """Type an OpenCV result as an ``Image`` (OpenCV's stubs say ``MatLike``); no copy."""
+    return array  # type: ignore[no-any-return]
+
+
+def format_utc(wall: float) -> str:
+    """Unix epoch seconds as ISO 8601 UTC with milliseconds, e.g. ``...T10:15:02.125Z``."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One captured image. ``image`` is BGR uint8 HxWx3 (OpenCV order) and is not copied."""
+
+    camera: str
+    index: int
+    mono: float
+    wall: float
+    image: Image
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object (a row of ``Detections``)."""
+
+    label: str
+    score: float
+    bbox: BBox
+    class_id: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Detections:
+    """Detections of one frame as parallel arrays (supervision-style).
+
+    ``xyxy`` float32 (N, 4) normalised to 0..1; ``scores`` float32 (N,); ``class_ids`` int32 (N,);
+    ``labels`` the N label strings.
+    """
+
+    xyxy: NDArray[np.float32]
+    scores: NDArray[np.float32]
+    class_ids: NDArray[np.int32]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.xyxy.shape != (n, 4) or self.scores.shape != (n,) or self.class_ids.shape != (n,):
+            raise ValueError(
+                f"Detections arrays disagree: xyxy {self.xyxy.shape}, scores {self.scores.shape}, "
+                f"class_ids {self.class_ids.shape}, {n} labels"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), ())
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for i, label in enumerate(self.labels):
+            x1, y1, x2, y2 = (float(v) for v in self.xyxy[i])
+            yield Detection(label, float(self.scores[i]), (x1, y1, x2, y2), int(self.class_ids[i]))
+
+    def select(self, mask: NDArray[np.bool_]) -> Detections:
+        """The rows where ``mask`` is true."""
+        idx = np.flatnonzero(mask)
+        return Detections(
+            self.xyxy[idx],
+            self.scores[idx],
+            self.class_ids[idx],
+            tuple(self.labels[i] for i in idx),
+        )
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Phase(StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Lineage of a decision: the model's name and the first 12 hex digits of its sha256."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An anomaly event (DESIGN.md "Events"). ``seq`` is assigned by the outbox on commit."""
+
+    id: str
+    device: str
+    camera: str
+    rule: str
+    phase: Phase
+    severity: Severity
+    wall: float
+    mono: float
+    label: str
+    score: float
+    bbox: BBox
+    model: ModelRef
+    config_version: int = 0
+    zone: str | None = None
+    track_id: int | None = None
+    review: bool = False
+    snapshot: dict[str, Any] | None = None
+    seq: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_seq(self, seq: int) -> Event:
+        return replace(self, seq=seq)
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (DESIGN.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "seq": self.seq,
+            "device": self.device,
+            "camera": self.camera,
+            "rule": self.rule,
+            "phase": self.phase.value,
+            "severity": self.severity.value,
+            "ts": format_utc(self.wall),
+            "label": self.label,
+            "score": round(self.score, 4),
+            "bbox": [round(v, 4) for v in self.bbox],
+            "zone": self.zone,
+            "track_id": self.track_id,
+            "model": {"name": self.model.name, "sha256": self.model.sha256},
+            "config_version": self.config_version,
+            "review": self.review,
+        }
+        if self.snapshot is not None:
+            doc["snapshot"] = self.snapshot
+        doc.update(self.extra)
+        return doc

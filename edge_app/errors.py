@@ -1,0 +1,95 @@
+"""Exception tree of edge_app. Every error says what is wrong and what to do about it.
+
+    EdgeAppError
+     ├── ConfigError            invalid configuration file or payload (carries field errors)
+     ├── SourceError            a frame source cannot be opened or read
+     ├── ModelError             a model cannot be found, verified, loaded or decoded
+     │    ├── ModelNotFoundError
+     │    ├── ChecksumMismatchError
+     │    └── UnsupportedModelError  (names the model's tensors)
+     ├── OutboxError            the durable store failed
+     └── UplinkError            the MQTT side failed
+          └── PublishRejectedError   broker answered a publish with a failure reason code
+
+Third-party exceptions are wrapped with ``raise X(...) from exc`` at the boundary that sees them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChecksumMismatchError",
+    "ConfigError",
+    "EdgeAppError",
+    "FieldError",
+    "ModelError",
+    "ModelNotFoundError",
+    "OutboxError",
+    "PublishRejectedError",
+    "SourceError",
+    "UnsupportedModelError",
+    "UplinkError",
+]
+
+from dataclasses import dataclass
+
+
+class EdgeAppError(Exception):
+    """Base of every error edge_app raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid field: dotted path into the document, and why it is invalid."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(EdgeAppError):
+    """A configuration document is invalid; ``errors`` lists every invalid field."""
+
+    def __init__(self, source: str, errors: list[FieldError]) -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+class SourceError(EdgeAppError):
+    """A frame source cannot be opened or read."""
+
+
+class ModelError(EdgeAppError):
+    """A model cannot be found, verified, loaded or decoded."""
+
+
+class ModelNotFoundError(ModelError):
+    """The model file or manifest entry does not exist."""
+
+
+class ChecksumMismatchError(ModelError):
+    """A model file's sha256 differs from the manifest's."""
+
+
+class UnsupportedModelError(ModelError):
+    """The model's input/output tensors match no known decoder."""
+
+
+class OutboxError(EdgeAppError):
+    """The durable event store failed."""
+
+
+class UplinkError(EdgeAppError):
+    """The MQTT uplink failed."""
+
+
+class PublishRejectedError(UplinkError):
+    """The broker answered a QoS 1 publish with a failure reason code."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        self.reason = reason
+        self.code = code
+        super().__init__(f"broker rejected publish: {reason} (reason code {code})")

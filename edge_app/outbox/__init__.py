@@ -1,0 +1,5 @@
+"""The durable event outbox: SQLite store with enqueue, lease, ack, release, eviction, stats."""
+
+from edge_app.outbox.store import Batch, BatchEncoder, Outbox, OutboxStats
+
+__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxStats"]

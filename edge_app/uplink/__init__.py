@@ -1,0 +1,37 @@
+"""Delivery of stored events over MQTT: transports, batch payloads, backoff, the drain loop."""
+
+from edge_app.uplink.backoff import Backoff
+from edge_app.uplink.batcher import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    SCHEMA,
+    decode_batch,
+    encode_batch,
+    envelope_bytes,
+)
+from edge_app.uplink.drain import DrainLoop, DrainStats
+from edge_app.uplink.mqtt import MqttTransport, status_payload
+from edge_app.uplink.transport import (
+    ConnectionCallback,
+    InMemoryTransport,
+    PublishedMessage,
+    PublishHandle,
+    Transport,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "SCHEMA",
+    "Backoff",
+    "ConnectionCallback",
+    "DrainLoop",
+    "DrainStats",
+    "InMemoryTransport",
+    "MqttTransport",
+    "PublishHandle",
+    "PublishedMessage",
+    "Transport",
+    "decode_batch",
+    "encode_batch",
+    "envelope_bytes",
+    "status_payload",
+]

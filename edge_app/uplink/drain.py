@@ -1,0 +1,321 @@
+"""The drain loop: leases batches from the outbox, publishes them, acks each on its PUBACK.
+
+Several batches are kept in flight (``window``) so throughput is not one round trip per batch;
+each is acked (deleted from the outbox) as soon as its own PUBACK arrives, and released (kept
+for redelivery) when its publish fails, times out or the connection drops. Batches go out in
+seq order; after a failure the released events are leased again first, so a consumer sees every
+seq at least once and mostly in order (a rejected batch may arrive after its successors).
+
+Timing decisions (how long to hold a small batch, PUBACK timeouts, retry backoff) use the
+injected ``Clock``; the thread itself sleeps in real time in short slices so ``stop`` is prompt.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DrainLoop", "DrainStats"]
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from edge_app.clock import Clock
+from edge_app.errors import EdgeAppError, PublishRejectedError, UplinkError
+from edge_app.outbox import Batch, BatchEncoder, Outbox
+from edge_app.uplink.backoff import Backoff
+from edge_app.uplink.batcher import DEFAULT_MAX_PAYLOAD_BYTES, encode_batch
+from edge_app.uplink.transport import PublishHandle, Transport
+
+_log = logging.getLogger(__name__)
+
+# Longest real-time sleep between checks of ``stop``, seconds.
+_SLICE_S = 0.1
+# With nothing to do, look again this often even without a notify(), seconds.
+_IDLE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStats:
+    """Counters since the loop was built. Bytes are payload bytes of acknowledged batches."""
+
+    batches_sent: int
+    events_sent: int
+    bytes_sent: int
+    publish_failures: int
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    batch: Batch
+    handle: PublishHandle
+    deadline: float  # clock.monotonic() by which the PUBACK must have arrived
+
+
+class DrainLoop:
+    """Moves events from ``outbox`` to ``topic`` over ``transport``, QoS 1, at least once.
+
+    ``max_events``/``max_bytes`` bound one batch (bytes: whole payload); a backlog smaller than
+    a full batch is held up to ``max_wait_s`` seconds to fill up. A PUBACK not received within
+    ``ack_timeout_s`` seconds counts as a failure. At most ``window`` batches are unacknowledged
+    at once (keep it <= the transport's inflight limit). Failures other than a lost connection
+    pause publishing for a ``retry`` backoff delay.
+
+    The composition root runs ``run()`` on a thread and stops it with ``stop``; on shutdown,
+    ``flush()`` delivers what is left within a time budget (before or after ``stop``). The
+    producer calls ``notify()`` after each enqueue to wake the loop at once. ``encoder`` builds
+    batch payloads (see ``Outbox.lease``).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        transport: Transport,
+        *,
+        topic: str,
+        clock: Clock,
+        stop: threading.Event,
+        max_events: int = 500,
+        max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_wait_s: float = 0.5,
+        ack_timeout_s: float = 10.0,
+        window: int = 10,
+        retry: Backoff | None = None,
+        encoder: BatchEncoder = encode_batch,
+    ) -> None:
+        if max_events < 1 or max_bytes < 1024 or window < 1:
+            raise UplinkError(
+                "DrainLoop needs max_events >= 1, max_bytes >= 1024 bytes and window >= 1, got "
+                f"{max_events}, {max_bytes} and {window}"
+            )
+        if max_wait_s < 0 or not ack_timeout_s > 0:
+            raise UplinkError(
+                f"DrainLoop needs max_wait_s >= 0 and ack_timeout_s > 0 seconds, got "
+                f"{max_wait_s} and {ack_timeout_s}"
+            )
+        self._outbox = outbox
+        self._transport = transport
+        self._topic = topic
+        self._clock = clock
+        self._stop = stop
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._max_wait_s = max_wait_s
+        self._ack_timeout_s = ack_timeout_s
+        self._window = window
+        self._retry = retry if retry is not None else Backoff(0.5, 30.0)
+        self._encoder = encoder
+        self._wake = threading.Event()
+        self._flush_requested = threading.Event()
+        self._active = threading.Lock()
+        self._inflight: deque[_InFlight] = deque()
+        self._retry_at: float | None = None
+        self._pending_since: float | None = None
+        self.batches_sent = 0
+        self.events_sent = 0
+        self.bytes_sent = 0
+        self.publish_failures = 0
+        transport.on_connection_change(self._on_connection_change)
+
+    # -- public ----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake the loop now (the producer calls this after ``outbox.enqueue``). Thread-safe."""
+        self._wake.set()
+
+    def stats(self) -> DrainStats:
+        """A snapshot of the counters."""
+        return DrainStats(
+            self.batches_sent,
+            self.events_sent,
+            self.bytes_sent,
+            self.publish_failures,
+            len(self._inflight),
+        )
+
+    def run(self) -> None:
+        """Thread body: drain until ``stop`` is set. Batches still in flight at stop are left
+        to ``flush()`` (or released when the outbox is next opened)."""
+        if not self._active.acquire(blocking=False):
+            raise UplinkError("DrainLoop.run() is already active: start one drain thread")
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    wait = self._cycle(flushing=self._flush_requested.is_set())
+                except EdgeAppError:
+                    # The outbox or transport failed (disk full, ...): keep the thread alive,
+                    # the store keeps the data, and try again later.
+                    _log.exception("drain loop step failed; retrying")
+                    wait = self._retry.next()
+                self._sleep(wait, until=None)
+        finally:
+            self._active.release()
+
+    def flush(self, deadline_s: float) -> bool:
+        """Deliver stored events until the outbox is empty (True) or ``deadline_s`` seconds of
+        real time have passed (False). Ignores ``stop``; thread-safe.
+
+        While ``run()`` is active it does the delivering (without holding back partial batches)
+        and this call waits; otherwise this call drives the loop itself and, at the deadline,
+        releases batches still unacknowledged. The budget is real time (a service manager's stop
+        timeout), not the injected clock.
+        """
+        end = time.monotonic() + max(deadline_s, 0.0)
+        self._flush_requested.set()  # run(), if active, stops holding back partial batches
+        self._wake.set()
+        try:
+            while True:
+                if self._active.acquire(blocking=False):
+                    try:
+                        return self._drive(end)
+                    finally:
+                        self._active.release()
+                # run() is active and delivering; watch the store.
+                if self._empty():
+                    return True
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(remaining, _SLICE_S / 2))
+        except EdgeAppError:
+            _log.exception("flush failed; undelivered events stay in the outbox")
+            return False
+        finally:
+            self._flush_requested.clear()
+
+    def _drive(self, end: float) -> bool:
+        """flush() without run(): deliver on this thread until empty or ``end``."""
+        try:
+            while True:
+                self._wake.clear()
+                wait = self._cycle(flushing=True)
+                if self._empty():
+                    return True
+                if time.monotonic() >= end:
+                    return False
+                self._sleep(wait, until=end)
+        finally:
+            self._abandon()
+
+    def _empty(self) -> bool:
+        # Leased events and drop counts stay in the store until acked, so this also means
+        # nothing is in flight.
+        stats = self._outbox.stats()
+        return stats.depth == 0 and stats.dropped == 0
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _cycle(self, *, flushing: bool) -> float:
+        """Settle finished publishes, send what may be sent; return seconds until next look."""
+        now = self._clock.monotonic()
+        self._reap(now)
+        if not self._transport.is_connected:
+            return _IDLE_S  # a connection change wakes us earlier
+        if self._retry_at is not None:
+            if now < self._retry_at:
+                return min(self._retry_at - now, self._until_deadline(now))
+            self._retry_at = None
+        while len(self._inflight) < self._window:
+            hold = 0.0 if flushing else self._hold(now)
+            if hold is None:
+                break
+            if hold > 0:
+                return min(hold, self._until_deadline(now))
+            batch = self._outbox.lease(self._max_events, self._max_bytes, encoder=self._encoder)
+            if batch is None:
+                break
+            handle = self._transport.publish(self._topic, batch.payload, qos=1)
+            handle.add_done_callback(self._on_done)
+            self._inflight.append(_InFlight(batch, handle, now + self._ack_timeout_s))
+            if handle.done and not handle.ok:
+                break  # the link just went down; no point leasing more
+        return self._until_deadline(now)
+
+    def _hold(self, now: float) -> float | None:
+        """Seconds to wait for a fuller batch, 0 to lease now, None when nothing is waiting."""
+        if self._max_wait_s <= 0:
+            return 0.0
+        stats = self._outbox.stats()
+        if stats.pending == 0:
+            self._pending_since = None
+            # Leasing now could grab an event enqueued a moment ago, without waiting for more;
+            # only drop counts (which need no company) are worth a lease.
+            return 0.0 if stats.dropped else None
+        if stats.pending >= self._max_events or stats.pending_bytes >= self._max_bytes:
+            return 0.0
+        if self._pending_since is None:
+            self._pending_since = now
+        return max(0.0, self._pending_since + self._max_wait_s - now)
+
+    def _reap(self, now: float) -> None:
+        """Ack every acknowledged batch, release every failed or timed-out one."""
+        remaining: deque[_InFlight] = deque()
+        for item in self._inflight:
+            if item.handle.done:
+                error = item.handle.result
+                if error is None:
+                    self._outbox.ack(item.batch)
+                    self.batches_sent += 1
+                    self.events_sent += len(item.batch.events)
+                    self.bytes_sent += len(item.batch.payload)
+                    self._retry.reset()
+                else:
+                    self._failed(item, error, now)
+            elif now >= item.deadline:
+                self._failed(item, UplinkError("no PUBACK within ack_timeout_s"), now)
+            else:
+                remaining.append(item)
+        self._inflight = remaining
+
+    def _failed(self, item: _InFlight, error: UplinkError, now: float) -> None:
+        self._outbox.release(item.batch)
+        self.publish_failures += 1
+        seqs = f"seq {item.batch.first_seq}..{item.batch.last_seq}"
+        if isinstance(error, PublishRejectedError) or not item.handle.done:
+            # The broker is up but refused or is too slow: pause before trying again.
+            delay = self._retry.next()
+            self._retry_at = now + delay
+            _log.warning(
+                "batch %s (%s) not delivered: %s; kept, retrying in %.1f s",
+                item.batch.batch_id,
+                seqs,
+                error,
+                delay,
+            )
+        else:
+            # The link is down; reconnecting is the transport's job.
+            _log.info("batch %s (%s) not delivered: %s; kept", item.batch.batch_id, seqs, error)
+
+    def _abandon(self) -> None:
+        """Settle what finished and release the rest (used when flush ends)."""
+        self._reap(self._clock.monotonic())
+        while self._inflight:
+            self._outbox.release(self._inflight.popleft().batch)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _until_deadline(self, now: float) -> float:
+        if not self._inflight:
+            return _IDLE_S
+        return max(0.0, min(min(i.deadline for i in self._inflight) - now, _IDLE_S))
+
+    def _sleep(self, seconds: float, *, until: float | None) -> None:
+        """Sleep up to ``seconds`` (real time), waking on notify/PUBACK/connection change, on
+        ``stop`` (unless flushing, ``until`` given) or at ``until`` (time.monotonic())."""
+        end = time.monotonic() + min(seconds, _IDLE_S)
+        if until is not None:
+            end = min(end, until)
+        while True:
+            if until is None and self._stop.is_set():
+                return
+            remaining = end - time.monotonic()
+            if remaining <= 0 or self._wake.wait(min(remaining, _SLICE_S)):
+                return
+
+    def _on_done(self, handle: PublishHandle) -> None:
+        self._wake.set()
+
+    def _on_connection_change(self, connected: bool) -> None:
+        self._wake.set()

@@ -1,0 +1,236 @@
+"""Output decoders: turn a detector's raw output tensors into boxes, scores and class ids.
+
+A decoder is chosen by the shapes and types of the model's outputs (``detect_format``), from an
+explicit registry, ``DECODERS``. Each decoder
+
+* ``matches(outputs)``: does this output layout belong to my format?
+* ``bind(outputs, sample)``: which output is which (a tuple of output positions in the
+  decoder's own canonical order), settled once per model; ``sample`` is the output of one
+  invoke, for layouts that shapes alone cannot settle;
+* ``decode(arrays, threshold, binding)``: pure and vectorised, arrays in the model's output
+  order -> ``Decoded(xyxy, scores, class_ids)`` with ``xyxy`` normalised 0..1 of the model
+  input (which, with a stretched resize, is also 0..1 of the original frame).
+
+Formats planned next (YOLOv5/v8, YOLOX) add an entry to ``DECODERS``; nothing else changes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DECODERS",
+    "Decoded",
+    "OutputDecoder",
+    "SsdPostprocessDecoder",
+    "TensorInfo",
+    "decode_ssd_postprocess",
+    "describe_tensors",
+    "detect_format",
+]
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.errors import UnsupportedModelError
+
+log = logging.getLogger("edge_app.vision")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """What the interpreter says about one tensor; ``dtype`` is a numpy dtype name."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any]) -> TensorInfo:
+        """Build from one entry of ``get_input_details()`` / ``get_output_details()``."""
+        scale, zero_point = details.get("quantization", (0.0, 0))
+        return cls(
+            name=str(details["name"]),
+            index=int(details["index"]),
+            shape=tuple(int(d) for d in details["shape"]),
+            dtype=np.dtype(details["dtype"]).name,
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+    def __str__(self) -> str:
+        quant = f" (scale {self.scale:g}, zero point {self.zero_point})" if self.scale else ""
+        return f"{self.name} {list(self.shape)} {self.dtype}{quant}"
+
+
+class Decoded(NamedTuple):
+    """Decoder result: ``xyxy`` float32 (N, 4) normalised 0..1, ``scores`` float32 (N,),
+    ``class_ids`` int32 (N,)."""
+
+    xyxy: NDArray[np.float32]
+    scores: NDArray[np.float32]
+    class_ids: NDArray[np.int32]
+
+
+class OutputDecoder(Protocol):
+    """One output format (see the module docstring)."""
+
+    name: str
+
+    def matches(self, outputs: Sequence[TensorInfo]) -> bool: ...
+
+    def bind(
+        self, outputs: Sequence[TensorInfo], sample: Sequence[NDArray[Any]] | None = None
+    ) -> tuple[int, ...]: ...
+
+    def decode(
+        self, arrays: Sequence[NDArray[Any]], threshold: float, binding: tuple[int, ...]
+    ) -> Decoded: ...
+
+
+def decode_ssd_postprocess(
+    boxes: NDArray[Any],
+    classes: NDArray[Any],
+    scores: NDArray[Any],
+    count: NDArray[Any],
+    threshold: float,
+) -> Decoded:
+    """Decode the four ``TFLite_Detection_PostProcess`` outputs.
+
+    ``boxes`` (1, N, 4) as ymin, xmin, ymax, xmax normalised; ``classes`` and ``scores`` (1, N);
+    ``count`` (1,): how many leading rows are valid. Keeps valid rows with score >= ``threshold``,
+    clips boxes to 0..1 and returns them as x1, y1, x2, y2, in the model's (score) order.
+    """
+    n = max(0, min(int(count.reshape(-1)[0]), scores.size))
+    row_scores = scores.reshape(-1)[:n]
+    keep = np.flatnonzero(row_scores >= threshold)
+    yxyx = boxes.reshape(-1, 4)[keep]
+    xyxy = np.clip(yxyx[:, (1, 0, 3, 2)], 0.0, 1.0).astype(np.float32, copy=False)
+    return Decoded(
+        xyxy,
+        row_scores[keep].astype(np.float32, copy=False),
+        classes.reshape(-1)[keep].astype(np.int32),
+    )
+
+
+class SsdPostprocessDecoder:
+    """TensorFlow's ``TFLite_Detection_PostProcess`` layout (SSD MobileNet, EfficientDet-Lite).
+
+    Four float32 outputs: boxes [1, N, 4], classes [1, N], scores [1, N], count [1], in any
+    order. Binding order is (boxes, classes, scores, count).
+    """
+
+    name = "ssd_postprocess"
+
+    def matches(self, outputs: Sequence[TensorInfo]) -> bool:
+        if len(outputs) != 4 or any(t.dtype != "float32" for t in outputs):
+            return False
+        shapes = sorted((t.shape for t in outputs), key=len)
+        count, vec_a, vec_b, boxes = shapes
+        return (
+            count == (1,)
+            and len(vec_a) == 2
+            and vec_a == vec_b
+            and vec_a[0] == 1
+            and vec_a[1] > 0
+            and boxes == (1, vec_a[1], 4)
+        )
+
+    def bind(
+        self, outputs: Sequence[TensorInfo], sample: Sequence[NDArray[Any]] | None = None
+    ) -> tuple[int, ...]:
+        if not self.matches(outputs):
+            raise UnsupportedModelError(
+                f"outputs are not the {self.name} layout:\n{describe_tensors(outputs)}"
+            )
+        boxes = next(i for i, t in enumerate(outputs) if len(t.shape) == 3)
+        count = next(i for i, t in enumerate(outputs) if len(t.shape) == 1)
+        first, second = (i for i, t in enumerate(outputs) if len(t.shape) == 2)
+        classes, scores = _classes_and_scores(outputs, first, second, sample)
+        return (boxes, classes, scores, count)
+
+    def decode(
+        self, arrays: Sequence[NDArray[Any]], threshold: float, binding: tuple[int, ...]
+    ) -> Decoded:
+        boxes, classes, scores, count = binding
+        return decode_ssd_postprocess(
+            arrays[boxes], arrays[classes], arrays[scores], arrays[count], threshold
+        )
+
+
+_POSTPROCESS_NAME = re.compile(r"^(?P<base>.*TFLite_Detection_PostProcess)(:(?P<k>\d+))?$")
+
+
+def _classes_and_scores(
+    outputs: Sequence[TensorInfo], a: int, b: int, sample: Sequence[NDArray[Any]] | None
+) -> tuple[int, int]:
+    """Tell the classes output from the scores output, both [1, N] float32."""
+    # 1. Names. The TF1 op names its outputs base, base:1 (classes), base:2 (scores), base:3.
+    suffix = {}
+    for i in (a, b):
+        match = _POSTPROCESS_NAME.match(outputs[i].name)
+        suffix[i] = match.group("k") if match else None
+    if suffix[a] in {"1", "2"} and suffix[b] in {"1", "2"} and suffix[a] != suffix[b]:
+        return (a, b) if suffix[a] == "1" else (b, a)
+    named = {i: outputs[i].name.lower() for i in (a, b)}
+    if "score" in named[a] and "class" in named[b]:
+        return b, a
+    if "class" in named[a] and "score" in named[b]:
+        return a, b
+    # 2. Values of one invoke: class ids are whole numbers, scores lie in 0..1 and rarely are.
+    if sample is not None:
+        whole = {i: bool(np.all(sample[i] == np.round(sample[i]))) for i in (a, b)}
+        above_one = {i: bool(np.any(sample[i] > 1.0)) for i in (a, b)}
+        if whole[a] != whole[b]:
+            return (a, b) if whole[a] else (b, a)
+        if above_one[a] != above_one[b]:
+            return (a, b) if above_one[a] else (b, a)
+    # 3. The op's own order (classes before scores), which most converted models keep.
+    log.warning(
+        "cannot tell classes from scores by name or value; assuming %s is classes",
+        outputs[a].name,
+    )
+    return a, b
+
+
+DECODERS: dict[str, OutputDecoder] = {
+    SsdPostprocessDecoder.name: SsdPostprocessDecoder(),
+}
+"""Every known output format by name, tried in this order by ``detect_format``."""
+
+
+def describe_tensors(outputs: Sequence[TensorInfo], inputs: Sequence[TensorInfo] = ()) -> str:
+    """Indented lines naming each tensor (name, shape, dtype), for error messages."""
+    lines: list[str] = []
+    if inputs:
+        lines.append("  inputs:")
+        lines.extend(f"    - {t}" for t in inputs)
+    lines.append("  outputs:")
+    lines.extend(f"    - {t}" for t in outputs)
+    return "\n".join(lines)
+
+
+def detect_format(
+    outputs: Sequence[TensorInfo], inputs: Sequence[TensorInfo] = (), model: str = "the model"
+) -> str:
+    """Name of the first decoder in ``DECODERS`` that matches ``outputs``.
+
+    Raises ``UnsupportedModelError`` naming every input and output tensor when none matches.
+    """
+    for name, decoder in DECODERS.items():
+        if decoder.matches(outputs):
+            return name
+    raise UnsupportedModelError(
+        f"{model} has an output layout no decoder understands "
+        f"(known formats: {', '.join(DECODERS)}):\n{describe_tensors(outputs, inputs)}\n"
+        "edge-app decodes SSD models with TFLite_Detection_PostProcess (4 float32 outputs: "
+        "boxes [1,N,4], classes [1,N], scores [1,N], count [1]); export the model with "
+        "that post-processing op, or add a decoder for its format."
+    )

@@ -1,0 +1,201 @@
+"""The ``Detector`` seam and its TFLite implementation.
+
+``TFLiteDetector`` loads a model with LiteRT (or tflite-runtime), finds its output format from
+the tensor shapes, and turns BGR frames into ``Detections`` with boxes normalised 0..1 of the
+original frame. ``open_detector`` builds one from the ``detector`` section of the config, using
+the model catalog to find the file and its labels.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Detector", "TFLiteDetector", "open_detector"]
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.config import DetectorConfig
+from edge_app.domain import Detections, ModelRef
+from edge_app.errors import ModelError, ModelNotFoundError, UnsupportedModelError
+from edge_app.models import Catalog, resolve_model, sha256_file
+from edge_app.vision.decoders import DECODERS, TensorInfo, describe_tensors, detect_format
+from edge_app.vision.labels import LabelMap, load_labels
+from edge_app.vision.preprocess import InputSpec, Preprocessor
+from edge_app.vision.runtime import Interpreter, load_interpreter
+
+log = logging.getLogger("edge_app.vision")
+
+
+class Detector(Protocol):
+    """Turns one BGR frame into ``Detections``. One caller thread at a time; the owner closes it."""
+
+    @property
+    def model(self) -> ModelRef: ...
+
+    @property
+    def labels(self) -> LabelMap: ...
+
+    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections: ...
+
+    def close(self) -> None: ...
+
+
+class TFLiteDetector:
+    """A TFLite object detector. Not thread-safe: give each worker thread its own.
+
+    ``path`` is a .tflite file; ``labels_path`` a label file (None: ids are named
+    ``class_<id>``); ``threads`` interpreter CPU threads; ``score_threshold`` 0..1, lower scores
+    are dropped; ``model_name`` defaults to the file's stem; ``sha256`` (hex) skips re-hashing a
+    file the caller has already verified. The caller owns the detector and calls ``close()``
+    (or uses it as a context manager).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        labels_path: Path | None = None,
+        threads: int = 2,
+        score_threshold: float = 0.5,
+        model_name: str | None = None,
+        *,
+        sha256: str | None = None,
+    ) -> None:
+        self.score_threshold = score_threshold
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelNotFoundError(f"model file {self.path} does not exist")
+        self.sha256 = sha256 or sha256_file(self.path)
+        self._model = ModelRef(model_name or self.path.stem, self.sha256[:12])
+        self._labels = load_labels(labels_path) if labels_path is not None else LabelMap.empty()
+        interpreter, self.runtime_name = load_interpreter(self.path, threads)
+        if labels_path is None:
+            log.warning(
+                "no label file for %s: classes are reported as class_<id>; pass a label file",
+                self.path.name,
+            )
+        inputs = [TensorInfo.from_details(d) for d in interpreter.get_input_details()]
+        outputs = [TensorInfo.from_details(d) for d in interpreter.get_output_details()]
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        where = f"model {self.path}"
+        self.format = detect_format(outputs, inputs, model=where)
+        if len(inputs) != 1:
+            raise UnsupportedModelError(
+                f"{where} has {len(inputs)} inputs; edge-app feeds one image:\n"
+                + describe_tensors(outputs, inputs)
+            )
+        self._input = InputSpec.from_details(interpreter.get_input_details()[0])
+        preprocess = Preprocessor.for_interpreter(interpreter, self._input)
+        self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocess)
+        self._decoder = DECODERS[self.format]
+        self._output_indices = tuple(t.index for t in outputs)
+        # One invoke on a blank frame: warms the runtime's caches and gives the decoder real
+        # output values for layouts that shapes alone cannot settle.
+        preprocess(np.zeros((self._input.height, self._input.width, 3), np.uint8))
+        sample = self._invoke(interpreter)
+        self._binding = self._decoder.bind(outputs, sample)
+        log.info(
+            "detector ready: %s (%s, sha256 %s), %s input %dx%d, format %s, %s",
+            self._model.name,
+            self.path.name,
+            self._model.sha256,
+            self._input.dtype,
+            self._input.width,
+            self._input.height,
+            self.format,
+            self.runtime_name,
+            extra={"model": self._model.name, "runtime": self.runtime_name},
+        )
+
+    @property
+    def score_threshold(self) -> float:
+        """Lowest score kept, 0..1. Settable (remote config); read once per ``detect``."""
+        return self._threshold
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"score_threshold must lie in 0..1, got {value}")
+        self._threshold = float(value)
+
+    @property
+    def model(self) -> ModelRef:
+        """Name and first 12 hex digits of the sha256: the lineage of every detection."""
+        return self._model
+
+    @property
+    def labels(self) -> LabelMap:
+        return self._labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input, pixels."""
+        return self._input.size
+
+    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections:
+        """Detect objects in a BGR uint8 frame (any size; not modified, not kept).
+
+        Boxes are x1, y1, x2, y2 normalised 0..1 of ``image_bgr``; scores >= the threshold.
+        """
+        state = self._state
+        if state is None:
+            raise ModelError(f"detector for {self.path} is closed")
+        interpreter, preprocess = state
+        preprocess(image_bgr)
+        arrays = self._invoke(interpreter)
+        xyxy, scores, class_ids = self._decoder.decode(arrays, self._threshold, self._binding)
+        return Detections(xyxy, scores, class_ids, self._labels.lookup(class_ids))
+
+    def _invoke(self, interpreter: Interpreter) -> list[NDArray[Any]]:
+        try:
+            interpreter.invoke()
+        except RuntimeError as exc:
+            raise ModelError(f"inference failed for {self.path}: {exc}") from exc
+        return [interpreter.get_tensor(i) for i in self._output_indices]
+
+    def close(self) -> None:
+        """Release the interpreter; ``detect`` raises afterwards. Idempotent."""
+        self._state = None
+
+    def __enter__(self) -> TFLiteDetector:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFLiteDetector:
+    """Open the detector that ``config`` describes (model name from the catalog, or a path).
+
+    The label file is ``config.labels`` if set, else the manifest's. Raises ``ModelError``
+    subclasses: not pulled yet (says which command pulls it), checksum mismatch, bad file.
+    """
+    resolved = resolve_model(config.model, config.model_dir, catalog)
+    if resolved.spec is not None and resolved.spec.format not in DECODERS:
+        raise UnsupportedModelError(
+            f"manifest format {resolved.spec.format!r} of {resolved.name} has no decoder "
+            f"(known: {', '.join(DECODERS)})"
+        )
+    detector = TFLiteDetector(
+        resolved.path,
+        config.labels or resolved.labels,
+        threads=config.threads,
+        score_threshold=config.score_threshold,
+        model_name=resolved.name,
+        sha256=resolved.sha256,
+    )
+    if resolved.spec is not None and resolved.spec.format != detector.format:
+        detector.close()
+        raise UnsupportedModelError(
+            f"{resolved.path} looks like {detector.format!r} but the manifest says "
+            f"{resolved.spec.format!r}; fix the manifest entry of {resolved.name}"
+        )
+    return detector

@@ -1,0 +1,35 @@
+"""Pure geometry on normalised coordinates (0..1 of the frame)."""
+
+from __future__ import annotations
+
+__all__ = ["anchor_points", "points_in_polygon"]
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def anchor_points(xyxy: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Bottom-centre of each box, (N, 2): where an object stands, the usual zone anchor."""
+    return np.stack(((xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]), axis=1)
+
+
+def points_in_polygon(
+    points: NDArray[np.float32], polygon: NDArray[np.float32]
+) -> NDArray[np.bool_]:
+    """For each of N points (N, 2), whether it lies inside the polygon (M, 2) (even-odd rule).
+
+    Vectorised ray casting: O(N*M) in numpy, no Python loop over points. Points exactly on an
+    edge may fall either way.
+    """
+    if len(points) == 0:
+        return np.zeros(0, dtype=bool)
+    x = points[:, 0:1]  # (N, 1)
+    y = points[:, 1:2]
+    x1, y1 = polygon[:, 0], polygon[:, 1]  # (M,)
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    straddles = (y1 > y) != (y2 > y)  # (N, M): edge crosses the horizontal line through the point
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    crossings = straddles & (x < x_cross)
+    inside: NDArray[np.bool_] = (np.count_nonzero(crossings, axis=1) % 2) == 1
+    return inside

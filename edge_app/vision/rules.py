@@ -1,0 +1,159 @@
+"""Presence rules: label set + minimum score + optional zone + consecutive frames -> events.
+
+Per (rule, camera) an *episode* starts once the condition has held for ``min_frames``
+consecutive processed frames (``start`` event, with the best-scoring match), and ends once it
+has been false for ``end_after_s`` seconds of frame time (``end`` event). Frame timestamps drive
+everything, so a replay gives the same events on any machine.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EventContext", "RuleEngine"]
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.config import CameraConfig, RuleConfig
+from edge_app.domain import Detection, Detections, Event, Frame, ModelRef, Phase
+from edge_app.ids import new_ulid
+from edge_app.vision.geometry import anchor_points, points_in_polygon
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What every event of this device carries besides the detection itself."""
+
+    device: str
+    model: ModelRef
+    config_version: int
+
+
+@dataclass(slots=True)
+class _Episode:
+    streak: int = 0
+    active: bool = False
+    start_id: str = ""
+    started_mono: float = 0.0
+    last_seen_mono: float = 0.0
+    last_match: Detection | None = None
+    peak_score: float = 0.0
+
+
+@dataclass(slots=True)
+class _Watch:
+    rule: RuleConfig
+    labels: frozenset[str]
+    zone: NDArray[np.float32] | None
+    episode: _Episode = field(default_factory=_Episode)
+
+
+class RuleEngine:
+    """Evaluates the rules of one camera frame by frame. Not thread-safe: one per camera."""
+
+    def __init__(self, camera: CameraConfig, rules: list[RuleConfig], ctx: EventContext) -> None:
+        zones = {z.name: np.asarray(z.polygon, dtype=np.float32) for z in camera.zones}
+        self.camera = camera.name
+        self._ctx = ctx
+        self._watches = [
+            _Watch(r, frozenset(r.labels), zones[r.zone] if r.zone is not None else None)
+            for r in rules
+            if r.camera in (None, camera.name)
+        ]
+
+    def _matches(self, watch: _Watch, dets: Detections) -> Detection | None:
+        """The best-scoring detection that satisfies the rule, if any."""
+        if len(dets) == 0:
+            return None
+        mask = np.fromiter((label in watch.labels for label in dets.labels), bool, len(dets))
+        mask &= dets.scores >= watch.rule.min_score
+        if watch.zone is not None and mask.any():
+            mask &= points_in_polygon(anchor_points(dets.xyxy), watch.zone)
+        if not mask.any():
+            return None
+        best = int(np.argmax(np.where(mask, dets.scores, -1.0)))
+        x1, y1, x2, y2 = (float(v) for v in dets.xyxy[best])
+        return Detection(
+            dets.labels[best], float(dets.scores[best]), (x1, y1, x2, y2), int(dets.class_ids[best])
+        )
+
+    def update(self, frame: Frame, detections: Detections) -> list[Event]:
+        """Feed one processed frame; returns the events it raises (usually none)."""
+        events: list[Event] = []
+        for watch in self._watches:
+            ep = watch.episode
+            match = self._matches(watch, detections)
+            if match is not None:
+                ep.streak += 1
+                ep.last_seen_mono = frame.mono
+                ep.last_match = match
+                ep.peak_score = max(ep.peak_score, match.score)
+                if not ep.active and ep.streak >= watch.rule.min_frames:
+                    ep.active = True
+                    ep.started_mono = frame.mono
+                    event = self._event(watch, Phase.START, match, mono=frame.mono, wall=frame.wall)
+                    ep.start_id = event.id
+                    events.append(event)
+            else:
+                ep.streak = 0
+                if not ep.active:
+                    ep.peak_score = 0.0
+                elif frame.mono - ep.last_seen_mono >= watch.rule.end_after_s:
+                    events.append(self._end(watch, frame.mono, frame.wall, reason="gone"))
+        return events
+
+    def finish(self, mono: float, wall: float) -> list[Event]:
+        """End every open episode (the source ended or the app stops)."""
+        return [
+            self._end(w, mono, wall, reason="source ended")
+            for w in self._watches
+            if w.episode.active
+        ]
+
+    @property
+    def active(self) -> list[str]:
+        """Names of the rules with an open episode."""
+        return [w.rule.name for w in self._watches if w.episode.active]
+
+    def _end(self, watch: _Watch, mono: float, wall: float, reason: str) -> Event:
+        ep = watch.episode
+        assert ep.last_match is not None  # an active episode has seen a match
+        match = Detection(ep.last_match.label, ep.peak_score, ep.last_match.bbox, 0)
+        extra = {
+            "start_id": ep.start_id,
+            "duration_s": round(ep.last_seen_mono - ep.started_mono, 3),
+            "end_reason": reason,
+        }
+        watch.episode = _Episode()
+        return self._event(watch, Phase.END, match, mono=mono, wall=wall, extra=extra)
+
+    def _event(
+        self,
+        watch: _Watch,
+        phase: Phase,
+        match: Detection,
+        *,
+        mono: float,
+        wall: float,
+        extra: dict[str, object] | None = None,
+    ) -> Event:
+        band = watch.rule.review_band
+        return Event(
+            id=new_ulid(wall),
+            device=self._ctx.device,
+            camera=self.camera,
+            rule=watch.rule.name,
+            phase=phase,
+            severity=watch.rule.severity,
+            wall=wall,
+            mono=mono,
+            label=match.label,
+            score=match.score,
+            bbox=match.bbox,
+            model=self._ctx.model,
+            config_version=self._ctx.config_version,
+            zone=watch.rule.zone,
+            review=band is not None and band[0] <= match.score < band[1],
+            extra=dict(extra or {}),
+        )

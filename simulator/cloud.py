@@ -1,0 +1,217 @@
+"""The cloud side of the events topic: dedupe by ``id``, prove completeness by ``seq``.
+
+``Audit`` is pure bookkeeping over received batches; ``CloudConsumer`` feeds it from an MQTT
+subscription. ``python -m simulator cloud`` prints the audit (``--json``: one object).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Audit", "AuditReport", "CloudConsumer", "main", "register"]
+
+import argparse
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    received: int
+    unique: int
+    duplicates: int
+    missing: int
+    out_of_order: int
+    batches: int
+    max_delivery_delay_s: float
+    last_seq: int
+
+
+@dataclass
+class Audit:
+    """Bookkeeping of everything received; thread-safe."""
+
+    ids: set[str] = field(default_factory=set)
+    seqs: dict[str, set[int]] = field(default_factory=dict)  # device -> seqs seen
+    received: int = 0
+    batches: int = 0
+    out_of_order: int = 0
+    max_delay_s: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _last_batch_seq: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._changed = threading.Condition(self._lock)
+
+    def feed(self, batch: dict[str, Any], received_wall: float | None = None) -> None:
+        """Account for one decoded batch payload."""
+        now = time.time() if received_wall is None else received_wall
+        device = str(batch.get("device", "?"))
+        with self._changed:
+            self.batches += 1
+            first = int(batch.get("first_seq", 0))
+            if first <= self._last_batch_seq.get(device, 0):
+                self.out_of_order += 1  # a redelivery, or batches overtaking each other
+            self._last_batch_seq[device] = max(
+                self._last_batch_seq.get(device, 0), int(batch.get("last_seq", 0))
+            )
+            seen = self.seqs.setdefault(device, set())
+            for event in batch.get("events", []):
+                self.received += 1
+                if event["id"] in self.ids:
+                    continue
+                self.ids.add(event["id"])
+                seen.add(int(event["seq"]))
+                self.events.append(event)
+                ts = datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
+                self.max_delay_s = max(self.max_delay_s, now - ts)
+            self._changed.notify_all()
+
+    def report(self) -> AuditReport:
+        with self._lock:
+            # seq starts at 1 on a device: every absent seq below the highest seen is missing
+            missing = sum(max(s) - len(s) for s in self.seqs.values() if s)
+            return AuditReport(
+                received=self.received,
+                unique=len(self.ids),
+                duplicates=self.received - len(self.ids),
+                missing=missing,
+                out_of_order=self.out_of_order,
+                batches=self.batches,
+                max_delivery_delay_s=round(self.max_delay_s, 3),
+                last_seq=max((max(s) for s in self.seqs.values() if s), default=0),
+            )
+
+    def wait_for_seq(self, last_seq: int, timeout: float) -> bool:
+        """Block until every seq 1..last_seq of some device has arrived, or ``timeout`` seconds."""
+
+        def complete() -> bool:
+            return any(len(s) >= last_seq and max(s) >= last_seq for s in self.seqs.values())
+
+        with self._changed:
+            return self._changed.wait_for(complete, timeout=timeout)
+
+
+class CloudConsumer:
+    """Subscribes to ``{prefix}/events`` (``+`` for every device) and feeds an ``Audit``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        topic: str = "edge-app/+/events",
+        tls: tuple[Path, Path, Path] | None = None,
+        client_id: str = "cloud-audit",
+        audit: Audit | None = None,
+    ) -> None:
+        self.audit = audit or Audit()
+        self.topic = topic
+        self.on_batch: Callable[[dict[str, Any]], None] | None = None
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        if tls is not None:
+            ca, cert, key = tls
+            self._client.tls_set(str(ca), str(cert), str(key), tls_version=ssl.PROTOCOL_TLSv1_2)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._host, self._port = host, port
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect and subscribe; returns once the subscription is acknowledged."""
+        self._client.connect(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"cloud consumer: no SUBACK from {self._host}:{self._port}")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> CloudConsumer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        if rc.is_failure:
+            log.error("cloud consumer: connection refused: %s", rc)
+            return
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        rcs: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            batch = json.loads(msg.payload)
+        except ValueError:
+            log.error(
+                "cloud consumer: payload on %s is not JSON (%d bytes)", msg.topic, len(msg.payload)
+            )
+            return
+        self.audit.feed(batch)
+        if self.on_batch is not None:
+            self.on_batch(batch)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("cloud", help="consume the events topic and print a delivery audit")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--topic", default="edge-app/+/events")
+    parser.add_argument("--ca", type=Path)
+    parser.add_argument("--cert", type=Path)
+    parser.add_argument("--key", type=Path)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds to listen")
+    parser.add_argument("--json", action="store_true", help="print the audit as one JSON object")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    tls = (args.ca, args.cert, args.key) if args.ca and args.cert and args.key else None
+    consumer = CloudConsumer(args.host, args.port, topic=args.topic, tls=tls)
+    with consumer:
+        time.sleep(args.duration)
+    report = asdict(consumer.audit.report())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>22}  {value}")
+    return 0 if report["missing"] == 0 else 1

@@ -1,0 +1,120 @@
+"""Config schema and loader: valid documents load, every invalid field is named by its path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_app.cli import main
+from edge_app.config import FileSourceConfig, load_config, parse_config
+from edge_app.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "deploy" / "edge-app.example.yaml"
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "device": {"thing_name": "cam-1"},
+        "cameras": [{"name": "a", "source": {"type": "file", "path": "clip.mp4"}}],
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert config.device.thing_name == "cam-001"
+    assert [c.name for c in config.cameras] == ["dock", "replay"]
+    assert config.rules[0].zone == "loading-bay"
+    assert config.topic_prefix == "edge-app/cam-001"
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "device: {thing_name: x, data_dir: state}\n"
+        "cameras: [{name: a, source: {type: file, path: clips/a.mp4}}]\n"
+    )
+    config = load_config(tmp_path / "c.yaml")
+    source = config.cameras[0].source
+    assert isinstance(source, FileSourceConfig)
+    assert source.path == tmp_path / "clips" / "a.mp4"
+    assert config.outbox_path == tmp_path / "state" / "outbox.db"
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "fragment"),
+    [
+        (minimal(bogus=1), "bogus", "Extra inputs"),
+        (minimal(device={"thing_name": "has space"}), "device.thing_name", "pattern"),
+        (minimal(cameras=[]), "cameras", "at least 1"),
+        (
+            minimal(cameras=[{"name": "a", "source": {"type": "tape"}}]),
+            "cameras.0.source",
+            "does not match",
+        ),
+        (minimal(detector={"score_threshold": 1.5}), "detector.score_threshold", "less than"),
+        (minimal(uplink={"port": 0}), "uplink.port", "greater than"),
+        (
+            minimal(rules=[{"name": "r", "labels": ["person"], "zone": "nowhere"}]),
+            "",
+            "zone 'nowhere' not on ['a']",
+        ),
+        (
+            minimal(rules=[{"name": "r", "labels": ["person"], "camera": "b"}]),
+            "",
+            "no camera named 'b'",
+        ),
+        (
+            minimal(rules=[{"name": "r", "labels": ["person"], "review_band": [0.8, 0.2]}]),
+            "rules.0",
+            "review_band",
+        ),
+    ],
+)
+def test_invalid_fields_are_named(doc: dict[str, Any], path: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    matching = [e for e in info.value.errors if e.path == path and fragment in e.message]
+    assert matching, f"no error at {path!r} containing {fragment!r}: {info.value.errors}"
+
+
+def test_all_errors_reported_at_once() -> None:
+    doc = minimal(bogus=1, detector={"threads": 0})
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert {e.path for e in info.value.errors} == {"bogus", "detector.threads"}
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("device:\n  thing_name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "validate", str(EXAMPLE)]) == 0
+    assert "ok" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("device: {thing_name: 'a b'}\ncameras: []\nextra: 1\n")
+    assert main(["config", "validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "device.thing_name" in err
+    assert "cameras" in err
+    assert "extra" in err
+
+
+def test_cli_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["additionalProperties"] is False
+    assert "device" in schema["required"]
