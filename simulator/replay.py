@@ -43,8 +43,14 @@ def replay_config(
     """``base`` with its cameras replaced by one file camera per video."""
     doc: dict[str, Any] = base.model_dump(mode="json")
     cameras = []
+    taken: set[str] = set()
     for video in videos:
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", video.stem)[:64] or "video"
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", video.stem)[:60] or "video"
+        name, n = stem, 1
+        while name in taken:  # the same file twice is two cameras
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
         source = {"type": "file", "path": str(video.resolve()), "loop": loop}
         if speed is not None:
             source |= {"realtime": True, "speed": speed}

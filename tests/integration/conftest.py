@@ -15,6 +15,7 @@ import pytest
 
 from edge_app.errors import ModelError
 from edge_app.models import load_manifest, pull
+from simulator.scene import SceneTruth, generate_scene
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,11 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def v1_model(realworld: Path) -> Path:
     """``ssd_mobilenet_v1_coco_quant.tflite`` from ``../shared/realworld`` (skips if absent)."""
     return realworld / "models" / "ssd_mobilenet_v1_coco_quant.tflite"
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SceneTruth]:
+    """A generated 10 s clip (640x360, 10 fps) of real photographs, with its exact truth."""
+    out = tmp_path_factory.mktemp("scene")
+    truth = generate_scene(out / "scene.mp4", out / "scene.json", seconds=10.0, seed=0)
+    return out / "scene.mp4", truth
