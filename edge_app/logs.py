@@ -13,11 +13,14 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-_PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.DOTALL)
+# an unterminated block (a message cut short, "%.80s") is redacted to the end of the text
+_PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(?:-----END [A-Z ]+-----|\Z)", re.DOTALL)
 _SECRET_KEYS = re.compile(r"(password|secret|token|private|credential)", re.IGNORECASE)
+_MAX_DEPTH = 8
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -26,14 +29,25 @@ def redact(text: str) -> str:
     return _PEM.sub("[REDACTED PEM]", text)
 
 
-def _clean(key: str, value: Any) -> Any:
+def _clean(key: str, value: Any, depth: int = 0) -> Any:
     if _SECRET_KEYS.search(key):
         return "[REDACTED]"
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, int | float | bool) or value is None:
         return value
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return _clean_container(value, depth)
     return redact(str(value))
+
+
+def _clean_container(value: Any, depth: int) -> Any:
+    # walk containers: str() of a dict would write a nested {"password": ...} out verbatim
+    if depth >= _MAX_DEPTH:
+        return "[NESTED]"
+    if isinstance(value, Mapping):
+        return {str(k): _clean(str(k), v, depth + 1) for k, v in value.items()}
+    return [_clean("", v, depth + 1) for v in value]
 
 
 class JsonFormatter(logging.Formatter):

@@ -100,8 +100,11 @@ class Audit:
     def wait_for_seq(self, last_seq: int, timeout: float) -> bool:
         """Block until every seq 1..last_seq of some device has arrived, or ``timeout`` seconds."""
 
+        wanted = range(1, last_seq + 1)
+
         def complete() -> bool:
-            return any(len(s) >= last_seq and max(s) >= last_seq for s in self.seqs.values())
+            # every seq, not just as many: {2, 3, 4} holds three events but lacks seq 1
+            return any(s.issuperset(wanted) for s in self.seqs.values())
 
         with self._changed:
             return self._changed.wait_for(complete, timeout=timeout)
