@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,7 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=CLIP)
     parser.add_argument("--model", default="ssd_mobilenet_v2_coco")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -190,10 +192,24 @@ def main() -> int:
     if not args.clip.is_file():
         print(f"clip not found: {args.clip} (../shared/realworld is needed)", file=sys.stderr)
         return 2
-    bound = run_child("bound", args)
-    naive = run_child("naive", args)
-    pipeline = run_child("pipeline", args)
-    startup = run_child("startup", args)
+    # interleaved rounds, median of each: a 2-core machine drifts by several % between runs
+    rounds = [
+        {mode: run_child(mode, args) for mode in ("bound", "naive", "pipeline", "startup")}
+        for _ in range(args.rounds)
+    ]
+
+    def median(mode: str, key: str) -> float:
+        return float(statistics.median(r[mode][key] for r in rounds))
+
+    bound = {"fps": median("bound", "fps")}
+    naive = {"fps": median("naive", "fps"), "rss_mb": median("naive", "rss_mb")}
+    pipeline = {
+        "fps": median("pipeline", "fps"),
+        "rss_mb": median("pipeline", "rss_mb"),
+        "frames": rounds[0]["pipeline"]["frames"],
+        "events": rounds[0]["pipeline"]["events"],
+    }
+    startup = {"first_detection_s": median("startup", "first_detection_s")}
     result = {
         "clip": args.clip.name,
         "model": args.model,
@@ -225,7 +241,10 @@ def main() -> int:
         ("peak RSS, naive", f"{result['naive_peak_rss_mb']} MB", "", ""),
         ("start -> first detection", f"{result['first_detection_s']} s", "", "goal <= 3 s"),
     ]
-    print(f"{args.clip.name}, {result['frames']} frames, {args.model}, {args.threads} threads")
+    print(
+        f"{args.clip.name}, {result['frames']} frames, {args.model}, {args.threads} threads, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     print(f"| {'measure':<26} | {'value':>12} | {'x bound':>7} | {'goal':<14} |")
     print(f"|{'-' * 28}|{'-' * 14}|{'-' * 9}|{'-' * 16}|")
     for name, value, ratio, goal in rows:
