@@ -109,7 +109,8 @@ class CameraWorker:
         try:
             event = self._sink(event)
         except EdgeAppError as exc:
-            # the local action already happened; issue: durable spill when the store fails
+            # the local action (snapshot) already happened; the frame loop must go on even
+            # when the store cannot take the event (disk full); issue 3 adds a spill file
             self.stats.events_unstored += 1
             log.error("event %s of rule %s could not be stored: %s", event.id, event.rule, exc)
             return
