@@ -12,6 +12,7 @@ from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
 from edge_app.cli import models as models_cmd
+from edge_app.cli import outbox as outbox_cmd
 from edge_app.cli import run as run_cmd
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,6 +21,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     detect_cmd.register,
     config_cmd.register,
     models_cmd.register,
+    outbox_cmd.register,
     demo_cmd.register,
 )
 

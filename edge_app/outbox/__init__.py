@@ -1,5 +1,6 @@
 """The durable event outbox: SQLite store with enqueue, lease, ack, release, eviction, stats."""
 
+from edge_app.outbox.reader import OutboxReader, OutboxSummary
 from edge_app.outbox.store import Batch, BatchEncoder, Outbox, OutboxStats
 
-__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxStats"]
+__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxReader", "OutboxStats", "OutboxSummary"]

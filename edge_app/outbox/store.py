@@ -20,7 +20,7 @@ One connection, guarded by a lock, serves the frame thread (``enqueue``) and the
 
 from __future__ import annotations
 
-__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxStats"]
+__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxStats", "severity_of_rank"]
 
 import json
 import logging
@@ -45,6 +45,13 @@ _COMPACT = (",", ":")
 # Eviction order: the severity column stores this rank so "lowest first" is an index scan.
 _RANKS: tuple[Severity, ...] = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
 _RANK = {severity: rank for rank, severity in enumerate(_RANKS)}
+
+
+def severity_of_rank(rank: int) -> Severity:
+    """The severity stored as ``rank`` in the events table."""
+    return _RANKS[rank]
+
+
 # Wall stamps before 2020 come from a device whose clock was not set yet; age says nothing then.
 _PLAUSIBLE_WALL = 1_577_836_800.0
 # Age eviction scans from the oldest row; run it at most this often (monotonic seconds).

@@ -14,32 +14,13 @@ from typing import Any
 import pytest
 
 from edge_app.clock import FakeClock
-from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.errors import UplinkError
-from edge_app.ids import new_ulid
 from edge_app.outbox import Outbox
 from edge_app.uplink import Backoff, DrainLoop, InMemoryTransport, decode_batch, encode_batch
+from tests.factories import DEVICE, make_event
 
-DEVICE = "cam-001"
 TOPIC = "edge-app/cam-001/events"
 WAIT_S = 10.0
-
-
-def make_event(clock: FakeClock, rule: str = "intrusion") -> Event:
-    return Event(
-        id=new_ulid(clock.time()),
-        device=DEVICE,
-        camera="dock",
-        rule=rule,
-        phase=Phase.START,
-        severity=Severity.MEDIUM,
-        wall=clock.time(),
-        mono=clock.monotonic(),
-        label="person",
-        score=0.9,
-        bbox=(0.1, 0.2, 0.3, 0.4),
-        model=ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec"),
-    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:

@@ -12,39 +12,13 @@ from pathlib import Path
 import pytest
 
 from edge_app.clock import FakeClock
-from edge_app.domain import Event, ModelRef, Phase, Severity
+from edge_app.domain import Severity
 from edge_app.errors import OutboxError
-from edge_app.ids import new_ulid
 from edge_app.outbox import Batch, Outbox
 from edge_app.uplink import decode_batch, encode_batch
+from tests.factories import DEVICE, make_event
 
-DEVICE = "cam-001"
 MB = 1024 * 1024
-
-
-def make_event(
-    clock: FakeClock,
-    *,
-    rule: str = "intrusion",
-    severity: Severity = Severity.MEDIUM,
-    label: str = "person",
-    extra: dict[str, object] | None = None,
-) -> Event:
-    return Event(
-        id=new_ulid(clock.time()),
-        device=DEVICE,
-        camera="dock",
-        rule=rule,
-        phase=Phase.START,
-        severity=severity,
-        wall=clock.time(),
-        mono=clock.monotonic(),
-        label=label,
-        score=0.87,
-        bbox=(0.1, 0.2, 0.3, 0.4),
-        model=ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec"),
-        extra=dict(extra or {}),
-    )
 
 
 OpenOutbox = Callable[..., Outbox]

@@ -1,0 +1,92 @@
+"""``edge-app outbox status|peek|export``: what is stored and not yet delivered.
+
+Read-only (``OutboxReader``): safe to run while the daemon is delivering.
+"""
+
+from __future__ import annotations
+
+__all__ = ["register"]
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from edge_app.config import load_config
+from edge_app.domain import format_utc
+from edge_app.errors import ConfigError, OutboxError
+from edge_app.outbox import OutboxReader, OutboxSummary
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("outbox", help="inspect the stored, undelivered events (read-only)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
+    where.add_argument("--db", type=Path, help="the outbox file itself")
+    cmds = parser.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    status = cmds.add_parser("status", help="depth, bytes, oldest age, by severity and rule")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(func=_status)
+    peek = cmds.add_parser("peek", help="print the oldest N stored events, one JSON per line")
+    peek.add_argument("n", type=int, nargs="?", default=10)
+    peek.set_defaults(func=_peek)
+    export = cmds.add_parser("export", help="write every stored event to FILE as JSON lines")
+    export.add_argument("file", type=Path)
+    export.set_defaults(func=_export)
+
+
+def _open(args: argparse.Namespace) -> OutboxReader:
+    path: Path = args.db if args.db is not None else load_config(args.config).outbox_path
+    return OutboxReader(path)
+
+
+def _run(args: argparse.Namespace, action: str) -> int:
+    try:
+        with _open(args) as reader:
+            if action == "status":
+                _print_status(reader.summary(), as_json=args.json)
+            elif action == "peek":
+                for body in reader.bodies(max(0, args.n)):
+                    print(body)
+            else:
+                n = 0
+                with args.file.open("w", encoding="utf-8") as out:
+                    for body in reader.bodies():
+                        out.write(body + "\n")
+                        n += 1
+                print(f"exported {n} event(s) to {args.file}")
+    except (ConfigError, OutboxError, OSError) as exc:
+        print(f"edge-app outbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _run(args, "status")
+
+
+def _peek(args: argparse.Namespace) -> int:
+    return _run(args, "peek")
+
+
+def _export(args: argparse.Namespace) -> int:
+    return _run(args, "export")
+
+
+def _print_status(summary: OutboxSummary, *, as_json: bool) -> None:
+    age = None if summary.oldest_wall is None else round(time.time() - summary.oldest_wall, 1)
+    if as_json:
+        print(json.dumps({**asdict(summary), "oldest_age_s": age}))
+        return
+    oldest = (
+        "-" if summary.oldest_wall is None else f"{format_utc(summary.oldest_wall)} ({age} s ago)"
+    )
+    depth = f"{summary.depth} event(s), {summary.bytes:,} bytes, {summary.leased} in flight"
+    print(f"depth        {depth}")
+    print(f"oldest       {oldest}")
+    print(f"last seq     {summary.last_seq}")
+    print(f"by severity  {summary.by_severity or '-'}")
+    print(f"by rule      {summary.by_rule or '-'}")
+    print(f"dropped      {summary.dropped or '-'}")

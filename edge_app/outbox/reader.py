@@ -1,0 +1,117 @@
+"""A read-only view of an outbox file, safe to open while the daemon runs.
+
+Opening ``Outbox`` itself releases every lease (crash recovery), which would make a running
+daemon send its in-flight batches twice; operators' commands use this view instead. SQLite's
+WAL mode lets it read a consistent snapshot without blocking the writer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OutboxReader", "OutboxSummary"]
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from edge_app.errors import OutboxError
+from edge_app.outbox.store import severity_of_rank
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """What an operator asks first. Bytes are sums of stored JSON bodies, not the file size."""
+
+    depth: int
+    bytes: int
+    oldest_wall: float | None
+    last_seq: int
+    leased: int
+    by_severity: dict[str, int]
+    by_rule: dict[str, int]
+    dropped: dict[str, dict[str, int]]
+
+
+class OutboxReader:
+    """Read-only access to the outbox at ``path``; the caller closes it (or uses ``with``)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise OutboxError(f"no outbox at {path}; check --db, or outbox.path in the config")
+        try:
+            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+            self._conn.execute("SELECT 1 FROM events LIMIT 1")
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {path}: {exc}") from exc
+        self.path = path
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def summary(self) -> OutboxSummary:
+        """One consistent snapshot of the store's contents."""
+        try:
+            with self._conn:  # one read transaction: every figure from the same snapshot
+                c = self._conn
+                depth, size, oldest, leased = c.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_wall),"
+                    " COUNT(lease_id) FROM events"
+                ).fetchone()
+                row = c.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+                (max_seq,) = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+                by_severity = {
+                    severity_of_rank(rank).value: n
+                    for rank, n in c.execute(
+                        "SELECT severity, COUNT(*) FROM events GROUP BY severity"
+                    )
+                }
+                by_rule = dict(c.execute("SELECT rule, COUNT(*) FROM events GROUP BY rule"))
+                dropped: dict[str, dict[str, int]] = {}
+                for rule, severity, n in c.execute(
+                    "SELECT rule, severity, SUM(n) FROM drops GROUP BY rule, severity"
+                ):
+                    dropped.setdefault(rule, {})[severity] = int(n)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
+        return OutboxSummary(
+            depth=int(depth),
+            bytes=int(size),
+            oldest_wall=None if oldest is None else float(oldest),
+            last_seq=max(int(row[0]) if row else 0, int(max_seq)),
+            leased=int(leased),
+            by_severity=by_severity,
+            by_rule=by_rule,
+            dropped=dropped,
+        )
+
+    def bodies(self, limit: int | None = None, *, chunk: int = 1000) -> Iterator[str]:
+        """Stored event bodies (compact JSON) in seq order, oldest first; ``limit`` at most."""
+        after, left = 0, limit
+        while left is None or left > 0:
+            n = chunk if left is None else min(chunk, left)
+            try:
+                rows = self._conn.execute(
+                    "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, n)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
+            if not rows:
+                return
+            for _, body in rows:
+                yield str(body)
+            after = int(rows[-1][0])
+            if left is not None:
+                left -= len(rows)
