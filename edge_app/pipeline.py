@@ -118,7 +118,9 @@ class CameraWorker:
         self.stats.config_version = config.version
         self.stats.config_changes += 1
         self.stats.config_adopted_mono = frame.mono
-        log.info("camera %s runs config v%d (%s)", self.camera, config.version, runtime.snapshot.digest)
+        log.info(
+            "camera %s runs config v%d (%s)", self.camera, config.version, runtime.snapshot.digest
+        )
 
     def run(self) -> None:
         """Thread body. Ends every open episode when the source ends or the app stops."""
@@ -185,7 +187,6 @@ class CameraWorker:
         )
         if self._on_event is not None:
             self._on_event(event)
-
 
 
 def _same_rules(old: AppConfig, new: AppConfig, camera: str) -> bool:

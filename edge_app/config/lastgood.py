@@ -97,7 +97,9 @@ def effective_config(
         overlay, _ = validate_overlay(last.desired, local, models)
         config = apply_overlay(local, overlay, version=last.version)
     except (ConfigError, ValueError) as exc:
-        log.warning("last-good config v%d does not fit the local file, ignored: %s", last.version, exc)
+        log.warning(
+            "last-good config v%d does not fit the local file, ignored: %s", last.version, exc
+        )
         return local, None
     if config_digest(config) != last.digest:
         # the local file changed under the overlay: still valid, but not what was reported

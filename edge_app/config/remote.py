@@ -71,9 +71,7 @@ def _partial(model: type[BaseModel], fields: tuple[str, ...], name: str) -> type
         info.default = None
         info.default_factory = None
         definitions[field] = (Optional[info.annotation], info)  # noqa: UP045  # runtime type
-    return create_model(
-        name, __config__=ConfigDict(extra="forbid", frozen=True), **definitions
-    )
+    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **definitions)
 
 
 RemoteDetector = _partial(DetectorConfig, ("model", "score_threshold"), "RemoteDetector")
