@@ -19,6 +19,7 @@ import logging
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -281,7 +282,7 @@ class EdgeApp:
     def on_config_outcome(self, outcome: Outcome) -> None:
         """Called on the remote-config thread after each shadow decision (a hook for tests)."""
 
-    def __enter__(self) -> EdgeApp:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
