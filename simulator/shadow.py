@@ -326,27 +326,30 @@ def _token_of(payload: bytes) -> str | None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--host", default="127.0.0.1")
+    common.add_argument("--port", type=int, default=1883)
+    common.add_argument("--name", default="edge-config", help="shadow name")
     parser = sub.add_parser(
         "shadow",
+        parents=[common],
         help="run a device-shadow service emulator, or `shadow set KEY=VALUE ...` a change",
     )
-    parser.add_argument("action", nargs="*", help="nothing (serve), or: set KEY=VALUE ...")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--thing", default="cam-001", help="thing name (for `set`)")
-    parser.add_argument("--name", default="edge-config", help="shadow name")
     parser.add_argument("--duration", type=float, default=None, help="serve this many seconds")
-    parser.add_argument("--timeout", type=float, default=10.0, help="`set`: wait for the report")
+    actions = parser.add_subparsers(dest="shadow_action", metavar="ACTION")
+    change = actions.add_parser(
+        "set", parents=[common], help="send a desired change and wait for the device's report"
+    )
+    change.add_argument("pairs", nargs="+", metavar="KEY=VALUE", help="dotted key, JSON value")
+    change.add_argument("--thing", default="cam-001", help="thing name")
+    change.add_argument("--timeout", type=float, default=10.0, help="wait for the report, s")
 
 
 def main(args: argparse.Namespace) -> int:
-    if not args.action:
+    if args.shadow_action is None:
         return _serve(args)
-    if args.action[0] != "set" or len(args.action) < 2:
-        print("usage: python -m simulator shadow [set KEY=VALUE ...]")
-        return 2
     try:
-        desired = desired_from_pairs(args.action[1:])
+        desired = desired_from_pairs(args.pairs)
     except ValueError as exc:
         print(f"shadow set: {exc}")
         return 2
