@@ -239,6 +239,10 @@ class EdgeApp:
             thread.join(timeout)
         return not any(t.is_alive() for t in self._threads)
 
+    def camera_stats(self) -> dict[str, CameraStats]:
+        """Each camera loop's live counters, without touching the outbox (cheap to poll)."""
+        return {w.camera: w.stats for w in self._workers}
+
     def stats(self) -> AppStats:
         outbox = self.outbox.stats()
         drain = self._drain.stats() if self._drain is not None else None

@@ -1,7 +1,7 @@
 """The remote-config transaction: one shadow document in, one decision and one report out.
 
 ``ShadowHandler.handle`` never raises for bad input: whatever bytes arrive, it returns an
-``Outcome`` (applied, rejected or stale) and, except for stale duplicates, the
+``Outcome`` (applied, unchanged, rejected or stale) and, except for stale duplicates, the
 ``reported`` document to publish. The order of a change is fixed:
 
 1. parse (size, JSON, depth) and read ``version``; a version not newer than the last one seen
@@ -41,7 +41,7 @@ from edge_app.ids import new_ulid
 
 log = logging.getLogger(__name__)
 
-Status = Literal["applied", "rejected", "stale"]
+Status = Literal["applied", "unchanged", "rejected", "stale"]
 Kind = Literal["get", "delta"]
 
 AuditSink = Callable[[Event], object]
@@ -74,7 +74,8 @@ class Outcome:
 
     ``version`` is the shadow version of the message (None if it had none); ``digest`` the
     digest of the config in force afterwards; ``report`` the ``update`` document to publish
-    (None for stale messages, which are answered by the report already sent for them).
+    (None for stale messages, which are answered by the report already sent for them, and for
+    unchanged ones the shadow already shows as reported).
     """
 
     status: Status
@@ -119,6 +120,7 @@ class ShadowHandler:
 
     def handle(self, kind: Kind, payload: bytes) -> Outcome:
         """Decide on one ``get/accepted`` (``kind="get"``) or ``update/delta`` payload."""
+        doc: Any = None
         try:
             doc = parse_payload(payload)
             version, desired, token = self._read(kind, doc)
@@ -133,6 +135,15 @@ class ShadowHandler:
         except ConfigError as exc:
             return self._reject(version, exc.errors, token)
         current = self._applier.current()
+        if current.remote_version is not None and current.config == effective.model_copy(
+            update={"version": current.config.version}
+        ):
+            # Nothing differs (typically the get after a reconnect): no swap, no audit. Report
+            # only if the shadow does not already show what runs.
+            self._desired = desired
+            shown = _reported_digest(doc) if kind == "get" else None
+            report = None if shown == current.digest else self._applied_report(version, token)
+            return Outcome("unchanged", version, current.digest, (), report)
         effective = effective.model_copy(update={"version": version})
         try:
             snapshot = self._applier.apply(effective, version)
@@ -257,6 +268,14 @@ def _config_status(snapshot: ConfigSnapshot) -> dict[str, Any]:
         "digest": snapshot.digest,
         "source": snapshot.source,
     }
+
+
+def _reported_digest(doc: Any) -> Any:
+    """``state.reported.config.digest`` of a ``get/accepted`` document, if there is one."""
+    try:
+        return doc["state"]["reported"]["config"]["digest"]
+    except (KeyError, TypeError):
+        return None
 
 
 def _model_changed(old: AppConfig, new: AppConfig) -> bool:

@@ -137,6 +137,27 @@ def test_model_that_fails_to_load_is_rejected_with_the_model_field(tmp_path: Pat
     assert applier.current().config.detector.model == "ssd_mobilenet_v2_coco"
 
 
+def test_get_that_changes_nothing_swaps_nothing(tmp_path: Path) -> None:
+    handler, applier, audit = make(tmp_path)
+    handler.handle("delta", delta(3, {"detector": {"score_threshold": 0.8}}))
+    running = applier.current()
+    report = handler.handle("delta", delta(3, {}))  # stale
+    desired = {"detector": {"score_threshold": 0.8}}
+    doc: dict[str, Any] = {
+        "state": {"desired": desired, "reported": {"config": {"digest": running.digest}}},
+        "version": 9,
+    }
+    again = handler.handle("get", json.dumps(doc).encode())
+    assert (report.status, again.status, again.report) == ("stale", "unchanged", None)
+    assert applier.current() is running
+    assert len(audit) == 1
+    doc["state"]["reported"] = {}  # the shadow lost our report: send it again
+    resend = handler.handle("get", json.dumps({**doc, "version": 10}).encode())
+    assert resend.status == "unchanged"
+    assert resend.report is not None
+    assert resend.report["state"]["reported"]["config"]["digest"] == running.digest
+
+
 def test_restart_resumes_from_last_good_version(tmp_path: Path) -> None:
     handler, _, _ = make(tmp_path)
     handler.handle("delta", delta(4, {"detector": {"score_threshold": 0.65}}))
@@ -213,6 +234,8 @@ def test_any_payload_is_answered_without_crashing(
         assert outcome.report is None
         assert outcome.version is not None
         assert outcome.version <= seen
+    elif outcome.status == "unchanged":
+        assert applier.current() is before
     else:
         assert outcome.report is not None
         json.dumps(outcome.report)  # publishable
