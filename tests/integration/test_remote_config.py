@@ -84,7 +84,7 @@ def config_for(
                         "type": "file",
                         "path": str(clip),
                         "realtime": realtime,
-                        "speed": 2.0,
+                        "speed": 4.0,
                     },
                 }
             ],
@@ -274,10 +274,14 @@ def test_reboot_with_broker_down_runs_last_good(
         applied = app.snapshot
         app.request_stop()
     offline = config_for(tmp_path, clip, cache, free_port(), thing="rc-4", realtime=False)
-    with RecordingApp(offline) as app:
+    app = RecordingApp(offline)
+    app.start()
+    try:
         app.wait()
         snap = app.snapshot
         stats = app.stats()
+    finally:
+        app.stop(flush_timeout_s=0.0)  # the broker is down: nothing to wait for
     assert not stats.uplink_connected
     assert snap.source == "last-good"
     assert snap.remote_version == version
