@@ -4,6 +4,11 @@ Nothing else in edge_app starts long-running threads (sources own their reader t
 lives and dies with ``frames()``). Shutdown order matters for the no-loss promise: stop taking
 frames, let the camera loops finish the frame in hand and close their episodes (those events are
 committed), then keep delivering for ``uplink.flush_timeout_s``, then close the store.
+
+Configuration in force is ``local file + last-good overlay`` at boot, then whatever the named
+shadow ``edge-config`` changes (``edge_app.remote``). The running config is a ``Runtime``
+snapshot in a ``RuntimeHolder``; ``_Applier`` builds a new one (loading and test-running a new
+model first) and swaps it in; each camera loop adopts it at the top of its next frame.
 """
 
 from __future__ import annotations
@@ -14,13 +19,25 @@ import logging
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
 
 from edge_app.actions import SnapshotWriter
 from edge_app.clock import Clock, SystemClock
-from edge_app.config import AppConfig
-from edge_app.domain import Event
+from edge_app.config import (
+    AppConfig,
+    ConfigSnapshot,
+    LastGood,
+    LastGoodStore,
+    effective_config,
+)
+from edge_app.domain import Event, ModelRef
+from edge_app.errors import ModelError
+from edge_app.models import Catalog, load_manifest
 from edge_app.outbox import Outbox
-from edge_app.pipeline import CameraStats, CameraWorker
+from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
+from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
 from edge_app.uplink import DrainLoop, MqttTransport, Transport, status_payload
 from edge_app.vision.detector import Detector, open_detector
@@ -63,8 +80,9 @@ class EdgeApp:
         clock: Clock | None = None,
         transport: Transport | None = None,
         detector: Detector | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
-        self.config = config
+        self.config = config  # the local file; ``snapshot`` is what runs
         self._clock = clock or SystemClock()
         self._transport = transport
         self._detector = detector
@@ -76,6 +94,20 @@ class EdgeApp:
         self._drain: DrainLoop | None = None
         self._drain_thread: threading.Thread | None = None
         self._started = False
+        self._catalog = catalog
+        self._live: RuntimeHolder | None = None
+        self._shadow: ShadowClient | None = None
+        self._shadow_thread: threading.Thread | None = None
+        self._stop_shadow = threading.Event()
+        self._detector_lock = threading.Lock()
+        self._apply_lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> ConfigSnapshot:
+        """The configuration in force now, with its source and remote version."""
+        if self._live is None:
+            return ConfigSnapshot.of(self.config, "file", None)
+        return self._live.current.snapshot
 
     @property
     def status_topic(self) -> str:
@@ -95,29 +127,37 @@ class EdgeApp:
                     max_age_s=cfg.outbox.max_age_days * 86400,
                 )
             )
-            detector = self._detector or open_detector(cfg.detector)
+            catalog = self._catalog or load_manifest()
+            self._models = catalog.names
+            store = LastGoodStore(cfg.device.data_dir)
+            effective, last = effective_config(cfg, store, catalog.names)
+            snapshot = ConfigSnapshot.of(
+                effective, "last-good" if last else "file", last.version if last else None
+            )
+            detector = self._detector or open_detector(effective.detector, catalog)
             if self._detector is None:
                 self._resources.callback(detector.close)
             self.detector = detector
-            ctx = EventContext(cfg.device.thing_name, detector.model, cfg.version)
+            self._live = RuntimeHolder(Runtime(snapshot, detector))
+            ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
             snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
-            lock = threading.Lock()
-            for camera in cfg.cameras:
+            for camera in effective.cameras:
                 source = open_source(camera, self._clock)
                 self._resources.callback(source.close)
                 worker = CameraWorker(
                     source,
                     detector,
-                    RuleEngine(camera, cfg.rules, ctx),
+                    RuleEngine(camera, effective.rules, ctx),
                     self._store,
                     stop=self._stop_capture,
                     fps=camera.fps,
                     snapshots=snapshots,
-                    detector_lock=lock,
+                    detector_lock=self._detector_lock,
+                    live=self._live,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:
-                self._start_uplink()
+                self._start_uplink(store, last)
         except BaseException:
             self._resources.close()
             raise
@@ -125,6 +165,9 @@ class EdgeApp:
             thread = threading.Thread(target=worker.run, name=f"camera-{worker.camera}")
             thread.start()
             self._threads.append(thread)
+        if self._shadow is not None:
+            self._shadow_thread = threading.Thread(target=self._shadow.run, name="remote-config")
+            self._shadow_thread.start()
         self._started = True
         log.info(
             "edge-app started: device %s, %d camera(s), model %s via %s",
@@ -134,8 +177,9 @@ class EdgeApp:
             getattr(detector, "runtime_name", "?"),
         )
 
-    def _start_uplink(self) -> None:
+    def _start_uplink(self, store: LastGoodStore, last: LastGood | None) -> None:
         up = self.config.uplink
+        batch = self.snapshot.config.uplink.batch
         if self._transport is None:
             self._transport = MqttTransport(
                 up.host,
@@ -153,11 +197,28 @@ class EdgeApp:
             self._transport,
             topic=f"{self.config.topic_prefix}/events",
             clock=self._clock,
-            max_events=up.batch.max_events,
-            max_bytes=up.batch.max_bytes,
-            max_wait_s=up.batch.max_wait_s,
+            max_events=batch.max_events,
+            max_bytes=batch.max_bytes,
+            max_wait_s=batch.max_wait_s,
             stop=self._stop_uplink,
         )
+        handler = ShadowHandler(
+            self.config,
+            _Applier(self),
+            store,
+            models=self._models,
+            clock=self._clock,
+            audit=self._store,
+            last=last,
+        )
+        self._shadow = ShadowClient(
+            self._transport,
+            handler,
+            self.config.device.thing_name,
+            stop=self._stop_shadow,
+            on_outcome=self.on_config_outcome,
+        )
+        self._shadow.attach()  # before connect: the first CONNACK already asks for the shadow
         self._transport.connect()
         self._drain_thread = threading.Thread(target=self._drain.run, name="uplink-drain")
         self._drain_thread.start()
@@ -177,6 +238,10 @@ class EdgeApp:
         for thread in self._threads:
             thread.join(timeout)
         return not any(t.is_alive() for t in self._threads)
+
+    def camera_stats(self) -> dict[str, CameraStats]:
+        """Each camera loop's live counters, without touching the outbox (cheap to poll)."""
+        return {w.camera: w.stats for w in self._workers}
 
     def stats(self) -> AppStats:
         outbox = self.outbox.stats()
@@ -198,6 +263,9 @@ class EdgeApp:
         self._stop_capture.set()
         for thread in self._threads:
             thread.join()
+        self._stop_shadow.set()
+        if self._shadow_thread is not None:
+            self._shadow_thread.join()
         if self._drain is not None and self._transport is not None:
             deadline = (
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
@@ -215,9 +283,74 @@ class EdgeApp:
         self._resources.close()
         log.info("edge-app stopped")
 
-    def __enter__(self) -> EdgeApp:
+    def on_config_outcome(self, outcome: Outcome) -> None:
+        """Called on the remote-config thread after each shadow decision (a hook for tests)."""
+
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Applier:
+    """Puts a validated remote config into force for ``app`` (the ``Applier`` protocol)."""
+
+    def __init__(self, app: EdgeApp) -> None:
+        self._app = app
+
+    def current(self) -> ConfigSnapshot:
+        return self._app.snapshot
+
+    def model(self) -> ModelRef:
+        live = self._app._live
+        return live.current.detector.model if live is not None else ModelRef("-", "-")
+
+    def apply(self, config: AppConfig, remote_version: int) -> ConfigSnapshot:
+        """Build the new runtime, then swap it in. Raises ``ModelError`` (nothing changed) if a
+        new model cannot be loaded or fails its test run."""
+        app = self._app
+        live = app._live
+        assert live is not None  # start() built it before the shadow thread runs
+        with app._apply_lock:
+            old = live.current
+            detector = old.detector
+            if _needs_new_detector(old.snapshot.config, config):
+                detector = _load_and_test(config, app._catalog)
+                # The old detector may still be mid-frame on a camera thread; it is closed at
+                # stop(), with the app's other resources.
+                app._resources.callback(detector.close)
+            snapshot = ConfigSnapshot.of(config, "remote", remote_version)
+            with app._detector_lock:  # between two frames of every camera
+                threshold = config.detector.score_threshold
+                if getattr(detector, "score_threshold", threshold) != threshold:
+                    detector.score_threshold = threshold  # type: ignore[attr-defined]
+                live.swap(Runtime(snapshot, detector))
+            if app._drain is not None:
+                b = config.uplink.batch
+                app._drain.set_batching(b.max_events, b.max_bytes, b.max_wait_s)
+        return snapshot
+
+
+def _needs_new_detector(old: AppConfig, new: AppConfig) -> bool:
+    a, b = old.detector, new.detector
+    return (a.model, a.labels, a.threads, a.model_dir) != (
+        b.model,
+        b.labels,
+        b.threads,
+        b.model_dir,
+    )
+
+
+def _load_and_test(config: AppConfig, catalog: Catalog | None) -> Detector:
+    """Open the configured model and run it once on a blank frame; ``ModelError`` if either
+    fails (the detector is closed again)."""
+    detector = open_detector(config.detector, catalog)
+    try:
+        detector.detect(np.zeros((*detector.input_size[::-1], 3), np.uint8))
+    except Exception as exc:
+        detector.close()
+        raise ModelError(f"model {config.detector.model!r} failed its test run: {exc}") from exc
+    log.info("model %s loaded and test-run for remote config", detector.model.name)
+    return detector

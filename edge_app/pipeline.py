@@ -3,11 +3,16 @@
 One ``CameraWorker`` per camera; the composition root runs each on its own thread. The loop is
 the hot path: per frame it does the rate check, one ``detect`` call and the rule update, and
 nothing else unless an event is raised.
+
+Remote configuration reaches the loop through a ``RuntimeHolder``: at the top of each frame the
+worker compares the holder's ``Runtime`` with the one it runs and, when it changed, adopts the
+new one before the frame (rules, zones, fps, detector). Adopting costs well under a frame: it
+builds a ``RuleEngine`` at most, the new detector was loaded and test-run before the swap.
 """
 
 from __future__ import annotations
 
-__all__ = ["CameraStats", "CameraWorker", "EventSink"]
+__all__ = ["CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder"]
 
 import logging
 import threading
@@ -15,16 +20,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from edge_app.actions import SnapshotWriter
+from edge_app.config import AppConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource
 from edge_app.vision.detector import Detector
-from edge_app.vision.rules import RuleEngine
+from edge_app.vision.rules import EventContext, RuleEngine
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[Event], Event]
 """Stores an event durably and returns it with its ``seq`` (``Outbox.enqueue``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What the camera loops run with: one config snapshot and the detector that serves it."""
+
+    snapshot: ConfigSnapshot
+    detector: Detector
+
+
+RuntimeHolder = SnapshotHolder[Runtime]
+"""The runtime in force; the remote-config applier swaps it, the camera loops read it."""
 
 
 @dataclass(slots=True)
@@ -39,6 +57,9 @@ class CameraStats:
     events_unstored: int = 0
     last_frame_mono: float = 0.0
     first_detection_mono: float | None = None
+    config_version: int = 0
+    config_changes: int = 0
+    config_adopted_mono: float = 0.0
 
 
 class CameraWorker:
@@ -56,6 +77,7 @@ class CameraWorker:
         snapshots: SnapshotWriter | None = None,
         detector_lock: threading.Lock | None = None,
         on_event: Callable[[Event], None] | None = None,
+        live: RuntimeHolder | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -69,6 +91,36 @@ class CameraWorker:
         self._snapshots = snapshots
         self._lock = detector_lock or threading.Lock()
         self._on_event = on_event
+        self._live = live
+        self._runtime = live.current if live is not None else None
+        if self._runtime is not None:
+            self.stats.config_version = self._runtime.snapshot.config.version
+
+    def _adopt(self, runtime: Runtime, frame: Frame) -> None:
+        """Switch to ``runtime`` before processing ``frame`` (top of the loop, this thread)."""
+        old = self._runtime
+        self._runtime = runtime
+        config = runtime.snapshot.config
+        camera = next((c for c in config.cameras if c.name == self.camera), None)
+        if camera is None:  # remote config cannot remove cameras; keep going as we were
+            return
+        self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
+        self._detector = runtime.detector
+        ctx = EventContext(config.device.thing_name, runtime.detector.model, config.version)
+        if old is not None and _same_rules(old.snapshot.config, config, self.camera):
+            self._rules.context = ctx  # open episodes carry on under the new version
+        else:
+            # Rules or zones changed: episodes of the old rules end here, the new ones start
+            # from scratch (a rule that no longer exists must not stay open forever).
+            for event in self._rules.finish(frame.mono, frame.wall):
+                self._raise(event, None, Detections.empty(), reason="config changed")
+            self._rules = RuleEngine(camera, config.rules, ctx)
+        self.stats.config_version = config.version
+        self.stats.config_changes += 1
+        self.stats.config_adopted_mono = frame.mono
+        log.info(
+            "camera %s runs config v%d (%s)", self.camera, config.version, runtime.snapshot.digest
+        )
 
     def run(self) -> None:
         """Thread body. Ends every open episode when the source ends or the app stops."""
@@ -77,6 +129,8 @@ class CameraWorker:
         stats = self.stats
         try:
             for frame in self._source.frames(self._stop):
+                if self._live is not None and self._live.current is not self._runtime:
+                    self._adopt(self._live.current, frame)
                 stats.frames += 1
                 stats.last_frame_mono = frame.mono
                 last = frame
@@ -101,7 +155,15 @@ class CameraWorker:
                 for event in self._rules.finish(last.mono, last.wall):
                     self._raise(event, None, Detections.empty())
 
-    def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
+    def _raise(
+        self,
+        event: Event,
+        frame: Frame | None,
+        detections: Detections,
+        reason: str | None = None,
+    ) -> None:
+        if reason is not None:
+            event = replace(event, extra={**event.extra, "end_reason": reason})
         if frame is not None and event.phase is Phase.START and self._snapshots is not None:
             snapshot = self._snapshots.save(frame, detections, event)
             if snapshot is not None:
@@ -126,3 +188,16 @@ class CameraWorker:
         )
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _same_rules(old: AppConfig, new: AppConfig, camera: str) -> bool:
+    """Whether ``camera`` has the same zones and the same rules under both configs."""
+
+    def view(config: AppConfig) -> tuple[object, list[RuleConfig]] | None:
+        cam = next((c for c in config.cameras if c.name == camera), None)
+        if cam is None:
+            return None
+        return cam.zones, [r for r in config.rules if r.camera in (None, camera)]
+
+    before = view(old)
+    return before is not None and before == view(new)

@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "scene": "simulator.scene",
     "replay": "simulator.replay",
     "cloud": "simulator.cloud",
+    "shadow": "simulator.shadow",
 }
 
 

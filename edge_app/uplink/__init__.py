@@ -13,9 +13,11 @@ from edge_app.uplink.mqtt import MqttTransport, status_payload
 from edge_app.uplink.transport import (
     ConnectionCallback,
     InMemoryTransport,
+    MessageCallback,
     PublishedMessage,
     PublishHandle,
     Transport,
+    topic_matches,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "DrainLoop",
     "DrainStats",
     "InMemoryTransport",
+    "MessageCallback",
     "MqttTransport",
     "PublishHandle",
     "PublishedMessage",
@@ -34,4 +37,5 @@ __all__ = [
     "encode_batch",
     "envelope_bytes",
     "status_payload",
+    "topic_matches",
 ]

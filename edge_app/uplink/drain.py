@@ -124,6 +124,11 @@ class DrainLoop:
         """Wake the loop now (the producer calls this after ``outbox.enqueue``). Thread-safe."""
         self._wake.set()
 
+    def set_batching(self, max_events: int, max_bytes: int, max_wait_s: float) -> None:
+        """Change the batch bounds (remote config); the next lease uses them. Thread-safe
+        enough: each is one attribute the loop reads per cycle, all validated by the config."""
+        self._max_events, self._max_bytes, self._max_wait_s = max_events, max_bytes, max_wait_s
+
     def stats(self) -> DrainStats:
         """A snapshot of the counters."""
         return DrainStats(

@@ -36,7 +36,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_app.config import TlsConfig
 from edge_app.errors import PublishRejectedError, UplinkError
 from edge_app.uplink.backoff import Backoff
-from edge_app.uplink.transport import ConnectionCallback, PublishHandle
+from edge_app.uplink.transport import (
+    ConnectionCallback,
+    MessageCallback,
+    PublishHandle,
+    topic_matches,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +101,7 @@ class MqttTransport:
         self._pending: dict[int, PublishHandle] = {}
         self._early: dict[int, UplinkError | None] = {}
         self._callbacks: list[ConnectionCallback] = []
+        self._subscriptions: dict[str, tuple[int, list[MessageCallback]]] = {}
         # Touched only on paho's network thread: what was last logged, and whether the last
         # CONNACK was a refusal (so the disconnect that follows is not logged again).
         self._last_problem: str | None = None
@@ -109,6 +115,7 @@ class MqttTransport:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
 
     # -- Transport -------------------------------------------------------------------------
 
@@ -188,6 +195,22 @@ class MqttTransport:
         with self._lock:
             self._callbacks.append(callback)
 
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
+        """Deliver messages matching ``topic_filter`` to ``callback(topic, payload)``.
+
+        The subscription is sent now if connected and again after every reconnect (the session
+        is clean, so the broker forgets it). Callbacks run on paho's network thread: hand the
+        work to another thread instead of blocking there.
+        """
+        if qos not in (0, 1):
+            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+        with self._lock:
+            _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
+            callbacks.append(callback)
+            connected = self._connected
+        if connected:
+            self._send_subscribe(topic_filter, qos)
+
     def __enter__(self) -> Self:
         self.connect()
         return self
@@ -223,8 +246,13 @@ class MqttTransport:
         with self._lock:
             self._connected = True
             callbacks = list(self._callbacks)
+            subscriptions = [(flt, qos) for flt, (qos, _) in self._subscriptions.items()]
         self._last_problem = None
         _log.info("connected to MQTT broker %s:%d", self._host, self._port)
+        # Subscribed before the observers run, so a request they publish (a shadow ``get``)
+        # cannot be answered before we listen for the answer.
+        for topic_filter, qos in subscriptions:
+            self._send_subscribe(topic_filter, qos)
         if self._birth is not None:
             topic, payload = self._birth
             handle = self.publish(topic, payload, qos=1, retain=True)
@@ -281,7 +309,31 @@ class MqttTransport:
                 return
         handle.set_result(outcome)
 
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            targets = [
+                cb
+                for flt, (_, cbs) in self._subscriptions.items()
+                if topic_matches(flt, msg.topic)
+                for cb in cbs
+            ]
+        for callback in targets:
+            try:
+                callback(msg.topic, bytes(msg.payload))
+            except Exception:
+                # A subscriber's bug must not kill paho's network thread.
+                _log.exception("message callback for %s failed", msg.topic)
+
     # -- internals -------------------------------------------------------------------------
+
+    def _send_subscribe(self, topic_filter: str, qos: int) -> None:
+        try:
+            result, _ = self._client.subscribe(topic_filter, qos=qos)
+        except ValueError as exc:
+            raise UplinkError(f"cannot subscribe to {topic_filter!r}: {exc}") from exc
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # The connection dropped meanwhile; the next CONNACK subscribes again.
+            _log.info("subscribe to %s deferred: %s", topic_filter, paho.error_string(result))
 
     def _track(self, topic: str, info: paho.MQTTMessageInfo, epoch: int) -> PublishHandle:
         handle = PublishHandle(topic)

@@ -13,9 +13,11 @@ from __future__ import annotations
 __all__ = [
     "ConnectionCallback",
     "InMemoryTransport",
+    "MessageCallback",
     "PublishHandle",
     "PublishedMessage",
     "Transport",
+    "topic_matches",
 ]
 
 import logging
@@ -31,6 +33,25 @@ _log = logging.getLogger(__name__)
 
 ConnectionCallback = Callable[[bool], None]
 """Called with ``True`` when the transport becomes connected and ``False`` when it stops being."""
+
+MessageCallback = Callable[[str, bytes], None]
+"""Called with ``(topic, payload)`` for each message received on a subscribed topic filter."""
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic-filter matching (``+`` one level, ``#`` the rest), as a broker does it.
+
+    A filter starting with a wildcard never matches a topic starting with ``$`` (MQTT 4.7.2).
+    """
+    if topic.startswith("$") and topic_filter[:1] in {"+", "#"}:
+        return False
+    parts, levels = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(parts):
+        if part == "#":
+            return True
+        if i >= len(levels) or (part not in {"+", levels[i]}):
+            return False
+    return len(parts) == len(levels)
 
 
 class PublishHandle:
@@ -125,6 +146,11 @@ class Transport(Protocol):
 
     def on_connection_change(self, callback: ConnectionCallback) -> None: ...
 
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
+        """Deliver messages matching ``topic_filter`` to ``callback`` from now on, including
+        after every reconnect (the transport subscribes again by itself)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PublishedMessage:
@@ -156,6 +182,7 @@ class InMemoryTransport:
         self._fail_code = 0x80
         self._waiting: deque[PublishHandle] = deque()
         self._callbacks: list[ConnectionCallback] = []
+        self._subscriptions: list[tuple[str, MessageCallback]] = []
         self.published: list[PublishedMessage] = []
         self.rejected: list[PublishedMessage] = []
         self.retained: dict[str, bytes] = {}
@@ -199,6 +226,8 @@ class InMemoryTransport:
                     self._waiting.append(handle)
                     return handle
         handle.set_result(outcome)
+        if outcome is None:
+            self._deliver(topic, message.payload)
         return handle
 
     def on_connection_change(self, callback: ConnectionCallback) -> None:
@@ -206,7 +235,28 @@ class InMemoryTransport:
         with self._lock:
             self._callbacks.append(callback)
 
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
+        """Register ``callback(topic, payload)`` for messages matching ``topic_filter``.
+
+        Messages published through this transport, or handed in with ``inject``, are delivered
+        synchronously on the publishing thread, outside the transport's lock.
+        """
+        if qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+        with self._lock:
+            self._subscriptions.append((topic_filter, callback))
+
     # -- test controls ---------------------------------------------------------------------
+
+    def inject(self, topic: str, payload: bytes) -> int:
+        """Deliver a message "from the broker" to matching subscribers if connected.
+
+        Returns how many callbacks received it (0 while offline: the message is lost, as a
+        QoS 0 message to a disconnected client is).
+        """
+        if not self.is_connected:
+            return 0
+        return self._deliver(topic, bytes(payload))
 
     def set_online(self, online: bool) -> None:
         """Bring the pretend network up or down (down fails publishes awaiting PUBACK)."""
@@ -236,6 +286,17 @@ class InMemoryTransport:
             return len(self._waiting)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _deliver(self, topic: str, payload: bytes) -> int:
+        with self._lock:
+            targets = [cb for flt, cb in self._subscriptions if topic_matches(flt, topic)]
+        for callback in targets:
+            try:
+                callback(topic, payload)
+            except Exception:
+                # A subscriber's bug must not fail the publisher, as with a real broker.
+                _log.exception("message callback for %s failed", topic)
+        return len(targets)
 
     def _change(self, *, started: bool | None = None, online: bool | None = None) -> None:
         with self._lock:

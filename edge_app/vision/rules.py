@@ -112,6 +112,16 @@ class RuleEngine:
         ]
 
     @property
+    def context(self) -> EventContext:
+        """What new events carry (device, model, config version)."""
+        return self._ctx
+
+    @context.setter
+    def context(self, ctx: EventContext) -> None:
+        # A new config version or model with the same rules: open episodes carry on.
+        self._ctx = ctx
+
+    @property
     def active(self) -> list[str]:
         """Names of the rules with an open episode."""
         return [w.rule.name for w in self._watches if w.episode.active]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_app.errors import PublishRejectedError, UplinkError
-from edge_app.uplink import InMemoryTransport, PublishHandle
+from edge_app.uplink import InMemoryTransport, PublishHandle, topic_matches
 
 
 def test_handle_reports_its_first_outcome_and_calls_back() -> None:
@@ -81,3 +81,33 @@ def test_invalid_qos_is_refused() -> None:
     transport = InMemoryTransport()
     with pytest.raises(ValueError, match="qos must be 0 or 1"):
         transport.publish("t", b"", qos=2)
+
+
+@pytest.mark.parametrize(
+    ("flt", "topic", "match"),
+    [
+        ("a/b", "a/b", True),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a/b/c", True),
+        ("#", "$aws/things/x", False),
+        ("+/things/x", "$aws/things/x", False),
+        ("$aws/things/+/shadow/name/+/get", "$aws/things/t/shadow/name/edge-config/get", True),
+        ("a/b", "a/c", False),
+    ],
+)
+def test_topic_matches(flt: str, topic: str, match: bool) -> None:
+    assert topic_matches(flt, topic) is match
+
+
+def test_in_memory_subscribe_delivers_published_and_injected_messages() -> None:
+    transport = InMemoryTransport()
+    got: list[tuple[str, bytes]] = []
+    transport.subscribe("dev/+/cmd", lambda t, p: got.append((t, p)))
+    transport.connect()
+    transport.publish("dev/1/cmd", b"a")
+    transport.publish("dev/1/other", b"b")
+    assert transport.inject("dev/2/cmd", b"c") == 1
+    transport.set_online(False)
+    assert transport.inject("dev/3/cmd", b"d") == 0
+    assert got == [("dev/1/cmd", b"a"), ("dev/2/cmd", b"c")]

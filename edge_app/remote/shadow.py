@@ -1,0 +1,180 @@
+"""The device side of the AWS IoT named shadow ``edge-config`` over any ``Transport``.
+
+Topics (``ShadowTopics``), with ``P = $aws/things/{thing}/shadow/name/edge-config``:
+
+    publish    P/get                  empty payload: ask for the whole document
+    subscribe  P/get/accepted         the document: state.desired/reported/delta, version
+    subscribe  P/get/rejected         {"code", "message"}; 404: no shadow yet
+    subscribe  P/update/delta         {"state": {...desired minus reported...}, "version"}
+    publish    P/update               {"state": {"reported": {...}}, "clientToken"}
+    subscribe  P/update/rejected      a report the service refused (logged)
+
+Messages arrive on the transport's network thread and are queued; ``run()`` (a thread the
+composition root starts) takes them one at a time, so a model test-load never blocks MQTT and
+changes are decided in arrival order. On every (re)connect a ``get`` is queued: whatever
+changed while offline is applied, and a duplicate of what is already in force is stale.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SHADOW_NAME", "ShadowClient", "ShadowTopics"]
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edge_app.remote.handler import Kind, Outcome, ShadowHandler
+from edge_app.uplink import Transport
+
+log = logging.getLogger(__name__)
+
+SHADOW_NAME = "edge-config"
+"""The named shadow that carries this app's remote configuration."""
+
+# Longest real-time wait for work before ``stop`` is checked again, seconds.
+_SLICE_S = 0.1
+# Messages waiting beyond this many are dropped (the next ``get`` brings the state back).
+_QUEUE_MAX = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowTopics:
+    """The MQTT topics of one thing's named shadow (AWS IoT Device Shadow MQTT topics)."""
+
+    thing: str
+    name: str = SHADOW_NAME
+
+    @property
+    def prefix(self) -> str:
+        return f"$aws/things/{self.thing}/shadow/name/{self.name}"
+
+    @property
+    def get(self) -> str:
+        return f"{self.prefix}/get"
+
+    @property
+    def get_accepted(self) -> str:
+        return f"{self.prefix}/get/accepted"
+
+    @property
+    def get_rejected(self) -> str:
+        return f"{self.prefix}/get/rejected"
+
+    @property
+    def update(self) -> str:
+        return f"{self.prefix}/update"
+
+    @property
+    def update_accepted(self) -> str:
+        return f"{self.prefix}/update/accepted"
+
+    @property
+    def update_rejected(self) -> str:
+        return f"{self.prefix}/update/rejected"
+
+    @property
+    def update_delta(self) -> str:
+        return f"{self.prefix}/update/delta"
+
+    @property
+    def update_documents(self) -> str:
+        return f"{self.prefix}/update/documents"
+
+
+class ShadowClient:
+    """Feeds shadow messages from ``transport`` to ``handler`` and publishes its reports.
+
+    Call ``attach()`` before the transport connects (it subscribes and watches the connection);
+    run ``run()`` on a thread until ``stop`` is set. ``on_outcome`` (optional) is called on that
+    thread after each decision, e.g. for metrics or tests.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        handler: ShadowHandler,
+        thing: str,
+        *,
+        stop: threading.Event,
+        shadow: str = SHADOW_NAME,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.topics = ShadowTopics(thing, shadow)
+        self._transport = transport
+        self._handler = handler
+        self._stop = stop
+        self._on_outcome = on_outcome
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
+        self.outcomes = 0
+
+    def attach(self) -> None:
+        """Subscribe to the response topics and ask for the document on every connect."""
+        t = self.topics
+        for topic in (t.get_accepted, t.get_rejected, t.update_delta, t.update_rejected):
+            self._transport.subscribe(topic, self._received, qos=1)
+        self._transport.on_connection_change(self._connection_changed)
+        if self._transport.is_connected:
+            self._put("connected", b"")
+
+    def run(self) -> None:
+        """Thread body: decide on queued messages one by one until ``stop`` is set."""
+        while not self._stop.is_set():
+            try:
+                topic, payload = self._queue.get(timeout=_SLICE_S)
+            except queue.Empty:
+                continue
+            try:
+                self._dispatch(topic, payload)
+            except Exception:
+                # One bad message must not end remote configuration for good.
+                log.exception("shadow message on %s could not be handled", topic)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _received(self, topic: str, payload: bytes) -> None:
+        self._put(topic, payload)
+
+    def _connection_changed(self, connected: bool) -> None:
+        if connected:
+            self._put("connected", b"")
+
+    def _put(self, topic: str, payload: bytes) -> None:
+        try:
+            self._queue.put_nowait((topic, payload))
+        except queue.Full:
+            log.warning("shadow queue full: message on %s dropped (next get recovers)", topic)
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        t = self.topics
+        if topic == "connected":
+            self._transport.publish(t.get, b"", qos=1)
+            return
+        if topic == t.get_rejected:
+            self._get_rejected(payload)
+            return
+        if topic == t.update_rejected:
+            why = payload[:300].decode(errors="replace")
+            log.warning("shadow service refused our report: %s", why)
+            return
+        kind: Kind = "get" if topic == t.get_accepted else "delta"
+        outcome = self._handler.handle(kind, payload)
+        if outcome.report is not None:
+            body = json.dumps(outcome.report, separators=(",", ":")).encode()
+            self._transport.publish(t.update, body, qos=1)
+        self.outcomes += 1
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    def _get_rejected(self, payload: bytes) -> None:
+        try:
+            code = json.loads(payload).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        if code == 404:
+            # No shadow yet: nothing desired, so there is nothing to apply.
+            log.info("shadow %s does not exist yet; running the local config", self.topics.name)
+        else:
+            log.warning("shadow get refused: %s", payload[:300].decode(errors="replace"))

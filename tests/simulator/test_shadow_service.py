@@ -1,0 +1,153 @@
+"""The shadow-service emulator against a real Mosquitto, and ``python -m simulator shadow set``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_app.clock import SystemClock
+from edge_app.config import LastGoodStore
+from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
+from edge_app.uplink import MqttTransport
+from simulator.__main__ import main as simulator_main
+from simulator.broker import Mosquitto
+from simulator.shadow import ShadowService, delta_of, desired_from_pairs, merge_state
+from tests.unit.test_remote_overlay import MODELS, local_config
+from tests.unit.test_shadow_handler import RecordingApplier
+
+WAIT_S = 15.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_desired_from_pairs_nests_dotted_keys() -> None:
+    got = desired_from_pairs(["detector.score_threshold=0.7", "detector.model=ssd_x", "rules=[]"])
+    assert got == {"detector": {"score_threshold": 0.7, "model": "ssd_x"}, "rules": []}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        desired_from_pairs(["novalue"])
+
+
+def test_merge_and_delta_follow_aws_semantics() -> None:
+    state = merge_state({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": None, "e": 3}, "d": [2]})
+    assert state == {"a": {"c": 2, "e": 3}, "d": [2]}
+    assert delta_of({"a": {"c": 2, "e": 3}, "f": 1}, {"a": {"c": 2}, "f": 1}) == {"a": {"e": 3}}
+
+
+class Peer:
+    """A plain MQTT client that records what arrives on the shadow's response topics."""
+
+    def __init__(self, broker: Mosquitto, thing: str) -> None:
+        self.topics = ShadowTopics(thing)
+        self.got: list[tuple[str, dict[str, object]]] = []
+        self._ready = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.on_connect = lambda c, *_: c.subscribe(self.topics.prefix + "/+/+", qos=1)
+        self._client.on_subscribe = lambda *_: self._ready.set()
+        self._client.on_message = lambda c, u, m: self.got.append((m.topic, json.loads(m.payload)))
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+        assert self._ready.wait(WAIT_S)
+
+    def send(self, suffix: str, body: object) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self._client.publish(self.topics.prefix + suffix, payload, qos=1).wait_for_publish(5)
+
+    def on(self, suffix: str) -> list[dict[str, object]]:
+        return [b for t, b in list(self.got) if t == self.topics.prefix + suffix]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def service(broker: Mosquitto) -> Iterator[ShadowService]:
+    with ShadowService(broker.host, broker.port, client_id=f"svc-{time.monotonic_ns()}") as s:
+        yield s
+
+
+@pytest.mark.broker
+def test_service_speaks_the_shadow_protocol(broker: Mosquitto, service: ShadowService) -> None:
+    peer = Peer(broker, "svc-1")
+    try:
+        peer.send("/get", b"")
+        assert wait_until(lambda: bool(peer.on("/get/rejected")))
+        assert peer.on("/get/rejected")[0]["code"] == 404
+        peer.send("/update", {"state": {"desired": {"x": {"y": 1}}}, "clientToken": "t1"})
+        assert wait_until(lambda: bool(peer.on("/update/delta")))
+        delta = peer.on("/update/delta")[0]
+        assert (delta["state"], delta["version"], delta["clientToken"]) == (
+            {"x": {"y": 1}},
+            1,
+            "t1",
+        )
+        peer.send("/update", {"state": {"reported": {"x": {"y": 1}}}, "version": 7})
+        assert wait_until(lambda: bool(peer.on("/update/rejected")))
+        assert peer.on("/update/rejected")[0]["code"] == 409
+        peer.send("/update", {"state": {"reported": {"x": {"y": 1}}}, "version": 1})
+        assert wait_until(lambda: len(peer.on("/update/accepted")) == 2)
+        assert len(peer.on("/update/delta")) == 1  # a report alone raises no delta
+        peer.send("/update", b"x" * 9000)
+        assert wait_until(lambda: any(r["code"] == 413 for r in peer.on("/update/rejected")))
+        peer.send("/get", b"")
+        assert wait_until(lambda: bool(peer.on("/get/accepted")))
+        doc = peer.on("/get/accepted")[0]
+        assert doc["version"] == 2
+        assert doc["state"] == {"desired": {"x": {"y": 1}}, "reported": {"x": {"y": 1}}}
+    finally:
+        peer.close()
+
+
+@pytest.mark.broker
+def test_shadow_set_command_reaches_a_device_and_prints_its_report(
+    broker: Mosquitto, service: ShadowService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = local_config(tmp_path)
+    applier = RecordingApplier(local)
+    handler = ShadowHandler(
+        local, applier, LastGoodStore(tmp_path), models=MODELS, clock=SystemClock()
+    )
+    stop = threading.Event()
+    transport = MqttTransport(broker.host, broker.port, client_id="cli-device")
+    client = ShadowClient(transport, handler, "cli-1", stop=stop)
+    client.attach()
+    worker = threading.Thread(target=client.run)
+    worker.start()
+    try:
+        with transport:
+            assert wait_until(lambda: service.requests >= 1)
+            code = simulator_main(
+                [
+                    "shadow",
+                    "set",
+                    "--host",
+                    broker.host,
+                    "--port",
+                    str(broker.port),
+                    "--thing",
+                    "cli-1",
+                    "detector.score_threshold=0.66",
+                ]
+            )
+    finally:
+        stop.set()
+        worker.join()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["report"]["status"] == "applied"
+    assert out["report"]["version"] == out["version"]
+    assert applier.current().config.detector.score_threshold == 0.66
