@@ -112,8 +112,8 @@ class CameraWorker:
         else:
             # Rules or zones changed: episodes of the old rules end here, the new ones start
             # from scratch (a rule that no longer exists must not stay open forever).
-            for event in self._rules.finish(frame.mono, frame.wall):
-                self._raise(event, None, Detections.empty(), reason="config changed")
+            for event in self._rules.finish(frame.mono, frame.wall, reason="config changed"):
+                self._raise(event, None, Detections.empty())
             self._rules = RuleEngine(camera, config.rules, ctx)
         self.stats.config_version = config.version
         self.stats.config_changes += 1
@@ -155,15 +155,7 @@ class CameraWorker:
                 for event in self._rules.finish(last.mono, last.wall):
                     self._raise(event, None, Detections.empty())
 
-    def _raise(
-        self,
-        event: Event,
-        frame: Frame | None,
-        detections: Detections,
-        reason: str | None = None,
-    ) -> None:
-        if reason is not None:
-            event = replace(event, extra={**event.extra, "end_reason": reason})
+    def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
         if frame is not None and event.phase is Phase.START and self._snapshots is not None:
             snapshot = self._snapshots.save(frame, detections, event)
             if snapshot is not None:

@@ -103,10 +103,10 @@ class RuleEngine:
                     events.append(self._end(watch, frame.mono, frame.wall, reason="gone"))
         return events
 
-    def finish(self, mono: float, wall: float) -> list[Event]:
-        """End every open episode (the source ended or the app stops)."""
+    def finish(self, mono: float, wall: float, reason: str = "source ended") -> list[Event]:
+        """End every open episode; ``reason`` becomes the events' ``end_reason``."""
         return [
-            self._end(w, mono, wall, reason="source ended")
+            self._end(w, mono, wall, reason=reason)
             for w in self._watches
             if w.episode.active
         ]
