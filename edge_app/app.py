@@ -39,7 +39,13 @@ from edge_app.outbox import Outbox
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.uplink import DrainLoop, MqttTransport, Transport, status_payload
+from edge_app.uplink import (
+    DrainLoop,
+    MqttTransport,
+    RateLimiter,
+    Transport,
+    status_payload,
+)
 from edge_app.vision.detector import Detector, open_detector
 from edge_app.vision.rules import EventContext, RuleEngine
 
@@ -201,6 +207,12 @@ class EdgeApp:
             max_bytes=batch.max_bytes,
             max_wait_s=batch.max_wait_s,
             stop=self._stop_uplink,
+            window=up.inflight,
+            limiter=RateLimiter(
+                clock=self._clock,
+                publishes_per_s=up.max_publishes_per_s,
+                bytes_per_s=up.max_bytes_per_s,
+            ),
         )
         handler = ShadowHandler(
             self.config,

@@ -203,6 +203,15 @@ class UplinkConfig(_Model):
     )
     keepalive_s: int = Field(30, ge=5, le=1200, description="MQTT keepalive, seconds.")
     inflight: int = Field(20, ge=1, le=100, description="Most unacknowledged QoS 1 publishes.")
+    max_publishes_per_s: int = Field(
+        100, ge=1, le=100, description="Publish rate cap (AWS IoT Core: 100/s per connection)."
+    )
+    max_bytes_per_s: int = Field(
+        524_288,
+        ge=1024,
+        le=524_288,
+        description="Payload byte rate cap, bytes/s (AWS IoT Core: 512 KB/s per connection).",
+    )
     batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Reconnect backoff."

@@ -20,7 +20,14 @@ One connection, guarded by a lock, serves the frame thread (``enqueue``) and the
 
 from __future__ import annotations
 
-__all__ = ["Batch", "BatchEncoder", "Outbox", "OutboxStats", "severity_of_rank"]
+__all__ = [
+    "IOT_CORE_MAX_PAYLOAD_BYTES",
+    "Batch",
+    "BatchEncoder",
+    "Outbox",
+    "OutboxStats",
+    "severity_of_rank",
+]
 
 import json
 import logging
@@ -58,6 +65,8 @@ _PLAUSIBLE_WALL = 1_577_836_800.0
 _AGE_CHECK_EVERY_S = 1.0
 _AGE_SCAN_LIMIT = 10_000
 _EVICT_CHUNK = 256
+# AWS IoT Core's largest MQTT payload, bytes: an event that cannot fit alone is dead-lettered.
+IOT_CORE_MAX_PAYLOAD_BYTES = 131_072
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -79,6 +88,15 @@ CREATE TABLE IF NOT EXISTS drops (
     lease_id TEXT NOT NULL DEFAULT '',
     n INTEGER NOT NULL,
     PRIMARY KEY (rule, severity, lease_id)
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    parked_wall REAL NOT NULL
 );
 """
 # Drop counts waiting for a batch have lease_id ''; those riding in a batch carry its id.
@@ -320,6 +338,38 @@ class Outbox:
                 len(batch.events),
             )
 
+    def dead_letter(self, batch: Batch, reason: str) -> int:
+        """Park ``batch``'s events in the dead-letter lane (kept in the file, never sent again)
+        and count them as drops for the next batch; its drop counts go back to pending.
+
+        For an event the broker refuses as malformed on its own: retrying it forever would
+        block everything behind it. Returns how many events were parked.
+        """
+        with self._lock:
+            self._check_open()
+            with self._transaction("dead_letter"):
+                seqs = [
+                    int(seq)
+                    for (seq,) in self._conn.execute(
+                        "SELECT seq FROM events WHERE seq BETWEEN ? AND ? AND lease_id = ?",
+                        (batch.first_seq or 0, batch.last_seq or 0, batch.batch_id),
+                    )
+                ]
+                self._conn.execute(_MERGE_DROPS.format(cond="= ?"), (batch.batch_id,))
+                self._conn.execute("DELETE FROM drops WHERE lease_id = ?", (batch.batch_id,))
+                self._park(seqs, reason)
+            return len(seqs)
+
+    def dead_letters(self) -> int:
+        """How many events are parked in the dead-letter lane."""
+        with self._lock:
+            self._check_open()
+            try:
+                (n,) = self._conn.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
+            except sqlite3.Error as exc:
+                raise self._error("dead_letters", exc) from exc
+            return int(n)
+
     def release(self, batch: Batch) -> None:
         """Put ``batch``'s events (and drop counts) back, to be leased again (after a failure)."""
         with self._lock:
@@ -438,12 +488,22 @@ class Outbox:
                     break
                 count += 1
             if count == 0:
-                # TODO(issue 3): dead-letter such events instead of sending them oversize.
+                seq, size, _ = rows[0]
+                if size + (max_bytes - budget) > IOT_CORE_MAX_PAYLOAD_BYTES:
+                    # No publish can ever carry it (IoT Core refuses payloads over 128 KB):
+                    # park it in the dead-letter lane, reported as a drop, instead of
+                    # retrying it forever and blocking everything behind it.
+                    self._park(
+                        [seq],
+                        f"{size} bytes, over the {IOT_CORE_MAX_PAYLOAD_BYTES}-byte"
+                        " MQTT payload limit",
+                    )
+                    return self._lease_locked(encoder, max_events, max_bytes)
                 _log.warning(
                     "event seq %d is %d bytes, more than a %d-byte batch can hold; sending it "
-                    "alone (the broker may reject it)",
-                    rows[0][0],
-                    rows[0][1],
+                    "alone",
+                    seq,
+                    size,
                     max_bytes,
                 )
                 count = 1
@@ -520,6 +580,39 @@ class Outbox:
             removed += int(row[0])
         self._count -= len(seqs)
         self._bytes -= removed
+
+    def _park(self, seqs: list[int], reason: str) -> None:
+        """Move events ``seqs`` (leased or not) to the dead-letter lane, inside a transaction."""
+        drops: Counter[tuple[str, int]] = Counter()
+        now = self._clock.time()
+        for seq in seqs:
+            row = self._conn.execute(
+                "DELETE FROM events WHERE seq = ? RETURNING id, rule, severity, bytes, body,"
+                " lease_id",
+                (seq,),
+            ).fetchone()
+            if row is None:
+                continue
+            event_id, rule, rank, size, body, lease_id = row
+            self._conn.execute(
+                "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, event_id, rule, rank, body, reason, now),
+            )
+            drops[(rule, rank)] += 1
+            self._count -= 1
+            self._bytes -= int(size)
+            if lease_id is not None:
+                self._leased -= 1
+                self._leased_bytes -= int(size)
+            _log.error(
+                "outbox: event %s (seq %d, rule %s) parked in the dead-letter lane: %s; "
+                "see `edge-app outbox status`",
+                event_id,
+                seq,
+                rule,
+                reason,
+            )
+        self._count_drops(drops, f"dead-lettered: {reason}")
 
     def _count_drops(self, drops: Counter[tuple[str, int]], why: str) -> None:
         if not drops:

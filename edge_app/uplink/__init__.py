@@ -8,8 +8,13 @@ from edge_app.uplink.batcher import (
     encode_batch,
     envelope_bytes,
 )
-from edge_app.uplink.drain import DrainLoop, DrainStats
+from edge_app.uplink.drain import MALFORMED_REASON_CODES, DrainLoop, DrainStats
 from edge_app.uplink.mqtt import MqttTransport, status_payload
+from edge_app.uplink.ratelimit import (
+    IOT_CORE_MAX_BYTES_PER_S,
+    IOT_CORE_MAX_PUBLISHES_PER_S,
+    RateLimiter,
+)
 from edge_app.uplink.transport import (
     ConnectionCallback,
     InMemoryTransport,
@@ -22,6 +27,9 @@ from edge_app.uplink.transport import (
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "IOT_CORE_MAX_BYTES_PER_S",
+    "IOT_CORE_MAX_PUBLISHES_PER_S",
+    "MALFORMED_REASON_CODES",
     "SCHEMA",
     "Backoff",
     "ConnectionCallback",
@@ -32,6 +40,7 @@ __all__ = [
     "MqttTransport",
     "PublishHandle",
     "PublishedMessage",
+    "RateLimiter",
     "Transport",
     "decode_batch",
     "encode_batch",

@@ -12,7 +12,7 @@ injected ``Clock``; the thread itself sleeps in real time in short slices so ``s
 
 from __future__ import annotations
 
-__all__ = ["DrainLoop", "DrainStats"]
+__all__ = ["MALFORMED_REASON_CODES", "DrainLoop", "DrainStats"]
 
 import logging
 import threading
@@ -25,6 +25,7 @@ from edge_app.errors import EdgeAppError, PublishRejectedError, UplinkError
 from edge_app.outbox import Batch, BatchEncoder, Outbox
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.batcher import DEFAULT_MAX_PAYLOAD_BYTES, encode_batch
+from edge_app.uplink.ratelimit import RateLimiter
 from edge_app.uplink.transport import PublishHandle, Transport
 
 _log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ _log = logging.getLogger(__name__)
 _SLICE_S = 0.1
 # With nothing to do, look again this often even without a notify(), seconds.
 _IDLE_S = 1.0
+# PUBACK reason codes meaning "this payload itself is unacceptable" (MQTT 5 3.4.2.1): payload
+# format invalid, packet too large. A batch refused so is split; a lone event is dead-lettered.
+# Every other failure code (0x97 quota exceeded, 0x87 not authorized, 0x80, 0x83, ...) says
+# nothing against the data: back off and send the same events again.
+MALFORMED_REASON_CODES = frozenset({0x99, 0x95})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class DrainStats:
     bytes_sent: int
     publish_failures: int
     in_flight: int
+    dead_lettered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,9 @@ class DrainLoop:
     a full batch is held up to ``max_wait_s`` seconds to fill up. A PUBACK not received within
     ``ack_timeout_s`` seconds counts as a failure. At most ``window`` batches are unacknowledged
     at once (keep it <= the transport's inflight limit). Failures other than a lost connection
-    pause publishing for a ``retry`` backoff delay.
+    pause publishing for a ``retry`` backoff delay. ``limiter`` (default: AWS IoT Core's caps,
+    100 publishes/s and 512 KB/s) paces publishes; a batch refused as malformed
+    (``MALFORMED_REASON_CODES``) is split in halves, and a single refused event is dead-lettered.
 
     The composition root runs ``run()`` on a thread and stops it with ``stop``; on shutdown,
     ``flush()`` delivers what is left within a time budget (before or after ``stop``). The
@@ -83,6 +92,7 @@ class DrainLoop:
         window: int = 10,
         retry: Backoff | None = None,
         encoder: BatchEncoder = encode_batch,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1024 or window < 1:
             raise UplinkError(
@@ -106,6 +116,13 @@ class DrainLoop:
         self._window = window
         self._retry = retry if retry is not None else Backoff(0.5, 30.0)
         self._encoder = encoder
+        self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
+        self._held: Batch | None = None  # leased, waiting for the rate limiter
+        # After a malformed refusal: lease at most this many events until seq _split_until
+        # has been acknowledged.
+        self._split_limit: int | None = None
+        self._split_until = 0
+        self.dead_lettered = 0
         self._wake = threading.Event()
         self._flush_requested = threading.Event()
         self._active = threading.Lock()
@@ -137,6 +154,7 @@ class DrainLoop:
             self.bytes_sent,
             self.publish_failures,
             len(self._inflight),
+            self.dead_lettered,
         )
 
     def run(self) -> None:
@@ -223,20 +241,32 @@ class DrainLoop:
                 return min(self._retry_at - now, self._until_deadline(now))
             self._retry_at = None
         while len(self._inflight) < self._window:
-            hold = 0.0 if flushing else self._hold(now)
+            hold = 0.0 if flushing or self._held else self._hold(now)
             if hold is None:
                 break
             if hold > 0:
                 return min(hold, self._until_deadline(now))
-            batch = self._outbox.lease(self._max_events, self._max_bytes, encoder=self._encoder)
+            batch = self._held or self._lease()
             if batch is None:
                 break
+            pace = self._limiter.delay(len(batch.payload))
+            if pace > 0:
+                self._held = batch  # keep its place; nothing else may overtake it
+                return min(pace, self._until_deadline(now))
+            self._held = None
+            self._limiter.take(len(batch.payload))
             handle = self._transport.publish(self._topic, batch.payload, qos=1)
             handle.add_done_callback(self._on_done)
             self._inflight.append(_InFlight(batch, handle, now + self._ack_timeout_s))
             if handle.done and not handle.ok:
                 break  # the link just went down; no point leasing more
         return self._until_deadline(now)
+
+    def _lease(self) -> Batch | None:
+        limit = self._max_events
+        if self._split_limit is not None:
+            limit = min(limit, self._split_limit)
+        return self._outbox.lease(limit, self._max_bytes, encoder=self._encoder)
 
     def _hold(self, now: float) -> float | None:
         """Seconds to wait for a fuller batch, 0 to lease now, None when nothing is waiting."""
@@ -266,6 +296,9 @@ class DrainLoop:
                     self.events_sent += len(item.batch.events)
                     self.bytes_sent += len(item.batch.payload)
                     self._retry.reset()
+                    last = item.batch.last_seq
+                    if last is not None and last >= self._split_until:
+                        self._split_limit = None
                 else:
                     self._failed(item, error, now)
             elif now >= item.deadline:
@@ -275,6 +308,26 @@ class DrainLoop:
         self._inflight = remaining
 
     def _failed(self, item: _InFlight, error: UplinkError, now: float) -> None:
+        code = error.code if isinstance(error, PublishRejectedError) else None
+        if code in MALFORMED_REASON_CODES and item.batch.events:
+            if len(item.batch.events) == 1:
+                parked = self._outbox.dead_letter(item.batch, f"broker refused it: {error}")
+                self.dead_lettered += parked
+                self.publish_failures += 1
+                return  # nothing to wait for: the next events may go at once
+            # Split and resend at once: the broker is fine, one of these payloads is not.
+            self._split_limit = max(1, len(item.batch.events) // 2)
+            self._split_until = max(self._split_until, item.batch.last_seq or 0)
+            self._outbox.release(item.batch)
+            self.publish_failures += 1
+            _log.warning(
+                "batch %s (seq %s..%s) refused as malformed (%s); splitting it",
+                item.batch.batch_id,
+                item.batch.first_seq,
+                item.batch.last_seq,
+                error,
+            )
+            return
         self._outbox.release(item.batch)
         self.publish_failures += 1
         seqs = f"seq {item.batch.first_seq}..{item.batch.last_seq}"
@@ -296,6 +349,9 @@ class DrainLoop:
     def _abandon(self) -> None:
         """Settle what finished and release the rest (used when flush ends)."""
         self._reap(self._clock.monotonic())
+        if self._held is not None:
+            self._outbox.release(self._held)
+            self._held = None
         while self._inflight:
             self._outbox.release(self._inflight.popleft().batch)
 
