@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "simulator.replay",
     "cloud": "simulator.cloud",
     "shadow": "simulator.shadow",
+    "outage": "simulator.outage",
 }
 
 

@@ -38,6 +38,7 @@ class AuditReport:
     batches: int
     max_delivery_delay_s: float
     last_seq: int
+    dropped: int = 0
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Audit:
     batches: int = 0
     out_of_order: int = 0
     max_delay_s: float = 0.0
+    dropped: int = 0  # events the device reported evicted or dead-lettered (batch "dropped")
     events: list[dict[str, Any]] = field(default_factory=list)
     _last_batch_seq: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,6 +72,9 @@ class Audit:
             self._last_batch_seq[device] = max(
                 self._last_batch_seq.get(device, 0), int(batch.get("last_seq", 0))
             )
+            self.dropped += sum(
+                int(n) for by_sev in batch.get("dropped", {}).values() for n in by_sev.values()
+            )
             seen = self.seqs.setdefault(device, set())
             for event in batch.get("events", []):
                 self.received += 1
@@ -84,8 +89,10 @@ class Audit:
 
     def report(self) -> AuditReport:
         with self._lock:
-            # seq starts at 1 on a device: every absent seq below the highest seen is missing
-            missing = sum(max(s) - len(s) for s in self.seqs.values() if s)
+            # seq starts at 1 on a device: every absent seq below the highest seen is missing,
+            # unless the device said it dropped it (eviction, dead letter: counted, not named)
+            gaps = sum(max(s) - len(s) for s in self.seqs.values() if s)
+            missing = max(0, gaps - self.dropped)
             return AuditReport(
                 received=self.received,
                 unique=len(self.ids),
@@ -95,6 +102,7 @@ class Audit:
                 batches=self.batches,
                 max_delivery_delay_s=round(self.max_delay_s, 3),
                 last_seq=max((max(s) for s in self.seqs.values() if s), default=0),
+                dropped=self.dropped,
             )
 
     def wait_for_seq(self, last_seq: int, timeout: float) -> bool:
@@ -135,6 +143,7 @@ class CloudConsumer:
             self._client.tls_set(str(ca), str(cert), str(key), tls_version=ssl.PROTOCOL_TLSv1_2)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._host, self._port = host, port
 
@@ -145,6 +154,10 @@ class CloudConsumer:
         if not self._subscribed.wait(timeout):
             self.stop()
             raise TimeoutError(f"cloud consumer: no SUBACK from {self._host}:{self._port}")
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the (re)subscription is acknowledged, e.g. after a broker restart."""
+        return self._subscribed.wait(timeout)
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -169,6 +182,11 @@ class CloudConsumer:
             log.error("cloud consumer: connection refused: %s", rc)
             return
         client.subscribe(self.topic, qos=1)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
+        self._subscribed.clear()  # paho reconnects by itself; _on_connect subscribes again
 
     def _on_subscribe(
         self,

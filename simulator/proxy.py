@@ -2,7 +2,15 @@
 
 ``down()`` closes the listening socket and resets every relayed connection, so the appliance
 sees exactly what a dead uplink looks like: connection refused / reset. ``up()`` listens again
-on the same port. Issue 3 extends this into a scripted fault injector.
+on the same port. The other faults (``simulator.outage`` scripts them):
+
+* ``cut()``: reset (RST) every open connection but keep listening, as a NAT timeout or a
+  flapping cellular link does;
+* ``blackhole(True)``: connections stay open (and new ones are accepted) but no byte gets
+  through in either direction (nothing is read, so nothing is lost either: TCP delivers it if
+  the path heals in time), so only keepalives and timeouts reveal the outage;
+* ``slow(bytes_per_s, latency_s)``: every chunk is delayed by ``latency_s`` and paced to
+  ``bytes_per_s`` per direction (``slow(None)`` restores full speed).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 
 log = logging.getLogger(__name__)
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -31,6 +40,8 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.connections = 0
+        self._blackhole = False
+        self._link: tuple[float | None, float] | None = None  # (bytes/s, latency s)
 
     @property
     def is_up(self) -> bool:
@@ -70,6 +81,30 @@ class TcpProxy:
         for conn in conns:
             _reset(conn)
         log.info("network down: :%d refuses connections", self.listen_port)
+
+    def cut(self) -> None:
+        """Reset (RST) every open connection; keep accepting new ones."""
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            _reset(conn)
+        log.info("network cut: %d connection(s) reset", len(conns) // 2)
+
+    def blackhole(self, on: bool) -> None:
+        """Stall both directions (``True``: silence, bytes held back) or relay again (``False``)."""
+        self._blackhole = on
+        log.info("black hole %s", "on: bytes are swallowed" if on else "off")
+
+    def slow(self, bytes_per_s: float | None, latency_s: float = 0.0) -> None:
+        """Pace each direction to ``bytes_per_s`` and delay each chunk by ``latency_s`` seconds;
+        ``slow(None)`` with no latency restores full speed."""
+        if (bytes_per_s is not None and not bytes_per_s > 0) or latency_s < 0:
+            raise ValueError(
+                f"slow link needs bytes_per_s > 0 (or None) and latency_s >= 0, got "
+                f"{bytes_per_s} and {latency_s}"
+            )
+        self._link = None if bytes_per_s is None and latency_s == 0 else (bytes_per_s, latency_s)
+        log.info("link: %s bytes/s, %.3f s latency", bytes_per_s or "full", latency_s)
 
     def close(self) -> None:
         self.down()
@@ -112,11 +147,25 @@ class TcpProxy:
             sel.register(b, selectors.EVENT_READ)
             try:
                 while True:
-                    for key, _ in sel.select(timeout=0.5):
+                    if self._blackhole:
+                        # Read nothing: bytes wait in the kernel buffers and the peers hear
+                        # silence, as on a path that drops every packet (TCP then delivers
+                        # them intact if the path heals before a keepalive gives up).
+                        time.sleep(0.02)
+                        if a.fileno() < 0 or b.fileno() < 0:
+                            return
+                        continue
+                    for key, _ in sel.select(timeout=0.1):
                         src: socket.socket = key.fileobj  # type: ignore[assignment]
                         data = src.recv(65536)
                         if not data:
                             return
+                        link = self._link
+                        if link is not None:
+                            # Latency plus serialisation time at the link's rate; one thread
+                            # per connection, so this also paces the other direction.
+                            rate, latency = link
+                            time.sleep(latency + (len(data) / rate if rate else 0.0))
                         peer[src].sendall(data)
                     if a.fileno() < 0 or b.fileno() < 0:
                         return
