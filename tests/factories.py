@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_app.clock import FakeClock
+from edge_app.clock import Clock
 from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.ids import new_ulid
 
@@ -10,7 +10,7 @@ DEVICE = "cam-001"
 
 
 def make_event(
-    clock: FakeClock,
+    clock: Clock,
     *,
     rule: str = "intrusion",
     severity: Severity = Severity.MEDIUM,

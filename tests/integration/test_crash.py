@@ -74,18 +74,18 @@ def test_r2_kill_9_at_random_moments_loses_nothing(
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
             assert proc.returncode == -signal.SIGKILL
-        proc = subprocess.Popen(
+        last = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         try:
             time.sleep(4.0)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=60)
+            last.send_signal(signal.SIGTERM)
+            _, stderr = last.communicate(timeout=60)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, stderr[-2000:]
+            if last.poll() is None:
+                last.kill()
+                last.wait()
+        assert last.returncode == 0, stderr[-2000:]
         db = tmp_path / "data" / "outbox.db"
         with Outbox(
             db, clock=SystemClock(), device="crash-cam", max_bytes=1 << 30, max_age_s=1e9
