@@ -35,7 +35,7 @@ from edge_app.config import (
 from edge_app.domain import Event, ModelRef
 from edge_app.errors import ModelError
 from edge_app.models import Catalog, load_manifest
-from edge_app.outbox import Outbox
+from edge_app.outbox import Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
@@ -145,6 +145,16 @@ class EdgeApp:
                 self._resources.callback(detector.close)
             self.detector = detector
             self._live = RuntimeHolder(Runtime(snapshot, detector))
+            if self.outbox.recovered_from is not None:
+                # The cloud must learn that undelivered events were set aside with the file.
+                self.outbox.enqueue(
+                    recovery_event(
+                        cfg.device.thing_name,
+                        detector.model,
+                        self.outbox.recovered_from,
+                        self._clock,
+                    )
+                )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
             snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
             for camera in effective.cameras:

@@ -5,7 +5,10 @@ Guarantees (DESIGN.md "Outbox guarantees"):
 * ``enqueue`` assigns ``seq = last_seq + 1`` and stores the event in one WAL transaction with
   ``synchronous=FULL``; once it returns, the event survives kill -9 and power loss.
 * ``seq`` lives in ``meta.last_seq``, so it survives restarts and never repeats, even after rows
-  are acknowledged or evicted.
+  are acknowledged or evicted; a reservation in ``<db>.seq`` (see ``recovery``) keeps it from
+  repeating even when the database itself is lost.
+* Opening runs ``PRAGMA quick_check``; a corrupt database is moved aside (never deleted) and a
+  fresh one started; ``recovered_from`` then names the moved file, for the owner to report.
 * ``lease`` hands out the oldest events not already out; ``ack`` deletes exactly a batch's rows
   (call it only after the PUBACK); ``release`` returns them. Opening the store releases every
   lease, so a crash between publish and ack means redelivery: at-least-once, consumers dedupe
@@ -45,6 +48,7 @@ from edge_app.clock import Clock
 from edge_app.domain import Event, Severity
 from edge_app.errors import OutboxError
 from edge_app.ids import new_ulid
+from edge_app.outbox.recovery import SeqReservation, quarantine
 
 _log = logging.getLogger(__name__)
 
@@ -215,7 +219,10 @@ class Outbox:
         self._closed = False
         # Mirrors of the table, kept under the lock so stats() and eviction need no full scan.
         self._count = self._bytes = self._leased = self._leased_bytes = self._last_seq = 0
-        self._conn = self._open()
+        self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
+        self.recovered_from: Path | None = None
+        """Where a corrupt database found at open was moved (``None``: it was sound)."""
+        self._conn = self._open_checked()
         try:
             self._load()
         except BaseException:
@@ -261,6 +268,7 @@ class Outbox:
             )
         with self._lock:
             self._check_open()
+            self._seqs.ensure(self._last_seq + 1)
             stored = event.with_seq(self._last_seq + 1)
             try:
                 body = json.dumps(stored.to_json(), separators=_COMPACT)
@@ -408,6 +416,35 @@ class Outbox:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _open_checked(self) -> sqlite3.Connection:
+        """Open, and if the file is damaged, move it aside and open a fresh one."""
+        problem: str | None = None
+        try:
+            conn = self._open()
+        except _CorruptError as exc:
+            problem = str(exc)
+        else:
+            try:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+                if rows != [("ok",)]:
+                    problem = "; ".join(str(r[0]) for r in rows[:5])
+            except sqlite3.DatabaseError as exc:
+                problem = str(exc)
+            if problem is None:
+                return conn
+            conn.close()
+        moved = quarantine(self._path, self._clock.time())
+        self.recovered_from = moved
+        _log.error(
+            "outbox %s is corrupt (%s): moved it aside to %s (kept for analysis) and started a "
+            "fresh one; seq continues after %d",
+            self._path,
+            problem,
+            moved,
+            self._seqs.reserved,
+        )
+        return self._open()
+
     def _open(self) -> sqlite3.Connection:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -429,6 +466,8 @@ class Outbox:
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
+            if _errorname(exc) in {"SQLITE_CORRUPT", "SQLITE_NOTADB"}:
+                raise _CorruptError(str(exc)) from exc
             raise self._error("open", exc) from exc
         if mode != "wal":
             conn.close()
@@ -449,8 +488,9 @@ class Outbox:
             count, size, max_seq = self._conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(MAX(seq), 0) FROM events"
             ).fetchone()
-        # max() guards a meta row lost to manual editing: seq must still never repeat.
-        self._last_seq = max(int(row[0]) if row else 0, int(max_seq))
+        # max() guards a meta row lost to manual editing: seq must still never repeat. A
+        # database without last_seq is new: continue past the reservation (a lost database).
+        self._last_seq = max(int(row[0]) if row else self._seqs.reserved, int(max_seq))
         self._count, self._bytes = int(count), int(size)
         self._leased = self._leased_bytes = 0
         if released:
@@ -655,11 +695,19 @@ class Outbox:
             raise OutboxError(f"outbox {self._path} is closed: open a new Outbox")
 
     def _error(self, op: str, exc: sqlite3.Error) -> OutboxError:
-        # Extended codes (SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT) share their primary's advice.
-        name = "_".join(str(getattr(exc, "sqlite_errorname", "")).split("_")[:2])
+        name = _errorname(exc)
         if name == "SQLITE_CONSTRAINT" and "events.id" in str(exc):
             advice = "an event with this id is already stored: enqueue each event once"
         else:
             advice = _ADVICE.get(name, "")
         message = f"outbox {self._path}: {op} failed: {exc}"
         return OutboxError(f"{message}; {advice}" if advice else message)
+
+
+class _CorruptError(Exception):
+    """The database file is damaged or not a database (raised only inside ``Outbox``)."""
+
+
+def _errorname(exc: sqlite3.Error) -> str:
+    # Extended codes (SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT) share their primary's advice.
+    return "_".join(str(getattr(exc, "sqlite_errorname", "")).split("_")[:2])
