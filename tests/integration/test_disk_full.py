@@ -1,0 +1,79 @@
+"""ENOSPC: a real, tiny tmpfs fills up under the outbox; it refuses events with a clear error,
+keeps working for the drain side, and takes events again once space returns.
+
+Needs root to mount a tmpfs; skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_app.clock import FakeClock
+from edge_app.errors import OutboxError
+from edge_app.outbox import Outbox
+from edge_app.uplink import encode_batch
+from tests.factories import DEVICE, make_event
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; run as root to test ENOSPC")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_refuses_events_then_recovers_when_space_returns(small_fs: Path) -> None:
+    clock = FakeClock()
+    ballast = small_fs / "ballast"
+    with Outbox(
+        small_fs / "outbox.db",
+        clock=clock,
+        device=DEVICE,
+        max_bytes=64 * 2**20,  # the filesystem, not the cap, is the limit here
+        max_age_s=86400.0,
+        encoder=encode_batch,
+    ) as box:
+        stored = refused = 0
+        errors: list[str] = []
+        with contextlib.suppress(OSError), open(ballast, "wb") as fh:
+            fh.write(b"\0" * (2 * 2**20))  # fill the filesystem to the brim
+        for _ in range(200):
+            try:
+                box.enqueue(make_event(clock, extra={"pad": "p" * 1500}))
+                stored += 1
+            except OutboxError as exc:
+                refused += 1
+                errors.append(str(exc))
+        assert refused > 0
+        assert any("disk is full" in e or "No space left" in e for e in errors), errors[:3]
+        before = box.stats()
+        assert before.depth == stored  # what was stored is intact
+
+        ballast.unlink()  # space returns
+        after = box.enqueue(make_event(clock))
+        assert after.seq == before.last_seq + 1  # no seq burned by the refusals
+        batch = box.lease(1000, 1 << 20)
+        assert batch is not None
+        box.ack(batch)
+        assert box.stats().depth == 0
+    with sqlite3.connect(small_fs / "outbox.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
