@@ -90,3 +90,4 @@ def _print_status(summary: OutboxSummary, *, as_json: bool) -> None:
     print(f"by severity  {summary.by_severity or '-'}")
     print(f"by rule      {summary.by_rule or '-'}")
     print(f"dropped      {summary.dropped or '-'}")
+    print(f"dead letter  {summary.dead_letter} event(s) never sendable, kept in the file")

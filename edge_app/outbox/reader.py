@@ -32,6 +32,8 @@ class OutboxSummary:
     by_severity: dict[str, int]
     by_rule: dict[str, int]
     dropped: dict[str, dict[str, int]]
+    dead_letter: int = 0
+    """Events parked because no publish can carry them (see ``Outbox.dead_letter``)."""
 
 
 class OutboxReader:
@@ -84,6 +86,13 @@ class OutboxReader:
                     "SELECT rule, severity, SUM(n) FROM drops GROUP BY rule, severity"
                 ):
                     dropped.setdefault(rule, {})[severity] = int(n)
+                has_dead = c.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'"
+                ).fetchone()
+                # Files written before the dead-letter lane existed have no such table.
+                (dead,) = (
+                    c.execute("SELECT COUNT(*) FROM dead_letter").fetchone() if has_dead else (0,)
+                )
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
         return OutboxSummary(
@@ -95,6 +104,7 @@ class OutboxReader:
             by_severity=by_severity,
             by_rule=by_rule,
             dropped=dropped,
+            dead_letter=int(dead),
         )
 
     def bodies(self, limit: int | None = None, *, chunk: int = 1000) -> Iterator[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from edge_app.clock import FakeClock
 from edge_app.errors import UplinkError
-from edge_app.outbox import Outbox
+from edge_app.outbox import Outbox, OutboxReader
 from edge_app.uplink import (
     Backoff,
     DrainLoop,
@@ -164,3 +164,5 @@ def test_an_event_over_the_payload_limit_is_dead_lettered_not_sent(
     assert sum(batch.dropped["intrusion"].values()) == 1
     assert outbox.dead_letters() == 1
     assert outbox.stats().depth == 1
+    with OutboxReader(outbox.path) as reader:  # what `edge-app outbox status` shows
+        assert reader.summary().dead_letter == 1
