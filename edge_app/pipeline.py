@@ -11,8 +11,10 @@ __all__ = ["CameraStats", "CameraWorker", "EventSink"]
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from edge_app.actions import SnapshotWriter
 from edge_app.domain import Detections, Event, Frame, Phase
@@ -29,7 +31,11 @@ EventSink = Callable[[Event], Event]
 
 @dataclass(slots=True)
 class CameraStats:
-    """Counters of one camera's loop; read from other threads without a lock (ints only)."""
+    """Counters of one camera's loop; read from other threads without a lock (ints only).
+
+    ``detecting`` is true while the loop is inside ``detect``; ``inference_ms`` keeps the
+    detector time of the last frames (ms) for the telemetry collector (an append is atomic).
+    """
 
     frames: int = 0
     processed: int = 0
@@ -39,6 +45,8 @@ class CameraStats:
     events_unstored: int = 0
     last_frame_mono: float = 0.0
     first_detection_mono: float | None = None
+    detecting: bool = False
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
 
 
 class CameraWorker:
@@ -85,7 +93,11 @@ class CameraWorker:
                     continue
                 next_due = frame.mono + self._interval
                 with self._lock:  # one interpreter may serve several cameras
+                    stats.detecting = True
+                    started = time.perf_counter()
                     detections = self._detector.detect(frame.image)
+                    stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
+                    stats.detecting = False
                 stats.processed += 1
                 if len(detections):
                     stats.detections += len(detections)
