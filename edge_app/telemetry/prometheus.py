@@ -22,7 +22,8 @@ def prometheus_name(item: Instrument) -> str:
     """``InferenceTime`` (ms) -> ``edge_app_inference_time_ms`` (family name; counter samples
     add ``_total``)."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", item.key.name).lower()
-    return "edge_app_" + snake + _SUFFIX.get(item.unit, "")
+    suffix = _SUFFIX.get(item.unit, "")
+    return "edge_app_" + (snake if snake.endswith(suffix) else snake + suffix)
 
 
 def _escape(value: str) -> str:
@@ -47,7 +48,9 @@ def render(registry: Registry) -> str:
     """The whole registry as exposition text."""
     families: dict[str, list[Instrument]] = {}
     for item in registry.instruments():
-        families.setdefault(prometheus_name(item), []).append(item)
+        name = prometheus_name(item)
+        # text format 0.0.4: a counter's TYPE line names the sample, "_total" included
+        families.setdefault(name + "_total" if item.kind == "counter" else name, []).append(item)
     lines: list[str] = []
     for name, items in families.items():
         first = items[0]
@@ -59,8 +62,7 @@ def render(registry: Registry) -> str:
             if isinstance(item, Counter | Gauge):
                 with item.lock:
                     value = item.value
-                sample = name + "_total" if kind == "counter" else name
-                lines.append(f"{sample}{_labels(pairs)} {_num(value)}")
+                lines.append(f"{name}{_labels(pairs)} {_num(value)}")
             elif isinstance(item, Histogram):
                 for q in (0.5, 0.95):
                     quantile = [*pairs, ("quantile", str(q))]
