@@ -38,7 +38,7 @@ def client(endpoint: str) -> Any:
         region_name="us-east-1",
         endpoint_url=endpoint,
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106  (moto's dummy credentials)
+        aws_secret_access_key="testing",  # moto's dummy credentials
         config=FAST,
     )
 
