@@ -4,6 +4,7 @@ from edge_app.config.loader import load_config, parse_config
 from edge_app.config.schema import (
     AppConfig,
     CameraConfig,
+    CloudWatchLogsConfig,
     DetectorConfig,
     FileSourceConfig,
     HealthConfig,
@@ -21,6 +22,7 @@ from edge_app.config.schema import (
 __all__ = [
     "AppConfig",
     "CameraConfig",
+    "CloudWatchLogsConfig",
     "DetectorConfig",
     "FileSourceConfig",
     "HealthConfig",

@@ -9,6 +9,7 @@ __all__ = [
     "AppConfig",
     "BatchConfig",
     "CameraConfig",
+    "CloudWatchLogsConfig",
     "DetectorConfig",
     "DeviceConfig",
     "FileSourceConfig",
@@ -234,6 +235,14 @@ class MetricsConfig(_Model):
     )
 
 
+class CloudWatchLogsConfig(_Model):
+    enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
+    group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
+    stream: str | None = Field(None, description="Log stream; default: the thing name.")
+    region: str = Field("us-east-1", description="AWS region of CloudWatch Logs.")
+    endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
+
+
 class HealthConfig(_Model):
     enabled: bool = Field(True, description="Serve /healthz, /metrics and /status over HTTP.")
     host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 exposes it on the LAN.")
@@ -257,6 +266,9 @@ class AppConfig(_Model):
     uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Metrics and their sink."
+    )
+    cloudwatch_logs: CloudWatchLogsConfig = Field(
+        default_factory=CloudWatchLogsConfig, description="Shipping of warnings/errors."
     )
     health: HealthConfig = Field(
         default_factory=HealthConfig, description="Local health/metrics HTTP endpoint."

@@ -6,6 +6,12 @@ from edge_app.telemetry.aws import aws_client, iot_credentials
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
 from edge_app.telemetry.health import HealthMonitor, HealthReport, HealthThresholds
 from edge_app.telemetry.http import HealthServer
+from edge_app.telemetry.logship import (
+    CloudWatchLogsSink,
+    LogBuffer,
+    LogShipper,
+    plan_log_batches,
+)
 from edge_app.telemetry.prometheus import render
 from edge_app.telemetry.registry import Counter, Gauge, Histogram, MetricKey, Registry
 from edge_app.telemetry.shipper import MAX_AGE_S, TelemetryLoop
@@ -22,6 +28,7 @@ from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
 __all__ = [
     "MAX_AGE_S",
     "CameraCounters",
+    "CloudWatchLogsSink",
     "CloudWatchSink",
     "Collector",
     "Counter",
@@ -34,6 +41,8 @@ __all__ = [
     "HealthServer",
     "HealthThresholds",
     "Histogram",
+    "LogBuffer",
+    "LogShipper",
     "MetricDatum",
     "MetricKey",
     "MetricsSink",
@@ -44,6 +53,7 @@ __all__ = [
     "aws_client",
     "emf_documents",
     "iot_credentials",
+    "plan_log_batches",
     "plan_requests",
     "render",
     "sd_notify",

@@ -25,6 +25,7 @@ from edge_app.telemetry.aws import aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
 from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
 from edge_app.telemetry.http import HealthServer
+from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
 from edge_app.telemetry.registry import Registry
 from edge_app.telemetry.shipper import TelemetryLoop
 from edge_app.telemetry.sinks import CloudWatchSink, EmfFileSink, EmfMqttSink, MetricsSink
@@ -131,15 +132,35 @@ class Telemetry:
             interval_s=watchdog_s if watchdog_s is not None else watchdog_interval_s(environ),
             notify=notify,
         )
+        self.logs: LogShipper | None = None
+        self._log_buffer: LogBuffer | None = None
+        self._log_lane: LaneStore | None = None
+        cwl = config.cloudwatch_logs
+        if cwl.enabled:
+            self._log_buffer = LogBuffer()
+            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000)
+            client = aws_client("logs", region=cwl.region, endpoint_url=cwl.endpoint_url)
+            stream = cwl.stream or config.device.thing_name
+            self.logs = LogShipper(
+                self._log_buffer,
+                self._log_lane,
+                CloudWatchLogsSink(client, cwl.group, stream),
+                clock=clock,
+            )
+        self._notify = notify
         self.server: HealthServer | None = None
         self._status: Callable[[], dict[str, Any]] = dict
 
     def _tick(self) -> None:
         self.collector.collect()
         self.health.check()  # keeps progress tracking current between probes
+        if self.logs is not None:
+            self.logs.tick()
 
     def start(self, status: Callable[[], dict[str, Any]]) -> None:
         """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint."""
+        if self._log_buffer is not None:
+            logging.getLogger().addHandler(self._log_buffer)
         h = self.config.health
         if h.enabled:
             try:
@@ -159,10 +180,18 @@ class Telemetry:
 
     def stop(self) -> None:
         """Stop the threads (the partial minute is stored), the server, close the lane."""
+        self._notify("STOPPING=1")
         self._stop.set()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
         if self.server is not None:
             self.server.close()
+        if self._log_buffer is not None:
+            logging.getLogger().removeHandler(self._log_buffer)
+        if self.logs is not None and self._log_lane is not None:
+            try:
+                self.logs.tick()  # the last lines go to disk (and out, if online)
+            finally:
+                self._log_lane.close()
         self.lane.close()
