@@ -13,6 +13,7 @@ __all__ = ["MAX_AGE_S", "TelemetryLoop"]
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from edge_app.clock import Clock
@@ -53,14 +54,17 @@ class TelemetryLoop:
         self._sample_s = sample_s
         self._failing = False
         self.sent = 0
+        self.cpu_s = 0.0  # CPU time of the loop's thread so far (bench/metrics.py reports it)
 
     def run(self) -> None:
         """Thread body; on stop, the current partial minute is stored (not lost)."""
         while True:
+            started = time.thread_time()
             try:
                 self.tick()
             except EdgeAppError:
                 _log.exception("telemetry step failed; retrying next tick")
+            self.cpu_s += time.thread_time() - started
             if self._stop.wait(self._sample_s):
                 break
         try:

@@ -171,8 +171,9 @@ class Telemetry:
             except TelemetryError as exc:
                 # health is an aid, not the job: the cameras and the outbox run without it
                 _log.error("%s; running without the health endpoint", exc)
-        bodies: list[tuple[str, Callable[[], None]]] = [("telemetry", self.loop.run)]
-        bodies.append(("watchdog", self.watchdog.run))
+        bodies: list[tuple[str, Callable[[], None]]] = [("watchdog", self.watchdog.run)]
+        if self.config.metrics.enabled or h.enabled or self.logs is not None:
+            bodies.append(("telemetry", self.loop.run))
         for name, body in bodies:
             thread = threading.Thread(target=body, name=name)
             thread.start()
