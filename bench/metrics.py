@@ -145,8 +145,8 @@ def main() -> int:
     print(f"{'frame loop (median of ' + str(args.rounds) + ')':<34}{'without':>10}{'with':>10}")
     print(f"{'  frames/s':<34}{off:>10.2f}{on:>10.2f}")
     print(f"{'  overhead':<34}{result['overhead_percent']:>19.2f} %")
-    print(f"{'  each run, off':<34}{fps['off']}")
-    print(f"{'  each run, on':<34}{fps['on']}")
+    print(f"{'  each run, off':<34}{result['fps_runs']['off']}")
+    print(f"{'  each run, on':<34}{result['fps_runs']['on']}")
     print(f"{'  telemetry thread CPU, ms per s':<34}{result['telemetry_cpu_ms_per_s']:>20.2f}")
     print("a day offline, one camera")
     for key in ("rows", "body_bytes", "file_bytes", "metrics_per_minute"):
