@@ -3,6 +3,7 @@
 from edge_app.config.loader import load_config, parse_config
 from edge_app.config.schema import (
     AppConfig,
+    AwsConfig,
     CameraConfig,
     CloudWatchLogsConfig,
     DetectorConfig,
@@ -21,6 +22,7 @@ from edge_app.config.schema import (
 
 __all__ = [
     "AppConfig",
+    "AwsConfig",
     "CameraConfig",
     "CloudWatchLogsConfig",
     "DetectorConfig",

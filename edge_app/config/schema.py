@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "AppConfig",
+    "AwsConfig",
     "BatchConfig",
     "CameraConfig",
     "CloudWatchLogsConfig",
@@ -215,6 +216,25 @@ class UplinkConfig(_Model):
     )
 
 
+class AwsConfig(_Model):
+    region: str = Field("us-east-1", description="AWS region of CloudWatch and CW Logs.")
+    credentials: Literal["chain", "iot"] = Field(
+        "chain",
+        description="chain: boto3's standard chain; iot: the AWS IoT credentials provider "
+        "with uplink.tls (no long-lived keys on the device).",
+    )
+    iot_endpoint: str | None = Field(
+        None, description="`aws iot describe-endpoint --endpoint-type iot:CredentialProvider`."
+    )
+    role_alias: str | None = Field(None, description="IoT role alias of the IAM role to assume.")
+
+    @model_validator(mode="after")
+    def _iot_complete(self) -> Self:
+        if self.credentials == "iot" and not (self.iot_endpoint and self.role_alias):
+            raise ValueError("aws.credentials 'iot' needs aws.iot_endpoint and aws.role_alias")
+        return self
+
+
 class MetricsConfig(_Model):
     enabled: bool = Field(True, description="Collect metrics and ship one-minute aggregates.")
     sink: Literal["mqtt", "cloudwatch", "file", "none"] = Field(
@@ -228,7 +248,6 @@ class MetricsConfig(_Model):
         60.0, gt=0, le=3600, description="Aggregation period, seconds (CloudWatch: 60)."
     )
     file: Path | None = Field(None, description="EMF file for sink `file`; default data_dir.")
-    region: str = Field("us-east-1", description="AWS region of the cloudwatch sink.")
     endpoint_url: str | None = Field(None, description="CloudWatch endpoint override (tests).")
     max_rows: int = Field(
         500_000, ge=1000, description="Most aggregates kept while offline (oldest dropped)."
@@ -239,7 +258,6 @@ class CloudWatchLogsConfig(_Model):
     enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
     group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
     stream: str | None = Field(None, description="Log stream; default: the thing name.")
-    region: str = Field("us-east-1", description="AWS region of CloudWatch Logs.")
     endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
 
 
@@ -267,6 +285,7 @@ class AppConfig(_Model):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Metrics and their sink."
     )
+    aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS access of the sinks.")
     cloudwatch_logs: CloudWatchLogsConfig = Field(
         default_factory=CloudWatchLogsConfig, description="Shipping of warnings/errors."
     )
@@ -293,6 +312,8 @@ class AppConfig(_Model):
                 missing = [c.name for c in targets if rule.zone not in {z.name for z in c.zones}]
                 if missing:
                     raise ValueError(f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}")
+        if self.aws.credentials == "iot" and self.uplink.tls is None:
+            raise ValueError("aws.credentials 'iot' needs uplink.tls (the device certificate)")
         return self
 
     @property

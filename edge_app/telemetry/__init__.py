@@ -2,7 +2,7 @@
 endpoint and systemd notify/watchdog."""
 
 from edge_app.telemetry.aggregate import MetricDatum, MinuteAggregator
-from edge_app.telemetry.aws import aws_client, iot_credentials
+from edge_app.telemetry.aws import IotCredentialsSource, aws_client, iot_credentials
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
 from edge_app.telemetry.health import HealthMonitor, HealthReport, HealthThresholds
 from edge_app.telemetry.http import HealthServer
@@ -41,6 +41,7 @@ __all__ = [
     "HealthServer",
     "HealthThresholds",
     "Histogram",
+    "IotCredentialsSource",
     "LogBuffer",
     "LogShipper",
     "MetricDatum",

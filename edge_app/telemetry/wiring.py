@@ -7,7 +7,7 @@ root starts and stops its threads.
 
 from __future__ import annotations
 
-__all__ = ["Telemetry", "build_sink"]
+__all__ = ["Telemetry", "aws_for", "build_sink"]
 
 import logging
 import shutil
@@ -21,7 +21,7 @@ from edge_app.config import AppConfig
 from edge_app.errors import TelemetryError
 from edge_app.outbox import LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
-from edge_app.telemetry.aws import aws_client
+from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
 from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
 from edge_app.telemetry.http import HealthServer
@@ -39,6 +39,20 @@ class _Camera(CameraCounters, ProgressCounters, Protocol):
     """What telemetry reads of ``CameraStats``."""
 
 
+def aws_for(config: AppConfig, service: str, endpoint_url: str | None) -> Any:
+    """A boto3 client for ``service`` with the configured region and credentials."""
+    aws = config.aws
+    iot = None
+    if aws.credentials == "iot":
+        tls = config.uplink.tls
+        if tls is None or aws.iot_endpoint is None or aws.role_alias is None:
+            raise TelemetryError("aws.credentials 'iot' needs uplink.tls, iot_endpoint, role_alias")
+        iot = IotCredentialsSource(
+            aws.iot_endpoint, aws.role_alias, config.device.thing_name, tls.cert, tls.key, tls.ca
+        )
+    return aws_client(service, region=aws.region, endpoint_url=endpoint_url, iot=iot)
+
+
 def build_sink(config: AppConfig, transport: Transport | None) -> MetricsSink | None:
     """The configured sink; ``None`` keeps aggregates queued (sink ``none``, or ``mqtt`` with
     the uplink disabled)."""
@@ -50,9 +64,7 @@ def build_sink(config: AppConfig, transport: Transport | None) -> MetricsSink | 
     if m.sink == "file":
         return EmfFileSink(m.file or config.device.data_dir / "metrics.emf.jsonl", m.namespace)
     if m.sink == "cloudwatch":
-        return CloudWatchSink(
-            aws_client("cloudwatch", region=m.region, endpoint_url=m.endpoint_url), m.namespace
-        )
+        return CloudWatchSink(aws_for(config, "cloudwatch", m.endpoint_url), m.namespace)
     return None
 
 
@@ -139,7 +151,7 @@ class Telemetry:
         if cwl.enabled:
             self._log_buffer = LogBuffer()
             self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000)
-            client = aws_client("logs", region=cwl.region, endpoint_url=cwl.endpoint_url)
+            client = aws_for(config, "logs", cwl.endpoint_url)
             stream = cwl.stream or config.device.thing_name
             self.logs = LogShipper(
                 self._log_buffer,
