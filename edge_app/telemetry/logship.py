@@ -94,15 +94,52 @@ def plan_log_batches(events: Sequence[tuple[int, str]], now_ms: int) -> LogPlan:
 
 class LogBuffer(logging.Handler):
     """Keeps WARNING and above as JSON lines in memory (at most ``capacity``; oldest lost,
-    counted in ``lost``) until the shipper moves them to disk."""
+    counted in ``lost``) until the shipper moves them to disk.
 
-    def __init__(self, capacity: int = 10_000, level: int = logging.WARNING) -> None:
+    Repeats are rate-limited: of the lines with the same logger and message template, at
+    most ``burst`` per ``window_s`` seconds are kept; the first one after the window says
+    how many were suppressed (``"repeats_suppressed": n``), so a flapping link cannot fill
+    the log group or the disk.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        level: int = logging.WARNING,
+        *,
+        burst: int = 5,
+        window_s: float = 60.0,
+    ) -> None:
         super().__init__(level)
         self.setFormatter(JsonFormatter())
         self._lines: deque[tuple[int, str]] = deque(maxlen=capacity)
+        self._burst = burst
+        self._window_s = window_s
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, n, hidden]
         self.lost = 0
+        self.suppressed = 0
+
+    def _admit(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        state = self._seen.get(key)
+        if state is None or record.created - state[0] >= self._window_s:
+            hidden = int(state[2]) if state else 0
+            self._seen[key] = [record.created, 1, 0]
+            if hidden:
+                record.repeats_suppressed = hidden
+            if len(self._seen) > 1000:  # forget quiet keys; bounded memory
+                self._seen = {k: v for k, v in self._seen.items() if k == key}
+            return True
+        state[1] += 1
+        if state[1] <= self._burst:
+            return True
+        state[2] += 1
+        self.suppressed += 1
+        return False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self._admit(record):
+            return
         try:
             line = self.format(record)
         except Exception:  # logging must never raise into the caller

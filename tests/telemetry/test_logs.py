@@ -79,7 +79,7 @@ def test_plan_obeys_every_rule_on_a_hostile_backlog() -> None:
 def test_warnings_raised_offline_arrive_after_reconnect(tmp_path: Path, moto_endpoint: str) -> None:
     port = int(moto_endpoint.rsplit(":", 1)[1])
     clock = FakeClock(wall=time.time())
-    buffer = LogBuffer()
+    buffer = LogBuffer(burst=1000)  # this test is about shipping, not repeats
     logger = logging.getLogger("edge_app.test_logship")
     logger.addHandler(buffer)
     logger.propagate = False
@@ -137,3 +137,36 @@ def test_large_backlog_goes_out_in_rule_abiding_batches(tmp_path: Path, moto_end
     assert len(batches.seen) >= 3  # 25,000 over two days: the 10,000 and 24 h limits both bite
     for batch in batches.seen:
         check_rules(batch, now_ms)
+
+
+def test_repeated_lines_are_rate_limited_and_counted() -> None:
+    buffer = LogBuffer(burst=3, window_s=60.0)
+    logger = logging.getLogger("edge_app.test_repeats")
+    logger.addHandler(buffer)
+    logger.propagate = False
+    try:
+        records = [
+            logging.LogRecord(
+                "edge_app.test_repeats", logging.WARNING, "f", 1, "link down: %s", ("x",), None
+            )
+            for _ in range(10)
+        ]
+        for i, record in enumerate(records):
+            record.created = 1_790_000_000.0 + i  # ten repeats within one window
+            logger.handle(record)
+        late = logging.LogRecord(
+            "edge_app.test_repeats", logging.WARNING, "f", 1, "link down: %s", ("y",), None
+        )
+        late.created = 1_790_000_100.0  # next window
+        logger.handle(late)
+        other = logging.LogRecord(
+            "edge_app.test_repeats", logging.ERROR, "f", 1, "disk full", (), None
+        )
+        logger.handle(other)
+    finally:
+        logger.removeHandler(buffer)
+        logger.propagate = True
+    lines = [json.loads(line) for _, line in buffer.take()]
+    assert [line["msg"] for line in lines] == ["link down: x"] * 3 + ["link down: y", "disk full"]
+    assert lines[3]["repeats_suppressed"] == 7
+    assert buffer.suppressed == 7
