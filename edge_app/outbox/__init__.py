@@ -1,5 +1,6 @@
-"""The durable event outbox: SQLite store with enqueue, lease, ack, release, eviction, stats."""
+"""The durable outbox: SQLite event store, read-only reader, and lanes for other data."""
 
+from edge_app.outbox.lane import LaneRow, LaneStats, LaneStore
 from edge_app.outbox.reader import OutboxReader, OutboxSummary
 from edge_app.outbox.recovery import RECOVERY_RULE, SeqReservation, recovery_event
 from edge_app.outbox.store import Batch, BatchEncoder, Outbox, OutboxStats
@@ -8,6 +9,9 @@ __all__ = [
     "RECOVERY_RULE",
     "Batch",
     "BatchEncoder",
+    "LaneRow",
+    "LaneStats",
+    "LaneStore",
     "Outbox",
     "OutboxReader",
     "OutboxStats",
