@@ -135,6 +135,8 @@ class CloudConsumer:
         self.topic = topic
         self.on_batch: Callable[[dict[str, Any]], None] | None = None
         self._subscribed = threading.Event()
+        self._subacks = 0  # SUBACKs so far: one per (re)connection
+        self._suback_changed = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
@@ -155,9 +157,17 @@ class CloudConsumer:
             self.stop()
             raise TimeoutError(f"cloud consumer: no SUBACK from {self._host}:{self._port}")
 
-    def wait_subscribed(self, timeout: float) -> bool:
-        """Block until the (re)subscription is acknowledged, e.g. after a broker restart."""
-        return self._subscribed.wait(timeout)
+    @property
+    def subscriptions(self) -> int:
+        """How many times the subscription was acknowledged (1 + reconnections)."""
+        with self._suback_changed:
+            return self._subacks
+
+    def wait_subscribed(self, timeout: float, *, more_than: int = 0) -> bool:
+        """Block until more than ``more_than`` SUBACKs have arrived (pass ``subscriptions``
+        read before a broker restart to wait for the re-subscription)."""
+        with self._suback_changed:
+            return self._suback_changed.wait_for(lambda: self._subacks > more_than, timeout)
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -197,6 +207,9 @@ class CloudConsumer:
         props: Properties | None,
     ) -> None:
         self._subscribed.set()
+        with self._suback_changed:
+            self._subacks += 1
+            self._suback_changed.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

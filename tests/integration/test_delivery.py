@@ -57,6 +57,16 @@ class RecordingTransport:
         self.inner.subscribe(topic_filter, callback, qos)
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass (bounded waits only)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
 def window_max(stamps: list[tuple[float, int]]) -> tuple[int, int]:
     """Most publishes and most bytes in any one-second window starting at a publish."""
     best = (0, 0)
@@ -140,6 +150,8 @@ def test_r1_long_outage_then_every_event_arrives(tmp_path: Path, broker: Mosquit
         proxy.up()
         dev.raise_events(20)
         assert audit.wait_for_seq(20, WAIT_S)
+        # The cloud can see a batch before its PUBACK reaches the device: wait for the acks.
+        assert wait_until(lambda: dev.outbox.stats().depth == 0)
         proxy.down()
         for _ in range(10):
             dev.raise_events(40)
@@ -173,6 +185,7 @@ def test_fault_matrix_cut_blackhole_restart_slow(tmp_path: Path, broker: Mosquit
         for fault in faults:
             dev.raise_events(30)
             total += 30
+            subscribed = cloud.subscriptions
             script = FaultScript.parse(fault)
             runner = threading.Thread(
                 target=script.run, args=(proxy,), kwargs={"restart": broker.restart}
@@ -184,7 +197,7 @@ def test_fault_matrix_cut_blackhole_restart_slow(tmp_path: Path, broker: Mosquit
                 time.sleep(0.1)
             runner.join(WAIT_S)
             if fault.endswith("restart"):
-                assert cloud.wait_subscribed(WAIT_S)
+                assert cloud.wait_subscribed(WAIT_S, more_than=subscribed)
                 proxy.up()
             assert audit.wait_for_seq(total, WAIT_S), (fault, audit.report())
     report = audit.report()
@@ -237,10 +250,7 @@ def test_r3_capacity_reached_evicts_low_first_and_reports_drops(
         assert stats.bytes <= 40_000
         assert stats.dropped > 0
         proxy.up()
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and dev.outbox.stats().depth:
-            time.sleep(0.05)
-        assert dev.outbox.stats().depth == 0
+        assert wait_until(lambda: dev.outbox.stats().depth == 0)
         assert audit.wait_for_seq(150, 2.0) is False  # some were evicted ...
         time.sleep(0.2)
     report = audit.report()
