@@ -50,3 +50,8 @@ class FakeClock:
         with self._lock:
             self._mono += seconds
             self._wall += seconds
+
+    def set_wall(self, wall: float) -> None:
+        """Step the wall clock to ``wall`` (Unix s), as an NTP sync does; monotonic time stays."""
+        with self._lock:
+            self._wall = wall

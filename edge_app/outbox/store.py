@@ -49,6 +49,7 @@ from edge_app.domain import Event, Severity
 from edge_app.errors import OutboxError
 from edge_app.ids import new_ulid
 from edge_app.outbox.recovery import SeqReservation, quarantine
+from edge_app.outbox.timefix import CLOCK_STEP_S, PLAUSIBLE_WALL, correct_times, read_boot_id
 
 _log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def severity_of_rank(rank: int) -> Severity:
 
 
 # Wall stamps before 2020 come from a device whose clock was not set yet; age says nothing then.
-_PLAUSIBLE_WALL = 1_577_836_800.0
+_PLAUSIBLE_WALL = PLAUSIBLE_WALL
 # Age eviction scans from the oldest row; run it at most this often (monotonic seconds).
 _AGE_CHECK_EVERY_S = 1.0
 _AGE_SCAN_LIMIT = 10_000
@@ -82,7 +83,8 @@ CREATE TABLE IF NOT EXISTS events (
     created_wall REAL NOT NULL,
     bytes INTEGER NOT NULL,
     body TEXT NOT NULL,
-    lease_id TEXT
+    lease_id TEXT,
+    boot_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_eviction ON events (severity, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -203,6 +205,7 @@ class Outbox:
         max_bytes: int,
         max_age_s: float,
         encoder: BatchEncoder | None = None,
+        boot_id: str | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise OutboxError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
@@ -220,6 +223,10 @@ class Outbox:
         # Mirrors of the table, kept under the lock so stats() and eviction need no full scan.
         self._count = self._bytes = self._leased = self._leased_bytes = self._last_seq = 0
         self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
+        self._boot_id = read_boot_id() if boot_id is None else boot_id
+        self._offset: float | None = None  # wall - mono at the last clock check, seconds
+        self.times_corrected = 0
+        """Events whose UTC time was corrected after a clock step (see ``timefix``)."""
         self.recovered_from: Path | None = None
         """Where a corrupt database found at open was moved (``None``: it was sound)."""
         self._conn = self._open_checked()
@@ -281,10 +288,11 @@ class Outbox:
             now_mono, now_wall = self._clock.monotonic(), self._clock.time()
             row = (stored.seq, event.id, _RANK[event.severity], event.rule, now_mono, now_wall)
             with self._transaction("enqueue"):
+                self._check_clock(now_mono, now_wall)
                 self._conn.execute(
                     "INSERT INTO events (seq, id, severity, rule, created_mono, created_wall,"
-                    " bytes, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, size, body),
+                    " bytes, body, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, size, body, self._boot_id),
                 )
                 self._set_meta("last_seq", str(stored.seq))
                 self._count, self._bytes = self._count + 1, self._bytes + size
@@ -319,7 +327,9 @@ class Outbox:
                     "encoder=edge_app.uplink.encode_batch to lease batches"
                 )
             with self._transaction("lease"):
-                self._evict_expired(self._clock.monotonic(), self._clock.time())
+                now_mono, now_wall = self._clock.monotonic(), self._clock.time()
+                self._check_clock(now_mono, now_wall)
+                self._evict_expired(now_mono, now_wall)
                 return self._lease_locked(encoder, max_events, max_bytes)
 
     def ack(self, batch: Batch) -> None:
@@ -392,6 +402,7 @@ class Outbox:
                 self._conn.execute("DELETE FROM drops WHERE lease_id = ?", (batch.batch_id,))
                 self._leased -= len(sizes)
                 self._leased_bytes -= sum(size for (size,) in sizes)
+            self._offset = None  # released events may predate a clock step: check them again
 
     def stats(self) -> OutboxStats:
         """Depth, bytes, oldest event's wall time, last seq, leased events, pending drops."""
@@ -464,6 +475,9 @@ class Outbox:
             (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+            if "boot_id" not in columns:  # a file written before boot ids were stored
+                conn.execute("ALTER TABLE events ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''")
         except sqlite3.Error as exc:
             conn.close()
             if _errorname(exc) in {"SQLITE_CORRUPT", "SQLITE_NOTADB"}:
@@ -564,6 +578,23 @@ class Outbox:
         self._leased += len(taken)
         self._leased_bytes += sum(size for _, size, _ in taken)
         return Batch(batch_id, first_seq, last_seq, bodies, dropped, payload)
+
+    def _check_clock(self, now_mono: float, now_wall: float) -> None:
+        """After a wall-clock step, correct the times of this boot's stored events."""
+        offset = now_wall - now_mono
+        if now_wall < _PLAUSIBLE_WALL:
+            return  # the clock is not set yet: nothing to correct towards
+        if self._offset is not None and abs(offset - self._offset) <= CLOCK_STEP_S:
+            return
+        self._offset = offset
+        fixed, delta = correct_times(self._conn, self._boot_id, offset)
+        if fixed:
+            self._bytes += delta
+            self.times_corrected += fixed
+            _log.info(
+                "wall clock stepped: corrected the UTC time of %d stored event(s) of this boot",
+                fixed,
+            )
 
     def _evict_over_capacity(self) -> None:
         drops: Counter[tuple[str, int]] = Counter()
