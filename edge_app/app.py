@@ -34,9 +34,9 @@ from edge_app.config import (
     effective_config,
 )
 from edge_app.domain import Event, ModelRef
-from edge_app.errors import ModelError
+from edge_app.errors import ModelError, OutboxError
 from edge_app.models import Catalog, load_manifest
-from edge_app.outbox import Outbox, recovery_event
+from edge_app.outbox import LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
@@ -46,7 +46,9 @@ from edge_app.uplink import (
     DrainLoop,
     MqttTransport,
     RateLimiter,
+    SnapshotSender,
     Transport,
+    snapshot_row,
     status_payload,
 )
 from edge_app.vision.detector import Detector, open_detector
@@ -110,6 +112,7 @@ class EdgeApp:
         self._workers: list[CameraWorker] = []
         self._threads: list[threading.Thread] = []
         self._drain: DrainLoop | None = None
+        self._snapshot_lane: LaneStore | None = None
         self._drain_thread: threading.Thread | None = None
         self._started = False
         self._catalog = catalog
@@ -248,6 +251,7 @@ class EdgeApp:
                 publishes_per_s=up.max_publishes_per_s,
                 bytes_per_s=up.max_bytes_per_s,
             ),
+            snapshots=self._open_snapshot_lane(),
         )
         handler = ShadowHandler(
             self.config,
@@ -286,8 +290,29 @@ class EdgeApp:
             "batches_sent": stats.batches_sent,
         }
 
+    def _open_snapshot_lane(self) -> SnapshotSender | None:
+        rows = self.config.uplink.snapshot_lane_rows
+        if rows == 0:
+            return None
+        lane = LaneStore(self.config.outbox_path, "snapshots", max_rows=rows)
+        self._resources.callback(lane.close)
+        self._snapshot_lane = lane
+        return SnapshotSender(
+            lane,
+            self.config.device.data_dir / "snapshots",
+            topic_prefix=self.config.topic_prefix,
+        )
+
     def _store(self, event: Event) -> Event:
         stored = self.outbox.enqueue(event)
+        if self._snapshot_lane is not None and stored.snapshot is not None:
+            try:
+                self._snapshot_lane.add(
+                    [(stored.wall, snapshot_row(stored.id, str(stored.snapshot["file"])))]
+                )
+            except OutboxError as exc:
+                # The event itself is stored; only its picture will not be sent.
+                log.warning("snapshot of event %s not queued for upload: %s", stored.id, exc)
         if self.telemetry is not None:  # rare path (one call per event), not per frame
             self.telemetry.registry.counter(
                 "Events", "Count", "Events raised", rule=event.rule, severity=event.severity.value

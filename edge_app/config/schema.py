@@ -216,6 +216,12 @@ class UplinkConfig(_Model):
         le=524_288,
         description="Payload byte rate cap, bytes/s (AWS IoT Core: 512 KB/s per connection).",
     )
+    snapshot_lane_rows: int = Field(
+        1000,
+        ge=0,
+        description="Event JPEGs queued for upload on {prefix}/snapshots/{event_id}, at most "
+        "this many (oldest dropped first); 0: do not upload snapshots.",
+    )
     batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Reconnect backoff."

@@ -15,6 +15,7 @@ from edge_app.uplink.ratelimit import (
     IOT_CORE_MAX_PUBLISHES_PER_S,
     RateLimiter,
 )
+from edge_app.uplink.snapshots import SnapshotSender, fit_jpeg, snapshot_row
 from edge_app.uplink.transport import (
     ConnectionCallback,
     InMemoryTransport,
@@ -41,10 +42,13 @@ __all__ = [
     "PublishHandle",
     "PublishedMessage",
     "RateLimiter",
+    "SnapshotSender",
     "Transport",
     "decode_batch",
     "encode_batch",
     "envelope_bytes",
+    "fit_jpeg",
+    "snapshot_row",
     "status_payload",
     "topic_matches",
 ]

@@ -26,6 +26,7 @@ from edge_app.outbox import Batch, BatchEncoder, Outbox
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.batcher import DEFAULT_MAX_PAYLOAD_BYTES, encode_batch
 from edge_app.uplink.ratelimit import RateLimiter
+from edge_app.uplink.snapshots import SnapshotPublish, SnapshotSender
 from edge_app.uplink.transport import PublishHandle, Transport
 
 _log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class DrainLoop:
     pause publishing for a ``retry`` backoff delay. ``limiter`` (default: AWS IoT Core's caps,
     100 publishes/s and 512 KB/s) paces publishes; a batch refused as malformed
     (``MALFORMED_REASON_CODES``) is split in halves, and a single refused event is dead-lettered.
+    ``snapshots`` (optional) sends the snapshot lane whenever no event is waiting.
 
     The composition root runs ``run()`` on a thread and stops it with ``stop``; on shutdown,
     ``flush()`` delivers what is left within a time budget (before or after ``stop``). The
@@ -93,6 +95,7 @@ class DrainLoop:
         retry: Backoff | None = None,
         encoder: BatchEncoder = encode_batch,
         limiter: RateLimiter | None = None,
+        snapshots: SnapshotSender | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1024 or window < 1:
             raise UplinkError(
@@ -118,6 +121,9 @@ class DrainLoop:
         self._encoder = encoder
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
         self._held: Batch | None = None  # leased, waiting for the rate limiter
+        # The snapshot lane: one JPEG in flight at a time, only while no event is waiting.
+        self._snapshots = snapshots
+        self._snap: tuple[SnapshotPublish, PublishHandle, float] | None = None
         # After a malformed refusal: lease at most this many events until seq _split_until
         # has been acknowledged.
         self._split_limit: int | None = None
@@ -260,7 +266,32 @@ class DrainLoop:
             self._inflight.append(_InFlight(batch, handle, now + self._ack_timeout_s))
             if handle.done and not handle.ok:
                 break  # the link just went down; no point leasing more
+        pace = self._send_snapshot(now)
+        if pace > 0:
+            return min(pace, self._until_deadline(now))
         return self._until_deadline(now)
+
+    def _send_snapshot(self, now: float) -> float:
+        """Publish the next snapshot if no event waits; seconds to wait for the limiter."""
+        if (
+            self._snapshots is None
+            or self._snap is not None
+            or self._held is not None
+            or len(self._inflight) >= self._window
+            or self._outbox.stats().pending > 0  # events first, always
+        ):
+            return 0.0
+        publish = self._snapshots.next_publish()
+        if publish is None:
+            return 0.0
+        pace = self._limiter.delay(len(publish.payload))
+        if pace > 0:
+            return pace
+        self._limiter.take(len(publish.payload))
+        handle = self._transport.publish(publish.topic, publish.payload, qos=1)
+        handle.add_done_callback(self._on_done)
+        self._snap = (publish, handle, now + self._ack_timeout_s)
+        return 0.0
 
     def _lease(self) -> Batch | None:
         limit = self._max_events
@@ -286,6 +317,16 @@ class DrainLoop:
 
     def _reap(self, now: float) -> None:
         """Ack every acknowledged batch, release every failed or timed-out one."""
+        if self._snap is not None and self._snapshots is not None:
+            publish, handle, deadline = self._snap
+            if handle.done and handle.ok:
+                self._snapshots.delivered(publish)
+                self._snap = None
+            elif handle.done or now >= deadline:
+                # Kept in the lane; the next cycle tries it again after a pause.
+                _log.info("snapshot %s not delivered: %s; kept", publish.topic, handle.done)
+                self._retry_at = now + self._retry.next()
+                self._snap = None
         remaining: deque[_InFlight] = deque()
         for item in self._inflight:
             if item.handle.done:

@@ -1,11 +1,14 @@
-"""The appliance finds its outbox corrupt at startup: moved aside, fresh start, reported."""
+"""The appliance's outbox at work: a corrupt file at startup (moved aside, fresh start,
+reported) and the snapshot lane (each event's JPEG on its own topic)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from edge_app.app import EdgeApp
 from edge_app.outbox import RECOVERY_RULE
+from edge_app.uplink import InMemoryTransport, decode_batch
 from simulator.scene import SceneTruth
 from tests.integration.test_app import app_config, stored_events
 
@@ -29,3 +32,43 @@ def test_corrupt_outbox_at_startup_is_moved_aside_and_reported(
     assert events[0]["rule"] == RECOVERY_RULE
     assert events[0]["moved_to"] == str(moved[0])
     assert len(events) == raised + 1  # the service went on raising events
+
+
+def test_each_start_event_snapshot_is_published_on_its_own_topic(
+    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth]
+) -> None:
+    clip, _ = scene
+    config = app_config(tmp_path, clip, default_model)
+    transport = InMemoryTransport()
+    with EdgeApp(config, transport=transport) as app:
+        app.wait()
+        end = time.monotonic() + 30.0
+        while time.monotonic() < end and not _all_snapshots_sent(transport):
+            time.sleep(0.05)
+    events = [e for m in transport.published if m.topic.endswith("/events") for e in
+              decode_batch(m.payload)["events"]]  # fmt: skip
+    with_snapshot = {e["id"] for e in events if e.get("snapshot")}
+    assert with_snapshot, "the clip raised no event with a snapshot"
+    snaps = {
+        m.topic.rsplit("/", 1)[1]: m.payload
+        for m in transport.published
+        if m.topic.startswith("edge-app/test-cam/snapshots/")
+    }
+    assert set(snaps) == with_snapshot
+    for payload in snaps.values():
+        assert len(payload) <= 131_072
+        assert payload[:2] == b"\xff\xd8"  # JPEG
+
+
+def _all_snapshots_sent(transport: InMemoryTransport) -> bool:
+    events = [
+        e
+        for m in list(transport.published)
+        if m.topic.endswith("/events")
+        for e in decode_batch(m.payload)["events"]
+    ]
+    wanted = {e["id"] for e in events if e.get("snapshot")}
+    sent = {
+        m.topic.rsplit("/", 1)[1] for m in list(transport.published) if "/snapshots/" in m.topic
+    }
+    return bool(wanted) and wanted <= sent

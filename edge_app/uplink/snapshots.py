@@ -1,0 +1,101 @@
+"""The snapshot lane: each event's JPEG, published after the events, on its own topic.
+
+Rows of the outbox's ``snapshots`` lane (``LaneStore``) name an event id and its JPEG file
+(relative to the snapshot directory). ``SnapshotSender`` is asked by the drain loop for the next
+publish only when no event is waiting, so a snapshot backlog never delays an event. Each JPEG
+is re-encoded smaller until it fits the payload limit and published (QoS 1) on
+``{prefix}/snapshots/{event_id}``; the row is deleted on PUBACK and kept on failure. A file
+that no longer exists (cleaned up locally) is skipped and counted. The lane is bounded by rows
+(``LaneStore.max_rows``, oldest dropped first and counted): snapshots give way before events,
+which have their own budget.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SnapshotPublish", "SnapshotSender", "fit_jpeg", "snapshot_row"]
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.errors import UplinkError
+from edge_app.outbox import LaneStore
+
+_log = logging.getLogger(__name__)
+
+
+def snapshot_row(event_id: str, file: str) -> str:
+    """The lane body for one snapshot: compact JSON ``{"event_id", "file"}``."""
+    return json.dumps({"event_id": event_id, "file": file}, separators=(",", ":"))
+
+
+def fit_jpeg(data: bytes, limit: int) -> bytes:
+    """``data`` (a JPEG) if it is at most ``limit`` bytes, else a smaller re-encoding that is:
+    lower quality first, then 3/4 of the size per step. ``UplinkError`` if it is not a JPEG."""
+    if len(data) <= limit:
+        return data
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UplinkError(f"snapshot of {len(data)} bytes is not a decodable image")
+    quality = 80
+    while True:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok and len(buf) <= limit:
+            return bytes(buf.tobytes())
+        if quality > 50:
+            quality -= 15
+            continue
+        h, w = image.shape[:2]
+        if min(h, w) < 16:
+            raise UplinkError(f"snapshot cannot be made smaller than {limit} bytes")
+        image = cv2.resize(image, (w * 3 // 4, h * 3 // 4), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPublish:
+    """One snapshot ready to go: lane row ``row_id``, ``topic`` and JPEG ``payload``."""
+
+    row_id: int
+    topic: str
+    payload: bytes
+
+
+class SnapshotSender:
+    """Turns snapshot-lane rows into publishes. ``root`` is the snapshot directory; payloads
+    stay within ``max_bytes`` (IoT Core: 128 KB). Used by one drain thread."""
+
+    def __init__(
+        self, lane: LaneStore, root: Path, *, topic_prefix: str, max_bytes: int = 131_072
+    ) -> None:
+        self._lane, self._root = lane, root
+        self._prefix, self._max_bytes = topic_prefix, max_bytes
+        self.sent = 0
+        self.missing_files = 0
+
+    def next_publish(self) -> SnapshotPublish | None:
+        """The oldest snapshot to send, or None when the lane is empty."""
+        while True:
+            rows = self._lane.peek(1)
+            if not rows:
+                return None
+            row = rows[0]
+            try:
+                doc = json.loads(row.body)
+                data = (self._root / doc["file"]).read_bytes()
+                payload = fit_jpeg(data, self._max_bytes)
+            except (OSError, ValueError, KeyError, UplinkError) as exc:
+                # Gone or unreadable: nothing to wait for; skip it rather than block the lane.
+                self.missing_files += 1
+                _log.warning("snapshot row %d skipped: %s", row.id, exc)
+                self._lane.delete([row.id])
+                continue
+            return SnapshotPublish(row.id, f"{self._prefix}/snapshots/{doc['event_id']}", payload)
+
+    def delivered(self, publish: SnapshotPublish) -> None:
+        """The broker acknowledged ``publish``: remove its row."""
+        self._lane.delete([publish.row_id])
+        self.sent += 1
