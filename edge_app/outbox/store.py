@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from edge_app.clock import Clock
+from edge_app.clock import Clock, SystemClock
 from edge_app.domain import Event, Severity
 from edge_app.errors import OutboxError
 from edge_app.ids import new_ulid
@@ -207,6 +207,8 @@ class Outbox:
         encoder: BatchEncoder | None = None,
         boot_id: str | None = None,
     ) -> None:
+        """``boot_id`` (default: this boot's, with ``SystemClock``; none with other clocks)
+        tags stored events for clock correction (see ``timefix``)."""
         if max_bytes <= 0:
             raise OutboxError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
         if not max_age_s > 0:
@@ -223,7 +225,11 @@ class Outbox:
         # Mirrors of the table, kept under the lock so stats() and eviction need no full scan.
         self._count = self._bytes = self._leased = self._leased_bytes = self._last_seq = 0
         self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
-        self._boot_id = read_boot_id() if boot_id is None else boot_id
+        if boot_id is None:
+            # Only the system's monotonic clock belongs to this boot; a fake clock's times
+            # must never be "corrected" against the real one (a test's other Outbox).
+            boot_id = read_boot_id() if isinstance(clock, SystemClock) else ""
+        self._boot_id = boot_id
         self._offset: float | None = None  # wall - mono at the last clock check, seconds
         self.times_corrected = 0
         """Events whose UTC time was corrected after a clock step (see ``timefix``)."""

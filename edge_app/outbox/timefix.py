@@ -5,7 +5,7 @@ when NTP syncs. Each stored event keeps its monotonic time and the boot id besid
 it was given, so ``wall - mono`` is the clock offset it was recorded under. When the current
 offset is plausible (the wall clock says 2020 or later) and differs from a stored event's by more
 than ``CLOCK_STEP_S``, that event was recorded under a wrong clock in this same boot: its time
-is recomputed as ``mono + current offset``, and the event says so (``time_corrected: true``,
+is shifted by the difference of the two offsets, and the event says so (``time_corrected: true``,
 ``ts_recorded``: the time it first carried). Events of an earlier boot cannot be corrected this
 way (monotonic time restarts at boot) and are left as they are.
 """
@@ -16,6 +16,7 @@ __all__ = ["CLOCK_STEP_S", "PLAUSIBLE_WALL", "correct_times", "read_boot_id"]
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 from edge_app.domain import format_utc
@@ -26,6 +27,11 @@ CLOCK_STEP_S = 30.0
 PLAUSIBLE_WALL = 1_577_836_800.0
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _COMPACT = (",", ":")
+
+
+def _parse_utc(ts: str) -> float:
+    """Unix seconds of an ISO 8601 UTC stamp as ``format_utc`` writes it."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def read_boot_id() -> str:
@@ -47,21 +53,24 @@ def correct_times(
     if not boot_id:
         return 0, 0
     rows = conn.execute(
-        "SELECT seq, created_mono, bytes, body FROM events WHERE boot_id = ?"
+        "SELECT seq, created_mono, created_wall, bytes, body FROM events WHERE boot_id = ?"
         " AND lease_id IS NULL AND abs((created_wall - created_mono) - ?) > ?",
         (boot_id, offset, step_s),
     ).fetchall()
     delta = 0
-    for seq, mono, size, body in rows:
-        wall = float(mono) + offset
+    for seq, mono, wall, size, body in rows:
+        # The event's ts is its frame's time, not the time it was stored: shift it by the
+        # clock step seen between then and now rather than replacing it.
+        shift = offset - (float(wall) - float(mono))
         doc = json.loads(body)
-        doc.setdefault("ts_recorded", doc.get("ts"))
-        doc["ts"] = format_utc(wall)
+        recorded = str(doc.get("ts", ""))
+        doc.setdefault("ts_recorded", recorded)
+        doc["ts"] = format_utc(_parse_utc(recorded) + shift)
         doc["time_corrected"] = True
         new_body = json.dumps(doc, separators=_COMPACT)
         delta += len(new_body) - int(size)
         conn.execute(
             "UPDATE events SET created_wall = ?, bytes = ?, body = ? WHERE seq = ?",
-            (wall, len(new_body), new_body, seq),
+            (float(wall) + shift, len(new_body), new_body, seq),
         )
     return len(rows), delta
