@@ -334,12 +334,10 @@ class _Applier:
 
 
 def _needs_new_detector(old: AppConfig, new: AppConfig) -> bool:
+    # Everything but the score threshold (set on the live detector) needs a reload.
     a, b = old.detector, new.detector
-    return (a.model, a.labels, a.threads, a.model_dir) != (
-        b.model,
-        b.labels,
-        b.threads,
-        b.model_dir,
+    return a.model_copy(update={"score_threshold": 0.0}) != b.model_copy(
+        update={"score_threshold": 0.0}
     )
 
 

@@ -129,6 +129,30 @@ class DetectorConfig(_Model):
     model_dir: Path | None = Field(
         None, description="Model cache; default $EDGE_APP_MODEL_DIR or ~/.cache/edge-app/models."
     )
+    format: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]{1,64}$",
+        description="Output format (ssd_postprocess, yolov5, yolov8, yolox); null: detected "
+        "from the output tensors.",
+    )
+    iou_threshold: float = Field(
+        0.45,
+        ge=0.0,
+        le=1.0,
+        description="NMS overlap above which a weaker box of the same "
+        "class is dropped (YOLO formats; SSD models run NMS in the graph).",
+    )
+    resize: Literal["stretch", "letterbox"] | None = Field(
+        None, description="Frame -> input resize; null: the format's (SSD stretch, YOLO letterbox)."
+    )
+    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
+    letterbox_align: Literal["center", "top_left"] = Field(
+        "center", description="Where the letterboxed image sits in the input."
+    )
+    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Input channel order.")
+    input_range: Literal["-1..1", "0..1", "0..255"] | None = Field(
+        None, description="Float inputs' pixel scaling; null: the format's (SSD -1..1, YOLO 0..1)."
+    )
 
 
 class RuleConfig(_Model):

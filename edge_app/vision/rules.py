@@ -105,11 +105,7 @@ class RuleEngine:
 
     def finish(self, mono: float, wall: float, reason: str = "source ended") -> list[Event]:
         """End every open episode; ``reason`` becomes the events' ``end_reason``."""
-        return [
-            self._end(w, mono, wall, reason=reason)
-            for w in self._watches
-            if w.episode.active
-        ]
+        return [self._end(w, mono, wall, reason=reason) for w in self._watches if w.episode.active]
 
     @property
     def context(self) -> EventContext:
