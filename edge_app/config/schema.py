@@ -173,6 +173,12 @@ class RuleConfig(_Model):
     review_band: tuple[float, float] | None = Field(
         None, description="Scores in [low, high) set `review: true` (human-review queue)."
     )
+    per_object: bool = Field(
+        False,
+        description="One start/update/end sequence per tracked object (IoU tracker; start "
+        "once min_frames hits with a median score >= min_score) instead of one episode per "
+        "rule.",
+    )
 
     @model_validator(mode="after")
     def _band_ordered(self) -> Self:

@@ -1,5 +1,8 @@
 """Presence rules: label set + minimum score + optional zone + consecutive frames -> events.
 
+Rules with ``per_object: true`` instead raise one event sequence per tracked object
+(``edge_app.vision.lifecycle``); both kinds are evaluated here, behind one interface.
+
 Per (rule, camera) an *episode* starts once the condition has held for ``min_frames``
 consecutive processed frames (``start`` event, with the best-scoring match), and ends once it
 has been false for ``end_after_s`` seconds of frame time (``end`` event). Frame timestamps drive
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["EventContext", "RuleEngine"]
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +22,7 @@ from edge_app.config import CameraConfig, RuleConfig
 from edge_app.domain import Detection, Detections, Event, Frame, ModelRef, Phase
 from edge_app.ids import new_ulid
 from edge_app.vision.geometry import anchor_points, points_in_polygon
+from edge_app.vision.lifecycle import ObjectLifecycle, Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +60,18 @@ class RuleEngine:
         zones = {z.name: np.asarray(z.polygon, dtype=np.float32) for z in camera.zones}
         self.camera = camera.name
         self._ctx = ctx
+        mine = [r for r in rules if r.camera in (None, camera.name)]
         self._watches = [
             _Watch(r, frozenset(r.labels), zones[r.zone] if r.zone is not None else None)
-            for r in rules
-            if r.camera in (None, camera.name)
+            for r in mine
+            if not r.per_object
         ]
+        self._objects = [
+            ObjectLifecycle(r, zones[r.zone] if r.zone is not None else None)
+            for r in mine
+            if r.per_object
+        ]
+        self._start_ids: dict[tuple[str, int], tuple[str, float]] = {}
 
     def _matches(self, watch: _Watch, dets: Detections) -> Detection | None:
         """The best-scoring detection that satisfies the rule, if any."""
@@ -101,11 +112,38 @@ class RuleEngine:
                     ep.peak_score = 0.0
                 elif frame.mono - ep.last_seen_mono >= watch.rule.end_after_s:
                     events.append(self._end(watch, frame.mono, frame.wall, reason="gone"))
+        for lifecycle in self._objects:
+            for step in lifecycle.update(frame.mono, detections):
+                events.append(self._object_event(lifecycle, step, frame.mono, frame.wall))
         return events
 
     def finish(self, mono: float, wall: float, reason: str = "source ended") -> list[Event]:
         """End every open episode; ``reason`` becomes the events' ``end_reason``."""
-        return [self._end(w, mono, wall, reason=reason) for w in self._watches if w.episode.active]
+        events = [
+            self._end(w, mono, wall, reason=reason) for w in self._watches if w.episode.active
+        ]
+        for lifecycle in self._objects:
+            for step in lifecycle.finish(reason):
+                events.append(self._object_event(lifecycle, step, mono, wall))
+        return events
+
+    def _object_event(
+        self, lifecycle: ObjectLifecycle, step: Transition, mono: float, wall: float
+    ) -> Event:
+        rule = lifecycle.rule
+        key = (rule.name, step.track_id)
+        extra = dict(step.extra)
+        if step.phase is not Phase.START:
+            start_id, _ = (
+                self._start_ids.pop(key) if step.phase is Phase.END else self._start_ids[key]
+            )
+            extra["start_id"] = start_id
+        watch = _Watch(rule, frozenset(rule.labels), None)
+        event = self._event(watch, step.phase, step.detection, mono=mono, wall=wall, extra=extra)
+        event = replace(event, track_id=step.track_id)
+        if step.phase is Phase.START:
+            self._start_ids[key] = (event.id, mono)
+        return event
 
     @property
     def context(self) -> EventContext:
@@ -120,7 +158,8 @@ class RuleEngine:
     @property
     def active(self) -> list[str]:
         """Names of the rules with an open episode."""
-        return [w.rule.name for w in self._watches if w.episode.active]
+        names = [w.rule.name for w in self._watches if w.episode.active]
+        return names + [o.rule.name for o in self._objects if o.open_tracks]
 
     def _end(self, watch: _Watch, mono: float, wall: float, reason: str) -> Event:
         ep = watch.episode
