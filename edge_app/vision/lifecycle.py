@@ -6,8 +6,9 @@ event sequence:
 * ``start`` once the track is confirmed: at least ``min_frames`` hits and a median score over
   its recent frames of at least ``min_score`` (this is what suppresses one-frame false
   positives), with its anchor inside the rule's zone when it has one;
-* ``update`` when the track leaves or re-enters the zone, or when it was seen with a clearly
-  better score (a better snapshot), at most once per ``UPDATE_EVERY_S`` of frame time;
+* ``update`` when the track leaves or re-enters the zone (for ``min_frames`` sightings), or
+  when it was seen with a clearly better score (a better snapshot), at most once per
+  ``UPDATE_EVERY_S`` of frame time;
 * ``end`` once the track has been unseen for ``end_after_s`` (the tracker drops it), or has
   stayed out of the zone that long.
 
@@ -52,6 +53,7 @@ class _State:
     out_since: float | None = None
     last_update_mono: float = 0.0
     reported_best: float = 0.0
+    flips: int = 0  # consecutive sightings on the other side of the zone edge
 
 
 class ObjectLifecycle:
@@ -122,7 +124,11 @@ class ObjectLifecycle:
                 state.reported_best = track.best_score
                 return [self._transition(Phase.START, track, {})]
             return []
-        if in_zone != state.in_zone:
+        # A zone change counts once it held for min_frames sightings: an anchor walking along
+        # the edge would otherwise flip in and out every frame.
+        state.flips = state.flips + 1 if in_zone != state.in_zone else 0
+        if state.flips >= rule.min_frames:
+            state.flips = 0
             state.in_zone = in_zone
             state.out_since = None if in_zone else mono
             state.last_update_mono = mono

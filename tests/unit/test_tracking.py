@@ -129,8 +129,9 @@ def test_each_object_gets_its_own_start_and_end() -> None:
 
 def test_zone_leave_updates_then_ends_and_finish_closes_the_rest() -> None:
     zone = {"name": "door", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
-    # Walks right from x 0.30 by 0.02 a frame (anchor x + 0.05 leaves the zone at frame 8),
-    # waits outside, then walks back in (anchor back inside from frame 36).
+    # Walks right from x 0.30 by 0.02 a frame (anchor x + 0.05 leaves the zone at frame 8,
+    # which counts after min_frames = 3 sightings outside: frame 10), waits outside, then walks
+    # back in (anchor back inside from frame 36).
     xs = [0.30 + 0.02 * i for i in range(16)] + [0.60] * 12 + [0.60 - 0.02 * i for i in range(16)]
     seq = [dets(walker(x)) for x in xs]
     events = lifecycle(seq, min_frames=3, end_after_s=1.0, zone="door", cam={"zones": [zone]})
@@ -139,8 +140,8 @@ def test_zone_leave_updates_then_ends_and_finish_closes_the_rest() -> None:
     ]
     assert steps == [
         (2, Phase.START, None),
-        (8, Phase.UPDATE, "left zone"),
-        (18, Phase.END, "left zone"),  # out for 1 s of frame time
+        (10, Phase.UPDATE, "left zone"),
+        (20, Phase.END, "left zone"),  # out for 1 s of frame time
         (36, Phase.START, None),  # back in the zone: a new sequence, same track
         (44, Phase.END, "source ended"),
     ]
