@@ -154,6 +154,7 @@ class EdgeApp:
                     snapshots=snapshots,
                     detector_lock=self._detector_lock,
                     live=self._live,
+                    motion=camera.motion,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:

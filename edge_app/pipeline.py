@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from edge_app.actions import SnapshotWriter
-from edge_app.config import AppConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
+from edge_app.config import AppConfig, ConfigSnapshot, MotionConfig, RuleConfig, SnapshotHolder
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource
 from edge_app.vision.detector import Detector
+from edge_app.vision.motion import DetectionGate
 from edge_app.vision.rules import EventContext, RuleEngine
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class CameraStats:
     frames: int = 0
     processed: int = 0
     skipped_rate: int = 0
+    skipped_motion: int = 0
     detections: int = 0
     events: int = 0
     events_unstored: int = 0
@@ -78,6 +80,7 @@ class CameraWorker:
         detector_lock: threading.Lock | None = None,
         on_event: Callable[[Event], None] | None = None,
         live: RuntimeHolder | None = None,
+        motion: MotionConfig | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -92,6 +95,8 @@ class CameraWorker:
         self._lock = detector_lock or threading.Lock()
         self._on_event = on_event
         self._live = live
+        # Motion gating (camera.motion): None detects on every processed frame.
+        self._gate = DetectionGate(motion) if motion is not None else None
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
@@ -105,6 +110,8 @@ class CameraWorker:
         if camera is None:  # remote config cannot remove cameras; keep going as we were
             return
         self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
+        if camera.motion != (self._gate.config if self._gate is not None else None):
+            self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
         self._detector = runtime.detector
         ctx = EventContext(config.device.thing_name, runtime.detector.model, config.version)
         if old is not None and _same_rules(old.snapshot.config, config, self.camera):
@@ -138,6 +145,12 @@ class CameraWorker:
                     stats.skipped_rate += 1
                     continue
                 next_due = frame.mono + self._interval
+                gate = self._gate
+                if gate is not None and not gate.should_detect(
+                    frame.mono, frame.image, self._rules.busy
+                ):
+                    stats.skipped_motion += 1
+                    continue
                 with self._lock:  # one interpreter may serve several cameras
                     detections = self._detector.detect(frame.image)
                 stats.processed += 1

@@ -13,6 +13,7 @@ __all__ = [
     "DeviceConfig",
     "FileSourceConfig",
     "ImageDirSourceConfig",
+    "MotionConfig",
     "OutboxConfig",
     "ReconnectConfig",
     "RuleConfig",
@@ -96,6 +97,33 @@ class ZoneConfig(_Model):
     )
 
 
+class MotionConfig(_Model):
+    enabled: bool = Field(True, description="Gate the detector on motion.")
+    width: int = Field(
+        160, ge=32, le=1920, description="Width in pixels of the grey frame motion is computed on."
+    )
+    threshold: int = Field(
+        25, ge=1, le=255, description="Grey-level difference from the background that counts."
+    )
+    min_area: float = Field(
+        0.002, ge=0.0, le=1.0, description="Smallest changed share of the frame that is motion."
+    )
+    masks: list[list[Point]] = Field(
+        default_factory=list,
+        description="Polygons (normalised) whose motion is ignored (trees, clocks, screens).",
+    )
+    force_every_s: float = Field(
+        5.0, ge=0.0, le=3600, description="Detect at least this often regardless; 0: never."
+    )
+    still_every_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600,
+        description="While rules watch objects but nothing moves, detect this often (keep it "
+        "below the rules' end_after_s); 0: every frame.",
+    )
+
+
 class CameraConfig(_Model):
     name: str = Field(pattern=_NAME, description="Camera name, unique on the device.")
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
@@ -106,6 +134,11 @@ class CameraConfig(_Model):
         None, description="Resize captured frames to [width, height] pixels before processing."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+    motion: MotionConfig | None = Field(
+        None,
+        description="Run the detector only on motion, while rules have live objects, and every "
+        "force_every_s; null: detect on every processed frame.",
+    )
 
     @field_validator("zones")
     @classmethod

@@ -71,6 +71,11 @@ class ObjectLifecycle:
         self._states: dict[int, _State] = {}
 
     @property
+    def live(self) -> bool:
+        """Whether the tracker holds any track (seen within ``end_after_s``)."""
+        return bool(self._tracker.tracks)
+
+    @property
     def open_tracks(self) -> list[int]:
         """Ids of the tracks with a started, not yet ended event sequence."""
         return [i for i, s in self._states.items() if s.confirmed]

@@ -156,6 +156,15 @@ class RuleEngine:
         self._ctx = ctx
 
     @property
+    def busy(self) -> bool:
+        """Whether any rule is watching something: an open or building episode, or a live
+        track. A motion gate keeps detecting while this holds (a still person makes no
+        motion but must not be ended)."""
+        return any(w.episode.active or w.episode.streak for w in self._watches) or any(
+            o.live for o in self._objects
+        )
+
+    @property
     def active(self) -> list[str]:
         """Names of the rules with an open episode."""
         names = [w.rule.name for w in self._watches if w.episode.active]

@@ -16,10 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
-from edge_app.config import CameraConfig, RuleConfig
+from edge_app.config import CameraConfig, MotionConfig, RuleConfig
 from edge_app.domain import Detections, Event, Frame, ModelRef, Phase
 from edge_app.vision import TFLiteDetector
+from edge_app.vision.motion import DetectionGate
 from edge_app.vision.rules import EventContext, RuleEngine
 
 pytestmark = pytest.mark.realworld
@@ -150,3 +152,53 @@ def test_zone_rule_follows_the_worker(detect_clip: Callable[[str, int], Clip]) -
     assert by_rule["left"][0].track_id == by_rule["right"][0].track_id == 1
     # The helmet's known `sports ball` false positive is filtered out by label.
     assert {e.label for e in events} == {"person"}
+
+
+def _images(realworld: Path, name: str, step: int) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+    capture = cv2.VideoCapture(str(realworld / "videos" / name))
+    index = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % step == 0:
+            yield index, np.asarray(image, np.uint8)
+        index += 1
+    capture.release()
+
+
+def test_motion_gating_keeps_every_enter_and_leave(
+    detect_clip: Callable[[str, int], Clip], realworld: Path
+) -> None:
+    """Gated replay (detections only where the gate says so) finds every start and end that
+    always-detect finds, within one second, while running the detector on fewer frames."""
+    name, fps = "one-by-one-person-detection.mp4", 10.0
+    clip = detect_clip(name, 2)
+    rules = [person_rule(), person_rule(name="presence", per_object=False)]
+    always = replay(clip, fps, rules)
+    gate = DetectionGate(MotionConfig())
+    cam = CameraConfig.model_validate({"name": "rw", "source": {"type": "file", "path": "x"}})
+    engine = RuleEngine(cam, rules, CTX)
+    gated: list[Event] = []
+    by_index = dict(clip)
+    for index, image in _images(realworld, name, 2):
+        frame = Frame("rw", index, index / fps, 1_790_000_000 + index / fps, IMAGE)
+        if gate.should_detect(frame.mono, image, engine.busy):
+            gated += engine.update(frame, by_index[index])
+    last = clip[-1][0] / fps
+    gated += engine.finish(last, 1_790_000_000 + last)
+
+    def marks(events: list[Event]) -> list[tuple[str, Phase, float]]:
+        return [(e.rule, e.phase, e.mono) for e in events if e.phase is not Phase.UPDATE]
+
+    want, got = marks(always), marks(gated)
+    assert len(want) >= 12  # 6 visits x (start, end), two rules
+    for rule, phase, mono in want:
+        assert any(r == rule and p == phase and abs(m - mono) <= 1.0 for r, p, m in got), (
+            rule,
+            phase,
+            mono,
+            got,
+        )
+    assert len(got) == len(want)  # and nothing extra
+    assert gate.skipped > 0.2 * len(clip), (gate.detected, gate.skipped)
