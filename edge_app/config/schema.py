@@ -17,6 +17,7 @@ __all__ = [
     "OutboxConfig",
     "ReconnectConfig",
     "RuleConfig",
+    "ScheduleConfig",
     "SourceConfig",
     "TlsConfig",
     "UplinkConfig",
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge_app.domain import Severity
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+_HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 THING_NAME = r"^[A-Za-z0-9_:-]{1,128}$"
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -188,6 +190,22 @@ class DetectorConfig(_Model):
     )
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEK: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class ScheduleConfig(_Model):
+    days: list[Day] = Field(
+        default_factory=lambda: list(_WEEK),
+        min_length=1,
+        description="Days the window opens on (the day its start falls on).",
+    )
+    start: str = Field("00:00", pattern=_HHMM, description="Window start, HH:MM device local.")
+    end: str = Field(
+        "24:00", pattern=_HHMM, description="Window end, HH:MM; before start: past midnight."
+    )
+
+
 class RuleConfig(_Model):
     name: str = Field(pattern=_NAME, description="Rule name; the event's `rule`.")
     camera: str | None = Field(None, description="Camera this rule watches; null: every camera.")
@@ -212,6 +230,46 @@ class RuleConfig(_Model):
         "once min_frames hits with a median score >= min_score) instead of one episode per "
         "rule.",
     )
+    min_area: float = Field(
+        0.0, ge=0.0, le=1.0, description="Smallest box area, as a share of the frame, that counts."
+    )
+    min_count: int = Field(
+        1, ge=1, le=1000, description="Matching objects needed at once (count threshold)."
+    )
+    absent_for_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="Absence rule: start once no matching object has been seen for this long; "
+        "end when one is seen again.",
+    )
+    dwell_s: float = Field(
+        0.0, ge=0, le=86400, description="per_object: start only after this long in the zone."
+    )
+    line: tuple[Point, Point] | None = Field(
+        None, description="per_object: raise an event each time a track's anchor crosses it."
+    )
+    direction: Literal["both", "left_to_right", "right_to_left"] = Field(
+        "both",
+        description="Crossings that count; left and right as seen walking from the line's "
+        "first point to its second.",
+    )
+    cooldown_s: float = Field(
+        0.0, ge=0, le=86400, description="After an end, no new start of this rule for this long."
+    )
+    schedule: ScheduleConfig | None = Field(
+        None, description="When the rule is armed; null: always. Open episodes end outside it."
+    )
+
+    @model_validator(mode="after")
+    def _kinds_fit(self) -> Self:
+        if (self.line is not None or self.dwell_s) and not self.per_object:
+            raise ValueError("line and dwell_s need per_object: true (they follow one object)")
+        if self.absent_for_s is not None and (self.per_object or self.min_count > 1):
+            raise ValueError("absent_for_s is a whole-rule condition: drop per_object/min_count")
+        if self.line is not None and self.line[0] == self.line[1]:
+            raise ValueError("line needs two different points")
+        return self
 
     @model_validator(mode="after")
     def _band_ordered(self) -> Self:

@@ -54,6 +54,9 @@ class _State:
     last_update_mono: float = 0.0
     reported_best: float = 0.0
     flips: int = 0  # consecutive sightings on the other side of the zone edge
+    entered: float | None = None  # when the (unconfirmed) track was last seen entering the zone
+    side: float = 0.0  # which side of the rule's line the anchor was last on (sign)
+    anchor: tuple[float, float] | None = None
 
 
 class ObjectLifecycle:
@@ -100,8 +103,34 @@ class ObjectLifecycle:
         inside = self._inside(seen)
         for track, in_zone in zip(seen, inside, strict=True):
             state = self._states.setdefault(track.track_id, _State(in_zone=in_zone))
-            out.extend(self._step(mono, track, state, in_zone))
+            if self.rule.line is not None:
+                out.extend(self._crossing(track, state))
+            else:
+                out.extend(self._step(mono, track, state, in_zone))
         return out
+
+    def _crossing(self, track: Track, state: _State) -> list[Transition]:
+        """Line rules: one instant ``start`` per crossing in the configured direction, by a
+        track confirmed like any other (``min_frames`` hits, median score)."""
+        assert self.rule.line is not None
+        (ax, ay), (bx, by) = self.rule.line
+        px, py = (track.box[0] + track.box[2]) / 2, track.box[3]
+        # Image y points down, so a negative cross product is on the left of A -> B.
+        side = float(np.sign((bx - ax) * (py - ay) - (by - ay) * (px - ax)))
+        before, previous = state.side, state.anchor
+        state.anchor = (px, py)
+        if side == 0:
+            return []
+        state.side = side
+        if before in (0, side) or previous is None:
+            return []
+        if not _segments_cross(previous, (px, py), (ax, ay), (bx, by)):
+            return []  # passed beside the line's ends, not through it
+        direction = "left_to_right" if side > 0 else "right_to_left"
+        confirmed = track.hits >= self.rule.min_frames and track.median_score >= self.rule.min_score
+        if not confirmed or self.rule.direction not in ("both", direction):
+            return []
+        return [self._transition(Phase.START, track, {"crossed": direction, "instant": True})]
 
     def finish(self, reason: str) -> list[Transition]:
         """End every open sequence (source ended, config changed) with ``reason``."""
@@ -123,7 +152,11 @@ class ObjectLifecycle:
         rule = self.rule
         if not state.confirmed:
             state.in_zone = in_zone
-            if in_zone and track.hits >= rule.min_frames and track.median_score >= rule.min_score:
+            state.entered = (
+                (state.entered if state.entered is not None else mono) if in_zone else None
+            )
+            dwelt = state.entered is not None and mono - state.entered >= rule.dwell_s
+            if dwelt and track.hits >= rule.min_frames and track.median_score >= rule.min_score:
                 state.confirmed = True
                 state.started_mono = state.last_update_mono = mono
                 state.reported_best = track.best_score
@@ -163,3 +196,19 @@ class ObjectLifecycle:
         # The best-scoring sighting stands for the object (its box is the snapshot crop).
         best = Detection(track.label, track.best_score, track.best_box, track.class_id)
         return Transition(phase, track.track_id, best, extra)
+
+
+def _segments_cross(
+    p1: tuple[float, float],
+    p2: tuple[float, float],
+    q1: tuple[float, float],
+    q2: tuple[float, float],
+) -> bool:
+    """Whether segment p1-p2 crosses segment q1-q2 (touching counts)."""
+
+    def orient(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+    return d1 * d2 <= 0 and d3 * d4 <= 0
