@@ -202,3 +202,30 @@ def test_motion_gating_keeps_every_enter_and_leave(
         )
     assert len(got) == len(want)  # and nothing extra
     assert gate.skipped > 0.2 * len(clip), (gate.detected, gate.skipped)
+
+
+def test_bottle_count_rule_follows_the_manifest(detect_clip: Callable[[str, int], Clip]) -> None:
+    """MANIFEST: 3 bottles at frame 0, 2 at 300, 3 at 500, 2 at 700. A count rule (>= 3
+    bottles, SSD v1 scores bottles around 0.5) is on exactly where there are three."""
+    fps = 29.83
+    clip = detect_clip("bottle-detection.mp4", 5)
+    rule = RuleConfig(
+        name="three-bottles",
+        labels=["bottle"],
+        min_score=0.45,
+        min_count=3,
+        min_frames=3,
+        end_after_s=1.0,
+    )
+    events = replay(clip, fps, [rule])
+    ends = {e.extra["start_id"]: e for e in events if e.phase is Phase.END}
+    episodes = [
+        (s.mono * fps, (s.mono + float(ends[s.id].extra["duration_s"])) * fps)
+        for s in events
+        if s.phase is Phase.START
+    ]
+    assert all(e.extra["count"] >= 3 for e in events if e.phase is Phase.START)
+    assert episodes[0][0] <= 15  # three bottles from the first frames
+    for frame, three in ((0, True), (300, False), (500, True), (700, False)):
+        on = any(a - 15 <= frame <= b + 15 for a, b in episodes)
+        assert on is three, (frame, episodes)
