@@ -155,6 +155,7 @@ class EdgeApp:
                     detector_lock=self._detector_lock,
                     live=self._live,
                     motion=camera.motion,
+                    tamper=camera.tamper,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:

@@ -20,13 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from edge_app.actions import SnapshotWriter
-from edge_app.config import AppConfig, ConfigSnapshot, MotionConfig, RuleConfig, SnapshotHolder
+from edge_app.config import (
+    AppConfig,
+    ConfigSnapshot,
+    MotionConfig,
+    RuleConfig,
+    SnapshotHolder,
+    TamperConfig,
+)
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource
 from edge_app.vision.detector import Detector
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class CameraStats:
     processed: int = 0
     skipped_rate: int = 0
     skipped_motion: int = 0
+    tamper_events: int = 0
     detections: int = 0
     events: int = 0
     events_unstored: int = 0
@@ -81,6 +90,7 @@ class CameraWorker:
         on_event: Callable[[Event], None] | None = None,
         live: RuntimeHolder | None = None,
         motion: MotionConfig | None = None,
+        tamper: TamperConfig | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -97,6 +107,8 @@ class CameraWorker:
         self._live = live
         # Motion gating (camera.motion): None detects on every processed frame.
         self._gate = DetectionGate(motion) if motion is not None else None
+        self._tamper = TamperMonitor(tamper) if tamper is not None else None
+        self._tamper_starts: dict[str, str] = {}
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
@@ -112,6 +124,9 @@ class CameraWorker:
         self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
         if camera.motion != (self._gate.config if self._gate is not None else None):
             self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
+        if camera.tamper != (self._tamper.config if self._tamper is not None else None):
+            self._finish_tamper(frame)
+            self._tamper = TamperMonitor(camera.tamper) if camera.tamper is not None else None
         self._detector = runtime.detector
         ctx = EventContext(config.device.thing_name, runtime.detector.model, config.version)
         if old is not None and _same_rules(old.snapshot.config, config, self.camera):
@@ -145,6 +160,8 @@ class CameraWorker:
                     stats.skipped_rate += 1
                     continue
                 next_due = frame.mono + self._interval
+                if self._tamper is not None:
+                    self._check_tamper(frame)
                 gate = self._gate
                 if gate is not None and not gate.should_detect(
                     frame.mono, frame.image, self._rules.busy
@@ -167,6 +184,34 @@ class CameraWorker:
             if last is not None:
                 for event in self._rules.finish(last.mono, last.wall):
                     self._raise(event, None, Detections.empty())
+                self._finish_tamper(last)
+
+    def _check_tamper(self, frame: Frame) -> None:
+        assert self._tamper is not None
+        for step in self._tamper.update(frame.mono, frame.image):
+            self._tamper_step(step, frame)
+
+    def _finish_tamper(self, frame: Frame) -> None:
+        if self._tamper is not None:
+            for step in self._tamper.finish():
+                self._tamper_step(step, frame)
+
+    def _tamper_step(self, step: TamperStep, frame: Frame) -> None:
+        assert self._tamper is not None
+        start_id = self._tamper_starts.pop(step.kind, None) if step.phase is Phase.END else None
+        event = tamper_event(
+            step,
+            ctx=self._rules.context,
+            camera=self.camera,
+            severity=self._tamper.config.severity,
+            mono=frame.mono,
+            wall=frame.wall,
+            start_id=start_id,
+        )
+        if step.phase is Phase.START:
+            self._tamper_starts[step.kind] = event.id
+        self.stats.tamper_events += 1
+        self._raise(event, None, Detections.empty())
 
     def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
         if frame is not None and event.phase is Phase.START and self._snapshots is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "RuleConfig",
     "ScheduleConfig",
     "SourceConfig",
+    "TamperConfig",
     "TlsConfig",
     "UplinkConfig",
     "UrlSourceConfig",
@@ -126,6 +127,24 @@ class MotionConfig(_Model):
     )
 
 
+class TamperConfig(_Model):
+    enabled: bool = Field(True, description="Watch this camera for tampering and feed faults.")
+    warmup_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds of frames that teach the camera's normal view."
+    )
+    hold_s: float = Field(
+        2.0, ge=0, le=600, description="A condition must hold (and clear) this long to count."
+    )
+    frozen_s: float = Field(3.0, gt=0, le=3600, description="Identical frames this long: frozen.")
+    sharpness_ratio: float = Field(
+        0.35, gt=0, lt=1, description="Defocused below this share of the learned sharpness."
+    )
+    moved_share: float = Field(
+        0.6, gt=0, le=1, description="Moved when this share of textured cells no longer match."
+    )
+    severity: Severity = Field(Severity.HIGH, description="Severity of tamper events.")
+
+
 class CameraConfig(_Model):
     name: str = Field(pattern=_NAME, description="Camera name, unique on the device.")
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
@@ -136,6 +155,9 @@ class CameraConfig(_Model):
         None, description="Resize captured frames to [width, height] pixels before processing."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+    tamper: TamperConfig | None = Field(
+        None, description="Tamper and health events (blocked, defocused, moved, frozen)."
+    )
     motion: MotionConfig | None = Field(
         None,
         description="Run the detector only on motion, while rules have live objects, and every "

@@ -1,12 +1,16 @@
-"""The camera loop's motion gate: still frames skip the detector; config swaps rebuild it."""
+"""The camera loop's motion gate (still frames skip the detector; config swaps rebuild it) and
+tamper events (raised with their lifecycle from the loop)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from edge_app.config import ConfigSnapshot, MotionConfig, parse_config
-from edge_app.domain import Detections, Event, Image, ModelRef
+import numpy as np
+import pytest
+
+from edge_app.config import ConfigSnapshot, MotionConfig, TamperConfig, parse_config
+from edge_app.domain import Detections, Event, Frame, Image, ModelRef
 from edge_app.pipeline import CameraWorker, Runtime, RuntimeHolder
 from edge_app.vision.labels import LabelMap
 from edge_app.vision.rules import EventContext, RuleEngine
@@ -105,3 +109,54 @@ def test_remote_swap_that_adds_motion_gating_takes_effect_at_the_next_frame() ->
     # and then only still frames.
     assert detector.calls == 11
     assert worker.stats.config_version == 2
+
+
+class TexturedSource:
+    """10 fps: a random texture for 3 s, then black for 4 s (lens covered)."""
+
+    camera = "yard"
+    dropped = 0
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        texture = np.random.default_rng(1).integers(0, 255, (90, 160, 3)).astype(np.uint8)
+        for i in range(70):
+            image = texture if i < 30 else np.zeros_like(texture)
+            yield Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, image)
+
+    def close(self) -> None:
+        pass
+
+
+def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
+    detector = CountingDetector()
+    cfg = parse_config(
+        {
+            "device": {"thing_name": "cam-1"},
+            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "rules": [{"name": "person", "labels": ["person"]}],
+        }
+    )
+    events: list[Event] = []
+
+    def sink(event: Event) -> Event:
+        events.append(event)
+        return event
+
+    worker = CameraWorker(
+        TexturedSource(),
+        detector,
+        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
+        sink,
+        stop=threading.Event(),
+        tamper=TamperConfig(warmup_s=2.0, hold_s=1.0),
+    )
+    worker.run()
+    assert [(e.rule, e.phase.value) for e in events] == [
+        ("tamper_blocked", "start"),
+        ("tamper_blocked", "end"),
+    ]
+    start, end = events
+    assert start.mono == pytest.approx(104.0)  # black from 103.0, held 1 s
+    assert end.extra["start_id"] == start.id
+    assert end.extra["end_reason"] == "source ended"
+    assert worker.stats.tamper_events == 2
