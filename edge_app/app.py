@@ -23,7 +23,7 @@ from typing import Self
 
 import numpy as np
 
-from edge_app.actions import SnapshotWriter
+from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
@@ -141,9 +141,26 @@ class EdgeApp:
             self._live = RuntimeHolder(Runtime(snapshot, detector))
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
             snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
+            clip_writer: ClipWriter | None = None
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
                 self._resources.callback(source.close)
+                recorder = None
+                if camera.clips is not None:
+                    if clip_writer is None:
+                        clip_writer = ClipWriter()
+                        self._resources.callback(clip_writer.close)
+                    folder = cfg.device.data_dir / "clips" / camera.name
+                    c = camera.clips
+                    prune(folder, int(c.max_mb * 2**20), c.max_age_h * 3600)
+                    recorder = ClipRecorder(
+                        folder,
+                        clip_writer,
+                        pre_s=c.pre_s,
+                        post_s=c.post_s,
+                        fps=c.fps,
+                        width=c.width,
+                    )
                 worker = CameraWorker(
                     source,
                     detector,
@@ -156,6 +173,7 @@ class EdgeApp:
                     live=self._live,
                     motion=camera.motion,
                     tamper=camera.tamper,
+                    clips=recorder,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:

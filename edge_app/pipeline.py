@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from edge_app.actions import SnapshotWriter
+from edge_app.actions import ClipRecorder, SnapshotWriter
 from edge_app.config import (
     AppConfig,
     ConfigSnapshot,
@@ -91,6 +91,7 @@ class CameraWorker:
         live: RuntimeHolder | None = None,
         motion: MotionConfig | None = None,
         tamper: TamperConfig | None = None,
+        clips: ClipRecorder | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -109,6 +110,7 @@ class CameraWorker:
         self._gate = DetectionGate(motion) if motion is not None else None
         self._tamper = TamperMonitor(tamper) if tamper is not None else None
         self._tamper_starts: dict[str, str] = {}
+        self._clips = clips
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
@@ -156,6 +158,8 @@ class CameraWorker:
                 stats.frames += 1
                 stats.last_frame_mono = frame.mono
                 last = frame
+                if self._clips is not None:
+                    self._clips.push(frame)  # references only; the writer thread encodes
                 if frame.mono < next_due:
                     stats.skipped_rate += 1
                     continue
@@ -168,23 +172,33 @@ class CameraWorker:
                 ):
                     stats.skipped_motion += 1
                     continue
-                with self._lock:  # one interpreter may serve several cameras
-                    detections = self._detector.detect(frame.image)
-                stats.processed += 1
-                if len(detections):
-                    stats.detections += len(detections)
-                    if stats.first_detection_mono is None:
-                        stats.first_detection_mono = frame.mono
-                for event in self._rules.update(frame, detections):
-                    self._raise(event, frame, detections)
+                self._detect(frame)
         except EdgeAppError:
             log.exception("camera %s stopped", self.camera)
             raise
         finally:
-            if last is not None:
-                for event in self._rules.finish(last.mono, last.wall):
-                    self._raise(event, None, Detections.empty())
-                self._finish_tamper(last)
+            self._finish(last)
+
+    def _detect(self, frame: Frame) -> None:
+        stats = self.stats
+        with self._lock:  # one interpreter may serve several cameras
+            detections = self._detector.detect(frame.image)
+        stats.processed += 1
+        if len(detections):
+            stats.detections += len(detections)
+            if stats.first_detection_mono is None:
+                stats.first_detection_mono = frame.mono
+        for event in self._rules.update(frame, detections):
+            self._raise(event, frame, detections)
+
+    def _finish(self, last: Frame | None) -> None:
+        """End open episodes and tamper conditions; hand open clips to the writer."""
+        if last is not None:
+            for event in self._rules.finish(last.mono, last.wall):
+                self._raise(event, None, Detections.empty())
+            self._finish_tamper(last)
+        if self._clips is not None:
+            self._clips.flush()
 
     def _check_tamper(self, frame: Frame) -> None:
         assert self._tamper is not None
@@ -214,6 +228,9 @@ class CameraWorker:
         self._raise(event, None, Detections.empty())
 
     def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
+        if frame is not None and event.phase is Phase.START and self._clips is not None:
+            clip = self._clips.begin(f"{event.id}.mp4", frame.mono)
+            event = replace(event, extra={**event.extra, "clip": clip.path.name})
         if frame is not None and event.phase is Phase.START and self._snapshots is not None:
             snapshot = self._snapshots.save(frame, detections, event)
             if snapshot is not None:

@@ -17,6 +17,7 @@ from edge_app.config.remote import (
 from edge_app.config.schema import (
     AppConfig,
     CameraConfig,
+    ClipConfig,
     DetectorConfig,
     FileSourceConfig,
     ImageDirSourceConfig,
@@ -39,6 +40,7 @@ __all__ = [
     "REMOTE_FIELDS",
     "AppConfig",
     "CameraConfig",
+    "ClipConfig",
     "ConfigSnapshot",
     "DetectorConfig",
     "FileSourceConfig",

@@ -9,6 +9,7 @@ __all__ = [
     "AppConfig",
     "BatchConfig",
     "CameraConfig",
+    "ClipConfig",
     "DetectorConfig",
     "DeviceConfig",
     "FileSourceConfig",
@@ -145,6 +146,15 @@ class TamperConfig(_Model):
     severity: Severity = Field(Severity.HIGH, description="Severity of tamper events.")
 
 
+class ClipConfig(_Model):
+    pre_s: float = Field(3.0, ge=0, le=60, description="Seconds before the event start.")
+    post_s: float = Field(5.0, ge=0, le=300, description="Seconds after the event start.")
+    fps: float = Field(5.0, gt=0, le=30, description="Frames per second kept for clips.")
+    width: int = Field(640, ge=64, le=3840, description="Clips are downscaled to this width.")
+    max_mb: float = Field(500.0, gt=0, description="Retention: total size of the clip folder.")
+    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go.")
+
+
 class CameraConfig(_Model):
     name: str = Field(pattern=_NAME, description="Camera name, unique on the device.")
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
@@ -155,6 +165,9 @@ class CameraConfig(_Model):
         None, description="Resize captured frames to [width, height] pixels before processing."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+    clips: ClipConfig | None = Field(
+        None, description="A pre/post mp4v clip per event start; null: no clips."
+    )
     tamper: TamperConfig | None = Field(
         None, description="Tamper and health events (blocked, defocused, moved, frozen)."
     )
