@@ -41,6 +41,7 @@ from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
 from edge_app.uplink import DrainLoop, MqttTransport, Transport, status_payload
 from edge_app.vision.detector import Detector, open_detector
+from edge_app.vision.fairlock import FairLock
 from edge_app.vision.rules import EventContext, RuleEngine
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ class EdgeApp:
         self._shadow: ShadowClient | None = None
         self._shadow_thread: threading.Thread | None = None
         self._stop_shadow = threading.Event()
-        self._detector_lock = threading.Lock()
+        # FIFO: cameras sharing the detector take turns instead of racing for it
+        self._detector_lock = FairLock()
         self._apply_lock = threading.Lock()
 
     @property
@@ -174,6 +176,8 @@ class EdgeApp:
                     motion=camera.motion,
                     tamper=camera.tamper,
                     clips=recorder,
+                    clock=self._clock,
+                    max_lag_s=camera.max_lag_s,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:

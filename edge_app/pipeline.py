@@ -17,9 +17,11 @@ __all__ = ["CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 from edge_app.actions import ClipRecorder, SnapshotWriter
+from edge_app.clock import Clock
 from edge_app.config import (
     AppConfig,
     ConfigSnapshot,
@@ -63,6 +65,7 @@ class CameraStats:
     skipped_rate: int = 0
     skipped_motion: int = 0
     tamper_events: int = 0
+    dropped_late: int = 0
     detections: int = 0
     events: int = 0
     events_unstored: int = 0
@@ -86,12 +89,14 @@ class CameraWorker:
         stop: threading.Event,
         fps: float | None = None,
         snapshots: SnapshotWriter | None = None,
-        detector_lock: threading.Lock | None = None,
+        detector_lock: AbstractContextManager[object] | None = None,
         on_event: Callable[[Event], None] | None = None,
         live: RuntimeHolder | None = None,
         motion: MotionConfig | None = None,
         tamper: TamperConfig | None = None,
         clips: ClipRecorder | None = None,
+        clock: Clock | None = None,
+        max_lag_s: float | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -103,7 +108,7 @@ class CameraWorker:
         # a frame is due 1 ms early so float jitter in timestamps never skips a frame
         self._interval = (1.0 / fps - 1e-3) if fps else 0.0
         self._snapshots = snapshots
-        self._lock = detector_lock or threading.Lock()
+        self._lock: AbstractContextManager[object] = detector_lock or threading.Lock()
         self._on_event = on_event
         self._live = live
         # Motion gating (camera.motion): None detects on every processed frame.
@@ -111,6 +116,10 @@ class CameraWorker:
         self._tamper = TamperMonitor(tamper) if tamper is not None else None
         self._tamper_starts: dict[str, str] = {}
         self._clips = clips
+        # Late frames (live/realtime sources): dropped and counted, so a camera that cannot
+        # keep up falls behind by at most max_lag_s instead of queueing.
+        self._clock = clock
+        self._max_lag = max_lag_s
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
@@ -164,6 +173,9 @@ class CameraWorker:
                     stats.skipped_rate += 1
                     continue
                 next_due = frame.mono + self._interval
+                if self._late(frame):
+                    stats.dropped_late += 1
+                    continue
                 if self._tamper is not None:
                     self._check_tamper(frame)
                 gate = self._gate
@@ -178,6 +190,11 @@ class CameraWorker:
             raise
         finally:
             self._finish(last)
+
+    def _late(self, frame: Frame) -> bool:
+        if self._max_lag is None or self._clock is None:
+            return False
+        return self._clock.monotonic() - frame.mono > self._max_lag
 
     def _detect(self, frame: Frame) -> None:
         stats = self.stats

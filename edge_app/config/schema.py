@@ -165,6 +165,13 @@ class CameraConfig(_Model):
         None, description="Resize captured frames to [width, height] pixels before processing."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+    max_lag_s: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Live or realtime sources: frames older than this when their turn comes "
+        "are dropped and counted per camera (never queued); null: process every frame.",
+    )
     clips: ClipConfig | None = Field(
         None, description="A pre/post mp4v clip per event start; null: no clips."
     )
