@@ -17,6 +17,7 @@ __all__ = ["AppStats", "EdgeApp"]
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
@@ -39,6 +40,8 @@ from edge_app.outbox import Outbox
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
+from edge_app.telemetry import DiskUsage, sd_notify
+from edge_app.telemetry.wiring import Telemetry
 from edge_app.uplink import DrainLoop, MqttTransport, Transport, status_payload
 from edge_app.vision.detector import Detector, open_detector
 from edge_app.vision.fairlock import FairLock
@@ -82,8 +85,17 @@ class EdgeApp:
         transport: Transport | None = None,
         detector: Detector | None = None,
         catalog: Catalog | None = None,
+        disk_usage: DiskUsage | None = None,
+        notify: Callable[[str], bool] = sd_notify,
+        watchdog_s: float | None = None,
     ) -> None:
+        """``disk_usage``, ``notify`` (sd_notify) and ``watchdog_s`` (default: from
+        ``$WATCHDOG_USEC``) are seams for tests of health and the systemd watchdog."""
         self.config = config  # the local file; ``snapshot`` is what runs
+        self._disk_usage = disk_usage
+        self._notify = notify
+        self._watchdog_s = watchdog_s
+        self.telemetry: Telemetry | None = None
         self._clock = clock or SystemClock()
         self._transport = transport
         self._detector = detector
@@ -182,6 +194,18 @@ class EdgeApp:
                 self._workers.append(worker)
             if cfg.uplink.enabled:
                 self._start_uplink(store, last)
+            self.telemetry = Telemetry(
+                cfg,
+                clock=self._clock,
+                cameras=lambda: {w.camera: w.stats for w in self._workers},
+                outbox=self.outbox.stats,
+                drain=lambda: self._drain.stats() if self._drain is not None else None,
+                transport=self._transport if cfg.uplink.enabled else None,
+                disk_usage=self._disk_usage,
+                notify=self._notify,
+                watchdog_s=self._watchdog_s,
+            )
+            self._resources.callback(self.telemetry.lane.close)
         except BaseException:
             self._resources.close()
             raise
@@ -192,6 +216,7 @@ class EdgeApp:
         if self._shadow is not None:
             self._shadow_thread = threading.Thread(target=self._shadow.run, name="remote-config")
             self._shadow_thread.start()
+        self.telemetry.start(status=self._status)
         self._started = True
         log.info(
             "edge-app started: device %s, %d camera(s), model %s via %s",
@@ -247,8 +272,28 @@ class EdgeApp:
         self._drain_thread = threading.Thread(target=self._drain.run, name="uplink-drain")
         self._drain_thread.start()
 
+    def _status(self) -> dict[str, object]:
+        stats = self.stats()
+        return {
+            "device": self.config.device.thing_name,
+            "config_version": self.config.version,
+            "model": self.detector.model.name,
+            "cameras": {
+                name: {"frames": c.frames, "processed": c.processed, "events": c.events}
+                for name, c in stats.cameras.items()
+            },
+            "outbox_depth": stats.outbox_depth,
+            "last_seq": stats.last_seq,
+            "uplink_connected": stats.uplink_connected,
+            "batches_sent": stats.batches_sent,
+        }
+
     def _store(self, event: Event) -> Event:
         stored = self.outbox.enqueue(event)
+        if self.telemetry is not None:  # rare path (one call per event), not per frame
+            self.telemetry.registry.counter(
+                "Events", "Count", "Events raised", rule=event.rule, severity=event.severity.value
+            ).inc()
         if self._drain is not None:
             self._drain.notify()
         return stored
@@ -295,6 +340,7 @@ class EdgeApp:
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
             )
             delivered = self._drain.flush(deadline)
+            self._stop_telemetry()  # its last minute goes out while the link is still up
             self._stop_uplink.set()
             if self._drain_thread is not None:
                 self._drain_thread.join()
@@ -304,11 +350,17 @@ class EdgeApp:
                     self.outbox.stats().depth,
                 )
             self._transport.disconnect()  # publishes the retained "stopped" status first
+        self._stop_telemetry()
         self._resources.close()
         log.info("edge-app stopped")
 
     def on_config_outcome(self, outcome: Outcome) -> None:
         """Called on the remote-config thread after each shadow decision (a hook for tests)."""
+
+    def _stop_telemetry(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.stop()
+            self.telemetry = None
 
     def __enter__(self) -> Self:
         self.start()

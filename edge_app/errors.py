@@ -8,8 +8,9 @@
      │    ├── ChecksumMismatchError
      │    └── UnsupportedModelError  (names the model's tensors)
      ├── OutboxError            the durable store failed
-     └── UplinkError            the MQTT side failed
-          └── PublishRejectedError   broker answered a publish with a failure reason code
+     ├── UplinkError            the MQTT side failed
+     │    └── PublishRejectedError   broker answered a publish with a failure reason code
+     └── TelemetryError         a metrics or log sink failed (CloudWatch, EMF file, ...)
 
 Third-party exceptions are wrapped with ``raise X(...) from exc`` at the boundary that sees them.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "OutboxError",
     "PublishRejectedError",
     "SourceError",
+    "TelemetryError",
     "UnsupportedModelError",
     "UplinkError",
 ]
@@ -93,3 +95,7 @@ class PublishRejectedError(UplinkError):
         self.reason = reason
         self.code = code
         super().__init__(f"broker rejected publish: {reason} (reason code {code})")
+
+
+class TelemetryError(EdgeAppError):
+    """A metrics or log sink could not deliver; the data stays in its outbox lane."""

@@ -16,9 +16,11 @@ __all__ = ["CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from edge_app.actions import ClipRecorder, SnapshotWriter
 from edge_app.clock import Clock
@@ -58,7 +60,11 @@ RuntimeHolder = SnapshotHolder[Runtime]
 
 @dataclass(slots=True)
 class CameraStats:
-    """Counters of one camera's loop; read from other threads without a lock (ints only)."""
+    """Counters of one camera's loop; read from other threads without a lock (ints only).
+
+    ``detecting`` is true while the loop is inside ``detect``; ``inference_ms`` keeps the
+    detector time of the last frames (ms) for the telemetry collector (an append is atomic).
+    """
 
     frames: int = 0
     processed: int = 0
@@ -74,6 +80,8 @@ class CameraStats:
     config_version: int = 0
     config_changes: int = 0
     config_adopted_mono: float = 0.0
+    detecting: bool = False
+    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
 
 
 class CameraWorker:
@@ -199,7 +207,11 @@ class CameraWorker:
     def _detect(self, frame: Frame) -> None:
         stats = self.stats
         with self._lock:  # one interpreter may serve several cameras
+            stats.detecting = True
+            started = time.perf_counter()
             detections = self._detector.detect(frame.image)
+            stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
+            stats.detecting = False
         stats.processed += 1
         if len(detections):
             stats.detections += len(detections)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 __all__ = [
     "AppConfig",
+    "AwsConfig",
     "BatchConfig",
     "CameraConfig",
     "ClipConfig",
+    "CloudWatchLogsConfig",
     "DetectorConfig",
     "DeviceConfig",
     "FileSourceConfig",
+    "HealthConfig",
     "ImageDirSourceConfig",
+    "MetricsConfig",
     "MotionConfig",
     "OutboxConfig",
     "ReconnectConfig",
@@ -375,6 +379,62 @@ class UplinkConfig(_Model):
     )
 
 
+class AwsConfig(_Model):
+    region: str = Field("us-east-1", description="AWS region of CloudWatch and CW Logs.")
+    credentials: Literal["chain", "iot"] = Field(
+        "chain",
+        description="chain: boto3's standard chain; iot: the AWS IoT credentials provider "
+        "with uplink.tls (no long-lived keys on the device).",
+    )
+    iot_endpoint: str | None = Field(
+        None, description="`aws iot describe-endpoint --endpoint-type iot:CredentialProvider`."
+    )
+    role_alias: str | None = Field(None, description="IoT role alias of the IAM role to assume.")
+
+    @model_validator(mode="after")
+    def _iot_complete(self) -> Self:
+        if self.credentials == "iot" and not (self.iot_endpoint and self.role_alias):
+            raise ValueError("aws.credentials 'iot' needs aws.iot_endpoint and aws.role_alias")
+        return self
+
+
+class MetricsConfig(_Model):
+    enabled: bool = Field(True, description="Collect metrics and ship one-minute aggregates.")
+    sink: Literal["mqtt", "cloudwatch", "file", "none"] = Field(
+        "mqtt",
+        description="mqtt: EMF on {prefix}/metrics (no AWS keys); cloudwatch: PutMetricData "
+        "(boto3); file: EMF lines for the CloudWatch agent; none: keep them queued.",
+    )
+    namespace: str = Field("EdgeApp", min_length=1, max_length=255, description="CW namespace.")
+    sample_s: float = Field(10.0, gt=0, le=60, description="Seconds between collector samples.")
+    period_s: float = Field(
+        60.0, gt=0, le=3600, description="Aggregation period, seconds (CloudWatch: 60)."
+    )
+    file: Path | None = Field(None, description="EMF file for sink `file`; default data_dir.")
+    endpoint_url: str | None = Field(None, description="CloudWatch endpoint override (tests).")
+    max_rows: int = Field(
+        500_000, ge=1000, description="Most aggregates kept while offline (oldest dropped)."
+    )
+
+
+class CloudWatchLogsConfig(_Model):
+    enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
+    group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
+    stream: str | None = Field(None, description="Log stream; default: the thing name.")
+    endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
+
+
+class HealthConfig(_Model):
+    enabled: bool = Field(True, description="Serve /healthz, /metrics and /status over HTTP.")
+    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 exposes it on the LAN.")
+    port: int = Field(8321, ge=0, le=65535, description="TCP port; 0: any free port.")
+    camera_stale_s: float = Field(30.0, gt=0, description="No frame processed this long: stale.")
+    detector_stuck_s: float = Field(30.0, gt=0, description="Inside detect this long: stuck.")
+    disk_low_fraction: float = Field(0.05, ge=0, le=1, description="Free share below: low.")
+    uplink_down_s: float = Field(300.0, gt=0, description="Uplink down this long: degraded.")
+    outbox_full_fraction: float = Field(0.9, gt=0, le=1, description="Outbox fill: near full.")
+
+
 class AppConfig(_Model):
     """The whole configuration of one device."""
 
@@ -385,6 +445,16 @@ class AppConfig(_Model):
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that raise events.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable event store.")
     uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Metrics and their sink."
+    )
+    aws: AwsConfig = Field(default_factory=AwsConfig, description="AWS access of the sinks.")
+    cloudwatch_logs: CloudWatchLogsConfig = Field(
+        default_factory=CloudWatchLogsConfig, description="Shipping of warnings/errors."
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Local health/metrics HTTP endpoint."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written to stderr."
     )
@@ -405,6 +475,8 @@ class AppConfig(_Model):
                 missing = [c.name for c in targets if rule.zone not in {z.name for z in c.zones}]
                 if missing:
                     raise ValueError(f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}")
+        if self.aws.credentials == "iot" and self.uplink.tls is None:
+            raise ValueError("aws.credentials 'iot' needs uplink.tls (the device certificate)")
         return self
 
     @property

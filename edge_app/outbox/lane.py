@@ -1,0 +1,202 @@
+"""Side lanes of the outbox file: metric aggregates and log lines waiting to be shipped.
+
+They live in the same SQLite file as the events (one file to back up, one disk budget) but in
+their own tables, through their own connection, so the events table and the ``Outbox`` API are
+untouched. A lane is a FIFO of ``(ts, body)`` rows: ``add`` commits (WAL, synchronous=FULL),
+``peek`` reads the oldest, ``delete`` removes what the cloud accepted. ``drop_older_than``
+removes rows the cloud would refuse (CloudWatch: older than 14 days) and counts them, and
+``max_rows`` bounds the lane (oldest dropped first, counted too). The owner closes the store.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LaneRow", "LaneStats", "LaneStore"]
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from edge_app.errors import OutboxError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lane_rows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lane_rows_fifo ON lane_rows (lane, id);
+CREATE TABLE IF NOT EXISTS lane_drops (lane TEXT PRIMARY KEY, n INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LaneRow:
+    """One stored item: row ``id``, its original time ``ts`` (Unix s) and JSON ``body``."""
+
+    id: int
+    ts: float
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    """Rows waiting, their body bytes, the oldest ``ts`` (None if empty), drops ever counted."""
+
+    rows: int
+    bytes: int
+    oldest_ts: float | None
+    dropped: int
+
+
+class LaneStore:
+    """The lane ``lane`` ("metrics", "logs") in the SQLite file ``path``. Thread-safe."""
+
+    def __init__(self, path: Path, lane: str, *, max_rows: int = 1_000_000) -> None:
+        if not lane.isidentifier():
+            raise OutboxError(f"lane name must be an identifier like 'metrics', got {lane!r}")
+        if max_rows < 1:
+            raise OutboxError(f"lane max_rows must be >= 1, got {max_rows}")
+        self._path = path
+        self._lane = lane
+        self._max_rows = max_rows
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(
+                f"cannot open the {lane} lane in {path}: {exc}; check the directory and disk"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def add(self, items: Sequence[tuple[float, str]]) -> None:
+        """Store ``(ts, body)`` items durably in one transaction; bounded by ``max_rows``."""
+        if not items:
+            return
+
+        def op() -> None:
+            self._conn.executemany(
+                "INSERT INTO lane_rows (lane, ts, body) VALUES (?, ?, ?)",
+                [(self._lane, float(ts), body) for ts, body in items],
+            )
+            self._trim()
+
+        with self._lock:
+            self._write(op, "add")
+
+    def peek(self, limit: int) -> list[LaneRow]:
+        """The oldest ``limit`` rows (by insertion), without removing them."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT id, ts, body FROM lane_rows WHERE lane = ? ORDER BY id LIMIT ?",
+                    (self._lane, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self._lane} lane in {self._path}: read failed: {exc}") from exc
+        return [LaneRow(int(i), float(t), str(b)) for i, t, b in rows]
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove rows that were delivered."""
+        if not ids:
+            return
+        with self._lock:
+            self._write(
+                lambda: self._conn.executemany(
+                    "DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids]
+                ),
+                "delete",
+            )
+
+    def drop_older_than(self, cutoff_ts: float) -> int:
+        """Remove rows with ``ts < cutoff_ts`` (Unix s), count them as dropped; returns how many."""
+        dropped = 0
+
+        def op() -> None:
+            nonlocal dropped
+            dropped = self._conn.execute(
+                "DELETE FROM lane_rows WHERE lane = ? AND ts < ?", (self._lane, cutoff_ts)
+            ).rowcount
+            self._count_drops(dropped)
+
+        with self._lock:
+            self._write(op, "drop")
+        return dropped
+
+    def stats(self) -> LaneStats:
+        with self._lock:
+            try:
+                rows, size, oldest = self._conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(ts) FROM lane_rows"
+                    " WHERE lane = ?",
+                    (self._lane,),
+                ).fetchone()
+                drop = self._conn.execute(
+                    "SELECT n FROM lane_drops WHERE lane = ?", (self._lane,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self._lane} lane in {self._path}: read failed: {exc}") from exc
+        return LaneStats(
+            int(rows),
+            int(size),
+            None if oldest is None else float(oldest),
+            int(drop[0] if drop else 0),
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _trim(self) -> None:
+        (rows,) = self._conn.execute(
+            "SELECT COUNT(*) FROM lane_rows WHERE lane = ?", (self._lane,)
+        ).fetchone()
+        excess = int(rows) - self._max_rows
+        if excess > 0:
+            self._conn.execute(
+                "DELETE FROM lane_rows WHERE id IN (SELECT id FROM lane_rows WHERE lane = ?"
+                " ORDER BY id LIMIT ?)",
+                (self._lane, excess),
+            )
+            self._count_drops(excess)
+
+    def _count_drops(self, n: int) -> None:
+        if n:
+            self._conn.execute(
+                "INSERT INTO lane_drops (lane, n) VALUES (?, ?)"
+                " ON CONFLICT (lane) DO UPDATE SET n = n + excluded.n",
+                (self._lane, n),
+            )
+
+    def _write(self, op: Callable[[], object], what: str) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            op()
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise OutboxError(
+                f"{self._lane} lane in {self._path}: {what} failed: {exc}; "
+                "check free disk space and the file's permissions"
+            ) from exc

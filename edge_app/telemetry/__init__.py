@@ -1,0 +1,62 @@
+"""Metrics registry, minute aggregates, CloudWatch/EMF sinks, Prometheus text, health HTTP
+endpoint and systemd notify/watchdog."""
+
+from edge_app.telemetry.aggregate import MetricDatum, MinuteAggregator
+from edge_app.telemetry.aws import IotCredentialsSource, aws_client, iot_credentials
+from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
+from edge_app.telemetry.health import HealthMonitor, HealthReport, HealthThresholds
+from edge_app.telemetry.http import HealthServer
+from edge_app.telemetry.logship import (
+    CloudWatchLogsSink,
+    LogBuffer,
+    LogShipper,
+    plan_log_batches,
+)
+from edge_app.telemetry.prometheus import render
+from edge_app.telemetry.registry import Counter, Gauge, Histogram, MetricKey, Registry
+from edge_app.telemetry.shipper import MAX_AGE_S, TelemetryLoop
+from edge_app.telemetry.sinks import (
+    CloudWatchSink,
+    EmfFileSink,
+    EmfMqttSink,
+    MetricsSink,
+    emf_documents,
+    plan_requests,
+)
+from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
+
+__all__ = [
+    "MAX_AGE_S",
+    "CameraCounters",
+    "CloudWatchLogsSink",
+    "CloudWatchSink",
+    "Collector",
+    "Counter",
+    "DiskUsage",
+    "EmfFileSink",
+    "EmfMqttSink",
+    "Gauge",
+    "HealthMonitor",
+    "HealthReport",
+    "HealthServer",
+    "HealthThresholds",
+    "Histogram",
+    "IotCredentialsSource",
+    "LogBuffer",
+    "LogShipper",
+    "MetricDatum",
+    "MetricKey",
+    "MetricsSink",
+    "MinuteAggregator",
+    "Registry",
+    "TelemetryLoop",
+    "Watchdog",
+    "aws_client",
+    "emf_documents",
+    "iot_credentials",
+    "plan_log_batches",
+    "plan_requests",
+    "render",
+    "sd_notify",
+    "watchdog_interval_s",
+]

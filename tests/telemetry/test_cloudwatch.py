@@ -1,0 +1,174 @@
+"""PutMetricData against moto in server mode, through real boto3 over HTTP and a real TCP
+proxy that plays the network outage."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from edge_app.clock import FakeClock
+from edge_app.outbox import LaneStore
+from edge_app.telemetry import (
+    MAX_AGE_S,
+    CloudWatchSink,
+    MetricDatum,
+    MinuteAggregator,
+    Registry,
+    TelemetryLoop,
+)
+from edge_app.telemetry.sinks import MAX_DATUMS_PER_REQUEST
+from simulator.broker import free_port
+from simulator.proxy import TcpProxy
+
+# A failing request must fail fast: no retries, short timeouts (the loop retries next tick).
+FAST = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
+
+
+def client(endpoint: str) -> Any:
+    return boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto's dummy credentials
+        config=FAST,
+    )
+
+
+def recent_minute() -> float:
+    """Wall time 40 s into a minute about an hour ago (CloudWatch takes up to 14 days)."""
+    return math.floor(time.time() / 60) * 60 - 3600 + 40
+
+
+class Requests:
+    """Records each PutMetricData request (datum count, body bytes) via botocore's event hook."""
+
+    def __init__(self, cw: Any) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        cw.meta.events.register("before-parameter-build.cloudwatch.PutMetricData", self._call)
+        cw.meta.events.register("before-send.cloudwatch.PutMetricData", self._send)
+        self._pending = 0
+
+    def _call(self, params: dict[str, Any], **_: Any) -> None:
+        self._pending = len(params["MetricData"])
+
+    def _send(self, request: Any, **_: Any) -> None:
+        self.sizes.append((self._pending, len(request.body or b"")))
+
+
+def test_offline_minutes_arrive_after_reconnect_with_original_timestamps(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    port = int(moto_endpoint.rsplit(":", 1)[1])
+    clock = FakeClock(wall=recent_minute())
+    reg = Registry({"device": "cam-offline"})
+    events = reg.counter("Events", rule="intrusion", severity="high")
+    with (
+        TcpProxy(free_port(), "127.0.0.1", port) as network,
+        LaneStore(tmp_path / "outbox.db", "metrics") as lane,
+    ):
+        network.down()
+        sink = CloudWatchSink(client(f"http://127.0.0.1:{network.listen_port}"), "EdgeAppTest")
+        loop = TelemetryLoop(
+            aggregator=MinuteAggregator(reg),
+            lane=lane,
+            sink=sink,
+            clock=clock,
+            stop=threading.Event(),
+        )
+        minutes = []
+        for minute in range(3):  # three offline minutes, 2, 3 and 4 events
+            minutes.append(math.floor(clock.time() / 60) * 60)
+            events.inc(minute + 2)
+            loop.tick()
+            clock.advance(60)
+        loop.tick()  # closes the third minute
+        assert lane.stats().rows == 3
+        assert loop.sent == 0
+        network.up()
+        assert loop.ship() == 3
+        assert lane.stats().rows == 0
+    cw = client(moto_endpoint)
+    stats = cw.get_metric_statistics(
+        Namespace="EdgeAppTest",
+        MetricName="Events",
+        Dimensions=[
+            {"Name": "device", "Value": "cam-offline"},
+            {"Name": "rule", "Value": "intrusion"},
+            {"Name": "severity", "Value": "high"},
+        ],
+        StartTime=datetime.fromtimestamp(minutes[0] - 60, UTC),
+        EndTime=datetime.fromtimestamp(minutes[-1] + 120, UTC),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    got = {p["Timestamp"].timestamp(): p["Sum"] for p in stats["Datapoints"]}
+    assert got == {minutes[0]: 2.0, minutes[1]: 3.0, minutes[2]: 4.0}
+
+
+def datums(n: int, ts: float, *, dims: int = 1, width: int = 8) -> list[MetricDatum]:
+    return [
+        MetricDatum(
+            f"Backlog{i}",
+            tuple((f"d{j:02d}", f"v{i}".ljust(width, "x")) for j in range(dims)),
+            ts,
+            "Count",
+            3,
+            6.0,
+            1.0,
+            3.0,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "dims", "width", "min_requests"),
+    [(2500, 1, 8, 3), (1000, 20, 200, 4)],  # datum-count bound; byte bound (~5 KB/datum)
+)
+def test_large_backlog_respects_request_limits(
+    moto_endpoint: str, count: int, dims: int, width: int, min_requests: int
+) -> None:
+    cw = client(moto_endpoint)
+    seen = Requests(cw)
+    namespace = f"EdgeAppLimits{count}"
+    CloudWatchSink(cw, namespace).send(datums(count, recent_minute(), dims=dims, width=width))
+    assert len(seen.sizes) >= min_requests
+    assert sum(n for n, _ in seen.sizes) == count
+    assert all(n <= MAX_DATUMS_PER_REQUEST for n, _ in seen.sizes)
+    assert all(size <= 1_048_576 for _, size in seen.sizes)
+    names: set[str] = set()
+    for page in cw.get_paginator("list_metrics").paginate(Namespace=namespace):
+        names |= {m["MetricName"] for m in page["Metrics"]}
+    assert len(names) == count
+
+
+def test_stale_aggregates_are_dropped_and_counted(tmp_path: Path, moto_endpoint: str) -> None:
+    clock = FakeClock(wall=time.time())
+    now = clock.time()
+    cw = client(moto_endpoint)
+    with LaneStore(tmp_path / "outbox.db", "metrics") as lane:
+        old = datums(5, now - MAX_AGE_S - 120)
+        fresh = datums(2, now - 600)
+        lane.add([(d.ts, d.to_json()) for d in old + fresh])
+        loop = TelemetryLoop(
+            aggregator=MinuteAggregator(Registry()),
+            lane=lane,
+            sink=CloudWatchSink(cw, "EdgeAppStale"),
+            clock=clock,
+            stop=threading.Event(),
+        )
+        assert loop.ship() == 2
+        stats = lane.stats()
+        assert (stats.rows, stats.dropped) == (0, 5)
+    listed = cw.list_metrics(Namespace="EdgeAppStale")["Metrics"]
+    assert sorted(m["MetricName"] for m in listed) == ["Backlog0", "Backlog1"]
+    assert timedelta(seconds=MAX_AGE_S) == timedelta(days=14)
