@@ -24,7 +24,7 @@ from typing import Self
 
 import numpy as np
 
-from edge_app.actions import SnapshotWriter
+from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
@@ -52,6 +52,7 @@ from edge_app.uplink import (
     status_payload,
 )
 from edge_app.vision.detector import Detector, open_detector
+from edge_app.vision.fairlock import FairLock
 from edge_app.vision.rules import EventContext, RuleEngine
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class EdgeApp:
         self._shadow: ShadowClient | None = None
         self._shadow_thread: threading.Thread | None = None
         self._stop_shadow = threading.Event()
-        self._detector_lock = threading.Lock()
+        # FIFO: cameras sharing the detector take turns instead of racing for it
+        self._detector_lock = FairLock()
         self._apply_lock = threading.Lock()
 
     @property
@@ -172,9 +174,26 @@ class EdgeApp:
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
             snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
+            clip_writer: ClipWriter | None = None
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
                 self._resources.callback(source.close)
+                recorder = None
+                if camera.clips is not None:
+                    if clip_writer is None:
+                        clip_writer = ClipWriter()
+                        self._resources.callback(clip_writer.close)
+                    folder = cfg.device.data_dir / "clips" / camera.name
+                    c = camera.clips
+                    prune(folder, int(c.max_mb * 2**20), c.max_age_h * 3600)
+                    recorder = ClipRecorder(
+                        folder,
+                        clip_writer,
+                        pre_s=c.pre_s,
+                        post_s=c.post_s,
+                        fps=c.fps,
+                        width=c.width,
+                    )
                 worker = CameraWorker(
                     source,
                     detector,
@@ -185,6 +204,11 @@ class EdgeApp:
                     snapshots=snapshots,
                     detector_lock=self._detector_lock,
                     live=self._live,
+                    motion=camera.motion,
+                    tamper=camera.tamper,
+                    clips=recorder,
+                    clock=self._clock,
+                    max_lag_s=camera.max_lag_s,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:
@@ -433,12 +457,10 @@ class _Applier:
 
 
 def _needs_new_detector(old: AppConfig, new: AppConfig) -> bool:
+    # Everything but the score threshold (set on the live detector) needs a reload.
     a, b = old.detector, new.detector
-    return (a.model, a.labels, a.threads, a.model_dir) != (
-        b.model,
-        b.labels,
-        b.threads,
-        b.model_dir,
+    return a.model_copy(update={"score_threshold": 0.0}) != b.model_copy(
+        update={"score_threshold": 0.0}
     )
 
 

@@ -19,15 +19,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from edge_app.actions import SnapshotWriter
-from edge_app.config import AppConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
+from edge_app.actions import ClipRecorder, SnapshotWriter
+from edge_app.clock import Clock
+from edge_app.config import (
+    AppConfig,
+    ConfigSnapshot,
+    MotionConfig,
+    RuleConfig,
+    SnapshotHolder,
+    TamperConfig,
+)
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource
 from edge_app.vision.detector import Detector
+from edge_app.vision.motion import DetectionGate
 from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,9 @@ class CameraStats:
     frames: int = 0
     processed: int = 0
     skipped_rate: int = 0
+    skipped_motion: int = 0
+    tamper_events: int = 0
+    dropped_late: int = 0
     detections: int = 0
     events: int = 0
     events_unstored: int = 0
@@ -83,9 +97,14 @@ class CameraWorker:
         stop: threading.Event,
         fps: float | None = None,
         snapshots: SnapshotWriter | None = None,
-        detector_lock: threading.Lock | None = None,
+        detector_lock: AbstractContextManager[object] | None = None,
         on_event: Callable[[Event], None] | None = None,
         live: RuntimeHolder | None = None,
+        motion: MotionConfig | None = None,
+        tamper: TamperConfig | None = None,
+        clips: ClipRecorder | None = None,
+        clock: Clock | None = None,
+        max_lag_s: float | None = None,
     ) -> None:
         self.camera = source.camera
         self.stats = CameraStats()
@@ -97,9 +116,18 @@ class CameraWorker:
         # a frame is due 1 ms early so float jitter in timestamps never skips a frame
         self._interval = (1.0 / fps - 1e-3) if fps else 0.0
         self._snapshots = snapshots
-        self._lock = detector_lock or threading.Lock()
+        self._lock: AbstractContextManager[object] = detector_lock or threading.Lock()
         self._on_event = on_event
         self._live = live
+        # Motion gating (camera.motion): None detects on every processed frame.
+        self._gate = DetectionGate(motion) if motion is not None else None
+        self._tamper = TamperMonitor(tamper) if tamper is not None else None
+        self._tamper_starts: dict[str, str] = {}
+        self._clips = clips
+        # Late frames (live/realtime sources): dropped and counted, so a camera that cannot
+        # keep up falls behind by at most max_lag_s instead of queueing.
+        self._clock = clock
+        self._max_lag = max_lag_s
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
@@ -113,6 +141,11 @@ class CameraWorker:
         if camera is None:  # remote config cannot remove cameras; keep going as we were
             return
         self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
+        if camera.motion != (self._gate.config if self._gate is not None else None):
+            self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
+        if camera.tamper != (self._tamper.config if self._tamper is not None else None):
+            self._finish_tamper(frame)
+            self._tamper = TamperMonitor(camera.tamper) if camera.tamper is not None else None
         self._detector = runtime.detector
         ctx = EventContext(config.device.thing_name, runtime.detector.model, config.version)
         if old is not None and _same_rules(old.snapshot.config, config, self.camera):
@@ -142,32 +175,91 @@ class CameraWorker:
                 stats.frames += 1
                 stats.last_frame_mono = frame.mono
                 last = frame
+                if self._clips is not None:
+                    self._clips.push(frame)  # references only; the writer thread encodes
                 if frame.mono < next_due:
                     stats.skipped_rate += 1
                     continue
                 next_due = frame.mono + self._interval
-                with self._lock:  # one interpreter may serve several cameras
-                    stats.detecting = True
-                    started = time.perf_counter()
-                    detections = self._detector.detect(frame.image)
-                    stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
-                    stats.detecting = False
-                stats.processed += 1
-                if len(detections):
-                    stats.detections += len(detections)
-                    if stats.first_detection_mono is None:
-                        stats.first_detection_mono = frame.mono
-                for event in self._rules.update(frame, detections):
-                    self._raise(event, frame, detections)
+                if self._late(frame):
+                    stats.dropped_late += 1
+                    continue
+                if self._tamper is not None:
+                    self._check_tamper(frame)
+                gate = self._gate
+                if gate is not None and not gate.should_detect(
+                    frame.mono, frame.image, self._rules.busy
+                ):
+                    stats.skipped_motion += 1
+                    continue
+                self._detect(frame)
         except EdgeAppError:
             log.exception("camera %s stopped", self.camera)
             raise
         finally:
-            if last is not None:
-                for event in self._rules.finish(last.mono, last.wall):
-                    self._raise(event, None, Detections.empty())
+            self._finish(last)
+
+    def _late(self, frame: Frame) -> bool:
+        if self._max_lag is None or self._clock is None:
+            return False
+        return self._clock.monotonic() - frame.mono > self._max_lag
+
+    def _detect(self, frame: Frame) -> None:
+        stats = self.stats
+        with self._lock:  # one interpreter may serve several cameras
+            stats.detecting = True
+            started = time.perf_counter()
+            detections = self._detector.detect(frame.image)
+            stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
+            stats.detecting = False
+        stats.processed += 1
+        if len(detections):
+            stats.detections += len(detections)
+            if stats.first_detection_mono is None:
+                stats.first_detection_mono = frame.mono
+        for event in self._rules.update(frame, detections):
+            self._raise(event, frame, detections)
+
+    def _finish(self, last: Frame | None) -> None:
+        """End open episodes and tamper conditions; hand open clips to the writer."""
+        if last is not None:
+            for event in self._rules.finish(last.mono, last.wall):
+                self._raise(event, None, Detections.empty())
+            self._finish_tamper(last)
+        if self._clips is not None:
+            self._clips.flush()
+
+    def _check_tamper(self, frame: Frame) -> None:
+        assert self._tamper is not None
+        for step in self._tamper.update(frame.mono, frame.image):
+            self._tamper_step(step, frame)
+
+    def _finish_tamper(self, frame: Frame) -> None:
+        if self._tamper is not None:
+            for step in self._tamper.finish():
+                self._tamper_step(step, frame)
+
+    def _tamper_step(self, step: TamperStep, frame: Frame) -> None:
+        assert self._tamper is not None
+        start_id = self._tamper_starts.pop(step.kind, None) if step.phase is Phase.END else None
+        event = tamper_event(
+            step,
+            ctx=self._rules.context,
+            camera=self.camera,
+            severity=self._tamper.config.severity,
+            mono=frame.mono,
+            wall=frame.wall,
+            start_id=start_id,
+        )
+        if step.phase is Phase.START:
+            self._tamper_starts[step.kind] = event.id
+        self.stats.tamper_events += 1
+        self._raise(event, None, Detections.empty())
 
     def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
+        if frame is not None and event.phase is Phase.START and self._clips is not None:
+            clip = self._clips.begin(f"{event.id}.mp4", frame.mono)
+            event = replace(event, extra={**event.extra, "clip": clip.path.name})
         if frame is not None and event.phase is Phase.START and self._snapshots is not None:
             snapshot = self._snapshots.save(frame, detections, event)
             if snapshot is not None:

@@ -168,5 +168,12 @@ def _print_report(report: dict[str, Any]) -> None:
             )
     if report["format"]:
         print(f"format:   {report['format']}")
+        pre = report["preprocessing"]
+        pad = f", pad {pre['pad_value']} {pre['align']}" if pre["resize"] == "letterbox" else ""
+        scaling = "pixels as they are" if pre["quantized_input"] else pre["input_range"]
+        print(
+            f"preprocessing: {pre['resize']}{pad}, {pre['channel_order']}, "
+            f"input {pre['width']}x{pre['height']} {pre['dtype']} ({scaling})"
+        )
     else:
         print(f"format:   none; {report['format_error']}")

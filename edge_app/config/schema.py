@@ -10,6 +10,7 @@ __all__ = [
     "AwsConfig",
     "BatchConfig",
     "CameraConfig",
+    "ClipConfig",
     "CloudWatchLogsConfig",
     "DetectorConfig",
     "DeviceConfig",
@@ -17,10 +18,13 @@ __all__ = [
     "HealthConfig",
     "ImageDirSourceConfig",
     "MetricsConfig",
+    "MotionConfig",
     "OutboxConfig",
     "ReconnectConfig",
     "RuleConfig",
+    "ScheduleConfig",
     "SourceConfig",
+    "TamperConfig",
     "TlsConfig",
     "UplinkConfig",
     "UrlSourceConfig",
@@ -36,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge_app.domain import Severity
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+_HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 THING_NAME = r"^[A-Za-z0-9_:-]{1,128}$"
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -100,6 +105,60 @@ class ZoneConfig(_Model):
     )
 
 
+class MotionConfig(_Model):
+    enabled: bool = Field(True, description="Gate the detector on motion.")
+    width: int = Field(
+        160, ge=32, le=1920, description="Width in pixels of the grey frame motion is computed on."
+    )
+    threshold: int = Field(
+        25, ge=1, le=255, description="Grey-level difference from the background that counts."
+    )
+    min_area: float = Field(
+        0.002, ge=0.0, le=1.0, description="Smallest changed share of the frame that is motion."
+    )
+    masks: list[list[Point]] = Field(
+        default_factory=list,
+        description="Polygons (normalised) whose motion is ignored (trees, clocks, screens).",
+    )
+    force_every_s: float = Field(
+        5.0, ge=0.0, le=3600, description="Detect at least this often regardless; 0: never."
+    )
+    still_every_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600,
+        description="While rules watch objects but nothing moves, detect this often (keep it "
+        "below the rules' end_after_s); 0: every frame.",
+    )
+
+
+class TamperConfig(_Model):
+    enabled: bool = Field(True, description="Watch this camera for tampering and feed faults.")
+    warmup_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds of frames that teach the camera's normal view."
+    )
+    hold_s: float = Field(
+        2.0, ge=0, le=600, description="A condition must hold (and clear) this long to count."
+    )
+    frozen_s: float = Field(3.0, gt=0, le=3600, description="Identical frames this long: frozen.")
+    sharpness_ratio: float = Field(
+        0.35, gt=0, lt=1, description="Defocused below this share of the learned sharpness."
+    )
+    moved_share: float = Field(
+        0.6, gt=0, le=1, description="Moved when this share of textured cells no longer match."
+    )
+    severity: Severity = Field(Severity.HIGH, description="Severity of tamper events.")
+
+
+class ClipConfig(_Model):
+    pre_s: float = Field(3.0, ge=0, le=60, description="Seconds before the event start.")
+    post_s: float = Field(5.0, ge=0, le=300, description="Seconds after the event start.")
+    fps: float = Field(5.0, gt=0, le=30, description="Frames per second kept for clips.")
+    width: int = Field(640, ge=64, le=3840, description="Clips are downscaled to this width.")
+    max_mb: float = Field(500.0, gt=0, description="Retention: total size of the clip folder.")
+    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go.")
+
+
 class CameraConfig(_Model):
     name: str = Field(pattern=_NAME, description="Camera name, unique on the device.")
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
@@ -110,6 +169,24 @@ class CameraConfig(_Model):
         None, description="Resize captured frames to [width, height] pixels before processing."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named zones of this camera.")
+    max_lag_s: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Live or realtime sources: frames older than this when their turn comes "
+        "are dropped and counted per camera (never queued); null: process every frame.",
+    )
+    clips: ClipConfig | None = Field(
+        None, description="A pre/post mp4v clip per event start; null: no clips."
+    )
+    tamper: TamperConfig | None = Field(
+        None, description="Tamper and health events (blocked, defocused, moved, frozen)."
+    )
+    motion: MotionConfig | None = Field(
+        None,
+        description="Run the detector only on motion, while rules have live objects, and every "
+        "force_every_s; null: detect on every processed frame.",
+    )
 
     @field_validator("zones")
     @classmethod
@@ -133,6 +210,46 @@ class DetectorConfig(_Model):
     model_dir: Path | None = Field(
         None, description="Model cache; default $EDGE_APP_MODEL_DIR or ~/.cache/edge-app/models."
     )
+    format: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]{1,64}$",
+        description="Output format (ssd_postprocess, yolov5, yolov8, yolox); null: detected "
+        "from the output tensors.",
+    )
+    iou_threshold: float = Field(
+        0.45,
+        ge=0.0,
+        le=1.0,
+        description="NMS overlap above which a weaker box of the same "
+        "class is dropped (YOLO formats; SSD models run NMS in the graph).",
+    )
+    resize: Literal["stretch", "letterbox"] | None = Field(
+        None, description="Frame -> input resize; null: the format's (SSD stretch, YOLO letterbox)."
+    )
+    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
+    letterbox_align: Literal["center", "top_left"] = Field(
+        "center", description="Where the letterboxed image sits in the input."
+    )
+    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Input channel order.")
+    input_range: Literal["-1..1", "0..1", "0..255"] | None = Field(
+        None, description="Float inputs' pixel scaling; null: the format's (SSD -1..1, YOLO 0..1)."
+    )
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEK: list[Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class ScheduleConfig(_Model):
+    days: list[Day] = Field(
+        default_factory=lambda: list(_WEEK),
+        min_length=1,
+        description="Days the window opens on (the day its start falls on).",
+    )
+    start: str = Field("00:00", pattern=_HHMM, description="Window start, HH:MM device local.")
+    end: str = Field(
+        "24:00", pattern=_HHMM, description="Window end, HH:MM; before start: past midnight."
+    )
 
 
 class RuleConfig(_Model):
@@ -153,6 +270,52 @@ class RuleConfig(_Model):
     review_band: tuple[float, float] | None = Field(
         None, description="Scores in [low, high) set `review: true` (human-review queue)."
     )
+    per_object: bool = Field(
+        False,
+        description="One start/update/end sequence per tracked object (IoU tracker; start "
+        "once min_frames hits with a median score >= min_score) instead of one episode per "
+        "rule.",
+    )
+    min_area: float = Field(
+        0.0, ge=0.0, le=1.0, description="Smallest box area, as a share of the frame, that counts."
+    )
+    min_count: int = Field(
+        1, ge=1, le=1000, description="Matching objects needed at once (count threshold)."
+    )
+    absent_for_s: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="Absence rule: start once no matching object has been seen for this long; "
+        "end when one is seen again.",
+    )
+    dwell_s: float = Field(
+        0.0, ge=0, le=86400, description="per_object: start only after this long in the zone."
+    )
+    line: tuple[Point, Point] | None = Field(
+        None, description="per_object: raise an event each time a track's anchor crosses it."
+    )
+    direction: Literal["both", "left_to_right", "right_to_left"] = Field(
+        "both",
+        description="Crossings that count; left and right as seen walking from the line's "
+        "first point to its second.",
+    )
+    cooldown_s: float = Field(
+        0.0, ge=0, le=86400, description="After an end, no new start of this rule for this long."
+    )
+    schedule: ScheduleConfig | None = Field(
+        None, description="When the rule is armed; null: always. Open episodes end outside it."
+    )
+
+    @model_validator(mode="after")
+    def _kinds_fit(self) -> Self:
+        if (self.line is not None or self.dwell_s) and not self.per_object:
+            raise ValueError("line and dwell_s need per_object: true (they follow one object)")
+        if self.absent_for_s is not None and (self.per_object or self.min_count > 1):
+            raise ValueError("absent_for_s is a whole-rule condition: drop per_object/min_count")
+        if self.line is not None and self.line[0] == self.line[1]:
+            raise ValueError("line needs two different points")
+        return self
 
     @model_validator(mode="after")
     def _band_ordered(self) -> Self:

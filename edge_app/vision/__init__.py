@@ -6,30 +6,38 @@ from edge_app.vision.decoders import (
     OutputDecoder,
     TensorInfo,
     decode_ssd_postprocess,
+    dequantize,
     detect_format,
+    get_decoder,
 )
 from edge_app.vision.detector import Detector, TFLiteDetector, open_detector
 from edge_app.vision.inspect import inspect_model
 from edge_app.vision.labels import LabelMap, load_labels, parse_labels
-from edge_app.vision.preprocess import InputSpec, Preprocessor
+from edge_app.vision.nms import nms_per_class
+from edge_app.vision.preprocess import BoxMap, InputSpec, PreprocessOptions, Preprocessor
 from edge_app.vision.runtime import Interpreter, load_interpreter
 
 __all__ = [
     "DECODERS",
+    "BoxMap",
     "Decoded",
     "Detector",
     "InputSpec",
     "Interpreter",
     "LabelMap",
     "OutputDecoder",
+    "PreprocessOptions",
     "Preprocessor",
     "TFLiteDetector",
     "TensorInfo",
     "decode_ssd_postprocess",
+    "dequantize",
     "detect_format",
+    "get_decoder",
     "inspect_model",
     "load_interpreter",
     "load_labels",
+    "nms_per_class",
     "open_detector",
     "parse_labels",
 ]

@@ -4,14 +4,19 @@ A decoder is chosen by the shapes and types of the model's outputs (``detect_for
 explicit registry, ``DECODERS``. Each decoder
 
 * ``matches(outputs)``: does this output layout belong to my format?
-* ``bind(outputs, sample)``: which output is which (a tuple of output positions in the
-  decoder's own canonical order), settled once per model; ``sample`` is the output of one
-  invoke, for layouts that shapes alone cannot settle;
-* ``decode(arrays, threshold, binding)``: pure and vectorised, arrays in the model's output
-  order -> ``Decoded(xyxy, scores, class_ids)`` with ``xyxy`` normalised 0..1 of the model
-  input (which, with a stretched resize, is also 0..1 of the original frame).
+* ``bind(outputs, sample, input_size)``: which output is which (a tuple of output positions in
+  the decoder's own canonical order, then any format-specific integers such as the input size),
+  settled once per model; ``sample`` is the output of one invoke, for layouts that shapes alone
+  cannot settle;
+* ``decode(arrays, threshold, binding)``: pure and vectorised, arrays (dequantised to float32,
+  see ``dequantize``) in the model's output order -> ``Decoded(xyxy, scores, class_ids)`` with
+  ``xyxy`` normalised 0..1 of the model input (the detector undoes any letterbox);
+* ``needs_nms``: True when the output holds raw overlapping candidates (YOLO family), so the
+  detector runs ``nms_per_class`` after decoding.
 
-Formats planned next (YOLOv5/v8, YOLOX) add an entry to ``DECODERS``; nothing else changes.
+Known formats: ``ssd_postprocess`` (SSD MobileNet v1/v2, MobileDet, EfficientDet-Lite with the
+4-output post-processing op), ``yolov5``, ``yolov8`` (also YOLO11) and ``yolox`` (see
+``edge_app.vision.yolo``). A new format is one more entry in ``DECODERS``.
 """
 
 from __future__ import annotations
@@ -22,72 +27,46 @@ __all__ = [
     "OutputDecoder",
     "SsdPostprocessDecoder",
     "TensorInfo",
+    "YoloRowsDecoder",
+    "YoloV8Decoder",
     "decode_ssd_postprocess",
+    "dequantize",
     "describe_tensors",
     "detect_format",
+    "get_decoder",
 ]
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.errors import UnsupportedModelError
+from edge_app.vision.tensors import Decoded, TensorInfo, dequantize, describe_tensors
+from edge_app.vision.yolo import YoloRowsDecoder, YoloV8Decoder
 
 log = logging.getLogger("edge_app.vision")
-
-
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """What the interpreter says about one tensor; ``dtype`` is a numpy dtype name."""
-
-    name: str
-    index: int
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-    @classmethod
-    def from_details(cls, details: Mapping[str, Any]) -> TensorInfo:
-        """Build from one entry of ``get_input_details()`` / ``get_output_details()``."""
-        scale, zero_point = details.get("quantization", (0.0, 0))
-        return cls(
-            name=str(details["name"]),
-            index=int(details["index"]),
-            shape=tuple(int(d) for d in details["shape"]),
-            dtype=np.dtype(details["dtype"]).name,
-            scale=float(scale),
-            zero_point=int(zero_point),
-        )
-
-    def __str__(self) -> str:
-        quant = f" (scale {self.scale:g}, zero point {self.zero_point})" if self.scale else ""
-        return f"{self.name} {list(self.shape)} {self.dtype}{quant}"
-
-
-class Decoded(NamedTuple):
-    """Decoder result: ``xyxy`` float32 (N, 4) normalised 0..1, ``scores`` float32 (N,),
-    ``class_ids`` int32 (N,)."""
-
-    xyxy: NDArray[np.float32]
-    scores: NDArray[np.float32]
-    class_ids: NDArray[np.int32]
 
 
 class OutputDecoder(Protocol):
     """One output format (see the module docstring)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_nms(self) -> bool: ...
 
     def matches(self, outputs: Sequence[TensorInfo]) -> bool: ...
 
     def bind(
-        self, outputs: Sequence[TensorInfo], sample: Sequence[NDArray[Any]] | None = None
+        self,
+        outputs: Sequence[TensorInfo],
+        sample: Sequence[NDArray[Any]] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> tuple[int, ...]: ...
 
     def decode(
@@ -128,6 +107,7 @@ class SsdPostprocessDecoder:
     """
 
     name = "ssd_postprocess"
+    needs_nms = False
 
     def matches(self, outputs: Sequence[TensorInfo]) -> bool:
         if len(outputs) != 4 or any(t.dtype != "float32" for t in outputs):
@@ -144,7 +124,10 @@ class SsdPostprocessDecoder:
         )
 
     def bind(
-        self, outputs: Sequence[TensorInfo], sample: Sequence[NDArray[Any]] | None = None
+        self,
+        outputs: Sequence[TensorInfo],
+        sample: Sequence[NDArray[Any]] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> tuple[int, ...]:
         if not self.matches(outputs):
             raise UnsupportedModelError(
@@ -202,19 +185,22 @@ def _classes_and_scores(
 
 DECODERS: dict[str, OutputDecoder] = {
     SsdPostprocessDecoder.name: SsdPostprocessDecoder(),
+    "yolov5": YoloRowsDecoder("yolov5"),
+    YoloV8Decoder.name: YoloV8Decoder(),
+    # Same layout as yolov5, so never the auto-detected name; chosen with `format: yolox`.
+    "yolox": YoloRowsDecoder("yolox"),
 }
 """Every known output format by name, tried in this order by ``detect_format``."""
 
 
-def describe_tensors(outputs: Sequence[TensorInfo], inputs: Sequence[TensorInfo] = ()) -> str:
-    """Indented lines naming each tensor (name, shape, dtype), for error messages."""
-    lines: list[str] = []
-    if inputs:
-        lines.append("  inputs:")
-        lines.extend(f"    - {t}" for t in inputs)
-    lines.append("  outputs:")
-    lines.extend(f"    - {t}" for t in outputs)
-    return "\n".join(lines)
+def get_decoder(name: str) -> OutputDecoder:
+    """The decoder registered as ``name``; ``UnsupportedModelError`` listing the known ones."""
+    try:
+        return DECODERS[name]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"unknown model format {name!r}; known formats: {', '.join(DECODERS)}"
+        ) from None
 
 
 def detect_format(
@@ -231,6 +217,7 @@ def detect_format(
         f"{model} has an output layout no decoder understands "
         f"(known formats: {', '.join(DECODERS)}):\n{describe_tensors(outputs, inputs)}\n"
         "edge-app decodes SSD models with TFLite_Detection_PostProcess (4 float32 outputs: "
-        "boxes [1,N,4], classes [1,N], scores [1,N], count [1]); export the model with "
-        "that post-processing op, or add a decoder for its format."
+        "boxes [1,N,4], classes [1,N], scores [1,N], count [1]), YOLOv5/YOLOX ([1,N,5+C]) and "
+        "YOLOv8/YOLO11 ([1,4+C,N]) single-output models; re-export the model in one of these "
+        "layouts (without extra state tensors), or set `format:` if detection guessed wrong."
     )

@@ -8,9 +8,11 @@ the model catalog to find the file and its labels.
 
 from __future__ import annotations
 
-__all__ = ["Detector", "TFLiteDetector", "open_detector"]
+__all__ = ["Detector", "TFLiteDetector", "open_detector", "preprocess_overrides"]
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -22,9 +24,17 @@ from edge_app.config import DetectorConfig
 from edge_app.domain import Detections, ModelRef
 from edge_app.errors import ModelError, ModelNotFoundError, UnsupportedModelError
 from edge_app.models import Catalog, resolve_model, sha256_file
-from edge_app.vision.decoders import DECODERS, TensorInfo, describe_tensors, detect_format
+from edge_app.vision.decoders import (
+    DECODERS,
+    TensorInfo,
+    dequantize,
+    describe_tensors,
+    detect_format,
+    get_decoder,
+)
 from edge_app.vision.labels import LabelMap, load_labels
-from edge_app.vision.preprocess import InputSpec, Preprocessor
+from edge_app.vision.nms import nms_per_class
+from edge_app.vision.preprocess import InputSpec, Preprocessor, default_options
 from edge_app.vision.runtime import Interpreter, load_interpreter
 
 log = logging.getLogger("edge_app.vision")
@@ -50,8 +60,11 @@ class TFLiteDetector:
     ``path`` is a .tflite file; ``labels_path`` a label file (None: ids are named
     ``class_<id>``); ``threads`` interpreter CPU threads; ``score_threshold`` 0..1, lower scores
     are dropped; ``model_name`` defaults to the file's stem; ``sha256`` (hex) skips re-hashing a
-    file the caller has already verified. The caller owns the detector and calls ``close()``
-    (or uses it as a context manager).
+    file the caller has already verified; ``fmt`` forces an output format (None: detected from
+    the output tensors); ``preprocess`` overrides fields of the format's ``default_options``
+    (resize, pad_value, align, channel_order, input_range); ``iou_threshold`` 0..1 is the NMS
+    overlap for formats that need NMS; ``max_detections`` caps boxes per frame. The caller owns
+    the detector and calls ``close()`` (or uses it as a context manager).
     """
 
     def __init__(
@@ -63,8 +76,16 @@ class TFLiteDetector:
         model_name: str | None = None,
         *,
         sha256: str | None = None,
+        fmt: str | None = None,
+        preprocess: Mapping[str, Any] | None = None,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
     ) -> None:
         self.score_threshold = score_threshold
+        if not 0.0 <= iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must lie in 0..1, got {iou_threshold}")
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelNotFoundError(f"model file {self.path} does not exist")
@@ -81,22 +102,28 @@ class TFLiteDetector:
         outputs = [TensorInfo.from_details(d) for d in interpreter.get_output_details()]
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         where = f"model {self.path}"
-        self.format = detect_format(outputs, inputs, model=where)
+        self.format = fmt or detect_format(outputs, inputs, model=where)
         if len(inputs) != 1:
             raise UnsupportedModelError(
                 f"{where} has {len(inputs)} inputs; edge-app feeds one image:\n"
                 + describe_tensors(outputs, inputs)
             )
         self._input = InputSpec.from_details(interpreter.get_input_details()[0])
-        preprocess = Preprocessor.for_interpreter(interpreter, self._input)
-        self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocess)
-        self._decoder = DECODERS[self.format]
+        self._decoder = get_decoder(self.format)
+        try:
+            self.options = dataclasses.replace(default_options(self.format), **(preprocess or {}))
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedModelError(f"bad preprocessing for {where}: {exc}") from exc
+        preprocessor = Preprocessor.for_interpreter(interpreter, self._input, self.options)
+        self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
+        self._outputs = self.outputs
         self._output_indices = tuple(t.index for t in outputs)
         # One invoke on a blank frame: warms the runtime's caches and gives the decoder real
         # output values for layouts that shapes alone cannot settle.
-        preprocess(np.zeros((self._input.height, self._input.width, 3), np.uint8))
+        preprocessor(np.zeros((self._input.height, self._input.width, 3), np.uint8))
         sample = self._invoke(interpreter)
-        self._binding = self._decoder.bind(outputs, sample)
+        # A forced format that does not fit the tensors is refused here, naming them.
+        self._binding = self._decoder.bind(outputs, sample, self._input.size)
         log.info(
             "detector ready: %s (%s, sha256 %s), %s input %dx%d, format %s, %s",
             self._model.name,
@@ -144,9 +171,13 @@ class TFLiteDetector:
         if state is None:
             raise ModelError(f"detector for {self.path} is closed")
         interpreter, preprocess = state
-        preprocess(image_bgr)
+        box_map = preprocess(image_bgr)
         arrays = self._invoke(interpreter)
         xyxy, scores, class_ids = self._decoder.decode(arrays, self._threshold, self._binding)
+        if self._decoder.needs_nms and len(scores) > 1:
+            keep = nms_per_class(xyxy, scores, class_ids, self.iou_threshold, self.max_detections)
+            xyxy, scores, class_ids = xyxy[keep], scores[keep], class_ids[keep]
+        xyxy = box_map.apply(xyxy)
         return Detections(xyxy, scores, class_ids, self._labels.lookup(class_ids))
 
     def _invoke(self, interpreter: Interpreter) -> list[NDArray[Any]]:
@@ -154,7 +185,13 @@ class TFLiteDetector:
             interpreter.invoke()
         except RuntimeError as exc:
             raise ModelError(f"inference failed for {self.path}: {exc}") from exc
-        return [interpreter.get_tensor(i) for i in self._output_indices]
+        # Plain float32 outputs pass as they are (the SSD hot path); others are dequantised.
+        return [
+            out if t.dtype == "float32" else dequantize(out, t)
+            for t, out in zip(
+                self._outputs, map(interpreter.get_tensor, self._output_indices), strict=True
+            )
+        ]
 
     def close(self) -> None:
         """Release the interpreter; ``detect`` raises afterwards. Idempotent."""
@@ -179,6 +216,8 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
     subclasses: not pulled yet (says which command pulls it), checksum mismatch, bad file.
     """
     resolved = resolve_model(config.model, config.model_dir, catalog)
+    if config.format is not None:
+        get_decoder(config.format)  # an unknown name fails before the model is loaded
     if resolved.spec is not None and resolved.spec.format not in DECODERS:
         raise UnsupportedModelError(
             f"manifest format {resolved.spec.format!r} of {resolved.name} has no decoder "
@@ -191,11 +230,33 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
         score_threshold=config.score_threshold,
         model_name=resolved.name,
         sha256=resolved.sha256,
+        fmt=config.format,
+        preprocess=preprocess_overrides(config),
+        iou_threshold=config.iou_threshold,
     )
-    if resolved.spec is not None and resolved.spec.format != detector.format:
+    if (
+        config.format is None
+        and resolved.spec is not None
+        and resolved.spec.format != detector.format
+    ):
         detector.close()
         raise UnsupportedModelError(
             f"{resolved.path} looks like {detector.format!r} but the manifest says "
             f"{resolved.spec.format!r}; fix the manifest entry of {resolved.name}"
         )
     return detector
+
+
+def preprocess_overrides(config: DetectorConfig) -> dict[str, Any]:
+    """The ``PreprocessOptions`` fields that ``config`` sets; unset (null) fields are left to
+    the detected format's defaults."""
+    fields: dict[str, Any] = {
+        "pad_value": config.pad_value,
+        "align": config.letterbox_align,
+        "channel_order": config.channel_order,
+    }
+    if config.resize is not None:
+        fields["resize"] = config.resize
+    if config.input_range is not None:
+        fields["input_range"] = config.input_range
+    return fields

@@ -10,6 +10,7 @@ from typing import Any
 from edge_app.errors import UnsupportedModelError
 from edge_app.models import Catalog, load_manifest, sha256_file
 from edge_app.vision.decoders import TensorInfo, detect_format
+from edge_app.vision.preprocess import default_options
 from edge_app.vision.runtime import load_interpreter
 
 
@@ -28,8 +29,11 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
 
     Keys: ``path``, ``bytes``, ``sha256``, ``manifest_name`` (the catalog entry with this
     digest, or None), ``runtime``, ``inputs`` / ``outputs`` (name, index, shape, dtype,
-    quantization), ``format`` (decoder name, or None) and ``format_error`` (why no decoder
-    matches, or None). Raises ``ModelError`` if the file is missing or not a TFLite model.
+    quantization), ``format`` (decoder name, or None), ``format_error`` (why no decoder
+    matches, or None) and ``preprocessing`` (the format's default resize, pad_value, align,
+    channel_order, input_range, plus the first input's width, height, dtype and
+    ``quantized_input``; None without a format). Raises ``ModelError`` if the file is missing
+    or not a TFLite model.
     """
     path = Path(path)
     interpreter, runtime = load_interpreter(path, threads=1)
@@ -40,6 +44,15 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
         fmt, error = detect_format(outputs, inputs, model=str(path)), None
     except UnsupportedModelError as exc:
         fmt, error = None, str(exc)
+    preprocessing: dict[str, Any] | None = None
+    if fmt is not None and inputs:
+        first = inputs[0]
+        preprocessing = default_options(fmt).as_dict() | {
+            "height": first.shape[1] if len(first.shape) == 4 else None,
+            "width": first.shape[2] if len(first.shape) == 4 else None,
+            "dtype": first.dtype,
+            "quantized_input": first.dtype in {"uint8", "int8"},
+        }
     digest = sha256_file(path)
     spec = (catalog or load_manifest()).find_sha256(digest)
     return {
@@ -52,4 +65,5 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
         "outputs": [_tensor_doc(t) for t in outputs],
         "format": fmt,
         "format_error": error,
+        "preprocessing": preprocessing,
     }

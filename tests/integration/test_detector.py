@@ -28,6 +28,7 @@ from edge_app.vision import (
     load_interpreter,
     open_detector,
 )
+from edge_app.vision.nms import box_iou
 
 LABELS = Path(__file__).resolve().parents[2] / "models" / "labels"
 
@@ -329,3 +330,35 @@ def test_input_spec_refuses_inputs_it_cannot_feed(
 ) -> None:
     with pytest.raises(UnsupportedModelError, match=message):
         InputSpec.from_details(_details(dtype, shape))
+
+
+@RW
+def test_letterbox_boxes_map_back_onto_the_stretched_ones(v1_model: Path, realworld: Path) -> None:
+    """The same person found through a letterboxed input lands on the same frame box: the
+    un-letterboxing is right (a wrong offset or scale would move the box by tens of pixels)."""
+    image = _image(realworld, "grace_hopper.bmp")
+    labels = LABELS / "coco_labels_v1.txt"
+    boxes = {}
+    for resize, align in (
+        ("stretch", "center"),
+        ("letterbox", "center"),
+        ("letterbox", "top_left"),
+    ):
+        options = {"resize": resize, "align": align, "pad_value": 0}
+        with TFLiteDetector(v1_model, labels, threads=1, preprocess=options) as detector:
+            assert detector.options.resize == resize
+            found = [d for d in detector.detect(image) if d.label == "person"]
+        assert found, (resize, align)
+        best = max(found, key=lambda d: d.score)
+        boxes[(resize, align)] = np.array(best.bbox, np.float32)
+    reference = boxes[("stretch", "center")]
+    for key, box in boxes.items():
+        iou = float(box_iou(reference, box[None])[0])
+        assert iou > 0.8, (key, box, reference)
+
+
+@RW
+def test_forced_format_that_does_not_fit_is_refused_naming_the_tensors(v1_model: Path) -> None:
+    with pytest.raises(UnsupportedModelError, match="not the yolov8 layout") as info:
+        TFLiteDetector(v1_model, threads=1, fmt="yolov8")
+    assert "TFLite_Detection_PostProcess" in str(info.value)

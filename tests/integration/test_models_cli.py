@@ -145,6 +145,14 @@ def test_models_inspect_json_reports_the_format(
     assert report["format"] == "ssd_postprocess"
     assert report["manifest_name"] == "ssd_mobilenet_v1_coco"
     assert len(report["outputs"]) == 4
+    pre = report["preprocessing"]
+    assert (pre["resize"], pre["channel_order"], pre["width"], pre["height"]) == (
+        "stretch",
+        "rgb",
+        300,
+        300,
+    )
+    assert pre["quantized_input"] is True
 
 
 @pytest.mark.realworld
@@ -152,6 +160,7 @@ def test_models_inspect_human_output(capsys: pytest.CaptureFixture[str], v1_mode
     code, out, _ = _run(capsys, "models", "inspect", str(v1_model))
     assert code == 0
     assert "format:   ssd_postprocess" in out
+    assert "preprocessing: stretch, rgb, input 300x300 uint8" in out
     assert "TFLite_Detection_PostProcess:3" in out
 
 

@@ -193,14 +193,17 @@ def test_decode_through_a_binding_reads_the_right_arrays() -> None:
 
 def test_unsupported_layout_error_names_every_tensor() -> None:
     inputs = [_t("images", 0, (1, 640, 640, 3))]
-    outputs = [_t("output0", 409, (1, 84, 8400))]
+    # A YOLOv8 head plus a recurrent-state output: no decoder takes the extra tensor.
+    outputs = [_t("output0", 409, (1, 84, 8400)), _t("state_out", 410, (1, 256))]
     with pytest.raises(UnsupportedModelError) as info:
         detect_format(outputs, inputs, model="yolov8n.tflite")
     message = str(info.value)
     assert "yolov8n.tflite" in message
     assert "images [1, 640, 640, 3] float32" in message
     assert "output0 [1, 84, 8400] float32" in message
+    assert "state_out [1, 256] float32" in message
     assert "ssd_postprocess" in message  # says what it does understand
+    assert "yolov8" in message
 
 
 def test_bind_refuses_a_layout_it_does_not_match() -> None:

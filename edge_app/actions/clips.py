@@ -1,0 +1,168 @@
+"""Local action: a pre/post clip per event, from a ring buffer, written off the frame loop.
+
+``ClipRecorder`` keeps the last ``pre_s`` seconds of frames of one camera (downscaled to at
+most ``width`` pixels and thinned to ``fps``, so ten seconds cost a few MB, not hundreds). When
+an event starts, ``begin`` takes the buffered frames and keeps collecting for ``post_s``; the
+finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
+OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
+full the clip is dropped and counted. ``prune`` applies retention by total size and age.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ClipRecorder", "ClipWriter", "prune"]
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.domain import Frame, Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Clip:
+    path: Path
+    frames: list[Image]
+    until: float  # frame mono time the clip ends at
+    fps: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class ClipWriter:
+    """One thread writing finished clips; ``max_pending`` bounds the queue. Owns the thread:
+    call ``close()`` (waits for the queued clips)."""
+
+    def __init__(self, max_pending: int = 4) -> None:
+        self._queue: queue.Queue[_Clip | None] = queue.Queue(max_pending)
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="clip-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, clip: _Clip) -> bool:
+        """Queue a finished clip without blocking; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(clip)
+        except queue.Full:
+            self.dropped += 1
+            clip.done.set()
+            log.warning("clip %s dropped: the writer is behind", clip.path.name)
+            return False
+        return True
+
+    def _run(self) -> None:
+        while (clip := self._queue.get()) is not None:
+            try:
+                _write(clip)
+                self.written += 1
+            except (OSError, cv2.error) as exc:
+                self.failed += 1
+                log.error("clip %s could not be written: %s", clip.path, exc)
+            finally:
+                clip.done.set()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread. Idempotent."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+def _write(clip: _Clip) -> None:
+    if not clip.frames:
+        return
+    h, w = clip.frames[0].shape[:2]
+    clip.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = clip.path.with_suffix(".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot open {tmp} for mp4v writing")
+    try:
+        for image in clip.frames:
+            writer.write(image)
+    finally:
+        writer.release()
+    tmp.replace(clip.path)  # readers never see a half-written clip
+
+
+class ClipRecorder:
+    """Ring buffer and open clips of one camera. Call ``push`` for every frame (frame loop)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        writer: ClipWriter,
+        *,
+        pre_s: float = 3.0,
+        post_s: float = 5.0,
+        fps: float = 5.0,
+        width: int = 640,
+    ) -> None:
+        self.directory = Path(directory)
+        self._writer = writer
+        self.pre_s, self.post_s, self.fps, self.width = pre_s, post_s, fps, width
+        self._ring: deque[tuple[float, Image]] = deque()
+        self._open: list[_Clip] = []
+        self._last_kept = float("-inf")
+
+    def push(self, frame: Frame) -> None:
+        """Offer one frame; kept at ``fps`` at most, downscaled to ``width``."""
+        if frame.mono - self._last_kept < 1.0 / self.fps - 1e-3:
+            return
+        self._last_kept = frame.mono
+        image = frame.image
+        h, w = image.shape[:2]
+        if w > self.width:
+            size = (self.width, round(h * self.width / w) // 2 * 2)
+            image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        else:
+            image = image.copy()  # the source may reuse its buffer
+        self._ring.append((frame.mono, image))
+        while self._ring and frame.mono - self._ring[0][0] > self.pre_s:
+            self._ring.popleft()
+        for clip in list(self._open):
+            clip.frames.append(image)
+            if frame.mono >= clip.until:
+                self._open.remove(clip)
+                self._writer.submit(clip)
+
+    def begin(self, name: str, mono: float) -> _Clip:
+        """Start a clip named ``name`` (file name, ``.mp4``) at frame time ``mono``: the
+        buffered ``pre_s`` seconds plus the next ``post_s``. Returns its handle (``path``,
+        ``done`` set once written or dropped)."""
+        clip = _Clip(
+            self.directory / name, [im for _, im in self._ring], mono + self.post_s, self.fps
+        )
+        self._open.append(clip)
+        return clip
+
+    def flush(self) -> None:
+        """Hand every open clip to the writer as it is (source ended)."""
+        for clip in self._open:
+            self._writer.submit(clip)
+        self._open.clear()
+
+
+def prune(directory: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> int:
+    """Delete clips (``*.mp4``) older than ``max_age_s`` and then the oldest until the total is
+    at most ``max_bytes``. Returns how many were deleted."""
+    now = time.time() if now is None else now
+    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in Path(directory).glob("*.mp4"))
+    total = sum(size for _, size, _ in files)
+    deleted = 0
+    for mtime, size, path in files:
+        if now - mtime > max_age_s or total > max_bytes:
+            path.unlink(missing_ok=True)
+            total -= size
+            deleted += 1
+    return deleted

@@ -1,0 +1,100 @@
+"""Motion gating: run the detector only when something moves (or must be watched).
+
+``MotionDetector`` works on a downscaled, blurred grey copy of each frame (about 160 pixels
+wide, so it costs a fraction of a millisecond) and compares it with the previous one: pixels
+differing by more than ``threshold`` grey levels, outside the masks, are "changed"; motion is
+present when the changed share of the frame reaches ``min_area``. Frame differencing rather than
+a running-average background: a background keeps the "ghost" of someone who just left for
+dozens of frames, and reports motion all that time (measured on the real clip: ~80 % of frames
+flagged against ~45 % here). A person standing still makes no motion, which is why
+``DetectionGate`` also keeps detecting, at a lower rate, while the rules have live objects.
+
+``DetectionGate`` decides per frame: detect on motion; while the rules are busy (open episodes
+or live tracks) but nothing moves, every ``still_every_s`` (a person standing still stays
+watched, and ends when they are gone, at a fraction of the cost); and otherwise at least every
+``force_every_s`` of frame time.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DetectionGate", "MotionDetector"]
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.config import MotionConfig
+
+
+class MotionDetector:
+    """Frame-differencing motion detector for one camera. Not thread-safe."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self._previous: NDArray[np.uint8] | None = None
+        self._keep: NDArray[np.uint8] | None = None  # 1 where motion counts (outside masks)
+        self._size: tuple[int, int] | None = None
+        self.changed_share = 0.0
+        """Share (0..1) of the unmasked frame that changed in the last ``update``."""
+
+    def _prepare(self, image: NDArray[np.uint8]) -> tuple[int, int]:
+        h, w = image.shape[:2]
+        width = min(self.config.width, w)
+        size = (width, max(1, round(h * width / w)))
+        if size != self._size:
+            self._size = size
+            self._previous = None
+            keep = np.ones((size[1], size[0]), np.uint8)
+            for polygon in self.config.masks:
+                points = np.array(polygon, np.float32) * np.array(size, np.float32)
+                cv2.fillPoly(keep, [np.round(points).astype(np.int32)], 0)
+            self._keep = keep
+        return size
+
+    def update(self, image_bgr: NDArray[np.uint8]) -> bool:
+        """Feed one BGR frame; True when it differs enough from the previous one. The first
+        frame of a size reports motion (nothing is known yet)."""
+        size = self._prepare(image_bgr)
+        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        grey: NDArray[np.uint8] = np.asarray(
+            cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0), np.uint8
+        )
+        previous, self._previous = self._previous, grey
+        if previous is None:
+            self.changed_share = 1.0
+            return True
+        diff = cv2.absdiff(grey, previous)
+        changed = (diff > self.config.threshold).astype(np.uint8)
+        assert self._keep is not None
+        changed &= self._keep
+        kept = max(int(self._keep.sum()), 1)
+        self.changed_share = float(changed.sum()) / kept
+        return self.changed_share >= self.config.min_area and self.changed_share > 0
+
+
+class DetectionGate:
+    """Whether to run the detector on a frame: motion, busy rules, or a forced detection due.
+
+    Times are frame ``mono`` seconds. Counts what it decided, for stats and benchmarks.
+    """
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self.motion = MotionDetector(config)
+        self._last_detect = float("-inf")
+        self.detected = 0
+        self.skipped = 0
+
+    def should_detect(self, mono: float, image_bgr: NDArray[np.uint8], busy: bool) -> bool:
+        """Decide for one frame. ``busy``: the rules have open episodes or live tracks."""
+        moving = self.motion.update(image_bgr)  # always fed, so the background stays current
+        since = mono - self._last_detect
+        force = self.config.force_every_s
+        due = force > 0 and since >= force
+        still_due = busy and since >= self.config.still_every_s
+        if not self.config.enabled or moving or still_due or due:
+            self._last_detect = mono
+            self.detected += 1
+            return True
+        self.skipped += 1
+        return False

@@ -1,0 +1,253 @@
+"""A ByteTrack-style IoU tracker driven by frame timestamps (deterministic on replay).
+
+Each processed frame's detections are associated with the live tracks of the same class in two
+stages, as ByteTrack does: confident detections first, then weak ones (score between
+``low_score`` and ``high_score``) for the tracks still unmatched, so a person whose score dips
+for a frame keeps their track instead of being dropped and re-born. Tracks are compared at
+their constant-velocity prediction for the frame's time. Matching is greedy on the IoU matrix
+(best pair first, ties broken by index), which is deterministic and, for the handful of objects
+a camera sees, as good as the Hungarian method. A last stage matches what is left by centre
+distance (within ``max_jump`` box heights): at 5 fps a person walking briskly out of view moves
+further than their own width between two frames, and IoU alone would re-birth them as a new
+object right before they leave. Unmatched confident detections start new tracks; tracks unseen
+for ``max_age_s`` seconds of frame time are removed.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Track", "Tracker", "iou_matrix"]
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.domain import Detections
+
+
+def iou_matrix(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), x1 y1 x2 y2: (N, M)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    out = np.zeros_like(inter, dtype=np.float32)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+@dataclass(slots=True)
+class Track:
+    """One tracked object. ``box`` is the last matched box (normalised x1, y1, x2, y2);
+    times are frame ``mono`` seconds; ``scores`` holds the last ``history`` scores."""
+
+    track_id: int
+    label: str
+    class_id: int
+    box: tuple[float, float, float, float]
+    first_mono: float
+    last_mono: float
+    hits: int = 0
+    scores: deque[float] = field(default_factory=lambda: deque(maxlen=30))
+    best_score: float = 0.0
+    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    best_mono: float = 0.0
+    seen_now: bool = True
+    velocity: tuple[float, float] = (0.0, 0.0)
+    """Smoothed centre velocity, normalised units per second of frame time."""
+
+    def predicted(self, mono: float) -> tuple[float, float, float, float]:
+        """The box moved by the velocity to time ``mono`` (at most 1 s ahead)."""
+        dt = min(max(mono - self.last_mono, 0.0), 1.0)
+        dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
+        x1, y1, x2, y2 = self.box
+        return x1 + dx, y1 + dy, x2 + dx, y2 + dy
+
+    @property
+    def median_score(self) -> float:
+        """Median of the recent scores: robust to a single lucky frame."""
+        return float(np.median(np.fromiter(self.scores, float))) if self.scores else 0.0
+
+    def _hit(self, mono: float, box: tuple[float, float, float, float], score: float) -> None:
+        dt = mono - self.last_mono
+        if self.hits and dt > 0:
+            vx = ((box[0] + box[2]) - (self.box[0] + self.box[2])) / 2 / dt
+            vy = ((box[1] + box[3]) - (self.box[1] + self.box[3])) / 2 / dt
+            # Half old, half new: steady walkers are predicted, one jittery box is damped.
+            self.velocity = (0.5 * (self.velocity[0] + vx), 0.5 * (self.velocity[1] + vy))
+        self.box = box
+        self.last_mono = mono
+        self.hits += 1
+        self.scores.append(score)
+        self.seen_now = True
+        if score > self.best_score:
+            self.best_score, self.best_box, self.best_mono = score, box, mono
+
+
+class Tracker:
+    """Associates detections frame to frame. Not thread-safe: one per camera.
+
+    ``high_score`` (0..1): detections at or above it can start and match tracks;
+    ``low_score``: weaker ones (down to this) only keep existing tracks alive;
+    ``match_iou``: lowest IoU for a match; ``max_age_s``: seconds of frame time a track survives
+    unseen; ``max_jump``: the distance fallback's reach, in track box heights (0: off);
+    ``duplicate_share``: a new detection lying more than this share inside a box matched in the
+    same frame is a duplicate and starts no track.
+    """
+
+    def __init__(
+        self,
+        *,
+        high_score: float = 0.5,
+        low_score: float = 0.3,
+        match_iou: float = 0.3,
+        max_age_s: float = 2.0,
+        max_jump: float = 1.0,
+        duplicate_share: float = 0.7,
+    ) -> None:
+        if not 0.0 <= low_score <= high_score <= 1.0:
+            raise ValueError(
+                f"need 0 <= low_score <= high_score <= 1, got {low_score}, {high_score}"
+            )
+        self.high_score, self.low_score = high_score, low_score
+        self.match_iou, self.max_age_s, self.max_jump = match_iou, max_age_s, max_jump
+        self.duplicate_share = duplicate_share
+        self._tracks: list[Track] = []
+        self._next_id = 1
+
+    @property
+    def tracks(self) -> list[Track]:
+        """The live tracks, oldest first (do not modify)."""
+        return self._tracks
+
+    def update(self, mono: float, detections: Detections) -> tuple[list[Track], list[Track]]:
+        """Feed one processed frame at ``mono`` seconds. Returns (live tracks, tracks removed
+        now because they were unseen for longer than ``max_age_s``)."""
+        for track in self._tracks:
+            track.seen_now = False
+        scores = detections.scores
+        high = np.flatnonzero(scores >= self.high_score)
+        low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
+        unmatched = list(range(len(self._tracks)))
+        unmatched, leftover_high = self._associate(mono, detections, unmatched, high)
+        unmatched, _ = self._associate(mono, detections, unmatched, low)
+        if self.max_jump > 0:
+            unmatched, leftover_high = self._by_distance(
+                mono, detections, unmatched, np.asarray(leftover_high, np.intp)
+            )
+        for i in self._births(detections, leftover_high):
+            box = _box(detections.xyxy[i])
+            track = Track(
+                self._next_id, detections.labels[i], int(detections.class_ids[i]), box, mono, mono
+            )
+            track._hit(mono, box, float(scores[i]))
+            self._next_id += 1
+            self._tracks.append(track)
+        removed = [t for t in self._tracks if mono - t.last_mono > self.max_age_s]
+        if removed:
+            self._tracks = [t for t in self._tracks if mono - t.last_mono <= self.max_age_s]
+        return self._tracks, removed
+
+    def _births(self, dets: Detections, candidates: list[int]) -> list[int]:
+        """The unmatched confident detections that may start a track: not those lying mostly
+        inside a box matched this frame. SSD models often report a second, partial box on a
+        person in motion; born as a track, it would steal the person's identity a frame later
+        and raise a second event for one visitor."""
+        taken = [t.box for t in self._tracks if t.seen_now]
+        born: list[int] = []
+        for i in candidates:
+            box = dets.xyxy[i]
+            if taken and float(np.max(_inside_share(box, np.array(taken, np.float32)))) > (
+                self.duplicate_share
+            ):
+                continue
+            born.append(i)
+            taken.append(_box(box))
+        return born
+
+    def _associate(
+        self,
+        mono: float,
+        dets: Detections,
+        track_ids: list[int],
+        det_ids: NDArray[np.intp],
+    ) -> tuple[list[int], list[int]]:
+        """Greedy IoU matching of ``det_ids`` to the tracks at ``track_ids`` (positions);
+        returns the positions still unmatched on each side."""
+        if not track_ids or not len(det_ids):
+            return track_ids, [int(i) for i in det_ids]
+        boxes = np.array([self._tracks[t].predicted(mono) for t in track_ids], np.float32)
+        iou = iou_matrix(boxes, dets.xyxy[det_ids])
+        same_class = (
+            np.array([self._tracks[t].class_id for t in track_ids])[:, None]
+            == (dets.class_ids[det_ids][None, :])
+        )
+        iou = np.where(same_class & (iou >= self.match_iou), iou, -1.0)
+        return self._greedy(mono, dets, track_ids, det_ids, iou)
+
+    def _by_distance(
+        self,
+        mono: float,
+        dets: Detections,
+        track_ids: list[int],
+        det_ids: NDArray[np.intp],
+    ) -> tuple[list[int], list[int]]:
+        """Fallback for fast movers: match by centre distance, in predicted box heights."""
+        if not track_ids or not len(det_ids):
+            return track_ids, [int(i) for i in det_ids]
+        boxes = np.array([self._tracks[t].predicted(mono) for t in track_ids], np.float32)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        det_boxes = dets.xyxy[det_ids]
+        det_centres = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2
+        heights = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-3)[:, None]
+        dist = np.linalg.norm(centres[:, None, :] - det_centres[None, :, :], axis=2) / heights
+        same_class = (
+            np.array([self._tracks[t].class_id for t in track_ids])[:, None]
+            == (dets.class_ids[det_ids][None, :])
+        )
+        # Closeness as a score in 0..1 so the greedy matcher can take the best pair first.
+        closeness = np.where(same_class & (dist <= self.max_jump), 1.0 / (1.0 + dist), -1.0)
+        return self._greedy(mono, dets, track_ids, det_ids, closeness.astype(np.float32))
+
+    def _greedy(
+        self,
+        mono: float,
+        dets: Detections,
+        track_ids: list[int],
+        det_ids: NDArray[np.intp],
+        affinity: NDArray[np.float32],
+    ) -> tuple[list[int], list[int]]:
+        """Match the best (track, detection) pair first; negative affinity never matches."""
+        free_t, free_d = set(range(len(track_ids))), set(range(len(det_ids)))
+        # A stable sort of the flattened matrix breaks ties by index: deterministic.
+        for flat in np.argsort(-affinity, axis=None, kind="stable"):
+            ti, di = divmod(int(flat), len(det_ids))
+            if affinity[ti, di] < 0:
+                break
+            if ti in free_t and di in free_d:
+                free_t.discard(ti)
+                free_d.discard(di)
+                d = int(det_ids[di])
+                self._tracks[track_ids[ti]]._hit(mono, _box(dets.xyxy[d]), float(dets.scores[d]))
+        return [track_ids[t] for t in sorted(free_t)], [int(det_ids[d]) for d in sorted(free_d)]
+
+
+def _inside_share(box: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Share of ``box``'s area (4,) lying inside each of ``others`` (N, 4)."""
+    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    share: NDArray[np.float32] = (w * h / area).astype(np.float32)
+    return share
+
+
+def _box(row: NDArray[np.float32]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in row)
+    return x1, y1, x2, y2

@@ -1,0 +1,162 @@
+"""The camera loop's motion gate (still frames skip the detector; config swaps rebuild it) and
+tamper events (raised with their lifecycle from the loop)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from edge_app.config import ConfigSnapshot, MotionConfig, TamperConfig, parse_config
+from edge_app.domain import Detections, Event, Frame, Image, ModelRef
+from edge_app.pipeline import CameraWorker, Runtime, RuntimeHolder
+from edge_app.vision.labels import LabelMap
+from edge_app.vision.rules import EventContext, RuleEngine
+from tests.unit.test_pipeline_reconfigure import ScriptedSource
+
+
+class CountingDetector:
+    """Sees nothing; counts how often it was asked."""
+
+    calls = 0
+
+    @property
+    def model(self) -> ModelRef:
+        return ModelRef("fake", "0" * 12)
+
+    @property
+    def labels(self) -> LabelMap:
+        return LabelMap({0: "person"})
+
+    def detect(self, image_bgr: Image) -> Detections:
+        self.calls += 1
+        return Detections.empty()
+
+    def close(self) -> None:
+        pass
+
+
+def _worker(
+    detector: CountingDetector,
+    motion: MotionConfig | None,
+    live: RuntimeHolder | None,
+    before: Callable[[int], None] = lambda i: None,
+) -> CameraWorker:
+    cfg = parse_config(
+        {
+            "device": {"thing_name": "cam-1"},
+            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "rules": [{"name": "person", "labels": ["person"]}],
+        }
+    )
+
+    def sink(event: Event) -> Event:
+        return event
+
+    return CameraWorker(
+        ScriptedSource(30, before),
+        detector,
+        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
+        sink,
+        stop=threading.Event(),
+        motion=motion,
+        live=live,
+    )
+
+
+def test_still_frames_run_the_detector_only_when_forced() -> None:
+    detector = CountingDetector()
+    worker = _worker(detector, MotionConfig(force_every_s=1.0), None)
+    worker.run()
+    # 30 identical frames over 2.9 s: the first (no history), then at 1.0 s and 2.0 s.
+    assert detector.calls == 3
+    assert worker.stats.skipped_motion == 27
+    assert worker.stats.processed == 3
+
+
+def test_without_motion_config_every_frame_is_detected() -> None:
+    detector = CountingDetector()
+    worker = _worker(detector, None, None)
+    worker.run()
+    assert detector.calls == 30
+    assert worker.stats.skipped_motion == 0
+
+
+def test_remote_swap_that_adds_motion_gating_takes_effect_at_the_next_frame() -> None:
+    detector = CountingDetector()
+    base = {"device": {"thing_name": "cam-1"}, "rules": [{"name": "person", "labels": ["person"]}]}
+    old = parse_config({**base, "cameras": [{"name": "yard", "source": {"type": "usb"}}]})
+    new = parse_config(
+        {
+            **base,
+            "version": 2,
+            "cameras": [
+                {"name": "yard", "source": {"type": "usb"}, "motion": {"force_every_s": 0}}
+            ],
+        }
+    )
+    live = RuntimeHolder(Runtime(ConfigSnapshot.of(old, "file", None), detector))
+
+    def before(i: int) -> None:
+        if i == 10:
+            live.swap(Runtime(ConfigSnapshot.of(new, "remote", 2), detector))
+
+    worker = _worker(detector, None, live, before)
+    worker.run()
+    # frames 0..9 ungated; from frame 10 the new gate sees its first frame (motion: no history)
+    # and then only still frames.
+    assert detector.calls == 11
+    assert worker.stats.config_version == 2
+
+
+class TexturedSource:
+    """10 fps: a random texture for 3 s, then black for 4 s (lens covered)."""
+
+    camera = "yard"
+    dropped = 0
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        texture = np.random.default_rng(1).integers(0, 255, (90, 160, 3)).astype(np.uint8)
+        for i in range(70):
+            image = texture if i < 30 else np.zeros_like(texture)
+            yield Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, image)
+
+    def close(self) -> None:
+        pass
+
+
+def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
+    detector = CountingDetector()
+    cfg = parse_config(
+        {
+            "device": {"thing_name": "cam-1"},
+            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "rules": [{"name": "person", "labels": ["person"]}],
+        }
+    )
+    events: list[Event] = []
+
+    def sink(event: Event) -> Event:
+        events.append(event)
+        return event
+
+    worker = CameraWorker(
+        TexturedSource(),
+        detector,
+        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
+        sink,
+        stop=threading.Event(),
+        tamper=TamperConfig(warmup_s=2.0, hold_s=1.0),
+    )
+    worker.run()
+    assert [(e.rule, e.phase.value) for e in events] == [
+        ("tamper_blocked", "start"),
+        ("tamper_blocked", "end"),
+    ]
+    start, end = events
+    assert start.mono == pytest.approx(104.0)  # black from 103.0, held 1 s
+    assert end.extra["start_id"] == start.id
+    assert end.extra["end_reason"] == "source ended"
+    assert worker.stats.tamper_events == 2

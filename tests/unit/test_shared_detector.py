@@ -1,0 +1,79 @@
+"""Sharing one detector: FIFO turns (FairLock) and per-camera counting of late frames."""
+
+from __future__ import annotations
+
+import threading
+
+from edge_app.clock import FakeClock
+from edge_app.config import parse_config
+from edge_app.domain import Event
+from edge_app.pipeline import CameraWorker
+from edge_app.vision.fairlock import FairLock
+from edge_app.vision.rules import EventContext, RuleEngine
+from tests.unit.test_pipeline_motion import CountingDetector
+from tests.unit.test_pipeline_reconfigure import ScriptedSource
+
+
+def _queued(lock: FairLock, tickets: int) -> None:
+    """Wait (bounded) until ``tickets`` tickets have been handed out."""
+    for _ in range(500):
+        with lock._cond:
+            if lock._next_ticket >= tickets:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"only {lock._next_ticket} of {tickets} callers queued")
+
+
+def test_fair_lock_serves_callers_in_arrival_order() -> None:
+    lock = FairLock()
+    order: list[str] = []
+    lock.acquire()  # the main thread holds the detector
+
+    def camera(name: str) -> None:
+        with lock:
+            order.append(name)
+
+    threads = []
+    for n, name in enumerate(["a", "b", "c", "d"]):
+        t = threading.Thread(target=camera, args=(name,), name=f"camera-{name}")
+        t.start()
+        threads.append(t)
+        _queued(lock, n + 2)  # each queues behind the previous one
+    lock.release()
+    for t in threads:
+        t.join(5)
+    assert order == ["a", "b", "c", "d"]
+    assert set(lock.waits) >= {"camera-a", "camera-d"}
+
+
+def test_late_frames_are_dropped_and_counted_per_camera() -> None:
+    clock = FakeClock(monotonic=100.0)
+    cfg = parse_config(
+        {
+            "device": {"thing_name": "cam-1"},
+            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "rules": [{"name": "person", "labels": ["person"]}],
+        }
+    )
+    detector = CountingDetector()
+
+    def before(i: int) -> None:
+        # frame i is stamped 100 + i / 10; from frame 10 on the loop is 1 s behind
+        clock.advance((100.0 + i / 10 + (1.0 if i >= 10 else 0.0)) - clock.monotonic())
+
+    def sink(event: Event) -> Event:
+        return event
+
+    worker = CameraWorker(
+        ScriptedSource(30, before),
+        detector,
+        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
+        sink,
+        stop=threading.Event(),
+        clock=clock,
+        max_lag_s=0.5,
+    )
+    worker.run()
+    assert worker.stats.dropped_late == 20
+    assert detector.calls == 10
+    assert worker.stats.frames == 30
