@@ -43,6 +43,10 @@ class CameraCounters(Protocol):
     @property
     def skipped_rate(self) -> int: ...
     @property
+    def skipped_motion(self) -> int: ...
+    @property
+    def dropped_late(self) -> int: ...
+    @property
     def detections(self) -> int: ...
     @property
     def inference_ms(self) -> Sequence[float]: ...
@@ -103,6 +107,8 @@ class Collector:
         self._thermal = thermal_root
         self._last_mono: float | None = None
         self._last_processed: dict[str, int] = {}
+        self._last_frames: dict[str, int] = {}
+        self._last_motion: dict[str, int] = {}
         self._last_cpu: float | None = None
 
     def collect(self) -> None:
@@ -128,6 +134,25 @@ class Collector:
             r.counter(
                 "FramesDropped", "Count", "Frames skipped by the fps limit", camera=name
             ).set_total(stats.skipped_rate)
+            r.counter(
+                "FramesDroppedLate", "Count", "Frames dropped as too late (max_lag_s)", camera=name
+            ).set_total(stats.dropped_late)
+            r.counter(
+                "FramesSkippedMotion",
+                "Count",
+                "Frames not sent to the detector: no motion",
+                camera=name,
+            ).set_total(stats.skipped_motion)
+            frames_new = stats.frames - self._last_frames.get(name, 0)
+            motion_new = stats.skipped_motion - self._last_motion.get(name, 0)
+            self._last_frames[name], self._last_motion[name] = stats.frames, stats.skipped_motion
+            if frames_new > 0:
+                r.gauge(
+                    "MotionSkipRatio",
+                    "None",
+                    "Share of frames the motion gate skipped",
+                    camera=name,
+                ).set(motion_new / frames_new)
             r.counter("Detections", "Count", "Objects detected", camera=name).set_total(
                 stats.detections
             )

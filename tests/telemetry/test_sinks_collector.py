@@ -62,7 +62,7 @@ def test_collector_reads_counters_process_disk_and_thermal(tmp_path: Path) -> No
             thermal_root=tmp_path / "thermal",
         )
         collector.collect()
-        stats.processed, stats.frames = 30, 32
+        stats.processed, stats.frames, stats.skipped_motion = 30, 32, 10
         stats.inference_ms.extend([7.0] * 20)
         clock.advance(2.0)
         collector.collect()
@@ -71,6 +71,8 @@ def test_collector_reads_counters_process_disk_and_thermal(tmp_path: Path) -> No
     dev = (("device", "d1"),)
     assert values[("FramesProcessed", cam)] == 30
     assert values[("CameraFps", cam)] == 10.0  # 20 frames in 2 s
+    assert values[("MotionSkipRatio", cam)] == 0.5  # 10 of the 20 new frames skipped
+    assert values[("FramesSkippedMotion", cam)] == 10
     assert values[("OutboxDepth", dev)] == 4
     assert values[("OutboxOldestAge", dev)] == 30.0
     assert values[("UplinkBytes", dev)] == 5000
