@@ -47,24 +47,6 @@ def first_seen_seqs(transport: InMemoryTransport) -> list[int]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
-    with Outbox(
-        tmp_path / "outbox.db",
-        clock=clock,
-        device=DEVICE,
-        max_bytes=64 * 1024 * 1024,
-        max_age_s=3600.0,
-        encoder=encode_batch,
-    ) as box:
-        yield box
-
-
-@pytest.fixture
 def stop() -> threading.Event:
     return threading.Event()
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,29 +16,10 @@ from edge_app.uplink import (
     InMemoryTransport,
     RateLimiter,
     decode_batch,
-    encode_batch,
 )
-from tests.factories import DEVICE, make_event
+from tests.factories import make_event
 
 TOPIC = "edge-app/cam-001/events"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
-    with Outbox(
-        tmp_path / "outbox.db",
-        clock=clock,
-        device=DEVICE,
-        max_bytes=64 * 1024 * 1024,
-        max_age_s=3600.0,
-        encoder=encode_batch,
-    ) as box:
-        yield box
 
 
 def drain_for(
