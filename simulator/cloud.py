@@ -11,7 +11,6 @@ __all__ = ["Audit", "AuditReport", "CloudConsumer", "main", "register"]
 import argparse
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+
+from simulator.peer import SubscribingPeer
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +116,10 @@ class Audit:
             return self._changed.wait_for(complete, timeout=timeout)
 
 
-class CloudConsumer:
+class CloudConsumer(SubscribingPeer):
     """Subscribes to ``{prefix}/events`` (``+`` for every device) and feeds an ``Audit``."""
+
+    name = "cloud consumer"
 
     def __init__(
         self,
@@ -131,85 +131,10 @@ class CloudConsumer:
         client_id: str = "cloud-audit",
         audit: Audit | None = None,
     ) -> None:
+        super().__init__(host, port, [(topic, 1)], client_id=client_id, tls=tls)
         self.audit = audit or Audit()
         self.topic = topic
         self.on_batch: Callable[[dict[str, Any]], None] | None = None
-        self._subscribed = threading.Event()
-        self._subacks = 0  # SUBACKs so far: one per (re)connection
-        self._suback_changed = threading.Condition()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        if tls is not None:
-            ca, cert, key = tls
-            self._client.tls_set(str(ca), str(cert), str(key), tls_version=ssl.PROTOCOL_TLSv1_2)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._host, self._port = host, port
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Connect and subscribe; returns once the subscription is acknowledged."""
-        self._client.connect(self._host, self._port, keepalive=30)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            self.stop()
-            raise TimeoutError(f"cloud consumer: no SUBACK from {self._host}:{self._port}")
-
-    @property
-    def subscriptions(self) -> int:
-        """How many times the subscription was acknowledged (1 + reconnections)."""
-        with self._suback_changed:
-            return self._subacks
-
-    def wait_subscribed(self, timeout: float, *, more_than: int = 0) -> bool:
-        """Block until more than ``more_than`` SUBACKs have arrived (pass ``subscriptions``
-        read before a broker restart to wait for the re-subscription)."""
-        with self._suback_changed:
-            return self._suback_changed.wait_for(lambda: self._subacks > more_than, timeout)
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def __enter__(self) -> CloudConsumer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: Any,
-        rc: ReasonCode,
-        props: Properties | None,
-    ) -> None:
-        if rc.is_failure:
-            log.error("cloud consumer: connection refused: %s", rc)
-            return
-        client.subscribe(self.topic, qos=1)
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
-    ) -> None:
-        self._subscribed.clear()  # paho reconnects by itself; _on_connect subscribes again
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        rcs: list[ReasonCode],
-        props: Properties | None,
-    ) -> None:
-        self._subscribed.set()
-        with self._suback_changed:
-            self._subacks += 1
-            self._suback_changed.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

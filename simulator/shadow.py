@@ -35,8 +35,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+
+from simulator.peer import SubscribingPeer
 
 log = logging.getLogger(__name__)
 
@@ -109,46 +109,21 @@ class _Shadow:
         return {"state": state, "metadata": {}, "version": self.version, "timestamp": now}
 
 
-class ShadowService:
+class ShadowService(SubscribingPeer):
     """The shadow service for every thing, on the broker at ``host:port`` (plain listener).
 
     Use as a context manager. Thread-safe; ``wait_for`` blocks until a condition on a shadow
     holds, ``set_desired`` updates ``desired`` as a cloud app would (and returns the version).
     """
 
+    name = "shadow service"
+
     def __init__(self, host: str, port: int, *, client_id: str = "shadow-service") -> None:
-        self._host, self._port = host, port
+        topics = [("$aws/things/+/shadow/name/+/get", 1), ("$aws/things/+/shadow/name/+/update", 1)]
+        super().__init__(host, port, topics, client_id=client_id)
         self._lock = threading.Condition()
         self._shadows: dict[tuple[str, str], _Shadow] = {}
-        self._subscribed = threading.Event()
         self.requests = 0
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Connect and subscribe; returns once the broker acknowledged the subscriptions."""
-        self._client.connect(self._host, self._port, keepalive=30)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            self.stop()
-            raise TimeoutError(f"shadow service: no SUBACK from {self._host}:{self._port}")
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def __enter__(self) -> ShadowService:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- cloud-side API --------------------------------------------------------------------
 
@@ -185,29 +160,6 @@ class ShadowService:
         self._client.publish(topic, payload, qos=1).wait_for_publish(5.0)
 
     # -- protocol --------------------------------------------------------------------------
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
-    ) -> None:
-        if rc.is_failure:
-            log.error("shadow service: connection refused: %s", rc)
-            return
-        client.subscribe(
-            [
-                ("$aws/things/+/shadow/name/+/get", 1),
-                ("$aws/things/+/shadow/name/+/update", 1),
-            ]
-        )
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        rcs: list[ReasonCode],
-        props: Properties | None,
-    ) -> None:
-        self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")

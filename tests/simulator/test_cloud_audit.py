@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from edge_app.domain import format_utc
-from simulator.cloud import Audit
+from simulator.broker import Mosquitto
+from simulator.certs import Pki
+from simulator.cloud import Audit, CloudConsumer
 
 WALL = 1_790_000_000.0
 WAIT_S = 5.0
@@ -137,3 +139,9 @@ def test_wait_for_seq_wakes_when_another_thread_feeds() -> None:
     audit.feed(batch(3), received_wall=WALL)
     waiter.join(WAIT_S)
     assert result == [True]
+
+
+def test_consumer_subscribes_over_mutual_tls(broker: Mosquitto, pki: Pki) -> None:
+    tls = (pki.ca, pki.client_cert, pki.client_key)
+    with CloudConsumer(broker.host, broker.tls_port, tls=tls, client_id="audit-tls") as cloud:
+        assert cloud.subscriptions == 1
