@@ -20,7 +20,7 @@ a desired change (dotted keys, JSON values) and waits for the device's report.
 
 from __future__ import annotations
 
-__all__ = ["ShadowService", "delta_of", "desired_from_pairs", "main", "merge_state", "register"]
+__all__ = ["ShadowService", "delta_of", "desired_from_pairs", "main", "register"]
 
 import argparse
 import copy
@@ -36,25 +36,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_app.config import merge_delta
 from simulator.peer import SubscribingPeer
 
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 8 * 1024
 _PREFIX = "$aws/things/{thing}/shadow/name/{name}"
-
-
-def merge_state(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
-    """AWS shadow merge: objects merge per key, ``null`` deletes, other values replace."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in change.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_state(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def delta_of(desired: Mapping[str, Any], reported: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +200,7 @@ class ShadowService(SubscribingPeer):
                 if section in state:
                     change = state[section]
                     current = getattr(shadow, section)
-                    merged = {} if change is None else merge_state(current, change)
+                    merged = {} if change is None else merge_delta(current, change)
                     setattr(shadow, section, merged)
             shadow.version += 1
             now = _now()

@@ -13,12 +13,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.clock import SystemClock
-from edge_app.config import LastGoodStore
+from edge_app.config import LastGoodStore, merge_delta
 from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
 from edge_app.uplink import MqttTransport
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
-from simulator.shadow import ShadowService, delta_of, desired_from_pairs, merge_state
+from simulator.shadow import ShadowService, delta_of, desired_from_pairs
 from tests.unit.test_remote_overlay import MODELS, local_config
 from tests.unit.test_shadow_handler import RecordingApplier
 
@@ -42,7 +42,7 @@ def test_desired_from_pairs_nests_dotted_keys() -> None:
 
 
 def test_merge_and_delta_follow_aws_semantics() -> None:
-    state = merge_state({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": None, "e": 3}, "d": [2]})
+    state = merge_delta({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": None, "e": 3}, "d": [2]})
     assert state == {"a": {"c": 2, "e": 3}, "d": [2]}
     assert delta_of({"a": {"c": 2, "e": 3}, "f": 1}, {"a": {"c": 2}, "f": 1}) == {"a": {"e": 3}}
 
