@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from edge_app.clock import FakeClock
 from edge_app.outbox import LaneStore
@@ -27,20 +25,11 @@ from edge_app.telemetry import (
 from edge_app.telemetry.sinks import MAX_DATUMS_PER_REQUEST
 from simulator.broker import free_port
 from simulator.proxy import TcpProxy
-
-# A failing request must fail fast: no retries, short timeouts (the loop retries next tick).
-FAST = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
+from tests.telemetry.aws import moto_client
 
 
 def client(endpoint: str) -> Any:
-    return boto3.client(
-        "cloudwatch",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # moto's dummy credentials
-        config=FAST,
-    )
+    return moto_client("cloudwatch", endpoint)
 
 
 def recent_minute() -> float:

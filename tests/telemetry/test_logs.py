@@ -10,9 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from edge_app.clock import FakeClock
 from edge_app.outbox import LaneStore
 from edge_app.telemetry import CloudWatchLogsSink, LogBuffer, LogShipper, plan_log_batches
@@ -25,19 +22,11 @@ from edge_app.telemetry.logship import (
 )
 from simulator.broker import free_port
 from simulator.proxy import TcpProxy
-
-FAST = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=30)
+from tests.telemetry.aws import moto_client
 
 
 def logs_client(endpoint: str) -> Any:
-    return boto3.client(
-        "logs",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # moto's dummy credentials
-        config=FAST,
-    )
+    return moto_client("logs", endpoint)
 
 
 class Batches:
