@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["error_path", "field_errors", "load_config", "parse_config"]
 
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,14 @@ from edge_app.config.schema import AppConfig
 from edge_app.errors import ConfigError, FieldError
 
 
-def _field_errors(exc: ValidationError) -> list[FieldError]:
-    return [FieldError(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+def error_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a dotted field path, e.g. ``cameras.0.source``."""
+    return ".".join(str(p) for p in loc)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Every error of a pydantic validation, named by its field path."""
+    return [FieldError(error_path(err["loc"]), err["msg"]) for err in exc.errors()]
 
 
 def parse_config(doc: Any, source: str = "<document>", base_dir: Path | None = None) -> AppConfig:
@@ -25,7 +31,7 @@ def parse_config(doc: Any, source: str = "<document>", base_dir: Path | None = N
     try:
         config = AppConfig.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(source, _field_errors(exc)) from exc
+        raise ConfigError(source, field_errors(exc)) from exc
     return _resolve_paths(config, base_dir) if base_dir is not None else config
 
 

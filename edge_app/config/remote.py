@@ -39,6 +39,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from edge_app.config.loader import error_path, field_errors
 from edge_app.config.schema import (
     AppConfig,
     BatchConfig,
@@ -165,14 +166,10 @@ def merge_delta(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def _shape_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors():
-        path = _loc(err["loc"])
+        path = error_path(err["loc"])
         if err["type"] == "extra_forbidden":
             errors.append(FieldError(path, f"not remotely settable: {_LOCAL_ONLY}"))
         else:
@@ -215,7 +212,7 @@ def validate_overlay(
     try:
         effective = apply_overlay(base, overlay)
     except ValidationError as exc:
-        errors = [FieldError(_loc(e["loc"]), e["msg"]) for e in exc.errors()]
+        errors = field_errors(exc)
         raise ConfigError(_SOURCE, errors) from exc
     return overlay, effective
 
