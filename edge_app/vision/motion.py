@@ -9,10 +9,17 @@ dozens of frames, and reports motion all that time (measured on the real clip: ~
 flagged against ~45 % here). A person standing still makes no motion, which is why
 ``DetectionGate`` also keeps detecting, at a lower rate, while the rules have live objects.
 
-``DetectionGate`` decides per frame: detect on motion; while the rules are busy (open episodes
-or live tracks) but nothing moves, every ``still_every_s`` (a person standing still stays
-watched, and ends when they are gone, at a fraction of the cost); and otherwise at least every
-``force_every_s`` of frame time.
+``DetectionGate`` decides per frame: detect on motion, at most every ``motion_every_s`` (the
+tracker follows a walking person at 5 fps, so detecting every frame of a 10 fps camera while
+someone walks buys nothing); while the rules are busy (open episodes or live tracks) but
+nothing moves, every ``still_every_s`` (a person standing still stays watched, and ends when
+they are gone, at a fraction of the cost); and otherwise at least every ``force_every_s`` of
+frame time.
+
+The downscale is the motion detector's main cost, and it runs on every frame, gated or not:
+a linear resize of the colour frame and then the grey conversion cost about 0.1 ms on a
+768 x 432 frame, against 0.75 ms for an area-averaging resize. The 5 x 5 blur that follows
+does the smoothing that area averaging would have done.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class MotionDetector:
         self.config = config
         self._previous: NDArray[np.uint8] | None = None
         self._keep: NDArray[np.uint8] | None = None  # 1 where motion counts (outside masks)
+        self._kept = 1  # unmasked pixels of the small frame
         self._size: tuple[int, int] | None = None
         self.changed_share = 0.0
         """Share (0..1) of the unmasked frame that changed in the last ``update``."""
@@ -49,13 +57,14 @@ class MotionDetector:
                 points = np.array(polygon, np.float32) * np.array(size, np.float32)
                 cv2.fillPoly(keep, [np.round(points).astype(np.int32)], 0)
             self._keep = keep
+            self._kept = max(cv2.countNonZero(keep), 1)
         return size
 
     def update(self, image_bgr: NDArray[np.uint8]) -> bool:
         """Feed one BGR frame; True when it differs enough from the previous one. The first
         frame of a size reports motion (nothing is known yet)."""
         size = self._prepare(image_bgr)
-        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_LINEAR)
         grey: NDArray[np.uint8] = np.asarray(
             cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0), np.uint8
         )
@@ -64,11 +73,12 @@ class MotionDetector:
             self.changed_share = 1.0
             return True
         diff = cv2.absdiff(grey, previous)
-        changed = (diff > self.config.threshold).astype(np.uint8)
+        changed = np.asarray(
+            cv2.threshold(diff, self.config.threshold, 1, cv2.THRESH_BINARY)[1], np.uint8
+        )
         assert self._keep is not None
         changed &= self._keep
-        kept = max(int(self._keep.sum()), 1)
-        self.changed_share = float(changed.sum()) / kept
+        self.changed_share = cv2.countNonZero(changed) / self._kept
         return self.changed_share >= self.config.min_area and self.changed_share > 0
 
 
@@ -92,7 +102,9 @@ class DetectionGate:
         force = self.config.force_every_s
         due = force > 0 and since >= force
         still_due = busy and since >= self.config.still_every_s
-        if not self.config.enabled or moving or still_due or due:
+        # 1 ms early, as the camera loop's fps limit: timestamps i / fps carry float jitter
+        moving_due = moving and since >= self.config.motion_every_s - 1e-3
+        if not self.config.enabled or moving_due or still_due or due:
             self._last_detect = mono
             self.detected += 1
             return True

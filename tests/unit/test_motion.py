@@ -77,3 +77,16 @@ def test_gate_decides_by_frame_time(busy: bool, expected: list[float]) -> None:
 def test_disabled_gate_detects_every_frame() -> None:
     gate = DetectionGate(MotionConfig(enabled=False))
     assert all(gate.should_detect(i / 10, scene(), False) for i in range(20))
+
+
+def test_motion_detects_at_most_every_motion_every_s() -> None:
+    """A square moving on every frame of a 10 fps camera: detected every 0.2 s (the default),
+    on every frame with ``motion_every_s: 0``; float jitter in i / fps never skips one."""
+    frames = [scene(10 + 5 * i) for i in range(11)]
+    times = [i / 10 for i in range(11)]
+    for every, expected in ((0.2, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), (0.0, times)):
+        gate = DetectionGate(MotionConfig(motion_every_s=every, force_every_s=0.0))
+        detected = [
+            t for t, f in zip(times, frames, strict=True) if gate.should_detect(t, f, False)
+        ]
+        assert detected == pytest.approx(expected)

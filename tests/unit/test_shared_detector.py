@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from edge_app.clock import FakeClock
 from edge_app.config import parse_config
 from edge_app.domain import Event
@@ -17,7 +19,7 @@ from tests.unit.test_pipeline_reconfigure import ScriptedSource
 def _queued(lock: FairLock, tickets: int) -> None:
     """Wait (bounded) until ``tickets`` tickets have been handed out."""
     for _ in range(500):
-        with lock._cond:
+        with lock._guard:
             if lock._next_ticket >= tickets:
                 return
         threading.Event().wait(0.01)
@@ -44,6 +46,17 @@ def test_fair_lock_serves_callers_in_arrival_order() -> None:
         t.join(5)
     assert order == ["a", "b", "c", "d"]
     assert set(lock.waits) >= {"camera-a", "camera-d"}
+
+
+def test_fair_lock_refuses_a_release_it_does_not_hold_and_can_be_taken_again() -> None:
+    lock = FairLock()
+    for _ in range(3):  # uncontended: taken and freed without any waiter
+        with lock:
+            assert lock._held
+    assert not lock._held
+    assert lock._next_ticket == 3
+    with pytest.raises(RuntimeError, match="not held"):
+        lock.release()
 
 
 def test_late_frames_are_dropped_and_counted_per_camera() -> None:
