@@ -207,6 +207,12 @@ class CameraWorker:
     def _detect(self, frame: Frame) -> None:
         stats = self.stats
         with self._lock:  # one interpreter may serve several cameras
+            # Checked again once our turn comes: with many cameras the wait for the shared
+            # detector is what makes a frame late, and running the detector on a frame that
+            # is already too old only makes the next cameras' frames late too.
+            if self._late(frame):
+                stats.dropped_late += 1
+                return
             stats.detecting = True
             started = time.perf_counter()
             detections = self._detector.detect(frame.image)

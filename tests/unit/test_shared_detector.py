@@ -90,3 +90,51 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
     assert worker.stats.dropped_late == 20
     assert detector.calls == 10
     assert worker.stats.frames == 30
+
+
+class SlowTurn:
+    """A detector lock whose turn comes ``wait_s`` of fake time after asking (a busy detector)."""
+
+    def __init__(self, clock: FakeClock, wait_s: float) -> None:
+        self._clock, self.wait_s = clock, wait_s
+
+    def __enter__(self) -> SlowTurn:
+        self._clock.advance(self.wait_s)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected() -> None:
+    clock = FakeClock(monotonic=100.0)
+    cfg = parse_config(
+        {
+            "device": {"thing_name": "cam-1"},
+            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "rules": [{"name": "person", "labels": ["person"]}],
+        }
+    )
+    detector = CountingDetector()
+    turn = SlowTurn(clock, 0.0)
+
+    def before(i: int) -> None:
+        # every frame arrives on time (its stamp, or just after the previous frame's turn);
+        # frame 10 alone waits 0.55 s for the detector: past max_lag_s once its turn comes
+        turn.wait_s = 0.55 if i == 10 else 0.0
+        clock.advance(max(0.0, (100.0 + i / 10) - clock.monotonic()))
+
+    worker = CameraWorker(
+        ScriptedSource(30, before),
+        detector,
+        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
+        lambda event: event,
+        stop=threading.Event(),
+        detector_lock=turn,
+        clock=clock,
+        max_lag_s=0.5,
+    )
+    worker.run()
+    assert worker.stats.dropped_late == 1  # frame 10, and only it: frame 11 is 0.45 s old
+    assert detector.calls == 29
+    assert worker.stats.processed == 29
