@@ -45,13 +45,18 @@ def format_utc(wall: float) -> str:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Frame:
-    """One captured image. ``image`` is BGR uint8 HxWx3 (OpenCV order) and is not copied."""
+    """One captured image. ``image`` is BGR uint8 HxWx3 (OpenCV order) and is not copied.
+
+    ``prepared`` is the detector's input made from ``image`` on the source's reader thread
+    (opaque here; see ``edge_app.vision.PreparedInput``), or None.
+    """
 
     camera: str
     index: int
     mono: float
     wall: float
     image: Image
+    prepared: object | None = None
 
     @property
     def size(self) -> tuple[int, int]:

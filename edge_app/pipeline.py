@@ -34,9 +34,10 @@ from edge_app.config import (
 )
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
-from edge_app.sources import FrameSource
-from edge_app.vision.detector import Detector
+from edge_app.sources import FrameSource, PreparesFrames
+from edge_app.vision.detector import Detector, PreparingDetector
 from edge_app.vision.motion import DetectionGate
+from edge_app.vision.preprocess import PreparedInput
 from edge_app.vision.rules import EventContext, RuleEngine
 from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
@@ -131,6 +132,20 @@ class CameraWorker:
         self._runtime = live.current if live is not None else None
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
+        self._preparing: PreparingDetector | None = None
+        self._prepare_ahead()
+
+    def _prepare_ahead(self) -> None:
+        """Have the source's reader thread resize each frame for the detector, when every
+        frame goes to the detector (no motion gate, no fps limit): the resize then overlaps
+        the previous frame's inference instead of preceding this one's. Gated or thinned
+        cameras would resize frames they skip, so they resize in ``detect`` as before."""
+        detector = self._detector
+        every_frame = self._gate is None and self._interval == 0.0
+        preparing = detector if every_frame and isinstance(detector, PreparingDetector) else None
+        self._preparing = preparing
+        if isinstance(self._source, PreparesFrames):
+            self._source.prepare = preparing.prepare if preparing is not None else None
 
     def _adopt(self, runtime: Runtime, frame: Frame) -> None:
         """Switch to ``runtime`` before processing ``frame`` (top of the loop, this thread)."""
@@ -156,6 +171,7 @@ class CameraWorker:
             for event in self._rules.finish(frame.mono, frame.wall, reason="config changed"):
                 self._raise(event, None, Detections.empty())
             self._rules = RuleEngine(camera, config.rules, ctx)
+        self._prepare_ahead()
         self.stats.config_version = config.version
         self.stats.config_changes += 1
         self.stats.config_adopted_mono = frame.mono
@@ -215,7 +231,11 @@ class CameraWorker:
                 return
             stats.detecting = True
             started = time.perf_counter()
-            detections = self._detector.detect(frame.image)
+            preparing, prepared = self._preparing, frame.prepared
+            if preparing is not None and isinstance(prepared, PreparedInput):
+                detections = preparing.detect_prepared(frame.image, prepared)
+            else:
+                detections = self._detector.detect(frame.image)
             stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
             stats.detecting = False
         stats.processed += 1

@@ -1,6 +1,6 @@
 """Frame sources: video files, live cameras and streams, image directories."""
 
-from edge_app.sources.base import FrameSource
+from edge_app.sources.base import FrameSource, PreparesFrames
 from edge_app.sources.factory import open_source
 from edge_app.sources.images import ImageDirSource
 from edge_app.sources.live import LiveSource
@@ -10,6 +10,7 @@ __all__ = [
     "FrameSource",
     "ImageDirSource",
     "LiveSource",
+    "PreparesFrames",
     "VideoFileSource",
     "open_source",
     "open_video",

@@ -12,8 +12,9 @@ __all__ = ["VideoFileSource", "open_video"]
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import cv2
 
@@ -72,6 +73,8 @@ class VideoFileSource:
             raise SourceError(f"{path} opened but holds no decodable frame (empty or corrupt)")
         self._first: Image | None = as_image(first)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, prefetch))
+        self.prepare: Callable[[Image], object] | None = None
+        """Run on each image by the reader thread (``PreparesFrames``); None: nothing."""
 
     @property
     def dropped(self) -> int:
@@ -98,7 +101,9 @@ class VideoFileSource:
                     break
                 if self._resize is not None:
                     image = as_image(cv2.resize(image, self._resize, interpolation=cv2.INTER_AREA))
-                self._put(image, done)
+                prepare = self.prepare
+                # here the frame was just decoded and is still in cache
+                self._put((image, prepare(image) if prepare is not None else None), done)
         except cv2.error:
             log.exception("decoding %s failed", self.path)
         finally:
@@ -134,8 +139,8 @@ class VideoFileSource:
                     delay = t0_mono + offset / self._speed - self._clock.monotonic()
                     if delay > 0 and stop.wait(delay):
                         break
-                image: Image = item  # type: ignore[assignment]
-                yield Frame(self.camera, index, t0_mono + offset, t0_wall + offset, image)
+                image, prepared = cast(tuple[Image, object], item)
+                yield Frame(self.camera, index, t0_mono + offset, t0_wall + offset, image, prepared)
                 index += 1
         finally:
             done.set()

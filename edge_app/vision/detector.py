@@ -8,14 +8,20 @@ the model catalog to find the file and its labels.
 
 from __future__ import annotations
 
-__all__ = ["Detector", "TFLiteDetector", "open_detector", "preprocess_overrides"]
+__all__ = [
+    "Detector",
+    "PreparingDetector",
+    "TFLiteDetector",
+    "open_detector",
+    "preprocess_overrides",
+]
 
 import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +40,7 @@ from edge_app.vision.decoders import (
 )
 from edge_app.vision.labels import LabelMap, load_labels
 from edge_app.vision.nms import nms_per_class
-from edge_app.vision.preprocess import InputSpec, Preprocessor, default_options
+from edge_app.vision.preprocess import InputSpec, PreparedInput, Preprocessor, default_options
 from edge_app.vision.runtime import Interpreter, load_interpreter
 
 log = logging.getLogger("edge_app.vision")
@@ -52,6 +58,21 @@ class Detector(Protocol):
     def detect(self, image_bgr: NDArray[np.uint8]) -> Detections: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparingDetector(Detector, Protocol):
+    """A detector whose resize can run ahead of ``detect``, on another thread.
+
+    ``prepare`` is thread-safe; ``detect_prepared(image, prepared)`` gives what
+    ``detect(image)`` gives, skipping the resize when ``prepared`` fits this model's input.
+    """
+
+    def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput: ...
+
+    def detect_prepared(
+        self, image_bgr: NDArray[np.uint8], prepared: PreparedInput
+    ) -> Detections: ...
 
 
 class TFLiteDetector:
@@ -115,6 +136,7 @@ class TFLiteDetector:
         except (TypeError, ValueError) as exc:
             raise UnsupportedModelError(f"bad preprocessing for {where}: {exc}") from exc
         preprocessor = Preprocessor.for_interpreter(interpreter, self._input, self.options)
+        self._preprocessor = preprocessor  # prepare() uses only its fixed settings
         self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
         self._outputs = self.outputs
         self._output_indices = tuple(t.index for t in outputs)
@@ -167,11 +189,27 @@ class TFLiteDetector:
 
         Boxes are x1, y1, x2, y2 normalised 0..1 of ``image_bgr``; scores >= the threshold.
         """
+        return self._detect(image_bgr, None)
+
+    def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput:
+        """``image_bgr`` resized for this model, for ``detect_prepared``. Thread-safe (it
+        touches no interpreter state), so a video source's reader thread can run it."""
+        return self._preprocessor.prepare(image_bgr)
+
+    def detect_prepared(self, image_bgr: NDArray[np.uint8], prepared: PreparedInput) -> Detections:
+        """``detect(image_bgr)`` with the resize already done by ``prepare``. Input prepared
+        for another model input size or options (a model swap) is redone from ``image_bgr``."""
+        return self._detect(image_bgr, prepared)
+
+    def _detect(self, image_bgr: NDArray[np.uint8], prepared: PreparedInput | None) -> Detections:
         state = self._state
         if state is None:
             raise ModelError(f"detector for {self.path} is closed")
         interpreter, preprocess = state
-        box_map = preprocess(image_bgr)
+        if prepared is not None and prepared.key == preprocess.key:
+            box_map = preprocess.load(prepared)
+        else:
+            box_map = preprocess(image_bgr)
         arrays = self._invoke(interpreter)
         xyxy, scores, class_ids = self._decoder.decode(arrays, self._threshold, self._binding)
         if self._decoder.needs_nms and len(scores) > 1:

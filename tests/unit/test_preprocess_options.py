@@ -150,3 +150,35 @@ def test_config_overrides_only_what_it_sets() -> None:
     assert forced["resize"] == "letterbox"
     assert forced["input_range"] == "0..255"
     assert (forced["channel_order"], forced["pad_value"]) == ("bgr", 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.float32])
+@pytest.mark.parametrize(
+    "options",
+    [
+        PreprocessOptions(),
+        PreprocessOptions(resize="letterbox", pad_value=3, channel_order="bgr"),
+        PreprocessOptions(resize="letterbox", align="top_left", input_range="0..1"),
+    ],
+)
+def test_prepare_then_load_writes_what_the_one_step_call_writes(
+    dtype: Any, options: PreprocessOptions
+) -> None:
+    """The split used by the reader thread gives the tensor and box map of the direct call."""
+    frame = np.random.default_rng(1).integers(0, 256, (30, 50, 3), np.uint8)
+    direct, split = np.zeros((1, 16, 12, 3), dtype), np.zeros((1, 16, 12, 3), dtype)
+    spec = _spec(dtype, 16, 12)
+    want = Preprocessor(spec, lambda: direct, options=options)(frame)
+    loader = Preprocessor(spec, lambda: split, options=options)
+    prepared = Preprocessor(spec, lambda: np.zeros(0), options=options).prepare(frame)
+    assert prepared.pixels.shape == (16, 12, 3)
+    assert loader.load(prepared) == want
+    np.testing.assert_array_equal(split, direct)
+
+
+def test_load_refuses_input_prepared_for_another_model_input() -> None:
+    buffer = np.zeros((1, 8, 8, 3), np.uint8)
+    other = Preprocessor(_spec(np.uint8, 4, 8), lambda: buffer).prepare(_frame())
+    with pytest.raises(ValueError, match="prepare the frame with this detector"):
+        Preprocessor(_spec(np.uint8), lambda: buffer).load(other)
+    assert not buffer.any()  # nothing was written
