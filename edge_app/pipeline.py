@@ -35,6 +35,7 @@ from edge_app.config import (
 from edge_app.domain import Detections, Event, Frame, Phase
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource, PreparesFrames
+from edge_app.vision.crop import Window, motion_window, to_frame
 from edge_app.vision.detector import Detector, PreparingDetector
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.preprocess import PreparedInput
@@ -63,6 +64,7 @@ RuntimeHolder = SnapshotHolder[Runtime]
 class CameraStats:
     """Counters of one camera's loop; read from other threads without a lock (ints only).
 
+    ``cropped`` counts detections run on a window around small motion (``motion.crop``).
     ``detecting`` is true while the loop is inside ``detect``; ``inference_ms`` keeps the
     detector time of the last frames (ms) for the telemetry collector (an append is atomic).
     """
@@ -71,6 +73,7 @@ class CameraStats:
     processed: int = 0
     skipped_rate: int = 0
     skipped_motion: int = 0
+    cropped: int = 0
     tamper_events: int = 0
     dropped_late: int = 0
     detections: int = 0
@@ -133,14 +136,18 @@ class CameraWorker:
         if self._runtime is not None:
             self.stats.config_version = self._runtime.snapshot.config.version
         self._preparing: PreparingDetector | None = None
-        self._prepare_ahead()
+        self._input_size: tuple[int, int] | None = None
+        self._bind_detector()
 
-    def _prepare_ahead(self) -> None:
+    def _bind_detector(self) -> None:
         """Have the source's reader thread resize each frame for the detector, when every
         frame goes to the detector (no motion gate, no fps limit): the resize then overlaps
         the previous frame's inference instead of preceding this one's. Gated or thinned
-        cameras would resize frames they skip, so they resize in ``detect`` as before."""
+        cameras would resize frames they skip, so they resize in ``detect`` as before.
+        Also notes the model's input size, which motion crop windows take their shape from."""
         detector = self._detector
+        sized = detector if isinstance(detector, PreparingDetector) else None
+        self._input_size = sized.input_size if sized is not None else None
         every_frame = self._gate is None and self._interval == 0.0
         preparing = detector if every_frame and isinstance(detector, PreparingDetector) else None
         self._preparing = preparing
@@ -171,7 +178,7 @@ class CameraWorker:
             for event in self._rules.finish(frame.mono, frame.wall, reason="config changed"):
                 self._raise(event, None, Detections.empty())
             self._rules = RuleEngine(camera, config.rules, ctx)
-        self._prepare_ahead()
+        self._bind_detector()
         self.stats.config_version = config.version
         self.stats.config_changes += 1
         self.stats.config_adopted_mono = frame.mono
@@ -222,6 +229,11 @@ class CameraWorker:
 
     def _detect(self, frame: Frame) -> None:
         stats = self.stats
+        image, window = frame.image, self._crop_window(frame)
+        if window is not None:
+            x, y, w, h = window
+            image = image[y : y + h, x : x + w]  # a view; the detector's resize reads it
+            stats.cropped += 1
         with self._lock:  # one interpreter may serve several cameras
             # Checked again once our turn comes: with many cameras the wait for the shared
             # detector is what makes a frame late, and running the detector on a frame that
@@ -233,11 +245,13 @@ class CameraWorker:
             started = time.perf_counter()
             preparing, prepared = self._preparing, frame.prepared
             if preparing is not None and isinstance(prepared, PreparedInput):
-                detections = preparing.detect_prepared(frame.image, prepared)
+                detections = preparing.detect_prepared(image, prepared)
             else:
-                detections = self._detector.detect(frame.image)
+                detections = self._detector.detect(image)
             stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
             stats.detecting = False
+        if window is not None:
+            detections = to_frame(detections, window, frame.size)
         stats.processed += 1
         if len(detections):
             stats.detections += len(detections)
@@ -245,6 +259,18 @@ class CameraWorker:
                 stats.first_detection_mono = frame.mono
         for event in self._rules.update(frame, detections):
             self._raise(event, frame, detections)
+
+    def _crop_window(self, frame: Frame) -> Window | None:
+        """The window around small motion to detect on (``camera.motion.crop``), or None."""
+        gate = self._gate
+        if gate is None or gate.crop_region is None or self._input_size is None:
+            return None
+        return motion_window(
+            gate.crop_region,
+            frame.size,
+            self._input_size,
+            max_share=gate.config.crop_max_share,
+        )
 
     def _finish(self, last: Frame | None) -> None:
         """End open episodes and tamper conditions; hand open clips to the writer."""

@@ -137,6 +137,19 @@ class MotionConfig(_Model):
         description="While rules watch objects but nothing moves, detect this often (keep it "
         "below the rules' end_after_s); 0: every frame.",
     )
+    crop: bool = Field(
+        False,
+        description="When small motion starts in a scene with nothing tracked, detect on a "
+        "window around it (the model's aspect ratio, at least its input size) instead of the "
+        "whole frame: small, far objects cover more model pixels.",
+    )
+    crop_max_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Largest share of the frame's area a crop window may cover; larger motion "
+        "is detected on the whole frame.",
+    )
 
 
 class TamperConfig(_Model):

@@ -62,11 +62,15 @@ class Detector(Protocol):
 
 @runtime_checkable
 class PreparingDetector(Detector, Protocol):
-    """A detector whose resize can run ahead of ``detect``, on another thread.
+    """A detector whose resize can run ahead of ``detect``, on another thread, and that
+    tells its input size ((width, height) pixels; crop windows take its aspect ratio).
 
     ``prepare`` is thread-safe; ``detect_prepared(image, prepared)`` gives what
     ``detect(image)`` gives, skipping the resize when ``prepared`` fits this model's input.
     """
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
 
     def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput: ...
 

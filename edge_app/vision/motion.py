@@ -44,6 +44,9 @@ class MotionDetector:
         self._size: tuple[int, int] | None = None
         self.changed_share = 0.0
         """Share (0..1) of the unmasked frame that changed in the last ``update``."""
+        self.region: tuple[float, float, float, float] | None = None
+        """Box (x1, y1, x2, y2, normalised) around the changed pixels of the last ``update``
+        that reported motion; None otherwise."""
 
     def _prepare(self, image: NDArray[np.uint8]) -> tuple[int, int]:
         h, w = image.shape[:2]
@@ -69,8 +72,10 @@ class MotionDetector:
             cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0), np.uint8
         )
         previous, self._previous = self._previous, grey
+        self.region = None
         if previous is None:
             self.changed_share = 1.0
+            self.region = (0.0, 0.0, 1.0, 1.0)
             return True
         diff = cv2.absdiff(grey, previous)
         changed = np.asarray(
@@ -79,7 +84,12 @@ class MotionDetector:
         assert self._keep is not None
         changed &= self._keep
         self.changed_share = cv2.countNonZero(changed) / self._kept
-        return self.changed_share >= self.config.min_area and self.changed_share > 0
+        moving = self.changed_share >= self.config.min_area and self.changed_share > 0
+        if moving:
+            x, y, w, h = cv2.boundingRect(changed)
+            sw, sh = size
+            self.region = (x / sw, y / sh, (x + w) / sw, (y + h) / sh)
+        return moving
 
 
 class DetectionGate:
@@ -94,6 +104,9 @@ class DetectionGate:
         self._last_detect = float("-inf")
         self.detected = 0
         self.skipped = 0
+        self.crop_region: tuple[float, float, float, float] | None = None
+        """With ``config.crop``: the motion box (normalised) of a frame the gate passed for
+        motion alone while nothing was tracked, to detect around; None: the whole frame."""
 
     def should_detect(self, mono: float, image_bgr: NDArray[np.uint8], busy: bool) -> bool:
         """Decide for one frame. ``busy``: the rules have open episodes or live tracks."""
@@ -104,7 +117,11 @@ class DetectionGate:
         still_due = busy and since >= self.config.still_every_s
         # 1 ms early, as the camera loop's fps limit: timestamps i / fps carry float jitter
         moving_due = moving and since >= self.config.motion_every_s - 1e-3
+        self.crop_region = None
         if not self.config.enabled or moving_due or still_due or due:
+            if self.config.crop and moving_due and not busy and not due:
+                # nothing tracked that a crop could hide: look closely at what moved
+                self.crop_region = self.motion.region
             self._last_detect = mono
             self.detected += 1
             return True
