@@ -71,6 +71,12 @@ class FileSourceConfig(_Model):
         1.0, gt=0, le=100, description="With `realtime`: pace at this multiple of the file's fps."
     )
     loop: bool = Field(False, description="Start over at the end instead of finishing.")
+    start_s: float = Field(
+        0.0,
+        ge=0,
+        description="Begin this many seconds into the file (a `loop` starts over at 0); "
+        "lets several replays of one clip play out of step, like real cameras.",
+    )
 
 
 class UsbSourceConfig(_Model):

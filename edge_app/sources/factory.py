@@ -32,6 +32,7 @@ def open_source(camera: CameraConfig, clock: Clock) -> FrameSource:
                 speed=src.speed,
                 loop=src.loop,
                 resize=resize,
+                start_s=src.start_s,
             )
         case ImageDirSourceConfig():
             return ImageDirSource(src.path, camera.name, clock=clock, fps=src.fps, resize=resize)

@@ -42,7 +42,11 @@ def open_video(path: Path) -> cv2.VideoCapture:
 
 
 class VideoFileSource:
-    """Replays a video file, delivering every frame (none dropped) unless ``stop`` is set."""
+    """Replays a video file, delivering every frame (none dropped) unless ``stop`` is set.
+
+    ``start_s`` seeks that far into the file first (seconds of the file's timeline); the
+    delivered frames are still numbered and stamped from 0. A ``loop`` starts over at 0.
+    """
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class VideoFileSource:
         loop: bool = False,
         resize: tuple[int, int] | None = None,
         prefetch: int = 4,
+        start_s: float = 0.0,
     ) -> None:
         self.camera = camera
         self.path = path
@@ -67,6 +72,16 @@ class VideoFileSource:
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps <= 1000.0 else _DEFAULT_FPS
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        start = round(start_s * self.fps)
+        if start > 0 and (
+            0 < self.frame_count <= start or not self._cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        ):
+            self._cap.release()
+            raise SourceError(
+                f"start_s {start_s} is frame {start} of {path}, which has {self.frame_count} "
+                f"frames at {self.fps:g} fps: pick a start inside the clip"
+            )
+        self._start = start
         ok, first = self._cap.read()
         if not ok:
             self._cap.release()
@@ -145,7 +160,7 @@ class VideoFileSource:
         finally:
             done.set()
             reader.join(timeout=2.0)
-        if 0 < index < self.frame_count - 1 and not self._loop and not stop.is_set():
+        if 0 < index < self.frame_count - 1 - self._start and not self._loop and not stop.is_set():
             log.warning(
                 "%s ended at frame %d of %d: the rest could not be decoded",
                 self.path,

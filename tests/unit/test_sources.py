@@ -132,6 +132,24 @@ def test_loop_starts_over_until_stopped(clip: Path) -> None:
     assert seen[N].mono == pytest.approx(seen[0].mono + N / 10)
 
 
+def test_start_s_begins_inside_the_clip_and_a_loop_starts_over_at_zero(clip: Path) -> None:
+    source = VideoFileSource(clip, "dock", clock=FakeClock(), loop=True, start_s=1.0)
+    stop = threading.Event()
+    seen: list[Frame] = []
+    with closing(source):
+        for frame in source.frames(stop):
+            seen.append(frame)
+            if len(seen) == N:
+                stop.set()
+    assert [decode(f.image) for f in seen] == list(range(10, N)) + list(range(10))
+    assert [f.index for f in seen] == list(range(N))  # numbered and stamped from 0
+
+
+def test_start_s_past_the_end_is_refused(clip: Path) -> None:
+    with pytest.raises(SourceError, match="pick a start inside the clip"):
+        VideoFileSource(clip, "dock", clock=FakeClock(), start_s=3.0)  # 30 frames at 10 fps
+
+
 def test_resize_changes_the_frame_shape(clip: Path) -> None:
     source = VideoFileSource(clip, "dock", clock=FakeClock(), resize=(80, 60))
     with closing(source):
