@@ -406,7 +406,10 @@ class EdgeApp:
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
             )
             delivered = self._drain.flush(deadline)
-            self._stop_telemetry()  # its last minute goes out while the link is still up
+            # Telemetry stores its last minute now; the cloudwatch/file sinks ship it at once,
+            # the MQTT metrics lane (like snapshots) is not flushed: its rows stay stored and
+            # go out after the next start, so shutdown waits for events only.
+            self._stop_telemetry()
             self._stop_uplink.set()
             if self._drain_thread is not None:
                 self._drain_thread.join()

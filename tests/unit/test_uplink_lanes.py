@@ -336,3 +336,29 @@ def test_limiter_reserve_holds_back_headroom() -> None:
     assert limiter.delay(1000, reserve_bytes=1024) == pytest.approx(1.0)
     with pytest.raises(UplinkError, match="leaves nothing"):
         limiter.delay(10, reserve_publishes=4)
+
+
+def test_backlog_counts_events_in_flight_and_every_lane(tmp_path: Path) -> None:
+    clock = FakeClock()
+    transport = InMemoryTransport(auto_ack=False)
+    transport.connect()
+    stop = threading.Event()
+    with lanes_and_drain(tmp_path, transport, clock, stop=stop) as (
+        outbox, _, metrics, *_, drain,
+    ):  # fmt: skip
+        assert drain.backlog() is False
+        store_minutes(metrics, 1)
+        assert drain.backlog() is True  # a lane's rows count
+        outbox.enqueue(make_event(clock))
+        thread = threading.Thread(target=drain.run, daemon=True)
+        thread.start()
+        try:
+            assert wait_until(lambda: transport.pending == 2)  # both out, no PUBACK yet
+            assert drain.backlog() is True
+            transport.ack_pending()
+            assert wait_until(lambda: not drain.backlog())
+        finally:
+            stop.set()
+            thread.join(WAIT_S)
+        assert metrics.stats().rows == 0
+        assert outbox.stats().depth == 0
