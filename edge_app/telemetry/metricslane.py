@@ -44,7 +44,7 @@ class MetricsLaneSender:
         topic: str,
         namespace: str,
         max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        chunk: int = 500,
+        chunk: int = 200,
     ) -> None:
         if max_bytes < 1024 or chunk < 1:
             raise UplinkError(
