@@ -133,6 +133,7 @@ class DrainLoop:
             transport,
             self._limiter,
             ack_timeout_s=ack_timeout_s,
+            retry=self._retry.sibling(),
             on_done=self._on_done,
         )
         # After a malformed refusal: lease at most this many events until seq _split_until
@@ -329,8 +330,7 @@ class DrainLoop:
 
     def _reap(self, now: float) -> None:
         """Ack every acknowledged batch, release every failed or timed-out one."""
-        if self._lanes.reap(now):
-            self._retry_at = now + self._retry.next()
+        self._lanes.reap(now)
         remaining: deque[_InFlight] = deque()
         for item in self._inflight:
             if item.handle.done:

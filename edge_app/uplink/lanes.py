@@ -15,7 +15,9 @@ The rules, enforced by ``DrainLoop``:
   appears behind a lane backlog is sent next, without waiting for a lane's PUBACK or its
   share of the byte budget;
 * a publish that fails or gets no PUBACK in time is handed back (``failed``): its rows stay
-  stored and it is offered again after the drain's retry backoff.
+  stored and it is offered again after a retry backoff of the lanes' own (at once after a
+  reconnect), so a lane the broker keeps refusing (say, a topic the IoT policy does not
+  allow) pauses the lanes, never the events.
 
 Lane senders are used by the drain thread only, except ``waiting()``, which must be
 thread-safe (``DrainLoop.backlog`` calls it from other threads).
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge_app.errors import PublishRejectedError, UplinkError
+from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.ratelimit import RateLimiter
 from edge_app.uplink.transport import PublishHandle, Transport
 
@@ -101,6 +104,7 @@ class SideLanes:
         limiter: RateLimiter,
         *,
         ack_timeout_s: float,
+        retry: Backoff,
         on_done: Callable[[PublishHandle], None],
     ) -> None:
         self._senders = list(senders)
@@ -109,6 +113,8 @@ class SideLanes:
         self._ack_timeout_s = ack_timeout_s
         self._on_done = on_done
         self._inflight: list[_Sent] = []
+        self._retry = retry
+        self._paused_until: float | None = None  # clock.monotonic() after a refusal
         # Rate headroom kept for events: a quarter of each cap (at least one publish).
         self._reserve_publishes = max(1, limiter.publishes_per_s // 4)
         self._reserve_bytes = limiter.bytes_per_s // 4
@@ -133,6 +139,10 @@ class SideLanes:
     def send(self, now: float, room: int) -> float:
         """Publish lane messages, highest lane first, while ``room`` window slots are free;
         returns seconds to wait for the rate limiter (0.0: nothing more to send now)."""
+        if self._paused_until is not None:
+            if now < self._paused_until:
+                return 0.0  # the drain looks again within a second
+            self._paused_until = None
         while room > 0:
             for sender in self._senders:
                 publish = sender.next_publish()
@@ -157,15 +167,17 @@ class SideLanes:
                 break  # the link just went down; reap() settles it
         return 0.0
 
-    def reap(self, now: float) -> bool:
-        """Settle acknowledged, failed and timed-out publishes; True if any failed while the
-        link is up (the caller backs off before the next try)."""
+    def reap(self, now: float) -> None:
+        """Settle acknowledged, failed and timed-out publishes. A refusal or a missing PUBACK
+        pauses the lanes for the next backoff delay; a lost link does not (the transport
+        reconnects, then they go at once)."""
         pause = False
         remaining: list[_Sent] = []
         for item in self._inflight:
             if item.handle.done and item.handle.ok:
                 item.sender.delivered(item.publish)
                 self.sent += 1
+                self._retry.reset()
             elif item.handle.done or now >= item.deadline:
                 item.sender.failed(item.publish)
                 self.failures += 1
@@ -182,7 +194,8 @@ class SideLanes:
             else:
                 remaining.append(item)
         self._inflight = remaining
-        return pause
+        if pause:
+            self._paused_until = now + self._retry.next()
 
     def abandon(self) -> None:
         """Hand every publish still in flight back to its lane (flush ended)."""

@@ -219,7 +219,7 @@ def test_a_refused_metrics_publish_keeps_its_rows_and_is_retried(tmp_path: Path)
     clock = FakeClock()
     transport = InMemoryTransport()
     transport.connect()
-    with lanes_and_drain(tmp_path, transport, clock) as (_, _, metrics, _, ms, drain):
+    with lanes_and_drain(tmp_path, transport, clock) as (outbox, _, metrics, _, ms, drain):
         store_minutes(metrics, 1)
         transport.fail_next(1, 0x97)  # quota exceeded
         drain.flush(0.05)
@@ -228,6 +228,10 @@ def test_a_refused_metrics_publish_keeps_its_rows_and_is_retried(tmp_path: Path)
         assert metrics.stats().rows == 2  # kept
         assert transport.published == []  # backing off: nothing sent before the retry delay
         assert drain.stats().lane_failures == 1
+        outbox.enqueue(make_event(clock))  # the lanes' pause is theirs: events still go
+        drain.flush(0.05)
+        assert [m.topic for m in transport.published] == [EVENTS]
+        transport.published.clear()
         clock.advance(6.0)  # past the longest backoff delay
         drain.flush(0.05)
         drain.flush(0.05)
