@@ -44,12 +44,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from edge_app.clock import Clock, SystemClock
+from edge_app.clock import Clock
 from edge_app.domain import Event, Severity
 from edge_app.errors import OutboxError
 from edge_app.ids import new_ulid
 from edge_app.outbox.recovery import SeqReservation, quarantine
-from edge_app.outbox.timefix import CLOCK_STEP_S, PLAUSIBLE_WALL, correct_times, read_boot_id
+from edge_app.outbox.timefix import PLAUSIBLE_WALL, ClockWatch, boot_id_for, correct_times
 
 _log = logging.getLogger(__name__)
 
@@ -225,12 +225,8 @@ class Outbox:
         # Mirrors of the table, kept under the lock so stats() and eviction need no full scan.
         self._count = self._bytes = self._leased = self._leased_bytes = self._last_seq = 0
         self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
-        if boot_id is None:
-            # Only the system's monotonic clock belongs to this boot; a fake clock's times
-            # must never be "corrected" against the real one (a test's other Outbox).
-            boot_id = read_boot_id() if isinstance(clock, SystemClock) else ""
-        self._boot_id = boot_id
-        self._offset: float | None = None  # wall - mono at the last clock check, seconds
+        self._boot_id = boot_id_for(clock) if boot_id is None else boot_id
+        self._watch = ClockWatch(clock)
         self.times_corrected = 0
         """Events whose UTC time was corrected after a clock step (see ``timefix``)."""
         self.recovered_from: Path | None = None
@@ -586,19 +582,17 @@ class Outbox:
         return Batch(batch_id, first_seq, last_seq, bodies, dropped, payload)
 
     def _check_clock(self, now_mono: float, now_wall: float) -> None:
-        """After a wall-clock step, correct the times of this boot's stored events."""
-        offset = now_wall - now_mono
-        if now_wall < _PLAUSIBLE_WALL:
-            return  # the clock is not set yet: nothing to correct towards
-        if self._offset is not None and abs(offset - self._offset) <= CLOCK_STEP_S:
+        """After a wall-clock step or sync, correct the times of this boot's stored events."""
+        tolerance = self._watch.check(now_mono, now_wall)
+        if tolerance is None:
             return
-        self._offset = offset
-        fixed, delta = correct_times(self._conn, self._boot_id, offset)
+        fixed, delta = correct_times(self._conn, self._boot_id, now_wall - now_mono, tolerance)
         if fixed:
             self._bytes += delta
             self.times_corrected += fixed
             _log.info(
-                "wall clock stepped: corrected the UTC time of %d stored event(s) of this boot",
+                "wall clock stepped or synchronised: corrected the UTC time of %d stored "
+                "event(s) of this boot",
                 fixed,
             )
 

@@ -98,7 +98,7 @@ class MetricsLaneSender:
         bad: list[int] = []
         for row in rows:
             try:
-                datums.append(MetricDatum.from_json(row.body))
+                datums.append(MetricDatum.from_json(row.body, ts=row.ts))  # corrected time
                 ids.append(row.id)
             except (ValueError, KeyError, TypeError) as exc:
                 _log.warning("metrics row %d is unreadable and skipped: %s", row.id, exc)

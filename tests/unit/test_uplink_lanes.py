@@ -366,3 +366,13 @@ def test_backlog_counts_events_in_flight_and_every_lane(tmp_path: Path) -> None:
             thread.join(WAIT_S)
         assert metrics.stats().rows == 0
         assert outbox.stats().depth == 0
+
+
+def test_metrics_documents_carry_the_rows_corrected_time(tmp_path: Path) -> None:
+    with LaneStore(tmp_path / "o.db", "metrics") as lane:
+        # recorded while the clock said 2008; the row's ts was corrected since (LaneStore)
+        lane.add([(1_764_000_000.0, datum(1_200_000_000.0).to_json())])
+        sender = MetricsLaneSender(lane, topic=METRICS, namespace="EdgeApp")
+        publish = sender.next_publish()
+        assert publish is not None
+        assert json.loads(publish.payload)["_aws"]["Timestamp"] == 1_764_000_000_000
