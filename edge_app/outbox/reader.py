@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from edge_app.errors import OutboxError
-from edge_app.outbox.store import severity_of_rank
+from edge_app.outbox.batch import severity_of_rank
 
 
 @dataclass(frozen=True, slots=True)
