@@ -6,12 +6,20 @@ untouched. A lane is a FIFO of ``(ts, body)`` rows: ``add`` commits (WAL, synchr
 ``peek`` reads the oldest, ``delete`` removes what the cloud accepted. ``drop_older_than``
 removes rows the cloud would refuse (CloudWatch: older than 14 days) and counts them, and
 ``max_rows`` bounds the lane (oldest dropped first, counted too). The owner closes the store.
+
+A row's *weight* is its body's length plus, when the body is a JSON object with an integer
+``bytes``, that many bytes: the size of what the row stands for outside the database (the
+snapshot lane's rows name a JPEG file and carry its size). ``stats().bytes`` sums weights. A
+lane whose rows give way to events under the outbox byte budget is handed to
+``Outbox.share_budget``: it implements ``Spill`` (``held_bytes``, ``shed``). Shedding deletes
+rows only, never the files they name.
 """
 
 from __future__ import annotations
 
 __all__ = ["LaneRow", "LaneStats", "LaneStore"]
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -31,7 +39,19 @@ CREATE TABLE IF NOT EXISTS lane_rows (
 );
 CREATE INDEX IF NOT EXISTS lane_rows_fifo ON lane_rows (lane, id);
 CREATE TABLE IF NOT EXISTS lane_drops (lane TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE VIEW IF NOT EXISTS lane_weights AS SELECT id, lane, ts,
+    LENGTH(body) + CASE
+        WHEN instr(body, '"bytes":') = 0 THEN 0
+        WHEN NOT json_valid(body) THEN 0
+        WHEN json_type(body, '$.bytes') = 'integer' THEN json_extract(body, '$.bytes')
+        ELSE 0
+    END AS weight
+FROM lane_rows;
 """
+# lane_weights: each row's weight in bytes (module docstring). instr() first because parsing
+# every metrics or log body as JSON on each stats() would cost more than the sum; CASE tests
+# its branches in order, so json_type never sees a body that is not JSON.
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +65,8 @@ class LaneRow:
 
 @dataclass(frozen=True, slots=True)
 class LaneStats:
-    """Rows waiting, their body bytes, the oldest ``ts`` (None if empty), drops ever counted."""
+    """Rows waiting, their weight in bytes (bodies plus the ``bytes`` they name), the oldest
+    ``ts`` (None if empty), and drops ever counted (row bound, age and budget alike)."""
 
     rows: int
     bytes: int
@@ -149,7 +170,7 @@ class LaneStore:
         with self._lock:
             try:
                 rows, size, oldest = self._conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(ts) FROM lane_rows"
+                    "SELECT COUNT(*), COALESCE(SUM(weight), 0), MIN(ts) FROM lane_weights"
                     " WHERE lane = ?",
                     (self._lane,),
                 ).fetchone()
@@ -164,6 +185,47 @@ class LaneStore:
             None if oldest is None else float(oldest),
             int(drop[0] if drop else 0),
         )
+
+    # -- the outbox byte budget (``Spill``) -----------------------------------------------
+
+    def held_bytes(self) -> int:
+        """The lane's weight in bytes: what it holds against the outbox byte budget."""
+        return self.stats().bytes
+
+    def shed(self, excess: int) -> int:
+        """Drop the oldest rows until at least ``excess`` bytes of weight are freed (or the lane
+        is empty), counted as dropped; returns the bytes freed. The files rows name stay."""
+        freed = shed = 0
+
+        def op() -> None:
+            nonlocal freed, shed
+            ids: list[int] = []
+            cursor = self._conn.execute(
+                "SELECT id, weight FROM lane_weights WHERE lane = ? ORDER BY id",
+                (self._lane,),
+            )
+            for row_id, weight in cursor:
+                if freed >= excess:
+                    break
+                ids.append(int(row_id))
+                freed += int(weight)
+            cursor.close()
+            self._conn.executemany("DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids])
+            shed = len(ids)
+            self._count_drops(shed)
+
+        if excess <= 0:
+            return 0
+        with self._lock:
+            self._write(op, "shed")
+        if shed:
+            _log.warning(
+                "%s lane: dropped %d row(s) (%d bytes) to keep the outbox within its byte budget",
+                self._lane,
+                shed,
+                freed,
+            )
+        return freed
 
     # -- internals -------------------------------------------------------------------------
 

@@ -13,9 +13,11 @@ Guarantees (DESIGN.md "Outbox guarantees"):
   (call it only after the PUBACK); ``release`` returns them. Opening the store releases every
   lease, so a crash between publish and ack means redelivery: at-least-once, consumers dedupe
   by ``id``.
-* Capacity is bounded in bytes (sum of stored JSON bodies) and age (wall time at enqueue).
-  Eviction takes the lowest severity first, then the oldest, never events that are out in a
-  batch, and counts drops per (rule, severity); the next batch reports and clears them.
+* Capacity is bounded in bytes (sum of stored JSON bodies, plus what a shared ``Spill`` such as
+  the snapshot lane holds) and age (wall time at enqueue). The spill is shed first (oldest
+  first); then eviction takes the lowest severity first, then the oldest, never events that
+  are out in a batch, and counts drops per (rule, severity); the next batch reports and clears
+  them. A full disk (SQLITE_FULL) at enqueue empties the spill and tries the event once more.
 
 One connection, guarded by a lock, serves the frame thread (``enqueue``) and the drain thread
 (``lease``/``ack``/``release``). The owner closes the store (``close()`` or ``with``). The
@@ -59,6 +61,7 @@ from edge_app.outbox.eviction import evict_expired, evict_over_capacity
 from edge_app.outbox.leasing import lease_batch
 from edge_app.outbox.recovery import SeqReservation
 from edge_app.outbox.schema import MERGE_DROPS, open_checked
+from edge_app.outbox.spill import Spill, disk_full, make_room, shed_all_for_disk
 from edge_app.outbox.tables import EventTables
 from edge_app.outbox.timefix import CLOCK_STEP_S, PLAUSIBLE_WALL, correct_times, read_boot_id
 
@@ -102,6 +105,7 @@ class Outbox:
         self._max_age_s = max_age_s
         self._encoder = encoder
         self._lock = threading.Lock()
+        self._spill: Spill | None = None
         self._next_age_check = float("-inf")
         self._closed = False
         self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
@@ -154,8 +158,9 @@ class Outbox:
     def enqueue(self, event: Event) -> Event:
         """Store ``event`` durably and return it with its ``seq``; the event exists from now on.
 
-        Thread-safe. May evict older/lower-severity events (or this one) to stay within
-        capacity; drops are counted for the next batch.
+        Thread-safe. To stay within capacity it first sheds the shared spill (the snapshot
+        lane, see ``share_budget``), then evicts older/lower-severity events (or this one);
+        event drops are counted for the next batch.
         """
         if event.seq is not None:
             raise OutboxError(
@@ -173,21 +178,38 @@ class Outbox:
                     "values to str, int, float, bool, None, lists and dicts"
                 ) from exc
             size = len(body)  # ASCII: json.dumps escapes everything else
-            now_mono, now_wall = self._clock.monotonic(), self._clock.time()
-            row = (stored.seq, event.id, RANK[event.severity], event.rule, now_mono, now_wall)
-            with self._t.transaction("enqueue"):
-                self._check_clock(now_mono, now_wall)
-                self._t.conn.execute(
-                    "INSERT INTO events (seq, id, severity, rule, created_mono, created_wall,"
-                    " bytes, body, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, size, body, self._boot_id),
-                )
-                self._t.set_meta("last_seq", str(stored.seq))
-                self._t.count, self._t.bytes = self._t.count + 1, self._t.bytes + size
-                self._t.last_seq = self._t.last_seq + 1
-                evict_over_capacity(self._t, self._max_bytes)
-                self._evict_expired(now_mono, now_wall)
+            room = make_room(self._spill, self._t.bytes + size, self._max_bytes)
+            saved = (self._offset, self.times_corrected)
+            try:
+                self._insert(stored, body, room)
+            except OutboxError as exc:
+                if not disk_full(exc) or not shed_all_for_disk(self._spill):
+                    raise
+                self._offset, self.times_corrected = saved  # the correction was rolled back
+                self._insert(stored, body, room)  # once: if it fails again, the disk is full
             return stored
+
+    def share_budget(self, spill: Spill) -> None:
+        """Count ``spill`` (the snapshot lane) against ``max_bytes``; it gives way first.
+
+        From now on, when events plus ``spill.held_bytes()`` would exceed ``max_bytes``,
+        ``spill.shed`` drops its oldest items before any event is evicted, and on a full disk
+        (SQLITE_FULL at enqueue) it is emptied and the event tried once more. The owner keeps
+        ``spill`` open while this outbox is; call ``fit_budget`` after adding to it.
+        """
+        with self._lock:
+            self._spill = spill
+
+    def fit_budget(self) -> int:
+        """Shed the shared spill's oldest items until events plus spill fit in ``max_bytes``
+        (call it after adding to the spill; events are never evicted for it). Returns the bytes
+        shed; ``OutboxError`` if the spill cannot be written."""
+        with self._lock:
+            self._check_open()
+            if self._spill is None:
+                return 0
+            excess = self._t.bytes + self._spill.held_bytes() - self._max_bytes
+            return self._spill.shed(excess) if excess > 0 else 0
 
     # -- drain side ------------------------------------------------------------------------
 
@@ -339,6 +361,24 @@ class Outbox:
                 "wall clock stepped: corrected the UTC time of %d stored event(s) of this boot",
                 fixed,
             )
+
+    def _insert(self, stored: Event, body: str, room: int) -> None:
+        """Commit ``stored`` (its JSON ``body``), then evict events down to ``room`` bytes."""
+        now_mono, now_wall = self._clock.monotonic(), self._clock.time()
+        rank = RANK[stored.severity]
+        row = (stored.seq, stored.id, rank, stored.rule, now_mono, now_wall, len(body), body)
+        with self._t.transaction("enqueue"):
+            self._check_clock(now_mono, now_wall)
+            self._t.conn.execute(
+                "INSERT INTO events (seq, id, severity, rule, created_mono, created_wall,"
+                " bytes, body, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, self._boot_id),
+            )
+            self._t.set_meta("last_seq", str(stored.seq))
+            self._t.count, self._t.bytes = self._t.count + 1, self._t.bytes + len(body)
+            self._t.last_seq = self._t.last_seq + 1
+            evict_over_capacity(self._t, room)
+            self._evict_expired(now_mono, now_wall)
 
     def _evict_expired(self, now_mono: float, now_wall: float) -> None:
         if now_mono < self._next_age_check:
