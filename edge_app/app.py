@@ -220,6 +220,7 @@ class EdgeApp:
                 outbox=self.outbox.stats,
                 drain=lambda: self._drain.stats() if self._drain is not None else None,
                 transport=self._transport if cfg.uplink.enabled else None,
+                snapshots=(self._snapshot_lane.stats if self._snapshot_lane is not None else None),
                 disk_usage=self._disk_usage,
                 notify=self._notify,
                 watchdog_s=self._watchdog_s,

@@ -13,7 +13,7 @@ __all__ = [
 ]
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge_app.domain import Severity
@@ -81,6 +81,10 @@ class OutboxStats:
     leased: int
     leased_bytes: int
     dropped: int
+    """Drops waiting to be reported in a batch (cleared when that batch is acknowledged)."""
+    dropped_total: Mapping[str, int] = field(default_factory=dict)
+    """Events dropped since the store was opened (evicted for space or age, or dead-lettered),
+    by severity value ("low", "medium", "high"); only grows, for metrics."""
 
     @property
     def pending(self) -> int:

@@ -341,6 +341,7 @@ class Outbox:
                 leased=self._t.leased,
                 leased_bytes=self._t.leased_bytes,
                 dropped=int(dropped),
+                dropped_total=dict(self._t.dropped_total),
             )
 
     # -- internals -------------------------------------------------------------------------

@@ -31,6 +31,8 @@ class EventTables:
         self.conn = conn
         self.path = path
         self.count = self.bytes = self.leased = self.leased_bytes = self.last_seq = 0
+        self.dropped_total: Counter[str] = Counter()
+        """Events dropped since opening (evicted, expired, dead-lettered), by severity."""
 
     def load(self, reserved_seq: int) -> None:
         """Release every lease (a crash between publish and ack means redelivery), put drop
@@ -78,6 +80,8 @@ class EventTables:
             " ON CONFLICT (rule, severity, lease_id) DO UPDATE SET n = n + excluded.n",
             [(rule, severity_of_rank(rank).value, n) for (rule, rank), n in drops.items()],
         )
+        for (_, rank), n in drops.items():
+            self.dropped_total[severity_of_rank(rank).value] += n
         _log.warning("outbox dropped %d undelivered events: %s", drops.total(), why)
 
     def set_meta(self, key: str, value: str) -> None:
@@ -92,12 +96,14 @@ class EventTables:
         """One write transaction; the mirrors are restored if it rolls back. SQLite errors
         come out as ``OutboxError`` naming ``op``."""
         saved = (self.count, self.bytes, self.leased, self.leased_bytes, self.last_seq)
+        dropped = self.dropped_total.copy()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             yield
             self.conn.execute("COMMIT")
         except BaseException as exc:
             (self.count, self.bytes, self.leased, self.leased_bytes, self.last_seq) = saved
+            self.dropped_total = dropped
             if self.conn.in_transaction:
                 try:
                     self.conn.execute("ROLLBACK")
