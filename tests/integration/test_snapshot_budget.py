@@ -51,9 +51,10 @@ def test_snapshots_give_way_before_events_when_the_budget_is_small(
     with EdgeApp(config, transport=transport) as app:
         app.wait()
         raised = app.stats().events
-        snapshots_dropped = app.telemetry.registry.counter("SnapshotsDropped", "Count")
-        app.telemetry.collector.collect()
-        metric = snapshots_dropped.value
+        telemetry = app.telemetry
+        assert telemetry is not None
+        telemetry.collector.collect()
+        metric = telemetry.registry.counter("SnapshotsDropped", "Count").value
 
     events = stored_events(config)
     with_snapshot = [e for e in events if e.get("snapshot")]
