@@ -13,6 +13,12 @@ snapshot lane's rows name a JPEG file and carry its size). ``stats().bytes`` sum
 lane whose rows give way to events under the outbox byte budget is handed to
 ``Outbox.share_budget``: it implements ``Spill`` (``held_bytes``, ``shed``). Shedding deletes
 rows only, never the files they name.
+
+Given a ``clock``, each row also keeps the clock offset (``wall - mono``) and boot id it was
+recorded under, and its ``ts`` is corrected when the wall clock is stepped or synchronised
+(``timefix.ClockWatch``), before anything is dropped as too old: metric data points recorded
+while a board's clock said 2008 go to CloudWatch with their true times, not dropped as stale.
+Readers take an item's time from ``LaneRow.ts``, never from its body.
 """
 
 from __future__ import annotations
@@ -28,14 +34,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge_app.clock import Clock
 from edge_app.errors import OutboxError
+from edge_app.outbox.timefix import ClockWatch, boot_id_for
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lane_rows (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     lane TEXT NOT NULL,
     ts REAL NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    offset REAL,
+    boot_id TEXT
 );
 CREATE INDEX IF NOT EXISTS lane_rows_fifo ON lane_rows (lane, id);
 CREATE TABLE IF NOT EXISTS lane_drops (lane TEXT PRIMARY KEY, n INTEGER NOT NULL);
@@ -77,7 +87,16 @@ class LaneStats:
 class LaneStore:
     """The lane ``lane`` ("metrics", "logs") in the SQLite file ``path``. Thread-safe."""
 
-    def __init__(self, path: Path, lane: str, *, max_rows: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        lane: str,
+        *,
+        max_rows: int = 1_000_000,
+        clock: Clock | None = None,
+        boot_id: str | None = None,
+    ) -> None:
+        """``clock`` enables time correction; ``boot_id`` defaults as ``Outbox``'s does."""
         if not lane.isidentifier():
             raise OutboxError(f"lane name must be an identifier like 'metrics', got {lane!r}")
         if max_rows < 1:
@@ -85,6 +104,11 @@ class LaneStore:
         self._path = path
         self._lane = lane
         self._max_rows = max_rows
+        self._clock = clock
+        self._watch = ClockWatch(clock) if clock is not None else None
+        self._boot_id = "" if clock is None else boot_id_for(clock) if boot_id is None else boot_id
+        self.times_corrected = 0
+        """Rows whose ``ts`` was corrected after a clock step or sync."""
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +118,10 @@ class LaneStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(lane_rows)")}
+            for column, kind in (("offset", "REAL"), ("boot_id", "TEXT")):
+                if column not in columns:  # a file written before rows kept their clock
+                    self._conn.execute(f"ALTER TABLE lane_rows ADD COLUMN {column} {kind}")
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
                 f"cannot open the {lane} lane in {path}: {exc}; check the directory and disk"
@@ -118,9 +146,10 @@ class LaneStore:
             return
 
         def op() -> None:
+            offset = self._retime()
             self._conn.executemany(
-                "INSERT INTO lane_rows (lane, ts, body) VALUES (?, ?, ?)",
-                [(self._lane, float(ts), body) for ts, body in items],
+                "INSERT INTO lane_rows (lane, ts, body, offset, boot_id) VALUES (?, ?, ?, ?, ?)",
+                [(self._lane, float(ts), body, offset, self._boot_id) for ts, body in items],
             )
             self._trim()
 
@@ -157,6 +186,7 @@ class LaneStore:
 
         def op() -> None:
             nonlocal dropped
+            self._retime()  # a row's true time decides whether it is too old
             dropped = self._conn.execute(
                 "DELETE FROM lane_rows WHERE lane = ? AND ts < ?", (self._lane, cutoff_ts)
             ).rowcount
@@ -228,6 +258,22 @@ class LaneStore:
         return freed
 
     # -- internals -------------------------------------------------------------------------
+
+    def _retime(self) -> float | None:
+        """Correct this boot's rows if the clock was stepped or synced (inside the caller's
+        transaction); returns the current ``wall - mono`` offset (None without a clock)."""
+        if self._clock is None or self._watch is None:
+            return None
+        mono, wall = self._clock.monotonic(), self._clock.time()
+        offset = wall - mono
+        tolerance = self._watch.check(mono, wall)
+        if tolerance is not None and self._boot_id:
+            self.times_corrected += self._conn.execute(
+                "UPDATE lane_rows SET ts = ts + (? - offset), offset = ? WHERE lane = ?"
+                " AND boot_id = ? AND offset IS NOT NULL AND abs(offset - ?) > ?",
+                (offset, offset, self._lane, self._boot_id, offset, tolerance),
+            ).rowcount
+        return offset
 
     def _trim(self) -> None:
         (rows,) = self._conn.execute(

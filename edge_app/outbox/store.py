@@ -37,6 +37,7 @@ __all__ = [
     "severity_of_rank",
 ]
 
+import copy
 import json
 import logging
 import sqlite3
@@ -45,7 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from edge_app.clock import Clock, SystemClock
+from edge_app.clock import Clock
 from edge_app.domain import Event
 from edge_app.errors import OutboxError
 from edge_app.outbox.batch import (
@@ -63,7 +64,7 @@ from edge_app.outbox.recovery import SeqReservation
 from edge_app.outbox.schema import MERGE_DROPS, open_checked
 from edge_app.outbox.spill import Spill, disk_full, make_room, shed_all_for_disk
 from edge_app.outbox.tables import EventTables
-from edge_app.outbox.timefix import CLOCK_STEP_S, PLAUSIBLE_WALL, correct_times, read_boot_id
+from edge_app.outbox.timefix import ClockWatch, boot_id_for, correct_times
 
 _log = logging.getLogger(__name__)
 
@@ -109,12 +110,8 @@ class Outbox:
         self._next_age_check = float("-inf")
         self._closed = False
         self._seqs = SeqReservation(path.with_name(path.name + ".seq"))
-        if boot_id is None:
-            # Only the system's monotonic clock belongs to this boot; a fake clock's times
-            # must never be "corrected" against the real one (a test's other Outbox).
-            boot_id = read_boot_id() if isinstance(clock, SystemClock) else ""
-        self._boot_id = boot_id
-        self._offset: float | None = None  # wall - mono at the last clock check, seconds
+        self._boot_id = boot_id_for(clock) if boot_id is None else boot_id
+        self._watch = ClockWatch(clock)
         self.times_corrected = 0
         """Events whose UTC time was corrected after a clock step (see ``timefix``)."""
         conn, moved = open_checked(path, clock, self._seqs.reserved)
@@ -179,13 +176,13 @@ class Outbox:
                 ) from exc
             size = len(body)  # ASCII: json.dumps escapes everything else
             room = make_room(self._spill, self._t.bytes + size, self._max_bytes)
-            saved = (self._offset, self.times_corrected)
+            saved = (copy.copy(self._watch), self.times_corrected)
             try:
                 self._insert(stored, body, room)
             except OutboxError as exc:
                 if not disk_full(exc) or not shed_all_for_disk(self._spill):
                     raise
-                self._offset, self.times_corrected = saved  # the correction was rolled back
+                self._watch, self.times_corrected = saved  # the correction was rolled back
                 self._insert(stored, body, room)  # once: if it fails again, the disk is full
             return stored
 
@@ -347,19 +344,17 @@ class Outbox:
     # -- internals -------------------------------------------------------------------------
 
     def _check_clock(self, now_mono: float, now_wall: float) -> None:
-        """After a wall-clock step, correct the times of this boot's stored events."""
-        offset = now_wall - now_mono
-        if now_wall < PLAUSIBLE_WALL:
-            return  # the clock is not set yet: nothing to correct towards
-        if self._offset is not None and abs(offset - self._offset) <= CLOCK_STEP_S:
+        """After a wall-clock step or sync, correct the times of this boot's stored events."""
+        tolerance = self._watch.check(now_mono, now_wall)
+        if tolerance is None:
             return
-        self._offset = offset
-        fixed, delta = correct_times(self._t.conn, self._boot_id, offset)
+        fixed, delta = correct_times(self._t.conn, self._boot_id, now_wall - now_mono, tolerance)
         if fixed:
             self._t.bytes += delta
             self.times_corrected += fixed
             _log.info(
-                "wall clock stepped: corrected the UTC time of %d stored event(s) of this boot",
+                "wall clock stepped or synchronised: corrected the UTC time of %d stored "
+                "event(s) of this boot",
                 fixed,
             )
 

@@ -99,7 +99,9 @@ class Telemetry:
         reconnects = self.registry.counter("UplinkReconnects", "Count", "Connections made")
         if transport is not None:
             transport.on_connection_change(lambda up: reconnects.inc() if up else None)
-        self.lane = LaneStore(config.outbox_path, "metrics", max_rows=config.metrics.max_rows)
+        self.lane = LaneStore(
+            config.outbox_path, "metrics", max_rows=config.metrics.max_rows, clock=clock
+        )
         self.collector = Collector(
             self.registry,
             clock=clock,
@@ -152,7 +154,7 @@ class Telemetry:
         cwl = config.cloudwatch_logs
         if cwl.enabled:
             self._log_buffer = LogBuffer()
-            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000)
+            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000, clock=clock)
             client = aws_for(config, "logs", cwl.endpoint_url)
             stream = cwl.stream or config.device.thing_name
             self.logs = LogShipper(
