@@ -93,9 +93,7 @@ class OutboxReader:
                 # Files written before the dead-letter lane (or any side lane) lack its tables.
                 tables = {
                     str(name)
-                    for (name,) in c.execute(
-                        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-                    )
+                    for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 }
                 (dead,) = (
                     c.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
@@ -141,13 +139,16 @@ class OutboxReader:
 def _lanes(c: sqlite3.Connection, tables: set[str]) -> dict[str, dict[str, int]]:
     lanes: dict[str, dict[str, int]] = {}
     if "lane_rows" in tables:
-        weights = (
-            "SELECT lane, COUNT(*), COALESCE(SUM(weight), 0) FROM lane_weights GROUP BY lane"
-            if "lane_weights" in tables
+        columns = {str(r[1]) for r in c.execute("PRAGMA table_info(lane_rows)")}
+        # Rows stored before weights were kept (or files without the column) weigh their body.
+        query = (
+            "SELECT lane, COUNT(*), COALESCE(SUM(COALESCE(weight, LENGTH(body))), 0)"
+            " FROM lane_rows GROUP BY lane"
+            if "weight" in columns
             else "SELECT lane, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM lane_rows"
             " GROUP BY lane"
         )
-        for lane, rows, size in c.execute(weights):
+        for lane, rows, size in c.execute(query):
             lanes[str(lane)] = {"rows": int(rows), "bytes": int(size), "dropped": 0}
     if "lane_drops" in tables:
         for lane, n in c.execute("SELECT lane, n FROM lane_drops"):

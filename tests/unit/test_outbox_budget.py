@@ -4,6 +4,7 @@ age. Real SQLite files, FakeClock; the snapshot lane is the real ``LaneStore``."
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from edge_app.clock import FakeClock
 from edge_app.domain import Severity
 from edge_app.outbox import LaneStore, Outbox, OutboxReader
+from edge_app.outbox.lane import row_weight
 from edge_app.uplink import SnapshotSender, encode_batch, snapshot_row
 from tests.factories import DEVICE, make_event
 
@@ -63,6 +65,26 @@ def test_a_snapshot_row_weighs_its_jpeg_and_old_rows_only_their_body(lane: LaneS
     lane.add([(1.0, old), (2.0, new)])
     assert lane.held_bytes() == len(old) + len(new) + JPEG_BYTES
     assert lane.stats().bytes == lane.held_bytes()
+
+
+def test_rows_stored_before_weights_were_kept_weigh_their_body(db: Path) -> None:
+    body = snapshot_row("e0", "dock/e0.jpg")
+    with sqlite3.connect(db) as conn:  # the lane table as files written before had it
+        conn.execute(
+            "CREATE TABLE lane_rows (id INTEGER PRIMARY KEY AUTOINCREMENT, lane TEXT NOT NULL,"
+            " ts REAL NOT NULL, body TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO lane_rows (lane, ts, body) VALUES ('snapshots', 1.0, ?)", (body,))
+    conn.close()
+    with LaneStore(db, "snapshots") as lane:
+        assert lane.held_bytes() == len(body)
+        lane.add([(2.0, snapshot_row("e1", "dock/e1.jpg", JPEG_BYTES))])
+        assert lane.held_bytes() == len(body) + row_weight(
+            snapshot_row("e1", "dock/e1.jpg", JPEG_BYTES)
+        )
+        assert lane.shed(1) == len(body)  # the old row goes first and frees its length
+        assert lane.stats().dropped == 1
+        assert lane.stats().bytes == lane.held_bytes() > JPEG_BYTES
 
 
 def test_bodies_that_are_not_json_objects_weigh_their_length(db: Path) -> None:
