@@ -315,7 +315,7 @@ class Outbox:
                 self._t.conn.execute("DELETE FROM drops WHERE lease_id = ?", (batch.batch_id,))
                 self._t.leased -= len(sizes)
                 self._t.leased_bytes -= sum(size for (size,) in sizes)
-            self._offset = None  # released events may predate a clock step: check them again
+            self._watch.recheck()  # released events may predate a clock step: check them again
 
     def stats(self) -> OutboxStats:
         """Depth, bytes, oldest event's wall time, last seq, leased events, pending drops."""
