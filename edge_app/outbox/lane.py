@@ -7,6 +7,14 @@ untouched. A lane is a FIFO of ``(ts, body)`` rows: ``add`` commits (WAL, synchr
 removes rows the cloud would refuse (CloudWatch: older than 14 days) and counts them, and
 ``max_rows`` bounds the lane (oldest dropped first, counted too). The owner closes the store.
 
+A row's *weight* (``row_weight``, stored with the row) is its body's length plus, when the body
+is a JSON object with an integer ``bytes``, that many bytes: the size of what the row stands
+for outside the database (the snapshot lane's rows name a JPEG file and carry its size).
+``stats().bytes`` sums weights. A
+lane whose rows give way to events under the outbox byte budget is handed to
+``Outbox.share_budget``: it implements ``Spill`` (``held_bytes``, ``shed``). Shedding deletes
+rows only, never the files they name.
+
 Given a ``clock``, each row also keeps the clock offset (``wall - mono``) and boot id it was
 recorded under, and its ``ts`` is corrected when the wall clock is stepped or synchronised
 (``timefix.ClockWatch``), before anything is dropped as too old: metric data points recorded
@@ -16,8 +24,10 @@ Readers take an item's time from ``LaneRow.ts``, never from its body.
 
 from __future__ import annotations
 
-__all__ = ["LaneRow", "LaneStats", "LaneStore"]
+__all__ = ["LaneRow", "LaneStats", "LaneStore", "row_weight"]
 
+import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -37,11 +47,29 @@ CREATE TABLE IF NOT EXISTS lane_rows (
     ts REAL NOT NULL,
     body TEXT NOT NULL,
     offset REAL,
-    boot_id TEXT
+    boot_id TEXT,
+    weight INTEGER
 );
 CREATE INDEX IF NOT EXISTS lane_rows_fifo ON lane_rows (lane, id);
 CREATE TABLE IF NOT EXISTS lane_drops (lane TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
+# A row's weight in the queries below is COALESCE(weight, LENGTH(body)): rows written before
+# weights were stored never carried "bytes", so their body's length is their weight.
+
+_log = logging.getLogger(__name__)
+
+
+def row_weight(body: str) -> int:
+    """Bytes a lane row holds against the outbox budget: the body's length, plus its ``bytes``
+    when the body is a JSON object with an integer ``bytes`` (the snapshot lane's JPEG size)."""
+    if '"bytes":' not in body:  # cheap first: metrics and log bodies never parse
+        return len(body)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return len(body)
+    extra = doc.get("bytes") if isinstance(doc, dict) else None
+    return len(body) + (extra if type(extra) is int and extra > 0 else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +83,8 @@ class LaneRow:
 
 @dataclass(frozen=True, slots=True)
 class LaneStats:
-    """Rows waiting, their body bytes, the oldest ``ts`` (None if empty), drops ever counted."""
+    """Rows waiting, their weight in bytes (bodies plus the ``bytes`` they name), the oldest
+    ``ts`` (None if empty), and drops ever counted (row bound, age and budget alike)."""
 
     rows: int
     bytes: int
@@ -98,8 +127,8 @@ class LaneStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(lane_rows)")}
-            for column, kind in (("offset", "REAL"), ("boot_id", "TEXT")):
-                if column not in columns:  # a file written before rows kept their clock
+            for column, kind in (("offset", "REAL"), ("boot_id", "TEXT"), ("weight", "INTEGER")):
+                if column not in columns:  # a file written before rows kept these
                     self._conn.execute(f"ALTER TABLE lane_rows ADD COLUMN {column} {kind}")
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
@@ -127,8 +156,12 @@ class LaneStore:
         def op() -> None:
             offset = self._retime()
             self._conn.executemany(
-                "INSERT INTO lane_rows (lane, ts, body, offset, boot_id) VALUES (?, ?, ?, ?, ?)",
-                [(self._lane, float(ts), body, offset, self._boot_id) for ts, body in items],
+                "INSERT INTO lane_rows (lane, ts, body, offset, boot_id, weight)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (self._lane, float(ts), body, offset, self._boot_id, row_weight(body))
+                    for ts, body in items
+                ],
             )
             self._trim()
 
@@ -179,7 +212,8 @@ class LaneStore:
         with self._lock:
             try:
                 rows, size, oldest = self._conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(ts) FROM lane_rows"
+                    "SELECT COUNT(*), COALESCE(SUM(COALESCE(weight, LENGTH(body))), 0), MIN(ts)"
+                    " FROM lane_rows"
                     " WHERE lane = ?",
                     (self._lane,),
                 ).fetchone()
@@ -194,6 +228,57 @@ class LaneStore:
             None if oldest is None else float(oldest),
             int(drop[0] if drop else 0),
         )
+
+    # -- the outbox byte budget (``Spill``) -----------------------------------------------
+
+    def held_bytes(self) -> int:
+        """The lane's weight in bytes: what it holds against the outbox byte budget."""
+        with self._lock:
+            try:
+                (size,) = self._conn.execute(
+                    "SELECT COALESCE(SUM(COALESCE(weight, LENGTH(body))), 0) FROM lane_rows"
+                    " WHERE lane = ?",
+                    (self._lane,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self._lane} lane in {self._path}: read failed: {exc}") from exc
+        return int(size)
+
+    def shed(self, excess: int) -> int:
+        """Drop the oldest rows until at least ``excess`` bytes of weight are freed (or the lane
+        is empty), counted as dropped; returns the bytes freed. The files rows name stay."""
+        freed = shed = 0
+
+        def op() -> None:
+            nonlocal freed, shed
+            ids: list[int] = []
+            cursor = self._conn.execute(
+                "SELECT id, COALESCE(weight, LENGTH(body)) FROM lane_rows WHERE lane = ?"
+                " ORDER BY id",
+                (self._lane,),
+            )
+            for row_id, weight in cursor:
+                if freed >= excess:
+                    break
+                ids.append(int(row_id))
+                freed += int(weight)
+            cursor.close()
+            self._conn.executemany("DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids])
+            shed = len(ids)
+            self._count_drops(shed)
+
+        if excess <= 0:
+            return 0
+        with self._lock:
+            self._write(op, "shed")
+        if shed:
+            _log.warning(
+                "%s lane: dropped %d row(s) (%d bytes) to keep the outbox within its byte budget",
+                self._lane,
+                shed,
+                freed,
+            )
+        return freed
 
     # -- internals -------------------------------------------------------------------------
 

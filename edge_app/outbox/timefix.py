@@ -69,6 +69,11 @@ class ClockWatch:
         self._offset: float | None = None  # wall - mono at the last correction, seconds
         self._synced: bool | None = None  # the OS flag as last read
 
+    def recheck(self) -> None:
+        """Compare stored times at the next ``check`` even if the clock has not moved: items
+        that were out of reach (leased) when it last did are back."""
+        self._offset = None
+
     def check(self, now_mono: float, now_wall: float) -> float | None:
         """None when stored times stand; else the tolerance (s) beyond which an item's
         recorded offset must be corrected to the current ``now_wall - now_mono``."""

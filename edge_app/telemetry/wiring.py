@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from edge_app.clock import Clock
 from edge_app.config import AppConfig
 from edge_app.errors import TelemetryError
-from edge_app.outbox import LaneStore, OutboxStats
+from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
@@ -87,6 +87,7 @@ class Telemetry:
         outbox: Callable[[], OutboxStats | None],
         drain: Callable[[], DrainStats | None],
         transport: Transport | None,
+        snapshots: Callable[[], LaneStats | None] | None = None,
         disk_usage: DiskUsage | None = None,
         notify: Callable[[str], bool] = sd_notify,
         watchdog_s: float | None = None,
@@ -122,6 +123,7 @@ class Telemetry:
             disk_path=data_dir,
             disk_usage=disk,
             lane=self.lane,
+            snapshots=snapshots,
         )
         h = config.health
         self.health = HealthMonitor(
