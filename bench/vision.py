@@ -284,13 +284,14 @@ def p3(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _pipeline_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement of ``bench/pipeline.py`` (its own process: clean RSS and caches)."""
+def _pipeline_child(mode: str, args: argparse.Namespace, root: Path = REPO) -> dict[str, Any]:
+    """One measurement of ``root``'s ``bench/pipeline.py`` (its own process: clean RSS and
+    caches; ``root`` another checkout, e.g. main, to compare its pipeline side by side)."""
     import subprocess
 
     cmd = [
         sys.executable,
-        str(REPO / "bench" / "pipeline.py"),
+        str(root / "bench" / "pipeline.py"),
         "--child",
         mode,
         "--clip",
@@ -300,9 +301,10 @@ def _pipeline_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "--threads",
         str(args.threads),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
-        raise SystemExit(f"bench child {mode} failed:\n{out.stderr}")
+        raise SystemExit(f"bench child {mode} ({root}) failed:\n{out.stderr}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -310,21 +312,26 @@ def _pipeline_child(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 def p1(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
 
-    rounds = [
-        {m: _pipeline_child(m, args) for m in ("bound", "naive", "pipeline")}
-        for _ in range(args.rounds)
-    ]
+    rounds = []
+    for _ in range(args.rounds):  # interleaved: a shared machine drifts between rounds
+        one = {m: _pipeline_child(m, args) for m in ("bound", "naive", "pipeline")}
+        if args.p1_baseline is not None:
+            one["baseline"] = _pipeline_child("pipeline", args, args.p1_baseline)
+        rounds.append(one)
 
     def med(mode: str) -> float:
         return float(statistics.median(r[mode]["fps"] for r in rounds))
 
-    return {
+    out = {
         "bound_fps": med("bound"),
         "naive_fps": med("naive"),
         "pipeline_fps": med("pipeline"),
         "p1_ratio": med("pipeline") / med("bound"),
         "naive_ratio": med("naive") / med("bound"),
     }
+    if args.p1_baseline is not None:
+        out["baseline_ratio"] = med("baseline") / med("bound")
+    return out
 
 
 def main() -> int:
@@ -335,6 +342,9 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="P1 interleaved rounds")
+    parser.add_argument(
+        "--p1-baseline", type=Path, help="P1: also run this checkout's pipeline (e.g. main)"
+    )
     parser.add_argument("--soak-s", type=float, default=180.0, help="P6 soak duration")
     parser.add_argument("--p3-trial-s", type=float, default=15.0, help="P3 seconds per N")
     parser.add_argument("--p3-max-trials", type=int, default=6, help="P3 trials per mode")
@@ -379,6 +389,8 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 ">= 0.97 x bound",
             ),
         ]
+        if "baseline_ratio" in r:
+            rows.append(("P1 baseline pipeline", f"{r['baseline_ratio']:.3f} x bound", ""))
     if "p2_cpu_fraction" in r:
         rows += [
             ("P2 CPU s / min, always", f"{r['cpu_s_per_min_always']:.1f}", ""),
