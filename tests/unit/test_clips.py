@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_app.actions.clips import ClipRecorder, ClipWriter, prune
-from edge_app.domain import Frame
+from edge_app.domain import Frame, as_image
 
 
 def frame(i: int, width: int = 320) -> Frame:
@@ -122,7 +122,7 @@ def test_ring_buffer_of_real_frames_costs_a_fraction_of_raw(
     for i in range(101):
         ok, image = capture.read()
         assert ok
-        recorder.push(Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, image))
+        recorder.push(Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, as_image(image)))
     capture.release()
     raw = 51 * 640 * 360 * 3
     assert 0 < recorder.buffered_bytes < raw / 10
