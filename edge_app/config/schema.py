@@ -208,6 +208,11 @@ class DetectorConfig(_Model):
         "else the manifest's.",
     )
     threads: int = Field(2, ge=1, le=64, description="Interpreter CPU threads.")
+    delegate: Literal["none", "edgetpu"] = Field(
+        "none",
+        description="Accelerator: edgetpu loads libedgetpu.so.1 (Coral Edge TPU runtime) "
+        "through the TFLite runtime's load_delegate; none: CPU only.",
+    )
     score_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Detections below this score are discarded."
     )

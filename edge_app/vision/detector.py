@@ -64,8 +64,9 @@ class TFLiteDetector:
     file the caller has already verified; ``fmt`` forces an output format (None: detected from
     the output tensors); ``preprocess`` overrides fields of the format's ``default_options``
     (resize, pad_value, align, channel_order, input_range); ``iou_threshold`` 0..1 is the NMS
-    overlap for formats that need NMS; ``max_detections`` caps boxes per frame. The caller owns
-    the detector and calls ``close()`` (or uses it as a context manager).
+    overlap for formats that need NMS; ``max_detections`` caps boxes per frame; ``delegate``
+    (``"edgetpu"``; None: CPU) runs the graph on an accelerator (``load_interpreter``). The
+    caller owns the detector and calls ``close()`` (or uses it as a context manager).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class TFLiteDetector:
         iou_threshold: float = 0.45,
         max_detections: int = 100,
         default_labels: Path | None = None,
+        delegate: str | None = None,
     ) -> None:
         self.score_threshold = score_threshold
         if not 0.0 <= iou_threshold <= 1.0:
@@ -94,7 +96,7 @@ class TFLiteDetector:
         self.sha256 = sha256 or sha256_file(self.path)
         self._model = ModelRef(model_name or self.path.stem, self.sha256[:12])
         self._labels, self.labels_source = choose_labels(self.path, labels_path, default_labels)
-        interpreter, self.runtime_name = load_interpreter(self.path, threads)
+        interpreter, self.runtime_name = load_interpreter(self.path, threads, delegate)
         if self.labels_source == "none":
             log.warning(
                 "no label file for %s and none embedded in it: classes are reported as "
@@ -238,6 +240,7 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
         preprocess=preprocess_overrides(config),
         iou_threshold=config.iou_threshold,
         default_labels=resolved.labels,
+        delegate=config.delegate,
     )
     if (
         config.format is None
