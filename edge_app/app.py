@@ -222,6 +222,7 @@ class EdgeApp:
                 outbox=self.outbox.stats,
                 drain=lambda: self._drain.stats() if self._drain is not None else None,
                 transport=self._transport if cfg.uplink.enabled else None,
+                snapshots=(self._snapshot_lane.stats if self._snapshot_lane is not None else None),
                 disk_usage=self._disk_usage,
                 notify=self._notify,
                 watchdog_s=self._watchdog_s,
@@ -323,6 +324,8 @@ class EdgeApp:
         lane = LaneStore(self.config.outbox_path, "snapshots", max_rows=rows)
         self._resources.callback(lane.close)
         self._snapshot_lane = lane
+        # Pictures count against outbox.max_bytes and give way before any event does.
+        self.outbox.share_budget(lane)
         return SnapshotSender(
             lane,
             self.config.device.data_dir / "snapshots",
@@ -333,9 +336,13 @@ class EdgeApp:
         stored = self.outbox.enqueue(event)
         if self._snapshot_lane is not None and stored.snapshot is not None:
             try:
-                self._snapshot_lane.add(
-                    [(stored.wall, snapshot_row(stored.id, str(stored.snapshot["file"])))]
+                snap = stored.snapshot
+                size = snap.get("bytes")
+                row = snapshot_row(
+                    stored.id, str(snap["file"]), size if isinstance(size, int) else None
                 )
+                self._snapshot_lane.add([(stored.wall, row)])
+                self.outbox.fit_budget()  # over budget: the oldest snapshots go, never events
             except OutboxError as exc:
                 # The event itself is stored; only its picture will not be sent.
                 log.warning("snapshot of event %s not queued for upload: %s", stored.id, exc)

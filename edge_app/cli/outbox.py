@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
     where.add_argument("--db", type=Path, help="the outbox file itself")
     cmds = parser.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    status = cmds.add_parser("status", help="depth, bytes, oldest age, by severity and rule")
+    status = cmds.add_parser(
+        "status", help="depth, bytes, oldest age, by severity and rule, drops, side lanes"
+    )
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(func=_status)
     peek = cmds.add_parser("peek", help="print the oldest N stored events, one JSON per line")
@@ -91,3 +93,8 @@ def _print_status(summary: OutboxSummary, *, as_json: bool) -> None:
     print(f"by rule      {summary.by_rule or '-'}")
     print(f"dropped      {summary.dropped or '-'}")
     print(f"dead letter  {summary.dead_letter} event(s) never sendable, kept in the file")
+    for name, lane in summary.lanes.items():
+        print(
+            f"lane {name:<9}{lane['rows']} row(s), {lane['bytes']:,} bytes,"
+            f" {lane['dropped']} dropped"
+        )

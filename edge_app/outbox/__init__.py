@@ -1,8 +1,10 @@
-"""The durable outbox: SQLite event store, read-only reader, and lanes for other data."""
+"""The durable outbox: SQLite event store, read-only reader, and lanes for other data
+(the snapshot lane shares the event store's byte budget as its ``Spill``)."""
 
 from edge_app.outbox.lane import LaneRow, LaneStats, LaneStore
 from edge_app.outbox.reader import OutboxReader, OutboxSummary
 from edge_app.outbox.recovery import RECOVERY_RULE, SeqReservation, recovery_event
+from edge_app.outbox.spill import Spill
 from edge_app.outbox.store import Batch, BatchEncoder, Outbox, OutboxStats
 
 __all__ = [
@@ -17,5 +19,6 @@ __all__ = [
     "OutboxStats",
     "OutboxSummary",
     "SeqReservation",
+    "Spill",
     "recovery_event",
 ]

@@ -11,13 +11,13 @@ __all__ = ["OutboxReader", "OutboxSummary"]
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from edge_app.errors import OutboxError
-from edge_app.outbox.store import severity_of_rank
+from edge_app.outbox.batch import severity_of_rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,10 @@ class OutboxSummary:
     dropped: dict[str, dict[str, int]]
     dead_letter: int = 0
     """Events parked because no publish can carry them (see ``Outbox.dead_letter``)."""
+    lanes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Side lanes (snapshots, metrics, logs): {lane: {"rows", "bytes", "dropped"}}; a lane's
+    bytes include what its rows name outside the file (the snapshot lane: JPEG sizes), and
+    ``dropped`` counts every drop ever (row bound, age, and the outbox byte budget)."""
 
 
 class OutboxReader:
@@ -86,13 +90,17 @@ class OutboxReader:
                     "SELECT rule, severity, SUM(n) FROM drops GROUP BY rule, severity"
                 ):
                     dropped.setdefault(rule, {})[severity] = int(n)
-                has_dead = c.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'"
-                ).fetchone()
-                # Files written before the dead-letter lane existed have no such table.
+                # Files written before the dead-letter lane (or any side lane) lack its tables.
+                tables = {
+                    str(name)
+                    for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
                 (dead,) = (
-                    c.execute("SELECT COUNT(*) FROM dead_letter").fetchone() if has_dead else (0,)
+                    c.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
+                    if "dead_letter" in tables
+                    else (0,)
                 )
+                lanes = _lanes(c, tables)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
         return OutboxSummary(
@@ -105,6 +113,7 @@ class OutboxReader:
             by_rule=by_rule,
             dropped=dropped,
             dead_letter=int(dead),
+            lanes=lanes,
         )
 
     def bodies(self, limit: int | None = None, *, chunk: int = 1000) -> Iterator[str]:
@@ -125,3 +134,23 @@ class OutboxReader:
             after = int(rows[-1][0])
             if left is not None:
                 left -= len(rows)
+
+
+def _lanes(c: sqlite3.Connection, tables: set[str]) -> dict[str, dict[str, int]]:
+    lanes: dict[str, dict[str, int]] = {}
+    if "lane_rows" in tables:
+        columns = {str(r[1]) for r in c.execute("PRAGMA table_info(lane_rows)")}
+        # Rows stored before weights were kept (or files without the column) weigh their body.
+        query = (
+            "SELECT lane, COUNT(*), COALESCE(SUM(COALESCE(weight, LENGTH(body))), 0)"
+            " FROM lane_rows GROUP BY lane"
+            if "weight" in columns
+            else "SELECT lane, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM lane_rows"
+            " GROUP BY lane"
+        )
+        for lane, rows, size in c.execute(query):
+            lanes[str(lane)] = {"rows": int(rows), "bytes": int(size), "dropped": 0}
+    if "lane_drops" in tables:
+        for lane, n in c.execute("SELECT lane, n FROM lane_drops"):
+            lanes.setdefault(str(lane), {"rows": 0, "bytes": 0, "dropped": 0})["dropped"] = int(n)
+    return dict(sorted(lanes.items()))

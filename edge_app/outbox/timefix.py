@@ -1,28 +1,41 @@
-"""Clock sanity for stored events: boot id, and correcting UTC times after a clock sync.
+"""Clock sanity for stored items: boot id, and correcting UTC times after a clock sync.
 
 Many devices have no battery-backed clock: they boot with a wall time years off and step it
-when NTP syncs. Each stored event keeps its monotonic time and the boot id beside the UTC time
-it was given, so ``wall - mono`` is the clock offset it was recorded under. When the current
-offset is plausible (the wall clock says 2020 or later) and differs from a stored event's by more
-than ``CLOCK_STEP_S``, that event was recorded under a wrong clock in this same boot: its time
-is shifted by the difference of the two offsets, and the event says so (``time_corrected: true``,
-``ts_recorded``: the time it first carried). Events of an earlier boot cannot be corrected this
+when NTP syncs. Each stored item keeps its monotonic time (or the offset ``wall - mono``) and the
+boot id beside the UTC time it was given, so ``wall - mono`` is the clock offset it was recorded
+under. ``ClockWatch`` says when to correct: the current offset moved by more than
+``CLOCK_STEP_S`` (the clock was stepped), or the OS has just raised its "synchronised" flag
+(then items more than ``SYNC_TOLERANCE_S`` off are corrected). Only a plausible wall clock
+(2020 or later) is corrected towards. A corrected event says so (``time_corrected: true``,
+``ts_recorded``: the time it first carried). Items of an earlier boot cannot be corrected this
 way (monotonic time restarts at boot) and are left as they are.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLOCK_STEP_S", "PLAUSIBLE_WALL", "correct_times", "read_boot_id"]
+__all__ = [
+    "CLOCK_STEP_S",
+    "PLAUSIBLE_WALL",
+    "SYNC_TOLERANCE_S",
+    "ClockWatch",
+    "boot_id_for",
+    "correct_times",
+    "read_boot_id",
+]
 
 import json
 import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from edge_app.clock import Clock, SystemClock
 from edge_app.domain import format_utc
 
-# Offsets that differ by more than this many seconds mean the wall clock was stepped.
+# Offsets that differ by more than this many seconds mean the wall clock was stepped. Lower
+# would mistake the jitter of reading two clocks, or a leap second, for a step.
 CLOCK_STEP_S = 30.0
+# Once the OS says the clock is synchronised, items recorded this far off are corrected.
+SYNC_TOLERANCE_S = 1.0
 # 2020-01-01T00:00:00Z: a wall clock before this has not been set yet.
 PLAUSIBLE_WALL = 1_577_836_800.0
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -40,6 +53,41 @@ def read_boot_id() -> str:
         return _BOOT_ID.read_text().strip()
     except OSError:
         return ""
+
+
+def boot_id_for(clock: Clock) -> str:
+    """The boot id to tag items with: this boot's with the system clock, none with any other.
+    A fake clock's times must never be "corrected" against the real one's."""
+    return read_boot_id() if isinstance(clock, SystemClock) else ""
+
+
+class ClockWatch:
+    """Tells a store when to correct the times it holds. Not thread-safe: its owner's lock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._offset: float | None = None  # wall - mono at the last correction, seconds
+        self._synced: bool | None = None  # the OS flag as last read
+
+    def recheck(self) -> None:
+        """Compare stored times at the next ``check`` even if the clock has not moved: items
+        that were out of reach (leased) when it last did are back."""
+        self._offset = None
+
+    def check(self, now_mono: float, now_wall: float) -> float | None:
+        """None when stored times stand; else the tolerance (s) beyond which an item's
+        recorded offset must be corrected to the current ``now_wall - now_mono``."""
+        if now_wall < PLAUSIBLE_WALL:
+            return None  # the clock is not set yet: nothing to correct towards
+        offset = now_wall - now_mono
+        synced = self._clock.synchronized()
+        became_synced = synced is True and self._synced is not True
+        self._synced = synced
+        stepped = self._offset is None or abs(offset - self._offset) > CLOCK_STEP_S
+        if not (stepped or became_synced):
+            return None
+        self._offset = offset
+        return SYNC_TOLERANCE_S if became_synced else CLOCK_STEP_S
 
 
 def correct_times(

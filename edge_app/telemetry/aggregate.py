@@ -73,12 +73,14 @@ class MetricDatum:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> MetricDatum:
+    def from_json(cls, text: str, *, ts: float | None = None) -> MetricDatum:
+        """Parse ``to_json``'s text; ``ts`` (the lane row's time, corrected after a clock
+        step) overrides the time written in it."""
         doc = json.loads(text)
         return cls(
             name=doc["n"],
             dims=tuple((str(k), str(v)) for k, v in doc["d"]),
-            ts=float(doc["t"]),
+            ts=float(doc["t"]) if ts is None else ts,
             unit=doc["u"],
             count=int(doc["c"]),
             total=float(doc["s"]),

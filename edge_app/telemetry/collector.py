@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from edge_app.clock import Clock
-from edge_app.outbox import LaneStore, OutboxStats
+from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.registry import Registry
 from edge_app.uplink import DrainStats
 
@@ -77,7 +77,8 @@ def read_temperatures(root: Path = Path("/sys/class/thermal")) -> dict[str, floa
 class Collector:
     """Fills ``registry`` from the app's counters; ``collect()`` is called by one thread.
 
-    The callables return the current snapshots (``None`` when that part is not running).
+    The callables return the current snapshots (``None`` when that part is not running);
+    ``snapshots`` gives the snapshot lane's ``LaneStats`` (``None`` or absent: no upload).
     ``disk_usage`` is a seam so tests can fake a nearly full disk.
     """
 
@@ -93,6 +94,7 @@ class Collector:
         disk_path: Path,
         disk_usage: DiskUsage = shutil.disk_usage,
         lane: LaneStore | None = None,
+        snapshots: Callable[[], LaneStats | None] | None = None,
         thermal_root: Path = Path("/sys/class/thermal"),
     ) -> None:
         self._r = registry
@@ -104,6 +106,7 @@ class Collector:
         self._disk_path = disk_path
         self._disk_usage = disk_usage
         self._lane = lane
+        self._snapshots = snapshots
         self._thermal = thermal_root
         self._last_mono: float | None = None
         self._last_processed: dict[str, int] = {}
@@ -188,6 +191,21 @@ class Collector:
             r.gauge("OutboxDropsPending", "Count", "Evicted events not yet reported").set(
                 stats.dropped
             )
+            for severity, n in stats.dropped_total.items():
+                # A counter: the minute aggregate (and Prometheus rate()) give drops per period.
+                r.counter(
+                    "OutboxDropped",
+                    "Count",
+                    "Events dropped undelivered (evicted for space or age, or dead-lettered)",
+                    severity=severity,
+                ).set_total(n)
+        snapshots = self._snapshots() if self._snapshots is not None else None
+        if snapshots is not None:
+            r.counter(
+                "SnapshotsDropped",
+                "Count",
+                "Queued snapshot uploads dropped (lane row bound, outbox byte budget, full disk)",
+            ).set_total(snapshots.dropped)
         if self._lane is not None:
             lane = self._lane.stats()
             r.gauge("MetricsBacklog", "Count", "Minute aggregates waiting for delivery").set(

@@ -230,8 +230,9 @@ class LogShipper:
             # identical lines stamped in the same ms are one line repeated: sent once
             by_line: dict[tuple[int, str], list[int]] = {}
             for row in rows:
-                ts, msg = json.loads(row.body)
-                by_line.setdefault((int(ts), str(msg)), []).append(row.id)
+                _, msg = json.loads(row.body)
+                # the row's time, corrected if the clock was stepped since the line was logged
+                by_line.setdefault((round(row.ts * 1000), str(msg)), []).append(row.id)
             plan = plan_log_batches(list(by_line), now_ms)
             delivered = 0
             for batch in plan.batches:

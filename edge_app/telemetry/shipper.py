@@ -90,7 +90,7 @@ class TelemetryLoop:
         delivered = 0
         while rows := self._lane.peek(_SEND_CHUNK):
             try:
-                self._sink.send([MetricDatum.from_json(r.body) for r in rows])
+                self._sink.send([MetricDatum.from_json(r.body, ts=r.ts) for r in rows])
             except EdgeAppError as exc:
                 if not self._failing:
                     _log.warning("metrics sink failed, aggregates stay queued: %s", exc)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from edge_app.clock import Clock
 from edge_app.config import AppConfig
 from edge_app.errors import TelemetryError
-from edge_app.outbox import LaneStore, OutboxStats
+from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
@@ -80,6 +80,7 @@ class Telemetry:
         outbox: Callable[[], OutboxStats | None],
         drain: Callable[[], DrainStats | None],
         transport: Transport | None,
+        snapshots: Callable[[], LaneStats | None] | None = None,
         disk_usage: DiskUsage | None = None,
         notify: Callable[[str], bool] = sd_notify,
         watchdog_s: float | None = None,
@@ -98,7 +99,9 @@ class Telemetry:
         reconnects = self.registry.counter("UplinkReconnects", "Count", "Connections made")
         if transport is not None:
             transport.on_connection_change(lambda up: reconnects.inc() if up else None)
-        self.lane = LaneStore(config.outbox_path, "metrics", max_rows=config.metrics.max_rows)
+        self.lane = LaneStore(
+            config.outbox_path, "metrics", max_rows=config.metrics.max_rows, clock=clock
+        )
         self.collector = Collector(
             self.registry,
             clock=clock,
@@ -109,6 +112,7 @@ class Telemetry:
             disk_path=data_dir,
             disk_usage=disk,
             lane=self.lane,
+            snapshots=snapshots,
         )
         h = config.health
         self.health = HealthMonitor(
@@ -150,7 +154,7 @@ class Telemetry:
         cwl = config.cloudwatch_logs
         if cwl.enabled:
             self._log_buffer = LogBuffer()
-            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000)
+            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000, clock=clock)
             client = aws_for(config, "logs", cwl.endpoint_url)
             stream = cwl.stream or config.device.thing_name
             self.logs = LogShipper(

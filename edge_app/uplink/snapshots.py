@@ -6,8 +6,10 @@ publish only when no event is waiting, so a snapshot backlog never delays an eve
 is re-encoded smaller until it fits the payload limit and published (QoS 1) on
 ``{prefix}/snapshots/{event_id}``; the row is deleted on PUBACK and kept on failure. A file
 that no longer exists (cleaned up locally) is skipped and counted. The lane is bounded by rows
-(``LaneStore.max_rows``, oldest dropped first and counted): snapshots give way before events,
-which have their own budget.
+(``LaneStore.max_rows``, oldest dropped first and counted) and, through ``Outbox.share_budget``,
+by the outbox byte budget: a row weighs its JPEG's size, and snapshots are dropped (oldest
+first, counted) before any event is evicted. Dropping a row never deletes the JPEG, which
+belongs to local snapshot retention (``edge_app.actions.snapshot``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ from edge_app.outbox import LaneStore
 _log = logging.getLogger(__name__)
 
 
-def snapshot_row(event_id: str, file: str) -> str:
-    """The lane body for one snapshot: compact JSON ``{"event_id", "file"}``."""
-    return json.dumps({"event_id": event_id, "file": file}, separators=(",", ":"))
+def snapshot_row(event_id: str, file: str, size: int | None = None) -> str:
+    """The lane body for one snapshot: compact JSON ``{"event_id", "file", "bytes"}``.
+
+    ``size`` is the JPEG's size in bytes; ``LaneStore`` counts it against the outbox byte
+    budget (rows without ``bytes``, written before, count only their own length).
+    """
+    doc: dict[str, object] = {"event_id": event_id, "file": file}
+    if size is not None:
+        doc["bytes"] = int(size)
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def fit_jpeg(data: bytes, limit: int) -> bytes:

@@ -161,3 +161,57 @@ def test_stale_aggregates_are_dropped_and_counted(tmp_path: Path, moto_endpoint:
     listed = cw.list_metrics(Namespace="EdgeAppStale")["Metrics"]
     assert sorted(m["MetricName"] for m in listed) == ["Backlog0", "Backlog1"]
     assert timedelta(seconds=MAX_AGE_S) == timedelta(days=14)
+
+
+def test_minutes_recorded_before_the_clock_was_set_arrive_at_their_true_times(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    """A board boots with its clock in 2008; three minutes later NTP steps it. The minutes
+    recorded under the wrong clock reach CloudWatch at their true times, not dropped as
+    "older than 14 days"."""
+    true_start = recent_minute()
+    clock = FakeClock(monotonic=100.0, wall=true_start - 18 * 365 * 86400)
+    reg = Registry({"device": "cam-no-rtc"})
+    events = reg.counter("Events", rule="intrusion", severity="high")
+    with LaneStore(tmp_path / "outbox.db", "metrics", clock=clock, boot_id="boot-1") as lane:
+        loop = TelemetryLoop(
+            aggregator=MinuteAggregator(reg),
+            lane=lane,
+            sink=None,  # offline: aggregates wait in the lane
+            clock=clock,
+            stop=threading.Event(),
+        )
+        for minute in range(3):
+            events.inc(minute + 2)
+            loop.tick()
+            clock.advance(60)
+        loop.tick()  # closes the third minute, still in 2008
+        assert [time.gmtime(r.ts).tm_year for r in lane.peek(10)] == [2008] * 3
+        clock.set_wall(true_start + 180)  # NTP: the true time, 3 min after "boot"
+        online = TelemetryLoop(
+            aggregator=MinuteAggregator(reg),
+            lane=lane,
+            sink=CloudWatchSink(client(moto_endpoint), "EdgeAppTest"),
+            clock=clock,
+            stop=threading.Event(),
+        )
+        online.tick()
+        assert lane.times_corrected == 3
+        assert online.sent == 3
+        assert lane.stats().dropped == 0
+    stats = client(moto_endpoint).get_metric_statistics(
+        Namespace="EdgeAppTest",
+        MetricName="Events",
+        Dimensions=[
+            {"Name": "device", "Value": "cam-no-rtc"},
+            {"Name": "rule", "Value": "intrusion"},
+            {"Name": "severity", "Value": "high"},
+        ],
+        StartTime=datetime.fromtimestamp(true_start - 120, UTC),
+        EndTime=datetime.fromtimestamp(true_start + 300, UTC),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    minute0 = math.floor(true_start / 60) * 60
+    got = {p["Timestamp"].timestamp(): p["Sum"] for p in stats["Datapoints"]}
+    assert got == {minute0: 2.0, minute0 + 60: 3.0, minute0 + 120: 4.0}

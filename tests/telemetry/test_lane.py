@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from edge_app.clock import FakeClock
@@ -35,3 +36,40 @@ def test_lanes_are_separate_and_events_unaffected(tmp_path: Path) -> None:
         assert (metrics.stats().rows, logs.stats().rows) == (1, 2)
         assert outbox.stats().depth == 0
         assert outbox.stats().last_seq == 0
+
+
+def test_rows_recorded_before_a_clock_step_are_retimed_before_the_age_cut(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(monotonic=10.0, wall=1_200_000_000.0)  # 2008: no RTC battery
+    with LaneStore(tmp_path / "o.db", "logs", clock=clock, boot_id="b1") as lane:
+        lane.add([(clock.time(), '"before"')])
+        clock.advance(20.0)
+        clock.set_wall(1_790_000_000.0)
+        assert lane.drop_older_than(clock.time() - 86400) == 0  # not "18 years old"
+        lane.add([(clock.time(), '"after"')])
+        rows = lane.peek(10)
+        assert [r.ts for r in rows] == [1_790_000_000.0 - 20.0, 1_790_000_000.0]
+        assert lane.times_corrected == 1
+    with LaneStore(tmp_path / "o.db", "logs", clock=clock, boot_id="b2") as other_boot:
+        clock.set_wall(1_800_000_000.0)
+        other_boot.add([(clock.time(), '"next boot"')])
+        assert other_boot.times_corrected == 0  # monotonic time of boot b1 says nothing here
+
+
+def test_a_file_written_before_rows_kept_their_clock_opens_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "o.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE lane_rows (id INTEGER PRIMARY KEY AUTOINCREMENT, lane TEXT NOT NULL,"
+            " ts REAL NOT NULL, body TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO lane_rows (lane, ts, body) VALUES ('metrics', 5.0, '{}')")
+    conn.close()
+    clock = FakeClock()
+    with LaneStore(db, "metrics", clock=clock, boot_id="b") as lane:
+        clock.set_wall(clock.time() + 3600)  # a step: old rows have no offset to correct by
+        lane.add([(clock.time(), "{}")])
+        assert [r.ts for r in lane.peek(10)] == [5.0, clock.time()]

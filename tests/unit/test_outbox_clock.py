@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from edge_app.clock import FakeClock
+from edge_app.clock import FakeClock, SystemClock, os_clock_synchronized
 from edge_app.domain import format_utc
 from edge_app.outbox import Outbox
 from edge_app.uplink import decode_batch, encode_batch
@@ -65,3 +66,36 @@ def test_a_correct_clock_changes_nothing(tmp_path: Path) -> None:
         batch = box.lease(100, 1 << 20)
         assert batch is not None
         assert box.times_corrected == 0
+
+
+def test_os_sync_flag_corrects_an_offset_too_small_to_look_like_a_step(tmp_path: Path) -> None:
+    """A restored clock 10 s fast is plausible and no NTP step is large enough to notice;
+    when the OS raises its synchronised flag, what was recorded under it is corrected."""
+    clock = FakeClock(monotonic=50.0, wall=TRUE_WALL + 10.0)
+    clock.set_synchronized(False)
+    with open_box(tmp_path / "o.db", clock, "boot-a") as box:
+        box.enqueue(make_event(clock))
+        clock.advance(5.0)
+        clock.set_wall(TRUE_WALL + 5.0)  # slewed/stepped by 10 s: under CLOCK_STEP_S
+        box.enqueue(make_event(clock))
+        assert box.times_corrected == 0  # no flag yet: 10 s is not evidence enough
+        clock.set_synchronized(True)
+        clock.advance(1.0)
+        box.enqueue(make_event(clock))
+        batch = box.lease(100, 1 << 20)
+        assert batch is not None
+        assert box.times_corrected == 1
+    first, second, third = decode_batch(batch.payload)["events"]
+    assert first["time_corrected"] is True
+    assert first["ts"] == format_utc(TRUE_WALL)  # recorded at mono 50 = true wall
+    assert "time_corrected" not in second
+    assert "time_corrected" not in third
+
+
+def test_the_system_clock_reads_the_kernel_flag() -> None:
+    synced = SystemClock().synchronized()
+    if sys.platform == "linux":
+        assert synced is os_clock_synchronized()
+        assert isinstance(synced, bool)  # adjtimex answers on every Linux
+    else:
+        assert synced is None

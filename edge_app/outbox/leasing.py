@@ -1,0 +1,107 @@
+"""Leasing: the oldest unleased events packed into one batch payload under a byte limit.
+
+Runs inside the caller's transaction (``Outbox.lease``). Pending drop counts ride along; an
+event too large for any MQTT payload is parked in the dead-letter lane instead of blocking the
+queue forever.
+"""
+
+from __future__ import annotations
+
+__all__ = ["lease_batch"]
+
+import logging
+
+from edge_app.ids import new_ulid
+from edge_app.outbox.batch import IOT_CORE_MAX_PAYLOAD_BYTES, Batch, BatchEncoder
+from edge_app.outbox.deadletter import park
+from edge_app.outbox.tables import EventTables
+
+_log = logging.getLogger(__name__)
+
+
+def lease_batch(
+    tables: EventTables,
+    encoder: BatchEncoder,
+    device: str,
+    now_wall: float,
+    *,
+    max_events: int,
+    max_bytes: int,
+) -> Batch | None:
+    """Lease at most ``max_events`` events whose payload is at most ``max_bytes`` bytes (an
+    event too large to fit alone goes alone); ``None`` when there is nothing to send.
+    ``now_wall`` (Unix s) seeds the batch id."""
+    while True:
+        rows: list[tuple[int, int, str]] = tables.conn.execute(
+            "SELECT seq, bytes, body FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
+            (max_events,),
+        ).fetchall()
+        dropped: dict[str, dict[str, int]] = {}
+        for rule, severity, n in tables.conn.execute(
+            "SELECT rule, severity, n FROM drops WHERE lease_id = ''"
+        ):
+            dropped.setdefault(rule, {})[severity] = int(n)
+        if not rows and not dropped:
+            return None
+        batch_id = new_ulid(now_wall)
+        taken = rows
+        if rows:
+            # Upper bound: the real last_seq has at most as many digits as the last candidate's.
+            budget = max_bytes - len(
+                encoder(device, batch_id, (), dropped, first_seq=rows[0][0], last_seq=rows[-1][0])
+            )
+            used = count = 0
+            for _, size, _ in rows:
+                used += size + (1 if count else 0)
+                if used > budget:
+                    break
+                count += 1
+            if count == 0:
+                seq, size, _ = rows[0]
+                if size + (max_bytes - budget) > IOT_CORE_MAX_PAYLOAD_BYTES:
+                    # No publish can ever carry it (IoT Core refuses payloads over 128 KB):
+                    # park it in the dead-letter lane, reported as a drop, instead of
+                    # retrying it forever and blocking everything behind it.
+                    park(
+                        tables,
+                        [seq],
+                        f"{size} bytes, over the {IOT_CORE_MAX_PAYLOAD_BYTES}-byte"
+                        " MQTT payload limit",
+                        now_wall,
+                    )
+                    continue
+                _log.warning(
+                    "event seq %d is %d bytes, more than a %d-byte batch can hold; sending it "
+                    "alone",
+                    seq,
+                    size,
+                    max_bytes,
+                )
+                count = 1
+            taken = rows[:count]
+        return _take(tables, encoder, device, batch_id, taken=taken, dropped=dropped)
+
+
+def _take(
+    tables: EventTables,
+    encoder: BatchEncoder,
+    device: str,
+    batch_id: str,
+    *,
+    taken: list[tuple[int, int, str]],
+    dropped: dict[str, dict[str, int]],
+) -> Batch:
+    first_seq = taken[0][0] if taken else None
+    last_seq = taken[-1][0] if taken else None
+    bodies = tuple(body for _, _, body in taken)
+    payload = encoder(device, batch_id, bodies, dropped, first_seq=first_seq, last_seq=last_seq)
+    if taken:
+        # The taken rows are exactly the unleased rows up to last_seq (oldest first).
+        tables.conn.execute(
+            "UPDATE events SET lease_id = ? WHERE lease_id IS NULL AND seq <= ?",
+            (batch_id, last_seq),
+        )
+    tables.conn.execute("UPDATE drops SET lease_id = ? WHERE lease_id = ''", (batch_id,))
+    tables.leased += len(taken)
+    tables.leased_bytes += sum(size for _, size, _ in taken)
+    return Batch(batch_id, first_seq, last_seq, bodies, dropped, payload)
