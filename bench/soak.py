@@ -99,6 +99,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         app.stop()
         wall = time.monotonic() - t0
     warm = [rss for video_s, rss in samples if video_s > clip_frames / clip_fps]
+    warm = warm or [rss for _, rss in samples]  # a soak shorter than one pass: all samples
     quarter = max(1, len(warm) // 4)
     return {
         "soak_video_s": round(frames / clip_fps, 1),
@@ -106,11 +107,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "soak_model": args.model,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "rss_sampled_max_mb": max(rss for _, rss in samples),
-        "rss_warm_first_mb": statistics.median(warm[:quarter]) if warm else None,
-        "rss_warm_last_mb": statistics.median(warm[-quarter:]) if warm else None,
-        "rss_drift_mb": (
-            statistics.median(warm[-quarter:]) - statistics.median(warm[:quarter]) if warm else None
-        ),
+        "rss_warm_first_mb": statistics.median(warm[:quarter]),
+        "rss_warm_last_mb": statistics.median(warm[-quarter:]),
+        "rss_drift_mb": statistics.median(warm[-quarter:]) - statistics.median(warm[:quarter]),
         "soak_samples": len(samples),
         "soak_detector_runs": sum(c.processed for c in stats.cameras.values()),
         "soak_events": stats.last_seq,

@@ -137,7 +137,7 @@ def p2(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def p6(args: argparse.Namespace) -> dict[str, Any]:
-    from soak import run_soak  # bench/ is on sys.path: this script runs from it
+    from bench.soak import run_soak
 
     r = run_soak(args.soak_video_s, args.soak_model, args.clip, args.threads)
     r.pop("rss_series")

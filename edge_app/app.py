@@ -42,9 +42,10 @@ from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
 from edge_app.telemetry import DiskUsage, sd_notify
-from edge_app.telemetry.wiring import Telemetry
+from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
+    LaneSender,
     MqttTransport,
     RateLimiter,
     SnapshotSender,
@@ -226,6 +227,7 @@ class EdgeApp:
                 disk_usage=self._disk_usage,
                 notify=self._notify,
                 watchdog_s=self._watchdog_s,
+                logs_may_send=self._logs_may_send,
             )
             self._resources.callback(self.telemetry.lane.close)
         except BaseException:
@@ -278,7 +280,7 @@ class EdgeApp:
                 publishes_per_s=up.max_publishes_per_s,
                 bytes_per_s=up.max_bytes_per_s,
             ),
-            snapshots=self._open_snapshot_lane(),
+            lanes=self._open_side_lanes(),
         )
         handler = ShadowHandler(
             self.config,
@@ -317,20 +319,37 @@ class EdgeApp:
             "batches_sent": stats.batches_sent,
         }
 
-    def _open_snapshot_lane(self) -> SnapshotSender | None:
+    def _open_side_lanes(self) -> list[LaneSender]:
+        """The drain's lanes below events, highest priority first: snapshots, then metrics
+        (``metrics.sink: mqtt``). Logs go over HTTPS and yield by ``_logs_may_send``."""
+        lanes: list[LaneSender] = []
         rows = self.config.uplink.snapshot_lane_rows
-        if rows == 0:
-            return None
-        lane = LaneStore(self.config.outbox_path, "snapshots", max_rows=rows)
-        self._resources.callback(lane.close)
-        self._snapshot_lane = lane
-        # Pictures count against outbox.max_bytes and give way before any event does.
-        self.outbox.share_budget(lane)
-        return SnapshotSender(
-            lane,
-            self.config.device.data_dir / "snapshots",
-            topic_prefix=self.config.topic_prefix,
-        )
+        if rows > 0:
+            lane = LaneStore(self.config.outbox_path, "snapshots", max_rows=rows)
+            self._resources.callback(lane.close)
+            self._snapshot_lane = lane
+            # Pictures count against outbox.max_bytes and give way before any event does.
+            self.outbox.share_budget(lane)
+            lanes.append(
+                SnapshotSender(
+                    lane,
+                    self.config.device.data_dir / "snapshots",
+                    topic_prefix=self.config.topic_prefix,
+                )
+            )
+        metrics = metrics_lane_sender(self.config)
+        if metrics is not None:
+            self._resources.callback(metrics.store.close)
+            lanes.append(metrics)
+        return lanes
+
+    def _logs_may_send(self) -> bool:
+        """CloudWatch Logs shipping (HTTPS, the lowest lane) waits while the MQTT drain has
+        anything to send and a connection to send it on; it does not compete for the link."""
+        drain, transport = self._drain, self._transport
+        if drain is None or transport is None or not transport.is_connected:
+            return True
+        return not drain.backlog()
 
     def _store(self, event: Event) -> Event:
         stored = self.outbox.enqueue(event)
@@ -396,7 +415,10 @@ class EdgeApp:
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
             )
             delivered = self._drain.flush(deadline)
-            self._stop_telemetry()  # its last minute goes out while the link is still up
+            # Telemetry stores its last minute now; the cloudwatch/file sinks ship it at once,
+            # the MQTT metrics lane (like snapshots) is not flushed: its rows stay stored and
+            # go out after the next start, so shutdown waits for events only.
+            self._stop_telemetry()
             self._stop_uplink.set()
             if self._drain_thread is not None:
                 self._drain_thread.join()

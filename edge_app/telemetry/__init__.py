@@ -12,15 +12,16 @@ from edge_app.telemetry.logship import (
     LogShipper,
     plan_log_batches,
 )
+from edge_app.telemetry.metricslane import MetricsLaneSender
 from edge_app.telemetry.prometheus import render
 from edge_app.telemetry.registry import Counter, Gauge, Histogram, MetricKey, Registry
 from edge_app.telemetry.shipper import MAX_AGE_S, TelemetryLoop
 from edge_app.telemetry.sinks import (
     CloudWatchSink,
     EmfFileSink,
-    EmfMqttSink,
     MetricsSink,
     emf_documents,
+    pack_emf,
     plan_requests,
 )
 from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
@@ -34,7 +35,6 @@ __all__ = [
     "Counter",
     "DiskUsage",
     "EmfFileSink",
-    "EmfMqttSink",
     "Gauge",
     "HealthMonitor",
     "HealthReport",
@@ -46,6 +46,7 @@ __all__ = [
     "LogShipper",
     "MetricDatum",
     "MetricKey",
+    "MetricsLaneSender",
     "MetricsSink",
     "MinuteAggregator",
     "Registry",
@@ -54,6 +55,7 @@ __all__ = [
     "aws_client",
     "emf_documents",
     "iot_credentials",
+    "pack_emf",
     "plan_log_batches",
     "plan_requests",
     "render",

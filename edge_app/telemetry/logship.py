@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -205,15 +205,27 @@ class CloudWatchLogsSink:
 
 
 class LogShipper:
-    """Moves buffered lines to the ``logs`` lane, then ships them; one thread calls ``tick``."""
+    """Moves buffered lines to the ``logs`` lane, then ships them; one thread calls ``tick``.
+
+    Logs are the lowest lane of the uplink (issue 3): they go over HTTPS, not MQTT, but share
+    the device's link, so they are sent only while ``may_send()`` is true (the app passes
+    "the MQTT drain has no event, snapshot or metric waiting"); meanwhile they are stored.
+    """
 
     def __init__(
-        self, buffer: LogBuffer, lane: LaneStore, sink: LogsSink | None, *, clock: Clock
+        self,
+        buffer: LogBuffer,
+        lane: LaneStore,
+        sink: LogsSink | None,
+        *,
+        clock: Clock,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self._buffer = buffer
         self._lane = lane
         self._sink = sink
         self._clock = clock
+        self._may_send = may_send
         self.sent = 0
         self._lock = threading.Lock()
 
@@ -224,7 +236,7 @@ class LogShipper:
             self._lane.add([(ts / 1000.0, json.dumps([ts, msg])) for ts, msg in lines])
             now_ms = int(self._clock.time() * 1000)
             self._lane.drop_older_than(now_ms / 1000.0 - MAX_AGE_MS / 1000.0)
-            if self._sink is None:
+            if self._sink is None or not self._may_send():
                 return 0
             rows = self._lane.peek(MAX_BATCH_EVENTS * 3)
             # identical lines stamped in the same ms are one line repeated: sent once

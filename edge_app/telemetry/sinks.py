@@ -1,8 +1,9 @@
-"""Where minute aggregates go: the ``MetricsSink`` protocol and its three implementations.
+"""Where minute aggregates go: the ``MetricsSink`` protocol, its implementations, EMF packing.
 
-* ``EmfMqttSink`` (the default): CloudWatch Embedded Metric Format documents published on
-  ``edge-app/{thing}/metrics`` over the app's MQTT transport, for an IoT rule to route to
-  CloudWatch Logs, which extracts the metrics. No AWS credentials on the device.
+* ``metrics.sink: mqtt`` (the default) has no sink here: CloudWatch Embedded Metric Format
+  documents (``pack_emf``) go out on ``edge-app/{thing}/metrics`` as the drain loop's metrics
+  lane (``edge_app.telemetry.metricslane``), below events and snapshots, for an IoT rule to
+  route to CloudWatch Logs, which extracts the metrics. No AWS credentials on the device.
 * ``EmfFileSink``: the same documents appended to a file the CloudWatch agent tails.
 * ``CloudWatchSink``: ``PutMetricData`` through boto3 (the ``[aws]`` extra), statistic sets,
   original timestamps, split to <= 1,000 datums and <= 1 MB per request.
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_DATUMS_PER_REQUEST",
+    "MAX_EMF_METRICS",
     "MAX_REQUEST_BYTES",
     "CloudWatchSink",
     "EmfFileSink",
-    "EmfMqttSink",
     "MetricsSink",
     "emf_documents",
+    "pack_emf",
     "plan_requests",
 ]
 
@@ -33,14 +35,14 @@ from urllib.parse import quote
 
 from edge_app.errors import TelemetryError
 from edge_app.telemetry.aggregate import MetricDatum
-from edge_app.uplink import Transport
 
 MAX_DATUMS_PER_REQUEST = 1000
 """CloudWatch PutMetricData: at most 1,000 metrics per request."""
 MAX_REQUEST_BYTES = 1_000_000
 """Our budget per PutMetricData request body; CloudWatch's limit is 1 MB (1,048,576 bytes)."""
 _REQUEST_OVERHEAD = 200  # Action, Version, Namespace of the query-protocol body
-_PUBACK_WAIT_S = 10.0
+MAX_EMF_METRICS = 100
+"""EMF specification: at most 100 metric definitions in one ``CloudWatchMetrics`` directive."""
 
 
 class MetricsSink(Protocol):
@@ -185,35 +187,36 @@ def _compact(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-class EmfMqttSink:
-    """Publishes EMF documents on ``topic`` over ``transport`` (QoS 1), one per message, and
-    succeeds only when every PUBACK arrived within ``ack_wait_s`` seconds."""
+def pack_emf(
+    datums: Sequence[MetricDatum],
+    namespace: str,
+    *,
+    max_bytes: int,
+    max_metrics: int = MAX_EMF_METRICS,
+) -> list[tuple[bytes, list[int]]]:
+    """``datums`` as compact EMF documents of at most ``max_bytes`` bytes and ``max_metrics``
+    metrics each, in the order of their oldest datum; each with the indices into ``datums``
+    it carries. A lone datum whose document is still larger comes out alone and oversized:
+    the caller decides (it can never fit)."""
+    groups: dict[tuple[float, tuple[tuple[str, str], ...]], list[int]] = {}
+    for i, d in enumerate(datums):
+        groups.setdefault((d.ts, d.dims), []).append(i)
+    out: list[tuple[bytes, list[int]]] = []
 
-    def __init__(
-        self,
-        transport: Transport,
-        topic: str,
-        namespace: str,
-        *,
-        ack_wait_s: float = _PUBACK_WAIT_S,
-    ) -> None:
-        self._transport = transport
-        self._topic = topic
-        self._namespace = namespace
-        self._ack_wait_s = ack_wait_s
+    def add(indices: list[int]) -> None:
+        (doc,) = emf_documents([datums[i] for i in indices], namespace)
+        payload = _compact(doc)
+        if len(payload) > max_bytes and len(indices) > 1:
+            half = len(indices) // 2
+            add(indices[:half])
+            add(indices[half:])
+            return
+        out.append((payload, indices))
 
-    def send(self, datums: Sequence[MetricDatum]) -> None:
-        if not self._transport.is_connected:
-            raise TelemetryError("the MQTT uplink is not connected; metrics stay queued")
-        handles = [
-            self._transport.publish(self._topic, _compact(doc), qos=1)
-            for doc in emf_documents(datums, self._namespace)
-        ]
-        for handle in handles:
-            if not handle.wait(self._ack_wait_s):
-                raise TelemetryError(f"no PUBACK on {self._topic} within {self._ack_wait_s} s")
-            if handle.result is not None:
-                raise TelemetryError(f"metrics publish failed: {handle.result}")
+    for members in groups.values():
+        for start in range(0, len(members), max_metrics):
+            add(members[start : start + max_metrics])
+    return out
 
 
 class EmfFileSink:

@@ -7,7 +7,7 @@ root starts and stops its threads.
 
 from __future__ import annotations
 
-__all__ = ["Telemetry", "aws_for", "build_sink"]
+__all__ = ["Telemetry", "aws_for", "build_sink", "metrics_lane_sender"]
 
 import logging
 import shutil
@@ -26,9 +26,10 @@ from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
 from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
+from edge_app.telemetry.metricslane import MetricsLaneSender
 from edge_app.telemetry.registry import Registry
 from edge_app.telemetry.shipper import TelemetryLoop
-from edge_app.telemetry.sinks import CloudWatchSink, EmfFileSink, EmfMqttSink, MetricsSink
+from edge_app.telemetry.sinks import CloudWatchSink, EmfFileSink, MetricsSink
 from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
 from edge_app.uplink import DrainStats, Transport
 
@@ -53,19 +54,25 @@ def aws_for(config: AppConfig, service: str, endpoint_url: str | None) -> Any:
     return aws_client(service, region=aws.region, endpoint_url=endpoint_url, iot=iot)
 
 
-def build_sink(config: AppConfig, transport: Transport | None) -> MetricsSink | None:
-    """The configured sink; ``None`` keeps aggregates queued (sink ``none``, or ``mqtt`` with
-    the uplink disabled)."""
+def build_sink(config: AppConfig) -> MetricsSink | None:
+    """The configured sink; ``None`` keeps aggregates queued for someone else: sink ``mqtt``
+    (the drain's metrics lane sends them, see ``metrics_lane_sender``) or ``none``."""
     m = config.metrics
-    if m.sink == "mqtt":
-        if transport is None:
-            return None
-        return EmfMqttSink(transport, f"{config.topic_prefix}/metrics", m.namespace)
     if m.sink == "file":
         return EmfFileSink(m.file or config.device.data_dir / "metrics.emf.jsonl", m.namespace)
     if m.sink == "cloudwatch":
         return CloudWatchSink(aws_for(config, "cloudwatch", m.endpoint_url), m.namespace)
     return None
+
+
+def metrics_lane_sender(config: AppConfig) -> MetricsLaneSender | None:
+    """The drain loop's metrics lane for ``metrics.sink: mqtt`` (None otherwise), reading the
+    metrics lane through its own connection. The caller closes ``sender.store``."""
+    m = config.metrics
+    if not (m.enabled and m.sink == "mqtt" and config.uplink.enabled):
+        return None
+    store = LaneStore(config.outbox_path, "metrics", max_rows=m.max_rows)
+    return MetricsLaneSender(store, topic=f"{config.topic_prefix}/metrics", namespace=m.namespace)
 
 
 class Telemetry:
@@ -85,7 +92,11 @@ class Telemetry:
         notify: Callable[[str], bool] = sd_notify,
         watchdog_s: float | None = None,
         environ: Mapping[str, str] | None = None,
+        logs_may_send: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``logs_may_send`` says whether CloudWatch Logs may be shipped now; the app passes
+        "the MQTT drain has nothing waiting", so logs yield the link to events, snapshots
+        and metrics."""
         self.config = config
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -135,7 +146,7 @@ class Telemetry:
         self.loop = TelemetryLoop(
             aggregator=MinuteAggregator(self.registry, period_s=m.period_s),
             lane=self.lane,
-            sink=build_sink(config, transport) if m.enabled else None,
+            sink=build_sink(config) if m.enabled else None,
             clock=clock,
             stop=self._stop,
             collect=self._tick,
@@ -162,6 +173,7 @@ class Telemetry:
                 self._log_lane,
                 CloudWatchLogsSink(client, cwl.group, stream),
                 clock=clock,
+                may_send=logs_may_send,
             )
         self._notify = notify
         self.server: HealthServer | None = None

@@ -1,4 +1,5 @@
-"""Delivery of stored events over MQTT: transports, batch payloads, backoff, the drain loop."""
+"""Delivery of stored events over MQTT: transports, batch payloads, backoff, the drain loop
+and its side lanes (snapshots, metrics)."""
 
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.batcher import (
@@ -9,6 +10,7 @@ from edge_app.uplink.batcher import (
     envelope_bytes,
 )
 from edge_app.uplink.drain import MALFORMED_REASON_CODES, DrainLoop, DrainStats
+from edge_app.uplink.lanes import LanePublish, LaneSender
 from edge_app.uplink.mqtt import MqttTransport, status_payload
 from edge_app.uplink.ratelimit import (
     IOT_CORE_MAX_BYTES_PER_S,
@@ -37,6 +39,8 @@ __all__ = [
     "DrainLoop",
     "DrainStats",
     "InMemoryTransport",
+    "LanePublish",
+    "LaneSender",
     "MessageCallback",
     "MqttTransport",
     "PublishHandle",

@@ -64,6 +64,11 @@ class Backoff:
         self._attempt += 1
         return ceiling / 2 + self._rng.random() * ceiling / 2
 
+    def sibling(self) -> Backoff:
+        """A new backoff with the same bounds, factor and ``rng``, at attempt 0 (for a second
+        kind of attempt that must not lengthen this one's delays)."""
+        return Backoff(self._min_s, self._max_s, self._rng, factor=self._factor)
+
     def reset(self) -> None:
         """Start over at ``min_s`` (call after a success)."""
         self._attempt = 0

@@ -6,6 +6,9 @@ for redelivery) when its publish fails, times out or the connection drops. Batch
 seq order; after a failure the released events are leased again first, so a consumer sees every
 seq at least once and mostly in order (a rejected batch may arrive after its successors).
 
+Below the events, an ordered list of side lanes (``LaneSender``: snapshots, then metrics) is
+sent whenever no event is waiting; see ``edge_app.uplink.lanes`` for the priority rules.
+
 Timing decisions (how long to hold a small batch, PUBACK timeouts, retry backoff) use the
 injected ``Clock``; the thread itself sleeps in real time in short slices so ``stop`` is prompt.
 """
@@ -18,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_app.clock import Clock
@@ -25,8 +29,8 @@ from edge_app.errors import EdgeAppError, PublishRejectedError, UplinkError
 from edge_app.outbox import Batch, BatchEncoder, Outbox
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.batcher import DEFAULT_MAX_PAYLOAD_BYTES, encode_batch
+from edge_app.uplink.lanes import LaneSender, SideLanes
 from edge_app.uplink.ratelimit import RateLimiter
-from edge_app.uplink.snapshots import SnapshotPublish, SnapshotSender
 from edge_app.uplink.transport import PublishHandle, Transport
 
 _log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ class DrainStats:
     publish_failures: int
     in_flight: int
     dead_lettered: int = 0
+    lane_publishes: int = 0
+    lane_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,8 @@ class DrainLoop:
     pause publishing for a ``retry`` backoff delay. ``limiter`` (default: AWS IoT Core's caps,
     100 publishes/s and 512 KB/s) paces publishes; a batch refused as malformed
     (``MALFORMED_REASON_CODES``) is split in halves, and a single refused event is dead-lettered.
-    ``snapshots`` (optional) sends the snapshot lane whenever no event is waiting.
+    ``lanes`` are the side lanes below the events, highest priority first (snapshots, then
+    metrics); each is asked only while no event and no higher lane has anything to send.
 
     The composition root runs ``run()`` on a thread and stops it with ``stop``; on shutdown,
     ``flush()`` delivers what is left within a time budget (before or after ``stop``). The
@@ -95,7 +102,7 @@ class DrainLoop:
         retry: Backoff | None = None,
         encoder: BatchEncoder = encode_batch,
         limiter: RateLimiter | None = None,
-        snapshots: SnapshotSender | None = None,
+        lanes: Sequence[LaneSender] = (),
     ) -> None:
         if max_events < 1 or max_bytes < 1024 or window < 1:
             raise UplinkError(
@@ -121,9 +128,14 @@ class DrainLoop:
         self._encoder = encoder
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
         self._held: Batch | None = None  # leased, waiting for the rate limiter
-        # The snapshot lane: one JPEG in flight at a time, only while no event is waiting.
-        self._snapshots = snapshots
-        self._snap: tuple[SnapshotPublish, PublishHandle, float] | None = None
+        self._lanes = SideLanes(
+            lanes,
+            transport,
+            self._limiter,
+            ack_timeout_s=ack_timeout_s,
+            retry=self._retry.sibling(),
+            on_done=self._on_done,
+        )
         # After a malformed refusal: lease at most this many events until seq _split_until
         # has been acknowledged.
         self._split_limit: int | None = None
@@ -159,9 +171,16 @@ class DrainLoop:
             self.events_sent,
             self.bytes_sent,
             self.publish_failures,
-            len(self._inflight),
+            len(self._inflight) + self._lanes.in_flight,
             self.dead_lettered,
+            self._lanes.sent,
+            self._lanes.failures,
         )
+
+    def backlog(self) -> bool:
+        """True while anything waits for this uplink: stored events (also those in flight) or
+        rows of a side lane. Thread-safe; the log shipper yields to it (``app.py``)."""
+        return self._outbox.stats().depth > 0 or self._lanes.waiting()
 
     def run(self) -> None:
         """Thread body: drain until ``stop`` is set. Batches still in flight at stop are left
@@ -246,7 +265,7 @@ class DrainLoop:
             if now < self._retry_at:
                 return min(self._retry_at - now, self._until_deadline(now))
             self._retry_at = None
-        while len(self._inflight) < self._window:
+        while len(self._inflight) + self._lanes.in_flight < self._window:
             hold = 0.0 if flushing or self._held else self._hold(now)
             if hold is None:
                 break
@@ -266,32 +285,26 @@ class DrainLoop:
             self._inflight.append(_InFlight(batch, handle, now + self._ack_timeout_s))
             if handle.done and not handle.ok:
                 break  # the link just went down; no point leasing more
-        pace = self._send_snapshot(now)
+        pace = self._send_lanes(now)
         if pace > 0:
             return min(pace, self._until_deadline(now))
         return self._until_deadline(now)
 
-    def _send_snapshot(self, now: float) -> float:
-        """Publish the next snapshot if no event waits; seconds to wait for the limiter."""
+    def _send_lanes(self, now: float) -> float:
+        """Publish side-lane messages if no event waits; seconds to wait for the limiter."""
+        # One window slot stays free for an event that may appear (unless the window is 1).
+        room = self._window - len(self._inflight) - self._lanes.in_flight
+        if self._window > 1:
+            room -= 1
         if (
-            self._snapshots is None
-            or self._snap is not None
+            not self._lanes
+            or room <= 0
+            or not self._transport.is_connected
             or self._held is not None
-            or len(self._inflight) >= self._window
             or self._outbox.stats().pending > 0  # events first, always
         ):
             return 0.0
-        publish = self._snapshots.next_publish()
-        if publish is None:
-            return 0.0
-        pace = self._limiter.delay(len(publish.payload))
-        if pace > 0:
-            return pace
-        self._limiter.take(len(publish.payload))
-        handle = self._transport.publish(publish.topic, publish.payload, qos=1)
-        handle.add_done_callback(self._on_done)
-        self._snap = (publish, handle, now + self._ack_timeout_s)
-        return 0.0
+        return self._lanes.send(now, room)
 
     def _lease(self) -> Batch | None:
         limit = self._max_events
@@ -317,16 +330,7 @@ class DrainLoop:
 
     def _reap(self, now: float) -> None:
         """Ack every acknowledged batch, release every failed or timed-out one."""
-        if self._snap is not None and self._snapshots is not None:
-            publish, handle, deadline = self._snap
-            if handle.done and handle.ok:
-                self._snapshots.delivered(publish)
-                self._snap = None
-            elif handle.done or now >= deadline:
-                # Kept in the lane; the next cycle tries it again after a pause.
-                _log.info("snapshot %s not delivered: %s; kept", publish.topic, handle.done)
-                self._retry_at = now + self._retry.next()
-                self._snap = None
+        self._lanes.reap(now)
         remaining: deque[_InFlight] = deque()
         for item in self._inflight:
             if item.handle.done:
@@ -395,13 +399,15 @@ class DrainLoop:
             self._held = None
         while self._inflight:
             self._outbox.release(self._inflight.popleft().batch)
+        self._lanes.abandon()
 
     # -- waiting ---------------------------------------------------------------------------
 
     def _until_deadline(self, now: float) -> float:
-        if not self._inflight:
+        deadlines = [i.deadline for i in self._inflight] + self._lanes.deadlines()
+        if not deadlines:
             return _IDLE_S
-        return max(0.0, min(min(i.deadline for i in self._inflight) - now, _IDLE_S))
+        return max(0.0, min(min(deadlines) - now, _IDLE_S))
 
     def _sleep(self, seconds: float, *, until: float | None) -> None:
         """Sleep up to ``seconds`` (real time), waking on notify/PUBACK/connection change, on

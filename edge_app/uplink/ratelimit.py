@@ -58,16 +58,30 @@ class RateLimiter:
             _, size = self._sent.popleft()
             self._bytes -= size
 
-    def delay(self, payload_bytes: int) -> float:
-        """Seconds to wait before publishing ``payload_bytes`` bytes (0.0: go now)."""
+    def delay(
+        self, payload_bytes: int, *, reserve_publishes: int = 0, reserve_bytes: int = 0
+    ) -> float:
+        """Seconds to wait before publishing ``payload_bytes`` bytes (0.0: go now).
+
+        ``reserve_publishes``/``reserve_bytes`` keep that much of each cap free after this
+        publish (the drain's side lanes leave room for events); each must be below its cap.
+        """
         now = self._clock.monotonic()
         self._expire(now)
+        publishes = self.publishes_per_s - reserve_publishes
+        budget = self.bytes_per_s - reserve_bytes
+        if publishes < 1 or budget < 1:
+            raise UplinkError(
+                f"a reserve of {reserve_publishes} publishes and {reserve_bytes} bytes leaves "
+                f"nothing of the caps ({self.publishes_per_s}/s, {self.bytes_per_s} B/s)"
+            )
         wait = 0.0
-        if len(self._sent) >= self.publishes_per_s:
-            wait = self._sent[0][0] + _WINDOW_S - now
-        if self._sent and self._bytes + payload_bytes > self.bytes_per_s:
+        if len(self._sent) >= publishes:
+            # Wait until enough of the oldest publishes leave the window to make room for one.
+            wait = self._sent[len(self._sent) - publishes][0] + _WINDOW_S - now
+        if self._sent and self._bytes + payload_bytes > budget:
             # Wait until enough of the oldest publishes leave the window.
-            freed, need = 0, self._bytes + payload_bytes - self.bytes_per_s
+            freed, need = 0, self._bytes + payload_bytes - budget
             for at, size in self._sent:
                 freed += size
                 if freed >= need:

@@ -1,9 +1,10 @@
 """The snapshot lane: each event's JPEG, published after the events, on its own topic.
 
 Rows of the outbox's ``snapshots`` lane (``LaneStore``) name an event id and its JPEG file
-(relative to the snapshot directory). ``SnapshotSender`` is asked by the drain loop for the next
-publish only when no event is waiting, so a snapshot backlog never delays an event. Each JPEG
-is re-encoded smaller until it fits the payload limit and published (QoS 1) on
+(relative to the snapshot directory); other keys are ignored. ``SnapshotSender`` is the first
+side lane (``LaneSender``) of the drain loop, asked for the next publish only when no event is
+waiting, so a snapshot backlog never delays an event. Each JPEG is re-encoded smaller until it
+fits the payload limit and published (QoS 1) on
 ``{prefix}/snapshots/{event_id}``; the row is deleted on PUBACK and kept on failure. A file
 that no longer exists (cleaned up locally) is skipped and counted. The lane is bounded by rows
 (``LaneStore.max_rows``, oldest dropped first and counted) and, through ``Outbox.share_budget``,
@@ -14,11 +15,11 @@ belongs to local snapshot retention (``edge_app.actions.snapshot``).
 
 from __future__ import annotations
 
-__all__ = ["SnapshotPublish", "SnapshotSender", "fit_jpeg", "snapshot_row"]
+__all__ = ["SnapshotSender", "fit_jpeg", "snapshot_row"]
 
 import json
 import logging
-from dataclasses import dataclass
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,7 @@ import numpy as np
 
 from edge_app.errors import UplinkError
 from edge_app.outbox import LaneStore
+from edge_app.uplink.lanes import LanePublish
 
 _log = logging.getLogger(__name__)
 
@@ -64,47 +66,58 @@ def fit_jpeg(data: bytes, limit: int) -> bytes:
         image = cv2.resize(image, (w * 3 // 4, h * 3 // 4), interpolation=cv2.INTER_AREA)
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotPublish:
-    """One snapshot ready to go: lane row ``row_id``, ``topic`` and JPEG ``payload``."""
-
-    row_id: int
-    topic: str
-    payload: bytes
-
-
 class SnapshotSender:
-    """Turns snapshot-lane rows into publishes. ``root`` is the snapshot directory; payloads
-    stay within ``max_bytes`` (IoT Core: 128 KB). Used by one drain thread."""
+    """The snapshot lane as a ``LaneSender``: turns its rows into publishes. ``root`` is the
+    snapshot directory; payloads stay within ``max_bytes`` (IoT Core: 128 KB). Used by one
+    drain thread (``waiting`` is thread-safe)."""
+
+    lane = "snapshots"
 
     def __init__(
         self, lane: LaneStore, root: Path, *, topic_prefix: str, max_bytes: int = 131_072
     ) -> None:
         self._lane, self._root = lane, root
         self._prefix, self._max_bytes = topic_prefix, max_bytes
+        # Handed back by the drain (not sent yet, or failed): offered again first, so a JPEG
+        # is not re-encoded for every retry.
+        self._ready: deque[LanePublish] = deque()
+        self._claimed: set[int] = set()  # rows handed out or ready, not yet settled
         self.sent = 0
         self.missing_files = 0
 
-    def next_publish(self) -> SnapshotPublish | None:
-        """The oldest snapshot to send, or None when the lane is empty."""
+    def next_publish(self) -> LanePublish | None:
+        """The oldest snapshot not yet handed out, or None when there is none."""
+        if self._ready:
+            return self._ready.popleft()
         while True:
-            rows = self._lane.peek(1)
+            rows = [r for r in self._lane.peek(len(self._claimed) + 1) if r.id not in self._claimed]
             if not rows:
                 return None
             row = rows[0]
             try:
-                doc = json.loads(row.body)
+                doc = json.loads(row.body)  # extra keys (such as "bytes") are ignored
                 data = (self._root / doc["file"]).read_bytes()
                 payload = fit_jpeg(data, self._max_bytes)
-            except (OSError, ValueError, KeyError, UplinkError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, UplinkError) as exc:
                 # Gone or unreadable: nothing to wait for; skip it rather than block the lane.
                 self.missing_files += 1
                 _log.warning("snapshot row %d skipped: %s", row.id, exc)
                 self._lane.delete([row.id])
                 continue
-            return SnapshotPublish(row.id, f"{self._prefix}/snapshots/{doc['event_id']}", payload)
+            self._claimed.add(row.id)
+            topic = f"{self._prefix}/snapshots/{doc['event_id']}"
+            return LanePublish(topic, payload, (row.id,))
 
-    def delivered(self, publish: SnapshotPublish) -> None:
+    def delivered(self, publish: LanePublish) -> None:
         """The broker acknowledged ``publish``: remove its row."""
-        self._lane.delete([publish.row_id])
+        self._lane.delete(list(publish.rows))
+        self._claimed.difference_update(publish.rows)
         self.sent += 1
+
+    def failed(self, publish: LanePublish) -> None:
+        """Not delivered: the row stays; the same publish is offered again next."""
+        self._ready.appendleft(publish)
+
+    def waiting(self) -> bool:
+        """True while snapshot rows are stored (sent ones leave on PUBACK)."""
+        return self._lane.stats().rows > 0

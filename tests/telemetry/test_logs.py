@@ -159,3 +159,25 @@ def test_repeated_lines_are_rate_limited_and_counted() -> None:
     assert [line["msg"] for line in lines] == ["link down: x"] * 3 + ["link down: y", "disk full"]
     assert lines[3]["repeats_suppressed"] == 7
     assert buffer.suppressed == 7
+
+
+def test_logs_wait_while_the_mqtt_uplink_has_a_backlog(tmp_path: Path, moto_endpoint: str) -> None:
+    clock = FakeClock(wall=time.time())
+    buffer = LogBuffer()
+    backlog = [True]  # what the app's DrainLoop.backlog() would say
+    with LaneStore(tmp_path / "outbox.db", "logs") as lane:
+        shipper = LogShipper(
+            buffer,
+            lane,
+            CloudWatchLogsSink(logs_client(moto_endpoint), "/edge-app", "yield"),
+            clock=clock,
+            may_send=lambda: not backlog[0],
+        )
+        buffer.emit(
+            logging.LogRecord("edge_app.x", logging.WARNING, "f", 1, "uplink slow", (), None)
+        )
+        assert shipper.tick() == 0  # events/snapshots/metrics waiting: stored, not sent
+        assert lane.stats().rows == 1
+        backlog[0] = False
+        assert shipper.tick() == 1
+        assert lane.stats().rows == 0

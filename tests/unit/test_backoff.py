@@ -55,3 +55,16 @@ def test_same_seed_same_delays() -> None:
 def test_invalid_bounds(min_s: float, max_s: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Backoff(min_s, max_s)
+
+
+def test_a_sibling_has_the_same_bounds_and_its_own_attempts() -> None:
+    first = Backoff(1.0, 8.0, random.Random(3))
+    for _ in range(3):
+        first.next()
+    sibling = first.sibling()
+    assert sibling.attempts == 0
+    assert sibling.ceiling() == 1.0
+    for _ in range(10):
+        sibling.next()
+    assert sibling.ceiling() == 8.0  # capped like the original
+    assert first.attempts == 3  # untouched by the sibling's attempts

@@ -70,7 +70,7 @@ def test_events_go_before_snapshots_and_rows_leave_on_puback(tmp_path: Path) -> 
         sender = SnapshotSender(lane, root, topic_prefix=PREFIX)
         drain = DrainLoop(
             outbox, transport, topic=f"{PREFIX}/events", clock=clock, stop=threading.Event(),
-            max_wait_s=0.0, retry=Backoff(1.0, 5.0, random.Random(0)), snapshots=sender,
+            max_wait_s=0.0, retry=Backoff(1.0, 5.0, random.Random(0)), lanes=[sender],
         )  # fmt: skip
         assert drain.flush(0.5) is True  # events delivered; snapshots follow while run/flush
         # flush returns once events are out; drive a few more cycles for the snapshots.
