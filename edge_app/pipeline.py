@@ -312,7 +312,7 @@ class CameraWorker:
         if frame is not None and event.phase is Phase.START and self._clips is not None:
             clip = self._clips.begin(f"{event.id}.mp4", frame.mono)
             event = replace(event, extra={**event.extra, "clip": clip.path.name})
-        if frame is not None and event.phase is Phase.START and self._snapshots is not None:
+        if frame is not None and self._snapshots is not None and _wants_snapshot(event):
             snapshot = self._snapshots.save(frame, detections, event)
             if snapshot is not None:
                 event = replace(event, snapshot=snapshot)
@@ -336,6 +336,14 @@ class CameraWorker:
         )
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _wants_snapshot(event: Event) -> bool:
+    """A ``start``, and an ``update`` for a better snapshot: its frame is the track's new best
+    sighting, so it gets files of its own instead of pointing at the start's."""
+    return event.phase is Phase.START or (
+        event.phase is Phase.UPDATE and event.extra.get("update_reason") == "better snapshot"
+    )
 
 
 def _same_rules(old: AppConfig, new: AppConfig, camera: str) -> bool:

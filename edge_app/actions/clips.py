@@ -1,7 +1,8 @@
 """Local action: a pre/post clip per event, from a ring buffer, written off the frame loop.
 
 ``ClipRecorder`` keeps the last ``pre_s`` seconds of frames of one camera (downscaled to at
-most ``width`` pixels and thinned to ``fps``, so ten seconds cost a few MB, not hundreds). When
+most ``width`` pixels, thinned to ``fps`` and held as JPEG, so ten seconds cost about 2 MB
+instead of 35 MB of raw 640 px frames). When
 an event starts, ``begin`` takes the buffered frames and keeps collecting for ``post_s``; the
 finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
 OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
@@ -23,15 +24,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.domain import Frame, Image
+from edge_app.domain import Frame, Image, as_image
 
 log = logging.getLogger(__name__)
+_JPEG_QUALITY = 90  # ring-buffer frames; mp4v re-encodes them anyway
 
 
 @dataclass(slots=True)
 class _Clip:
     path: Path
-    frames: list[Image]
+    frames: list[bytes]  # JPEG; decoded one at a time by the writer thread
     until: float  # frame mono time the clip ends at
     fps: float
     done: threading.Event = field(default_factory=threading.Event)
@@ -78,18 +80,25 @@ class ClipWriter:
             self._thread.join()
 
 
+def _decode(jpeg: bytes, clip: _Clip) -> Image:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:  # only if the ring's bytes were damaged; the clip is reported failed
+        raise OSError(f"clip {clip.path.name}: a buffered frame is not a decodable JPEG")
+    return as_image(image)
+
+
 def _write(clip: _Clip) -> None:
     if not clip.frames:
         return
-    h, w = clip.frames[0].shape[:2]
+    h, w = _decode(clip.frames[0], clip).shape[:2]
     clip.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = clip.path.with_suffix(".tmp.mp4")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot open {tmp} for mp4v writing")
     try:
-        for image in clip.frames:
-            writer.write(image)
+        for jpeg in clip.frames:
+            writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
     finally:
         writer.release()
     tmp.replace(clip.path)  # readers never see a half-written clip
@@ -111,7 +120,11 @@ class ClipRecorder:
         self.directory = Path(directory)
         self._writer = writer
         self.pre_s, self.post_s, self.fps, self.width = pre_s, post_s, fps, width
-        self._ring: deque[tuple[float, Image]] = deque()
+        # JPEG bytes, not arrays: a raw 640x360 frame is 691 KB, its JPEG (quality 90) about
+        # 35 KB, and encoding one costs about 0.5 ms, less than the resize before it. Clips
+        # waiting for their post_s or for the writer hold the same bytes.
+        self._ring: deque[tuple[float, bytes]] = deque()
+        self._jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
         self._open: list[_Clip] = []
         self._last_kept = float("-inf")
 
@@ -125,16 +138,23 @@ class ClipRecorder:
         if w > self.width:
             size = (self.width, round(h * self.width / w) // 2 * 2)
             image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
-        else:
-            image = image.copy()  # the source may reuse its buffer
-        self._ring.append((frame.mono, image))
+        ok, encoded = cv2.imencode(".jpg", image, self._jpeg_params)
+        if not ok:  # cannot happen for a uint8 BGR image; skip the frame rather than fail
+            return
+        jpeg = encoded.tobytes()
+        self._ring.append((frame.mono, jpeg))
         while self._ring and frame.mono - self._ring[0][0] > self.pre_s:
             self._ring.popleft()
         for clip in list(self._open):
-            clip.frames.append(image)
+            clip.frames.append(jpeg)
             if frame.mono >= clip.until:
                 self._open.remove(clip)
                 self._writer.submit(clip)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of JPEG the ring buffer holds now (what ``pre_s`` costs in memory)."""
+        return sum(len(jpeg) for _, jpeg in self._ring)
 
     def begin(self, name: str, mono: float) -> _Clip:
         """Start a clip named ``name`` (file name, ``.mp4``) at frame time ``mono``: the

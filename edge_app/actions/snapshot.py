@@ -1,4 +1,10 @@
-"""Local action: an annotated JPEG snapshot per event, written before the event is stored.
+"""Local action: JPEG snapshots per event, written before the event is stored.
+
+Two files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
+in red), and ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for
+training data without drawn boxes). The event's ``snapshot`` names both. A per-object
+``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
+track's new best sighting), so every such update points at its own new files.
 
 Works with no network. A snapshot that cannot be written (disk full, read-only) is logged and
 the event goes on without it: losing a picture must never lose the event.
@@ -49,7 +55,9 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 
 
 class SnapshotWriter:
-    """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``; returns the event's ``snapshot``."""
+    """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg`` and ``<event id>.clean.jpg``;
+    returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
+    (the one uploaded), and ``clean``, the relative path of the clean one."""
 
     def __init__(self, root: Path, quality: int = 85) -> None:
         self.root = root
@@ -57,7 +65,7 @@ class SnapshotWriter:
         self.failures = 0
 
     def save(self, frame: Frame, detections: Detections, event: Event) -> dict[str, Any] | None:
-        """Annotate and write the frame; ``None`` (and a log line) if it cannot be written."""
+        """Write both JPEGs of ``frame``; ``None`` (and a log line) if either cannot be."""
         highlight = next(
             (
                 i
@@ -66,23 +74,38 @@ class SnapshotWriter:
             ),
             None,
         )
-        ok, jpeg = cv2.imencode(
-            ".jpg", draw_detections(frame.image, detections, highlight), self._params
-        )
+        day = datetime.fromtimestamp(event.wall, UTC).strftime("%Y-%m-%d")
+        folder = Path(event.camera) / day
+        annotated = self._encode(draw_detections(frame.image, detections, highlight), event)
+        clean = self._encode(frame.image, event)
+        if annotated is None or clean is None:
+            return None
+        rel, clean_rel = folder / f"{event.id}.jpg", folder / f"{event.id}.clean.jpg"
+        if not (self._write(clean_rel, clean, event) and self._write(rel, annotated, event)):
+            return None
+        return {
+            "file": str(rel),
+            "sha256": hashlib.sha256(annotated).hexdigest(),
+            "bytes": len(annotated),
+            "clean": str(clean_rel),
+        }
+
+    def _encode(self, image: Image, event: Event) -> bytes | None:
+        ok, jpeg = cv2.imencode(".jpg", image, self._params)
         if not ok:
             self.failures += 1
             log.error("snapshot for event %s: JPEG encoding failed", event.id)
             return None
-        data = jpeg.tobytes()
-        day = datetime.fromtimestamp(event.wall, UTC).strftime("%Y-%m-%d")
-        rel = Path(event.camera) / day / f"{event.id}.jpg"
+        return jpeg.tobytes()
+
+    def _write(self, rel: Path, data: bytes, event: Event) -> bool:
         path = self.root / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".jpg.tmp")
+            tmp = path.with_suffix(".tmp")
             with open(tmp, "wb") as fh:
                 fh.write(data)
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # a reader never sees half a JPEG
         except OSError as exc:
             self.failures += 1
             log.error(
@@ -90,5 +113,5 @@ class SnapshotWriter:
                 event.id,
                 exc.strerror,
             )
-            return None
-        return {"file": str(rel), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            return False
+        return True

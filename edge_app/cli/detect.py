@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE_OR_NAME",
         help=f"manifest model name or .tflite path (default: {_DEFAULT_MODEL})",
     )
-    parser.add_argument("--labels", type=Path, help="label file (default: the manifest's)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="label file (default: the model's embedded labels, else the manifest's)",
+    )
     parser.add_argument(
         "--threshold", type=_threshold, default=0.5, help="lowest score kept, 0..1 (default 0.5)"
     )
@@ -110,6 +114,7 @@ def _detect(args: argparse.Namespace) -> int:
                 "sha256": detector.sha256,
                 "runtime": detector.runtime_name,
                 "path": str(detector.path),
+                "labels": detector.labels_source,
             },
             "results": results,
         }

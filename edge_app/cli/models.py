@@ -158,6 +158,8 @@ def _print_report(report: dict[str, Any]) -> None:
     print(f"sha256:   {report['sha256']}")
     print(f"manifest: {report['manifest_name'] or '(not in the manifest)'}")
     print(f"runtime:  {report['runtime']}")
+    labels = report["labels"]
+    print(f"labels:   {labels['count']} from {labels['source']}")
     for kind in ("inputs", "outputs"):
         print(f"{kind}:")
         for t in report[kind]:

@@ -228,8 +228,17 @@ class DetectorConfig(_Model):
         "ssd_mobilenet_v2_coco",
         description="A model name from models/manifest.yaml, or a path to a .tflite file.",
     )
-    labels: Path | None = Field(None, description="Label file; default: the manifest's labels.")
+    labels: Path | None = Field(
+        None,
+        description="Label file; default: the labels embedded in the model's metadata, "
+        "else the manifest's.",
+    )
     threads: int = Field(2, ge=1, le=64, description="Interpreter CPU threads.")
+    delegate: Literal["none", "edgetpu"] = Field(
+        "none",
+        description="Accelerator: edgetpu loads libedgetpu.so.1 (Coral Edge TPU runtime) "
+        "through the TFLite runtime's load_delegate; none: CPU only.",
+    )
     score_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Detections below this score are discarded."
     )

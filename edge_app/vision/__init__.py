@@ -12,7 +12,13 @@ from edge_app.vision.decoders import (
 )
 from edge_app.vision.detector import Detector, TFLiteDetector, open_detector
 from edge_app.vision.inspect import inspect_model
-from edge_app.vision.labels import LabelMap, load_labels, parse_labels
+from edge_app.vision.labels import (
+    LabelMap,
+    choose_labels,
+    embedded_labels,
+    load_labels,
+    parse_labels,
+)
 from edge_app.vision.nms import nms_per_class
 from edge_app.vision.preprocess import BoxMap, InputSpec, PreprocessOptions, Preprocessor
 from edge_app.vision.runtime import Interpreter, load_interpreter
@@ -30,9 +36,11 @@ __all__ = [
     "Preprocessor",
     "TFLiteDetector",
     "TensorInfo",
+    "choose_labels",
     "decode_ssd_postprocess",
     "dequantize",
     "detect_format",
+    "embedded_labels",
     "get_decoder",
     "inspect_model",
     "load_interpreter",

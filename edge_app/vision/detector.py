@@ -38,7 +38,7 @@ from edge_app.vision.decoders import (
     detect_format,
     get_decoder,
 )
-from edge_app.vision.labels import LabelMap, load_labels
+from edge_app.vision.labels import LabelMap, choose_labels
 from edge_app.vision.nms import nms_per_class
 from edge_app.vision.preprocess import InputSpec, PreparedInput, Preprocessor, default_options
 from edge_app.vision.runtime import Interpreter, load_interpreter
@@ -82,14 +82,16 @@ class PreparingDetector(Detector, Protocol):
 class TFLiteDetector:
     """A TFLite object detector. Not thread-safe: give each worker thread its own.
 
-    ``path`` is a .tflite file; ``labels_path`` a label file (None: ids are named
-    ``class_<id>``); ``threads`` interpreter CPU threads; ``score_threshold`` 0..1, lower scores
+    ``path`` is a .tflite file; ``labels_path`` a label file (None: the labels embedded in the
+    model's metadata, else ``default_labels``, else ids are named ``class_<id>``; see
+    ``labels_source``); ``threads`` interpreter CPU threads; ``score_threshold`` 0..1, lower scores
     are dropped; ``model_name`` defaults to the file's stem; ``sha256`` (hex) skips re-hashing a
     file the caller has already verified; ``fmt`` forces an output format (None: detected from
     the output tensors); ``preprocess`` overrides fields of the format's ``default_options``
     (resize, pad_value, align, channel_order, input_range); ``iou_threshold`` 0..1 is the NMS
-    overlap for formats that need NMS; ``max_detections`` caps boxes per frame. The caller owns
-    the detector and calls ``close()`` (or uses it as a context manager).
+    overlap for formats that need NMS; ``max_detections`` caps boxes per frame; ``delegate``
+    (``"edgetpu"``; None: CPU) runs the graph on an accelerator (``load_interpreter``). The
+    caller owns the detector and calls ``close()`` (or uses it as a context manager).
     """
 
     def __init__(
@@ -105,6 +107,8 @@ class TFLiteDetector:
         preprocess: Mapping[str, Any] | None = None,
         iou_threshold: float = 0.45,
         max_detections: int = 100,
+        default_labels: Path | None = None,
+        delegate: str | None = None,
     ) -> None:
         self.score_threshold = score_threshold
         if not 0.0 <= iou_threshold <= 1.0:
@@ -116,11 +120,12 @@ class TFLiteDetector:
             raise ModelNotFoundError(f"model file {self.path} does not exist")
         self.sha256 = sha256 or sha256_file(self.path)
         self._model = ModelRef(model_name or self.path.stem, self.sha256[:12])
-        self._labels = load_labels(labels_path) if labels_path is not None else LabelMap.empty()
-        interpreter, self.runtime_name = load_interpreter(self.path, threads)
-        if labels_path is None:
+        self._labels, self.labels_source = choose_labels(self.path, labels_path, default_labels)
+        interpreter, self.runtime_name = load_interpreter(self.path, threads, delegate)
+        if self.labels_source == "none":
             log.warning(
-                "no label file for %s: classes are reported as class_<id>; pass a label file",
+                "no label file for %s and none embedded in it: classes are reported as "
+                "class_<id>; pass a label file",
                 self.path.name,
             )
         inputs = [TensorInfo.from_details(d) for d in interpreter.get_input_details()]
@@ -254,7 +259,8 @@ class TFLiteDetector:
 def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFLiteDetector:
     """Open the detector that ``config`` describes (model name from the catalog, or a path).
 
-    The label file is ``config.labels`` if set, else the manifest's. Raises ``ModelError``
+    The labels are ``config.labels`` if set, else the ones embedded in the model, else the
+    manifest's file (``TFLiteDetector.labels_source`` says which). Raises ``ModelError``
     subclasses: not pulled yet (says which command pulls it), checksum mismatch, bad file.
     """
     resolved = resolve_model(config.model, config.model_dir, catalog)
@@ -267,7 +273,7 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
         )
     detector = TFLiteDetector(
         resolved.path,
-        config.labels or resolved.labels,
+        config.labels,
         threads=config.threads,
         score_threshold=config.score_threshold,
         model_name=resolved.name,
@@ -275,6 +281,8 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
         fmt=config.format,
         preprocess=preprocess_overrides(config),
         iou_threshold=config.iou_threshold,
+        default_labels=resolved.labels,
+        delegate=config.delegate,
     )
     if (
         config.format is None

@@ -10,6 +10,7 @@ from typing import Any
 from edge_app.errors import UnsupportedModelError
 from edge_app.models import Catalog, load_manifest, sha256_file
 from edge_app.vision.decoders import TensorInfo, detect_format
+from edge_app.vision.labels import choose_labels
 from edge_app.vision.preprocess import default_options
 from edge_app.vision.runtime import load_interpreter
 
@@ -32,7 +33,10 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
     quantization), ``format`` (decoder name, or None), ``format_error`` (why no decoder
     matches, or None) and ``preprocessing`` (the format's default resize, pad_value, align,
     channel_order, input_range, plus the first input's width, height, dtype and
-    ``quantized_input``; None without a format). Raises ``ModelError`` if the file is missing
+    ``quantized_input``; None without a format) and ``labels``: ``{"source", "count"}``, where
+    the labels ``open_detector`` would use with no label file configured come from
+    (``model metadata (<member>)``, ``manifest <path>`` or ``none``) and how many ids they
+    name. Raises ``ModelError`` if the file is missing
     or not a TFLite model.
     """
     path = Path(path)
@@ -54,7 +58,9 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
             "quantized_input": first.dtype in {"uint8", "int8"},
         }
     digest = sha256_file(path)
-    spec = (catalog or load_manifest()).find_sha256(digest)
+    catalog = catalog or load_manifest()
+    spec = catalog.find_sha256(digest)
+    labels, source = choose_labels(path, None, catalog.labels_path(spec) if spec else None)
     return {
         "path": str(path.resolve()),
         "bytes": path.stat().st_size,
@@ -66,4 +72,5 @@ def inspect_model(path: Path, catalog: Catalog | None = None) -> dict[str, Any]:
         "format": fmt,
         "format_error": error,
         "preprocessing": preprocessing,
+        "labels": {"source": source, "count": len(labels)},
     }

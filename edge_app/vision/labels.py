@@ -7,13 +7,30 @@
   outputs do not count, so class id ``c`` is line ``c + 1``.
 
 ``???`` anywhere else marks an unused id. Unknown ids are named ``class_<id>``.
+
+**Embedded labels.** A TFLite model with metadata (the TensorFlow Lite Model Maker and task
+library models) carries its associated files, the label map among them, in a zip archive
+appended to the flatbuffer; the interpreter ignores the archive, ``zipfile`` opens it.
+``embedded_labels`` reads the label file from there: the one ``.txt`` member, or, when there
+are several, the first whose name contains ``label`` (``labelmap.txt``, ``labels.txt``).
+``choose_labels`` applies the precedence the detector uses: an explicit file, then the
+model's own labels, then the catalog's file, then none.
 """
 
 from __future__ import annotations
 
-__all__ = ["LabelMap", "load_labels", "parse_labels"]
+__all__ = [
+    "MAX_EMBEDDED_LABEL_BYTES",
+    "LabelMap",
+    "choose_labels",
+    "embedded_labels",
+    "load_labels",
+    "parse_labels",
+]
 
+import logging
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +40,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.errors import ModelError
+
+log = logging.getLogger("edge_app.vision")
+
+MAX_EMBEDDED_LABEL_BYTES = 1 << 20
+"""A label member larger than this (bytes) is not read: no label map is that big."""
 
 _ID_LINE = re.compile(r"^\s*(\d+)\s*(?::\s*|\s)\s*(\S.*?)\s*$")
 _UNUSED = "???"
@@ -121,3 +143,61 @@ def load_labels(path: Path) -> LabelMap:
     except UnicodeDecodeError as exc:
         raise ModelError(f"label file {path} is not UTF-8 text: {exc.reason}") from exc
     return parse_labels(text, str(path))
+
+
+def embedded_labels(model_path: Path) -> tuple[LabelMap, str] | None:
+    """The label map embedded in a TFLite model's metadata, with the member's name, or None
+    when the model carries no archive or no label file in it (see the module docstring).
+
+    Raises ``ModelError`` when the archive names a label file that cannot be used (too large,
+    not UTF-8, empty, an id given twice): a model that ships wrong labels must not run with
+    silently wrong names.
+    """
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            texts = [i for i in archive.infolist() if i.filename.lower().endswith(".txt")]
+            labelish = [i for i in texts if "label" in i.filename.lower()]
+            chosen = texts if len(texts) == 1 else labelish
+            if not chosen:
+                return None
+            member = chosen[0]
+            where = f"{model_path} (embedded {member.filename})"
+            if member.file_size > MAX_EMBEDDED_LABEL_BYTES:
+                raise ModelError(
+                    f"label file {where} is {member.file_size} bytes, more than "
+                    f"{MAX_EMBEDDED_LABEL_BYTES}; set detector.labels to a label file"
+                )
+            data = archive.read(member)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile):
+        return None  # a plain flatbuffer: no metadata archive
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {model_path}: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(
+            f"label file {where} is not UTF-8 text ({exc.reason}); set detector.labels to a "
+            "label file"
+        ) from exc
+    return parse_labels(text, where), member.filename
+
+
+def choose_labels(
+    model_path: Path, explicit: Path | None = None, fallback: Path | None = None
+) -> tuple[LabelMap, str]:
+    """The labels to run ``model_path`` with, and where they came from.
+
+    ``explicit`` (the config's or the command line's file) wins; then the labels embedded in
+    the model; then ``fallback`` (the catalog's file for a known model); else an empty map.
+    The source reads ``file <path>``, ``model metadata (<member>)``, ``manifest <path>`` or
+    ``none``.
+    """
+    if explicit is not None:
+        return load_labels(explicit), f"file {explicit}"
+    embedded = embedded_labels(model_path)
+    if embedded is not None:
+        labels, member = embedded
+        return labels, f"model metadata ({member})"
+    if fallback is not None:
+        return load_labels(fallback), f"manifest {fallback}"
+    return LabelMap.empty(), "none"

@@ -7,8 +7,9 @@ event sequence:
   its recent frames of at least ``min_score`` (this is what suppresses one-frame false
   positives), with its anchor inside the rule's zone when it has one;
 * ``update`` when the track leaves or re-enters the zone (for ``min_frames`` sightings), or
-  when it was seen with a clearly better score (a better snapshot), at most once per
-  ``UPDATE_EVERY_S`` of frame time;
+  when its sighting in the current frame scores clearly better than the last one reported
+  (a better snapshot: the event carries that sighting and the camera loop writes this frame
+  as the update's own snapshot), at most once per ``UPDATE_EVERY_S`` of frame time;
 * ``end`` once the track has been unseen for ``end_after_s`` (the tracker drops it), or has
   stayed out of the zone that long.
 
@@ -175,13 +176,19 @@ class ObjectLifecycle:
         if state.out_since is not None and mono - state.out_since >= rule.end_after_s:
             del self._states[track.track_id]
             return [self._end(track, state, "left zone")]
+        # A better snapshot is reported on a frame whose own sighting is clearly better than the
+        # last one reported, and the event carries that sighting: the camera loop writes this
+        # frame as the update's snapshot, so the event's box and score are the picture's.
+        current = track.scores[-1]
         if (
-            track.best_score >= state.reported_best + BETTER_BY
+            current >= state.reported_best + BETTER_BY
             and mono - state.last_update_mono >= UPDATE_EVERY_S
         ):
-            state.reported_best = track.best_score
+            state.reported_best = current
             state.last_update_mono = mono
-            return [self._transition(Phase.UPDATE, track, {"update_reason": "better snapshot"})]
+            sighting = Detection(track.label, current, track.box, track.class_id)
+            extra: dict[str, object] = {"update_reason": "better snapshot"}
+            return [Transition(Phase.UPDATE, track.track_id, sighting, extra)]
         return []
 
     def _end(self, track: Track, state: _State, reason: str) -> Transition:

@@ -3,12 +3,18 @@
 LiteRT (``ai-edge-litert``) is the maintained successor of ``tflite-runtime`` and runs quantized
 graphs about ten times faster on x86 (XNNPACK); ``tflite-runtime`` remains the fallback for
 devices where only it exists.
+
+An accelerator is used through a TFLite delegate (``delegate: edgetpu`` in the detector config:
+Coral's ``libedgetpu.so.1``, loaded with the runtime's ``load_delegate``). The library is
+opened with the dynamic loader first, so a missing runtime gives one clear error (and LiteRT's
+``Delegate`` object, which cannot clean up after a failed load, is never built).
 """
 
 from __future__ import annotations
 
-__all__ = ["RUNTIMES", "Interpreter", "load_interpreter"]
+__all__ = ["DELEGATE_LIBRARIES", "RUNTIMES", "Interpreter", "load_interpreter"]
 
+import ctypes
 import importlib
 import importlib.metadata
 import logging
@@ -27,6 +33,15 @@ RUNTIMES: tuple[tuple[str, str], ...] = (
     ("tflite-runtime", "tflite_runtime.interpreter"),
 )
 """(distribution name, module) of each supported runtime, in order of preference."""
+
+DELEGATE_LIBRARIES: dict[str, str] = {"edgetpu": "libedgetpu.so.1"}
+"""Delegate name (``detector.delegate``) -> the shared library that provides it."""
+
+_EDGETPU_HELP = (
+    "install the Edge TPU runtime (package libedgetpu1-std from Coral's apt repository, "
+    "https://coral.ai/docs/accelerator/get-started/#runtime-on-linux) and plug in the "
+    "accelerator, or set delegate: none to run on the CPU"
+)
 
 
 class Interpreter(Protocol):
@@ -47,7 +62,7 @@ class Interpreter(Protocol):
     def tensor(self, tensor_index: int) -> Callable[[], NDArray[Any]]: ...
 
 
-def _import_runtime() -> tuple[type[Any], str]:
+def _import_runtime() -> tuple[Any, str]:
     reasons: list[str] = []
     for dist, module_name in RUNTIMES:
         try:
@@ -59,7 +74,7 @@ def _import_runtime() -> tuple[type[Any], str]:
             version = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             version = "unknown version"
-        return module.Interpreter, f"{dist} {version}"
+        return module, f"{dist} {version}"
     raise ModelError(
         "no TFLite runtime is installed ("
         + "; ".join(reasons)
@@ -68,26 +83,60 @@ def _import_runtime() -> tuple[type[Any], str]:
     )
 
 
-def load_interpreter(path: Path, threads: int) -> tuple[Interpreter, str]:
+def _load_delegate(runtime_module: Any, name: str) -> Any:
+    """The delegate object for ``name``; ``ModelError`` saying what to install if it fails."""
+    library = DELEGATE_LIBRARIES.get(name)
+    if library is None:
+        raise ModelError(f"unknown delegate {name!r}; known: none, {', '.join(DELEGATE_LIBRARIES)}")
+    try:
+        ctypes.CDLL(library)
+    except OSError as exc:
+        raise ModelError(
+            f"delegate: {name} needs {library}, which cannot be loaded ({exc}); {_EDGETPU_HELP}"
+        ) from exc
+    try:
+        return runtime_module.load_delegate(library)
+    except (OSError, ValueError, RuntimeError) as exc:
+        # the library is there but found no device (unplugged, no permission on /dev/apex_0)
+        raise ModelError(
+            f"delegate: {name}: {library} loaded but the delegate failed ({exc}); {_EDGETPU_HELP}"
+        ) from exc
+
+
+def load_interpreter(
+    path: Path, threads: int, delegate: str | None = None
+) -> tuple[Interpreter, str]:
     """Load ``path`` with ``threads`` CPU threads and allocate its tensors.
 
-    Returns the interpreter (owned by the caller; it holds no OS resources beyond memory) and
-    the runtime's name and version, e.g. ``"ai-edge-litert 2.3.0"``. Raises
-    ``ModelNotFoundError`` if the file is missing and ``ModelError`` if no runtime is installed
-    or the file is not a loadable TFLite model.
+    ``delegate`` (``"edgetpu"``; None or ``"none"``: CPU only) hands the graph to an
+    accelerator. Returns the interpreter (owned by the caller; with a delegate it also holds
+    the accelerator) and the runtime's name and version, e.g. ``"ai-edge-litert 2.3.0"``
+    (``" + edgetpu"`` appended with the delegate). Raises ``ModelNotFoundError`` if the file
+    is missing and ``ModelError`` if no runtime is installed, the delegate cannot be loaded
+    (saying what to install) or the file is not a loadable TFLite model.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} does not exist")
-    interpreter_cls, runtime = _import_runtime()
+    module, runtime = _import_runtime()
+    delegates = []
+    if delegate not in (None, "none"):
+        delegates.append(_load_delegate(module, delegate))
+        runtime = f"{runtime} + {delegate}"
     try:
-        interpreter: Interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
+        interpreter: Interpreter = module.Interpreter(
+            model_path=str(path), num_threads=threads, experimental_delegates=delegates or None
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
+        hint = (
+            "it was compiled for the Edge TPU: set delegate: edgetpu, or use the CPU build"
+            if "edgetpu-custom-op" in str(exc)
+            else "check that the file is a complete .tflite flatbuffer (re-pull or re-download it)"
+        )
         raise ModelError(
-            f"{path} is not a loadable TFLite model ({runtime} says: {exc}); "
-            "check that the file is a complete .tflite flatbuffer (re-pull or re-download it)"
+            f"{path} is not a loadable TFLite model ({runtime} says: {exc}); {hint}"
         ) from exc
     log.info(
         "loaded %s with %s, %d thread(s)",

@@ -227,10 +227,22 @@ def test_bad_frames_and_closed_detectors_raise(v1_model: Path) -> None:
 
 
 @pytest.mark.realworld
-def test_unknown_model_without_labels_names_classes_by_id(v1_model: Path, realworld: Path) -> None:
-    with TFLiteDetector(v1_model, None) as detector:
+def test_unknown_model_without_labels_names_classes_by_id(
+    default_model: Path, realworld: Path
+) -> None:
+    # SSD v2 carries no metadata; v1 would name its classes from its embedded labelmap.txt
+    with TFLiteDetector(default_model, None) as detector:
+        assert detector.labels_source == "none"
         found = detector.detect(_image(realworld, "grace_hopper.bmp"))
     assert "class_0" in found.labels  # person, unnamed
+
+
+@pytest.mark.realworld
+def test_a_model_with_metadata_needs_no_label_file(v1_model: Path, realworld: Path) -> None:
+    with TFLiteDetector(v1_model, None) as detector:
+        assert detector.labels_source == "model metadata (labelmap.txt)"
+        found = detector.detect(_image(realworld, "grace_hopper.bmp"))
+    assert "person" in found.labels
 
 
 @pytest.mark.realworld

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_app.actions.clips import ClipRecorder, ClipWriter, prune
-from edge_app.domain import Frame
+from edge_app.domain import Frame, as_image
 
 
 def frame(i: int, width: int = 320) -> Frame:
@@ -109,3 +109,24 @@ def test_prune_by_age_then_by_size(tmp_path: Path) -> None:
     # c0 is too old; then 300 bytes remain over a 250-byte budget: c1 (oldest) goes too
     assert prune(tmp_path, max_bytes=250, max_age_s=400, now=now) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.mp4", "keep.txt"]
+
+
+@pytest.mark.realworld
+def test_ring_buffer_of_real_frames_costs_a_fraction_of_raw(
+    tmp_path: Path, writer: ClipWriter, realworld: Path
+) -> None:
+    # ten seconds of a real 768x432 camera clip at 5 fps, 640 px wide: 50 frames that would
+    # hold 50 x 640 x 360 x 3 = 34.6 MB raw; as JPEG they must take under a tenth of that
+    capture = cv2.VideoCapture(str(realworld / "videos" / "one-by-one-person-detection.mp4"))
+    recorder = ClipRecorder(tmp_path, writer, pre_s=10.0, post_s=0.0, fps=5.0, width=640)
+    for i in range(101):
+        ok, image = capture.read()
+        assert ok
+        recorder.push(Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, as_image(image)))
+    capture.release()
+    raw = 51 * 640 * 360 * 3
+    assert 0 < recorder.buffered_bytes < raw / 10
+    clip = recorder.begin("real.mp4", 110.0)
+    recorder.flush()
+    assert clip.done.wait(10)
+    assert len(read_back(tmp_path / "real.mp4")) == 51  # every buffered frame decodes

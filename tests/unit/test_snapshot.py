@@ -74,7 +74,14 @@ def test_save_writes_a_decodable_jpeg_where_the_contract_says(tmp_path: Path) ->
     assert image is not None
     assert image.shape == (H, W, 3)
     assert writer.failures == 0
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    assert snapshot["clean"] == f"dock/2026-09-21/{ev.id}.clean.jpg"
+    clean = cv2.imread(str(tmp_path / "snaps" / snapshot["clean"]), cv2.IMREAD_COLOR)
+    assert clean is not None
+    # the clean one is the frame as seen (no boxes): flat grey up to JPEG's rounding
+    assert int(np.abs(clean.astype(int) - frame().image.astype(int)).max()) <= 2
+    assert not np.array_equal(image, clean)  # the annotated one has the boxes
+    # the two files and no temporary one
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{ev.id}.clean.jpg", path.name]
 
 
 def test_the_snapshot_highlights_the_event_detection(tmp_path: Path) -> None:
@@ -114,7 +121,8 @@ def test_two_events_make_two_files(tmp_path: Path) -> None:
     assert second is not None
     assert first["file"] != second["file"]
     assert first["sha256"] != second["sha256"]  # one has boxes drawn, the other none
-    assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 2
+    assert first["clean"] != second["clean"]
+    assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 4  # annotated + clean
 
 
 def test_unwritable_root_returns_none_and_counts(tmp_path: Path) -> None:

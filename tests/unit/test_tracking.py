@@ -157,3 +157,24 @@ def test_better_snapshot_updates_are_rare(gain: float, updates: int) -> None:
     assert kinds == ["better snapshot"] * updates
     best = next(e for _, e in events if e.phase is Phase.END)
     assert best.score == pytest.approx(0.7 + gain)
+
+
+def test_a_better_snapshot_update_carries_the_sighting_of_its_own_frame() -> None:
+    # 10 fps: start at frame 2 (0.7). A 0.95 flash at frame 6 comes inside the 2 s quiet
+    # window, and its frame is gone when the window ends; the update then comes at the first
+    # frame that is itself >= 0.1 better than what was reported (0.85 at frame 22), and
+    # carries that frame's score and box: the picture the camera loop writes for it.
+    seq = (
+        [dets(walker(0.5, 0.7))] * 6
+        + [dets(walker(0.52, 0.95))]
+        + [dets(walker(0.5, 0.72))] * 15
+        + [dets(walker(0.54, 0.85))] * 5
+    )
+    events = lifecycle(seq, min_frames=3)
+    updates = [(i, e) for i, e in events if e.phase is Phase.UPDATE]
+    assert [(i, e.extra["update_reason"]) for i, e in updates] == [(22, "better snapshot")]
+    update = updates[0][1]
+    assert update.score == pytest.approx(0.85)
+    assert update.bbox == pytest.approx((0.54, 0.3, 0.64, 0.9))
+    end = next(e for _, e in events if e.phase is Phase.END)
+    assert end.score == pytest.approx(0.95)  # the end still reports the best sighting
