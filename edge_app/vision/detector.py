@@ -145,7 +145,6 @@ class TFLiteDetector:
         except (TypeError, ValueError) as exc:
             raise UnsupportedModelError(f"bad preprocessing for {where}: {exc}") from exc
         preprocessor = Preprocessor.for_interpreter(interpreter, self._input, self.options)
-        self._preprocessor = preprocessor  # prepare() uses only its fixed settings
         self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
         self._outputs = self.outputs
         self._output_indices = tuple(t.index for t in outputs)
@@ -203,7 +202,10 @@ class TFLiteDetector:
     def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput:
         """``image_bgr`` resized for this model, for ``detect_prepared``. Thread-safe (it
         touches no interpreter state), so a video source's reader thread can run it."""
-        return self._preprocessor.prepare(image_bgr)
+        state = self._state  # one read: close() may run on another thread
+        if state is None:
+            raise ModelError(f"detector for {self.path} is closed")
+        return state[1].prepare(image_bgr)  # uses only the preprocessor's fixed settings
 
     def detect_prepared(self, image_bgr: NDArray[np.uint8], prepared: PreparedInput) -> Detections:
         """``detect(image_bgr)`` with the resize already done by ``prepare``. Input prepared

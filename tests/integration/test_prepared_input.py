@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from edge_app.clock import FakeClock
 from edge_app.config import MotionConfig, parse_config
 from edge_app.domain import Detections, Event, Frame, Image
+from edge_app.errors import ModelError
 from edge_app.pipeline import CameraWorker
 from edge_app.sources import VideoFileSource
 from edge_app.vision import TFLiteDetector
@@ -126,3 +127,11 @@ def test_camera_loop_lets_the_reader_thread_resize_when_it_detects_every_frame(
     assert prepared == [not gated] * 12  # a gated camera skips frames: it resizes in detect
     assert worker.stats.detections > 0
     assert [e.phase.value for e in events] == ["start", "end"]
+
+
+def test_a_closed_detector_refuses_to_prepare(v1_model: Path, hopper: NDArray[np.uint8]) -> None:
+    """``close`` lets the interpreter go; nothing the reader thread holds keeps it alive."""
+    detector = TFLiteDetector(v1_model, LABELS)
+    detector.close()
+    with pytest.raises(ModelError, match="closed"):
+        detector.prepare(hopper)
