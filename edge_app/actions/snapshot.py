@@ -1,8 +1,9 @@
 """Local action: JPEG snapshots per event, written before the event is stored.
 
-Two files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
-in red), and ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for
-training data without drawn boxes). The event's ``snapshot`` names both. A per-object
+Three files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
+in red), ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for training
+data without drawn boxes), and ``<event id>.crop.jpg``, the event's object with some context
+around it (``crop_box``), clean. The event's ``snapshot`` names all three. A per-object
 ``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
 track's new best sighting), so every such update points at its own new files.
 
@@ -12,7 +13,7 @@ the event goes on without it: losing a picture must never lose the event.
 
 from __future__ import annotations
 
-__all__ = ["SnapshotWriter", "draw_detections"]
+__all__ = ["SnapshotWriter", "crop_box", "draw_detections"]
 
 import hashlib
 import logging
@@ -23,11 +24,29 @@ from typing import Any
 
 import cv2
 
-from edge_app.domain import Detections, Event, Frame, Image, as_image
+from edge_app.domain import BBox, Detections, Event, Frame, Image, as_image
 
 log = logging.getLogger(__name__)
 _GREEN = (0, 200, 0)
 _RED = (0, 0, 230)
+# The crop shows the object plus this fraction of its size on each side (what it stands on,
+# what it carries), and is never smaller than _CROP_MIN_PX a side where the frame allows.
+_CROP_MARGIN = 0.25
+_CROP_MIN_PX = 96
+
+
+def crop_box(bbox: BBox, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x1, y1, x2, y2)`` of the crop around ``bbox`` (normalised) in a frame of
+    ``width`` x ``height``: the box widened by a quarter of its size each side, at least
+    ``_CROP_MIN_PX`` square-ish, shifted (not shrunk) to stay inside the frame."""
+    x1, y1, x2, y2 = bbox
+    bw, bh = (x2 - x1) * width, (y2 - y1) * height
+    cw = min(width, max(bw * (1 + 2 * _CROP_MARGIN), _CROP_MIN_PX))
+    ch = min(height, max(bh * (1 + 2 * _CROP_MARGIN), _CROP_MIN_PX))
+    cx, cy = (x1 + x2) / 2 * width, (y1 + y2) / 2 * height
+    left = min(max(cx - cw / 2, 0.0), width - cw)
+    top = min(max(cy - ch / 2, 0.0), height - ch)
+    return round(left), round(top), round(left + cw), round(top + ch)
 
 
 def draw_detections(image: Image, detections: Detections, highlight: int | None = None) -> Image:
@@ -55,9 +74,9 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 
 
 class SnapshotWriter:
-    """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg`` and ``<event id>.clean.jpg``;
+    """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``, ``.clean.jpg`` and ``.crop.jpg``;
     returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
-    (the one uploaded), and ``clean``, the relative path of the clean one."""
+    (the one uploaded), ``clean`` and ``crop``, the relative paths of the other two."""
 
     def __init__(self, root: Path, quality: int = 85) -> None:
         self.root = root
@@ -65,7 +84,7 @@ class SnapshotWriter:
         self.failures = 0
 
     def save(self, frame: Frame, detections: Detections, event: Event) -> dict[str, Any] | None:
-        """Write both JPEGs of ``frame``; ``None`` (and a log line) if either cannot be."""
+        """Write the three JPEGs of ``frame``; ``None`` (and a log line) if any cannot be."""
         highlight = next(
             (
                 i
@@ -76,18 +95,25 @@ class SnapshotWriter:
         )
         day = datetime.fromtimestamp(event.wall, UTC).strftime("%Y-%m-%d")
         folder = Path(event.camera) / day
-        annotated = self._encode(draw_detections(frame.image, detections, highlight), event)
-        clean = self._encode(frame.image, event)
-        if annotated is None or clean is None:
+        image = frame.image
+        x1, y1, x2, y2 = crop_box(event.bbox, image.shape[1], image.shape[0])
+        annotated = self._encode(draw_detections(image, detections, highlight), event)
+        clean = self._encode(image, event)
+        crop = self._encode(as_image(image[y1:y2, x1:x2]), event)
+        if annotated is None or clean is None or crop is None:
             return None
-        rel, clean_rel = folder / f"{event.id}.jpg", folder / f"{event.id}.clean.jpg"
-        if not (self._write(clean_rel, clean, event) and self._write(rel, annotated, event)):
-            return None
+        rel = folder / f"{event.id}.jpg"
+        clean_rel, crop_rel = folder / f"{event.id}.clean.jpg", folder / f"{event.id}.crop.jpg"
+        # the annotated file last: the one the event and the upload name exists only if all do
+        for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
+            if not self._write(path, data, event):
+                return None
         return {
             "file": str(rel),
             "sha256": hashlib.sha256(annotated).hexdigest(),
             "bytes": len(annotated),
             "clean": str(clean_rel),
+            "crop": str(crop_rel),
         }
 
     def _encode(self, image: Image, event: Event) -> bytes | None:

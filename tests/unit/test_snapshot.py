@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.actions.snapshot import SnapshotWriter, draw_detections
+from edge_app.actions.snapshot import SnapshotWriter, crop_box, draw_detections
 from edge_app.domain import Detections, Event, Frame, Image, ModelRef, Phase, Severity
 from edge_app.ids import new_ulid
 
@@ -80,8 +80,12 @@ def test_save_writes_a_decodable_jpeg_where_the_contract_says(tmp_path: Path) ->
     # the clean one is the frame as seen (no boxes): flat grey up to JPEG's rounding
     assert int(np.abs(clean.astype(int) - frame().image.astype(int)).max()) <= 2
     assert not np.array_equal(image, clean)  # the annotated one has the boxes
-    # the two files and no temporary one
-    assert sorted(p.name for p in path.parent.iterdir()) == [f"{ev.id}.clean.jpg", path.name]
+    # the three files and no temporary one
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        f"{ev.id}.clean.jpg",
+        f"{ev.id}.crop.jpg",
+        path.name,
+    ]
 
 
 def test_the_snapshot_highlights_the_event_detection(tmp_path: Path) -> None:
@@ -122,7 +126,7 @@ def test_two_events_make_two_files(tmp_path: Path) -> None:
     assert first["file"] != second["file"]
     assert first["sha256"] != second["sha256"]  # one has boxes drawn, the other none
     assert first["clean"] != second["clean"]
-    assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 4  # annotated + clean
+    assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 6  # annotated, clean, crop
 
 
 def test_unwritable_root_returns_none_and_counts(tmp_path: Path) -> None:
@@ -180,3 +184,39 @@ def test_quality_is_passed_to_the_encoder(tmp_path: Path) -> None:
         assert snap is not None
         sizes.append(snap["bytes"])
     assert sizes[0] < sizes[1]
+
+
+def test_the_crop_is_the_event_object_with_context_cut_from_the_clean_frame(
+    tmp_path: Path,
+) -> None:
+    # a gradient frame, so any offset in the cut shows up in the pixels
+    xs = np.tile(np.arange(W, dtype=np.uint8), (H, 1))
+    ys = np.tile(np.arange(H, dtype=np.uint8)[:, None], (1, W))
+    image = np.dstack([xs, ys, np.full((H, W), 128, np.uint8)])
+    ev = event()
+    snapshot = SnapshotWriter(tmp_path).save(frame(image), detections(), ev)
+    assert snapshot is not None
+    assert snapshot["crop"].endswith(f"{ev.id}.crop.jpg")
+    crop = cv2.imread(str(tmp_path / snapshot["crop"]), cv2.IMREAD_COLOR)
+    assert crop is not None
+    x1, y1, x2, y2 = crop_box(ev.bbox, W, H)
+    assert crop.shape == (y2 - y1, x2 - x1, 3)
+    expected = image[y1:y2, x1:x2].astype(int)
+    assert float(np.abs(crop.astype(int) - expected).mean()) < 3  # JPEG rounding, no boxes
+    px1, py1, px2, py2 = pixel_box(PERSON_BOX)
+    assert x1 <= px1  # the whole object is in the crop
+    assert y1 <= py1
+    assert x2 >= px2
+    assert y2 >= py2
+
+
+def test_crop_box_adds_context_keeps_a_minimum_and_stays_in_the_frame() -> None:
+    # a 100 x 100 px object in the middle of a 1000 x 1000 frame: a quarter more each side
+    assert crop_box((0.45, 0.45, 0.55, 0.55), 1000, 1000) == (425, 425, 575, 575)
+    # a 10 px object still gets a 96 px crop centred on it
+    assert crop_box((0.5, 0.5, 0.51, 0.51), 1000, 1000) == (457, 457, 553, 553)
+    # at the frame's corner the crop is shifted inside, not cut short
+    assert crop_box((0.0, 0.0, 0.1, 0.1), 1000, 1000) == (0, 0, 150, 150)
+    assert crop_box((0.9, 0.9, 1.0, 1.0), 1000, 1000) == (850, 850, 1000, 1000)
+    # an object filling the frame: the crop is the frame
+    assert crop_box((0.0, 0.0, 1.0, 1.0), 320, 240) == (0, 0, 320, 240)

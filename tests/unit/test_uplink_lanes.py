@@ -32,6 +32,7 @@ from edge_app.uplink import (
     SnapshotSender,
     snapshot_row,
 )
+from edge_app.uplink.ratelimit import RATE_WINDOW_S
 from tests.factories import make_event
 
 PREFIX = "edge-app/cam-001"
@@ -335,9 +336,9 @@ def test_limiter_reserve_holds_back_headroom() -> None:
     limiter.take(1000)
     assert limiter.delay(1000, reserve_publishes=1, reserve_bytes=1024) == 0.0
     limiter.take(1000)
-    assert limiter.delay(10, reserve_publishes=1) == pytest.approx(1.0)  # 3 of 4 used
+    assert limiter.delay(10, reserve_publishes=1) == pytest.approx(RATE_WINDOW_S)  # 3 of 4 used
     assert limiter.delay(10) == 0.0  # without the reserve the fourth may go
-    assert limiter.delay(1000, reserve_bytes=1024) == pytest.approx(1.0)
+    assert limiter.delay(1000, reserve_bytes=1024) == pytest.approx(RATE_WINDOW_S)
     with pytest.raises(UplinkError, match="leaves nothing"):
         limiter.delay(10, reserve_publishes=4)
 

@@ -17,6 +17,7 @@ from edge_app.uplink import (
     RateLimiter,
     decode_batch,
 )
+from edge_app.uplink.ratelimit import RATE_WINDOW_S
 from tests.factories import make_event
 
 TOPIC = "edge-app/cam-001/events"
@@ -76,10 +77,10 @@ def test_drain_publishes_at_most_the_cap_per_second(outbox: Outbox, clock: FakeC
     # The fake clock stands still: one second's allowance and no more.
     assert drain.flush(0.5) is False
     assert len(transport.published) == 100
-    clock.advance(1.0)
+    clock.advance(RATE_WINDOW_S)
     drain.flush(0.5)
     assert len(transport.published) == 200
-    clock.advance(1.0)
+    clock.advance(RATE_WINDOW_S)
     assert drain.flush(5.0) is True
     assert delivered_seqs(transport) == list(range(1, 251))
 
