@@ -7,8 +7,9 @@ committed), then keep delivering for ``uplink.flush_timeout_s``, then close the 
 
 Configuration in force is ``local file + last-good overlay`` at boot, then whatever the named
 shadow ``edge-config`` changes (``edge_app.remote``). The running config is a ``Runtime``
-snapshot in a ``RuntimeHolder``; ``_Applier`` builds a new one (loading and test-running a new
-model first) and swaps it in; each camera loop adopts it at the top of its next frame.
+snapshot in a ``RuntimeHolder``; ``reconfigure.RuntimeApplier`` builds a new one (loading and
+test-running a new model first) and swaps it in; each camera loop adopts it at the top of its
+next frame.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-import numpy as np
-
 from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
@@ -33,12 +32,13 @@ from edge_app.config import (
     LastGoodStore,
     effective_config,
 )
-from edge_app.domain import Event, ModelRef
-from edge_app.errors import ModelError, OutboxError
+from edge_app.domain import Event
+from edge_app.errors import OutboxError
 from edge_app.malloc import tune_malloc
 from edge_app.models import Catalog, load_manifest
 from edge_app.outbox import LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
+from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
 from edge_app.telemetry import DiskUsage, sd_notify
@@ -125,7 +125,6 @@ class EdgeApp:
         self._stop_shadow = threading.Event()
         # FIFO: cameras sharing the detector take turns instead of racing for it
         self._detector_lock = FairLock()
-        self._apply_lock = threading.Lock()
 
     @property
     def snapshot(self) -> ConfigSnapshot:
@@ -282,9 +281,18 @@ class EdgeApp:
             ),
             lanes=self._open_side_lanes(),
         )
+        live = self._live
+        assert live is not None  # start() built it before the uplink
+        applier = RuntimeApplier(
+            live,
+            catalog=self._catalog,
+            detector_lock=self._detector_lock,
+            retire=lambda detector: self._resources.callback(detector.close),
+            set_batching=self._drain.set_batching,
+        )
         handler = ShadowHandler(
             self.config,
-            _Applier(self),
+            applier,
             store,
             models=self._models,
             clock=self._clock,
@@ -446,63 +454,3 @@ class EdgeApp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class _Applier:
-    """Puts a validated remote config into force for ``app`` (the ``Applier`` protocol)."""
-
-    def __init__(self, app: EdgeApp) -> None:
-        self._app = app
-
-    def current(self) -> ConfigSnapshot:
-        return self._app.snapshot
-
-    def model(self) -> ModelRef:
-        live = self._app._live
-        return live.current.detector.model if live is not None else ModelRef("-", "-")
-
-    def apply(self, config: AppConfig, remote_version: int) -> ConfigSnapshot:
-        """Build the new runtime, then swap it in. Raises ``ModelError`` (nothing changed) if a
-        new model cannot be loaded or fails its test run."""
-        app = self._app
-        live = app._live
-        assert live is not None  # start() built it before the shadow thread runs
-        with app._apply_lock:
-            old = live.current
-            detector = old.detector
-            if _needs_new_detector(old.snapshot.config, config):
-                detector = _load_and_test(config, app._catalog)
-                # The old detector may still be mid-frame on a camera thread; it is closed at
-                # stop(), with the app's other resources.
-                app._resources.callback(detector.close)
-            snapshot = ConfigSnapshot.of(config, "remote", remote_version)
-            with app._detector_lock:  # between two frames of every camera
-                threshold = config.detector.score_threshold
-                if getattr(detector, "score_threshold", threshold) != threshold:
-                    detector.score_threshold = threshold  # type: ignore[attr-defined]
-                live.swap(Runtime(snapshot, detector))
-            if app._drain is not None:
-                b = config.uplink.batch
-                app._drain.set_batching(b.max_events, b.max_bytes, b.max_wait_s)
-        return snapshot
-
-
-def _needs_new_detector(old: AppConfig, new: AppConfig) -> bool:
-    # Everything but the score threshold (set on the live detector) needs a reload.
-    a, b = old.detector, new.detector
-    return a.model_copy(update={"score_threshold": 0.0}) != b.model_copy(
-        update={"score_threshold": 0.0}
-    )
-
-
-def _load_and_test(config: AppConfig, catalog: Catalog | None) -> Detector:
-    """Open the configured model and run it once on a blank frame; ``ModelError`` if either
-    fails (the detector is closed again)."""
-    detector = open_detector(config.detector, catalog)
-    try:
-        detector.detect(np.zeros((*detector.input_size[::-1], 3), np.uint8))
-    except Exception as exc:
-        detector.close()
-        raise ModelError(f"model {config.detector.model!r} failed its test run: {exc}") from exc
-    log.info("model %s loaded and test-run for remote config", detector.model.name)
-    return detector

@@ -1,0 +1,146 @@
+"""Storing and delivering: outbox, MQTT uplink, AWS sinks, metrics, logs, health."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AwsConfig",
+    "BatchConfig",
+    "CloudWatchLogsConfig",
+    "HealthConfig",
+    "MetricsConfig",
+    "OutboxConfig",
+    "ReconnectConfig",
+    "TlsConfig",
+    "UplinkConfig",
+]
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from edge_app.config.base import Model
+
+
+class OutboxConfig(Model):
+    path: Path | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
+    max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="Largest size of stored events, in bytes."
+    )
+    max_age_days: float = Field(
+        14.0, gt=0, description="Undelivered events older than this are dropped and counted."
+    )
+
+
+class TlsConfig(Model):
+    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert: Path = Field(description="This device's client certificate (PEM).")
+    key: Path = Field(description="This device's private key (PEM). Never logged.")
+
+
+class BatchConfig(Model):
+    max_events: int = Field(500, ge=1, le=10_000, description="Most events in one publish.")
+    max_bytes: int = Field(
+        128 * 1024, ge=1024, le=128 * 1024, description="Largest batch payload (IoT Core: 128 KB)."
+    )
+    max_wait_s: float = Field(
+        0.5, ge=0, le=60, description="How long to wait for more events before a partial batch."
+    )
+
+
+class ReconnectConfig(Model):
+    min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay, seconds.")
+    max_s: float = Field(
+        30.0, gt=0, le=3600, description="Cap of the exponential backoff, seconds."
+    )
+
+
+class UplinkConfig(Model):
+    enabled: bool = Field(True, description="Deliver events over MQTT; off: store only.")
+    host: str = Field("localhost", description="MQTT broker host (AWS IoT Core endpoint).")
+    port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
+    tls: TlsConfig | None = Field(None, description="Mutual TLS files; null: plain TCP (tests).")
+    client_id: str | None = Field(None, description="MQTT client id; default: the thing name.")
+    topic_prefix: str = Field(
+        "edge-app/{thing}", description="Topic prefix; `{thing}` is the thing name."
+    )
+    keepalive_s: int = Field(30, ge=5, le=1200, description="MQTT keepalive, seconds.")
+    inflight: int = Field(20, ge=1, le=100, description="Most unacknowledged QoS 1 publishes.")
+    max_publishes_per_s: int = Field(
+        100, ge=1, le=100, description="Publish rate cap (AWS IoT Core: 100/s per connection)."
+    )
+    max_bytes_per_s: int = Field(
+        524_288,
+        ge=1024,
+        le=524_288,
+        description="Payload byte rate cap, bytes/s (AWS IoT Core: 512 KB/s per connection).",
+    )
+    snapshot_lane_rows: int = Field(
+        1000,
+        ge=0,
+        description="Event JPEGs queued for upload on {prefix}/snapshots/{event_id}, at most "
+        "this many (oldest dropped first); 0: do not upload snapshots.",
+    )
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Reconnect backoff."
+    )
+    flush_timeout_s: float = Field(
+        5.0, ge=0, le=300, description="On shutdown, how long to keep delivering stored events."
+    )
+
+
+class AwsConfig(Model):
+    region: str = Field("us-east-1", description="AWS region of CloudWatch and CW Logs.")
+    credentials: Literal["chain", "iot"] = Field(
+        "chain",
+        description="chain: boto3's standard chain; iot: the AWS IoT credentials provider "
+        "with uplink.tls (no long-lived keys on the device).",
+    )
+    iot_endpoint: str | None = Field(
+        None, description="`aws iot describe-endpoint --endpoint-type iot:CredentialProvider`."
+    )
+    role_alias: str | None = Field(None, description="IoT role alias of the IAM role to assume.")
+
+    @model_validator(mode="after")
+    def _iot_complete(self) -> Self:
+        if self.credentials == "iot" and not (self.iot_endpoint and self.role_alias):
+            raise ValueError("aws.credentials 'iot' needs aws.iot_endpoint and aws.role_alias")
+        return self
+
+
+class MetricsConfig(Model):
+    enabled: bool = Field(True, description="Collect metrics and ship one-minute aggregates.")
+    sink: Literal["mqtt", "cloudwatch", "file", "none"] = Field(
+        "mqtt",
+        description="mqtt: EMF on {prefix}/metrics (no AWS keys); cloudwatch: PutMetricData "
+        "(boto3); file: EMF lines for the CloudWatch agent; none: keep them queued.",
+    )
+    namespace: str = Field("EdgeApp", min_length=1, max_length=255, description="CW namespace.")
+    sample_s: float = Field(10.0, gt=0, le=60, description="Seconds between collector samples.")
+    period_s: float = Field(
+        60.0, gt=0, le=3600, description="Aggregation period, seconds (CloudWatch: 60)."
+    )
+    file: Path | None = Field(None, description="EMF file for sink `file`; default data_dir.")
+    endpoint_url: str | None = Field(None, description="CloudWatch endpoint override (tests).")
+    max_rows: int = Field(
+        500_000, ge=1000, description="Most aggregates kept while offline (oldest dropped)."
+    )
+
+
+class CloudWatchLogsConfig(Model):
+    enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
+    group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
+    stream: str | None = Field(None, description="Log stream; default: the thing name.")
+    endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
+
+
+class HealthConfig(Model):
+    enabled: bool = Field(True, description="Serve /healthz, /metrics and /status over HTTP.")
+    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 exposes it on the LAN.")
+    port: int = Field(8321, ge=0, le=65535, description="TCP port; 0: any free port.")
+    camera_stale_s: float = Field(30.0, gt=0, description="No frame processed this long: stale.")
+    detector_stuck_s: float = Field(30.0, gt=0, description="Inside detect this long: stuck.")
+    disk_low_fraction: float = Field(0.05, ge=0, le=1, description="Free share below: low.")
+    uplink_down_s: float = Field(300.0, gt=0, description="Uplink down this long: degraded.")
+    outbox_full_fraction: float = Field(0.9, gt=0, le=1, description="Outbox fill: near full.")
