@@ -10,7 +10,8 @@ is off (nothing to deliver to; events stay in the outbox). The child's main thre
 ``edge-app run``; here it reads ``/proc/self/statm`` once per wall second and stops the app at
 the target. Figures (MB = 2**20 bytes):
 
-* ``rss_mb``: the peak RSS of the child (``ru_maxrss``, so a peak between samples counts);
+* ``rss_mb``: the peak RSS of the child (the kernel's high-water mark ``VmHWM``, so a peak
+  between samples counts; not ``ru_maxrss``, which keeps the parent's RSS at fork across exec);
 * ``rss_drift_mb``: median RSS of the last quarter of the samples minus the median of the
   first quarter, both after the warm-up (the first pass of the clip: every buffer, cache and
   queue has then been filled once).
@@ -25,7 +26,6 @@ __all__ = ["run_soak"]
 import argparse
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -44,6 +44,14 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's RSS high-water mark (Linux ``VmHWM``), MB; starts afresh at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: P6 needs Linux")
 
 
 def _config(args: argparse.Namespace, data_dir: Path) -> Any:
@@ -105,7 +113,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "soak_video_s": round(frames / clip_fps, 1),
         "soak_wall_s": round(wall, 1),
         "soak_model": args.model,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "rss_mb": _peak_rss_mb(),
         "rss_sampled_max_mb": max(rss for _, rss in samples),
         "rss_warm_first_mb": statistics.median(warm[:quarter]),
         "rss_warm_last_mb": statistics.median(warm[-quarter:]),
