@@ -34,7 +34,6 @@ from edge_app.config import (
 )
 from edge_app.domain import Event
 from edge_app.errors import OutboxError
-from edge_app.malloc import tune_malloc
 from edge_app.models import Catalog, load_manifest
 from edge_app.outbox import LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
@@ -139,7 +138,6 @@ class EdgeApp:
 
     def start(self) -> None:
         """Open everything and start the threads. Raises on a bad model, source or store."""
-        tune_malloc()  # before any thread allocates frames (edge_app/malloc.py says why)
         cfg = self.config
         try:
             cfg.device.data_dir.mkdir(parents=True, exist_ok=True)

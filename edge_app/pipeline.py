@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = ["CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder"]
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -149,7 +150,11 @@ class CameraWorker:
         sized = detector if isinstance(detector, PreparingDetector) else None
         self._input_size = sized.input_size if sized is not None else None
         every_frame = self._gate is None and self._interval == 0.0
-        preparing = detector if every_frame and isinstance(detector, PreparingDetector) else None
+        # Only with a core to spare: when inference keeps every core busy, a resize on the
+        # reader thread preempts one of its threads and the whole invoke waits for that
+        # straggler (P1 on 2 cores, 2 threads: 0.877 of the bound with it, 0.878 without).
+        spare_core = sized is not None and sized.threads < (os.cpu_count() or 1)
+        preparing = sized if every_frame and spare_core else None
         self._preparing = preparing
         if isinstance(self._source, PreparesFrames):
             self._source.prepare = preparing.prepare if preparing is not None else None

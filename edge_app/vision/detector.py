@@ -72,6 +72,11 @@ class PreparingDetector(Detector, Protocol):
     @property
     def input_size(self) -> tuple[int, int]: ...
 
+    @property
+    def threads(self) -> int:
+        """CPU threads ``detect`` keeps busy (the interpreter's)."""
+        ...
+
     def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput: ...
 
     def detect_prepared(
@@ -111,6 +116,7 @@ class TFLiteDetector:
         delegate: str | None = None,
     ) -> None:
         self.score_threshold = score_threshold
+        self._threads = threads
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must lie in 0..1, got {iou_threshold}")
         self.iou_threshold = iou_threshold
@@ -191,6 +197,11 @@ class TFLiteDetector:
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the model input, pixels."""
         return self._input.size
+
+    @property
+    def threads(self) -> int:
+        """CPU threads the interpreter runs on (``threads`` at construction)."""
+        return self._threads
 
     def detect(self, image_bgr: NDArray[np.uint8]) -> Detections:
         """Detect objects in a BGR uint8 frame (any size; not modified, not kept).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,10 +97,16 @@ class Recording:
         self._source.close()
 
 
-@pytest.mark.parametrize("gated", [False, True])
+CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("gated", "threads"), [(False, 1), (True, 1), (False, CORES)], ids=["every", "gated", "busy"]
+)
 def test_camera_loop_lets_the_reader_thread_resize_when_it_detects_every_frame(
-    v1: TFLiteDetector, hopper: NDArray[np.uint8], tmp_path: Path, gated: bool
+    v1_model: Path, hopper: NDArray[np.uint8], tmp_path: Path, gated: bool, threads: int
 ) -> None:
+    """Only a camera that detects every frame, with a core the interpreter leaves free."""
     source = VideoFileSource(_clip(tmp_path / "c.mp4", hopper, 12), "c", clock=FakeClock())
     cfg = parse_config(
         {
@@ -110,21 +117,23 @@ def test_camera_loop_lets_the_reader_thread_resize_when_it_detects_every_frame(
     )
     recording = Recording(source)
     events: list[Event] = []
-    worker = CameraWorker(
-        recording,
-        v1,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("t", v1.model, 0)),
-        lambda event: event,
-        stop=threading.Event(),
-        on_event=events.append,
-        motion=MotionConfig(force_every_s=0.0) if gated else None,
-    )
-    assert (source.prepare is not None) is not gated
-    worker.run()
-    source.close()
+    expected = not gated and threads < CORES
+    with TFLiteDetector(v1_model, LABELS, threads=threads) as detector:
+        worker = CameraWorker(
+            recording,
+            detector,
+            RuleEngine(cfg.cameras[0], cfg.rules, EventContext("t", detector.model, 0)),
+            lambda event: event,
+            stop=threading.Event(),
+            on_event=events.append,
+            motion=MotionConfig(force_every_s=0.0) if gated else None,
+        )
+        assert (source.prepare is not None) is expected
+        worker.run()
+        source.close()
     assert worker.stats.frames == 12
     prepared = [f.prepared is not None for f in recording.seen]
-    assert prepared == [not gated] * 12  # a gated camera skips frames: it resizes in detect
+    assert prepared == [expected] * 12  # otherwise the resize happens in detect
     assert worker.stats.detections > 0
     assert [e.phase.value for e in events] == ["start", "end"]
 

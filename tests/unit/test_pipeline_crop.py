@@ -25,6 +25,7 @@ class WindowDetector:
     frame (a crop window) and nothing in a whole frame; records the shapes it was given."""
 
     input_size = (300, 300)
+    threads = 1
 
     def __init__(self) -> None:
         self.shapes: list[tuple[int, ...]] = []
