@@ -106,11 +106,11 @@ class MotionConfig(Model):
         5.0, ge=0.0, le=3600, description="Detect at least this often regardless; 0: never."
     )
     motion_every_s: float = Field(
-        0.2,
+        0.25,
         ge=0.0,
         le=3600,
         description="While something moves, detect at most this often (seconds of frame time; "
-        "the tracker follows people at 5 fps); 0: on every frame with motion.",
+        "the tracker follows people at 4 fps); 0: on every frame with motion.",
     )
     still_every_s: float = Field(
         1.0,
