@@ -114,7 +114,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "soak_wall_s": round(wall, 1),
         "soak_model": args.model,
         # VmHWM is updated lazily; a sample may have seen a little more
-        "rss_mb": max(_peak_rss_mb(), max(rss for _, rss in samples)),
+        "rss_mb": max(_peak_rss_mb(), *(rss for _, rss in samples)),
         "rss_sampled_max_mb": max(rss for _, rss in samples),
         "rss_warm_first_mb": statistics.median(warm[:quarter]),
         "rss_warm_last_mb": statistics.median(warm[-quarter:]),

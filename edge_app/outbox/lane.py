@@ -116,6 +116,12 @@ class LaneStore:
         self._watch = ClockWatch(clock) if clock is not None else None
         self._boot_id = "" if clock is None else boot_id_for(clock) if boot_id is None else boot_id
         self.times_corrected = 0
+        # Mirrors of COUNT(*) and SUM(weight) over this lane's rows, so an enqueue that checks
+        # the byte budget, or an add that checks max_rows, does not scan a long backlog.
+        # None: unknown (after a failed write, or a delete of rows whose weight we do not
+        # hold); recomputed on next use.
+        self._rows: int | None = None
+        self._held: int | None = None
         """Rows whose ``ts`` was corrected after a clock step or sync."""
         self._lock = threading.Lock()
         try:
@@ -155,14 +161,19 @@ class LaneStore:
 
         def op() -> None:
             offset = self._retime()
+            rows = [
+                (self._lane, float(ts), body, offset, self._boot_id, row_weight(body))
+                for ts, body in items
+            ]
             self._conn.executemany(
                 "INSERT INTO lane_rows (lane, ts, body, offset, boot_id, weight)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (self._lane, float(ts), body, offset, self._boot_id, row_weight(body))
-                    for ts, body in items
-                ],
+                rows,
             )
+            if self._held is not None:
+                self._held += sum(row[-1] for row in rows)
+            if self._rows is not None:
+                self._rows += len(rows)
             self._trim()
 
         with self._lock:
@@ -184,13 +195,13 @@ class LaneStore:
         """Remove rows that were delivered."""
         if not ids:
             return
+
+        def op() -> None:
+            self._conn.executemany("DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids])
+            self._rows = self._held = None
+
         with self._lock:
-            self._write(
-                lambda: self._conn.executemany(
-                    "DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids]
-                ),
-                "delete",
-            )
+            self._write(op, "delete")
 
     def drop_older_than(self, cutoff_ts: float) -> int:
         """Remove rows with ``ts < cutoff_ts`` (Unix s), count them as dropped; returns how many."""
@@ -203,6 +214,8 @@ class LaneStore:
                 "DELETE FROM lane_rows WHERE lane = ? AND ts < ?", (self._lane, cutoff_ts)
             ).rowcount
             self._count_drops(dropped)
+            if dropped:
+                self._rows = self._held = None
 
         with self._lock:
             self._write(op, "drop")
@@ -234,6 +247,8 @@ class LaneStore:
     def held_bytes(self) -> int:
         """The lane's weight in bytes: what it holds against the outbox byte budget."""
         with self._lock:
+            if self._held is not None:
+                return self._held
             try:
                 (size,) = self._conn.execute(
                     "SELECT COALESCE(SUM(COALESCE(weight, LENGTH(body))), 0) FROM lane_rows"
@@ -242,7 +257,8 @@ class LaneStore:
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise OutboxError(f"{self._lane} lane in {self._path}: read failed: {exc}") from exc
-        return int(size)
+            self._held = int(size)
+            return self._held
 
     def shed(self, excess: int) -> int:
         """Drop the oldest rows until at least ``excess`` bytes of weight are freed (or the lane
@@ -266,6 +282,10 @@ class LaneStore:
             self._conn.executemany("DELETE FROM lane_rows WHERE id = ?", [(i,) for i in ids])
             shed = len(ids)
             self._count_drops(shed)
+            if self._held is not None:
+                self._held -= freed
+            if self._rows is not None:
+                self._rows -= shed
 
         if excess <= 0:
             return 0
@@ -299,10 +319,12 @@ class LaneStore:
         return offset
 
     def _trim(self) -> None:
-        (rows,) = self._conn.execute(
-            "SELECT COUNT(*) FROM lane_rows WHERE lane = ?", (self._lane,)
-        ).fetchone()
-        excess = int(rows) - self._max_rows
+        if self._rows is None:
+            (rows,) = self._conn.execute(
+                "SELECT COUNT(*) FROM lane_rows WHERE lane = ?", (self._lane,)
+            ).fetchone()
+            self._rows = int(rows)
+        excess = self._rows - self._max_rows
         if excess > 0:
             self._conn.execute(
                 "DELETE FROM lane_rows WHERE id IN (SELECT id FROM lane_rows WHERE lane = ?"
@@ -310,6 +332,8 @@ class LaneStore:
                 (self._lane, excess),
             )
             self._count_drops(excess)
+            self._rows -= excess
+            self._held = None  # the weights of the rows trimmed are not known here
 
     def _count_drops(self, n: int) -> None:
         if n:
@@ -325,6 +349,7 @@ class LaneStore:
             op()
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rows = self._held = None  # the mirrors may count what was rolled back
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise OutboxError(

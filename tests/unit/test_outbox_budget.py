@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,29 @@ def test_shedding_a_row_keeps_its_jpeg_and_the_sender_reads_old_and_new_rows(
     second = sender.next_publish()
     assert second is not None
     assert second.topic == "edge-app/cam-001/snapshots/new"
+
+
+def test_the_lane_keeps_its_weight_and_row_count_without_rescanning(tmp_path: Path) -> None:
+    """The mirrored COUNT/SUM agree with a fresh scan after every kind of change."""
+    db = tmp_path / "o.db"
+
+    def fresh() -> tuple[int, int]:
+        with LaneStore(db, "snapshots") as other:
+            return other.held_bytes(), other.stats().rows
+
+    with LaneStore(db, "snapshots", max_rows=6) as lane:
+        assert lane.held_bytes() == 0
+        steps: list[Callable[[], object]] = [
+            lambda: lane.add([(float(i), snapshot_row(f"e{i}", f"c/{i}.jpg", 1000 + i))
+                              for i in range(4)]),
+            lambda: lane.shed(1500),  # two rows
+            lambda: lane.add([(9.0, snapshot_row("e9", "c/9.jpg", 5000))]),
+            lambda: lane.delete([lane.peek(1)[0].id]),
+            lambda: lane.add([(float(i), snapshot_row(f"f{i}", "c/f.jpg", 70)) for i in range(6)]),
+            lambda: lane.drop_older_than(3.0),
+            lambda: lane.add([(20.0, snapshot_row("g", "c/g.jpg", 1))]),
+        ]  # fmt: skip
+        for step in steps:
+            step()
+            assert (lane.held_bytes(), lane.stats().rows) == fresh()
+        assert lane.stats().rows == 4  # trimmed to max_rows, then the old ones dropped
