@@ -20,8 +20,8 @@ on loopback:
 Also printed, for the record: the naive drain on loopback (~0.1 ms round trips, which no real
 link has), both as measured and held to IoT Core's 100 publishes/s (so at most 100 events/s),
 and edge's speedup over that capped figure. That one has a ceiling the drain cannot pass: at
-512 KB/s and ~510 bytes per realistic event (with its snapshot reference) no sender delivers
-more than ~1,030 events/s, about 10x the capped 100 events/s.
+512 KB/s and ~520 bytes per realistic event (with its snapshot reference) no sender delivers
+more than ~1,000 events/s, about 10x the capped 100 events/s.
 
 A cloud consumer (``simulator.cloud``) audits the edge drain: ``missing`` must be 0.
 """

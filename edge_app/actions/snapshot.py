@@ -3,7 +3,10 @@
 Three files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
 in red), ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for training
 data without drawn boxes), and ``<event id>.crop.jpg``, the event's object with some context
-around it (``crop_box``), clean. The event's ``snapshot`` names all three. A per-object
+around it (``crop_box``), clean. The event's ``snapshot`` names the annotated one (DESIGN.md:
+``file``, ``sha256``, ``bytes``); the other two lie beside it (``sibling``). Their paths are
+not repeated in the event: it travels in every batch, and at IoT Core's 512 KB/s every byte of
+it costs drain throughput (two paths would add ~110 bytes, a fifth of an event). A per-object
 ``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
 track's new best sighting), so every such update points at its own new files.
 
@@ -13,14 +16,14 @@ the event goes on without it: losing a picture must never lose the event.
 
 from __future__ import annotations
 
-__all__ = ["SnapshotWriter", "crop_box", "draw_detections"]
+__all__ = ["SnapshotWriter", "crop_box", "draw_detections", "sibling"]
 
 import hashlib
 import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 
@@ -33,6 +36,13 @@ _RED = (0, 0, 230)
 # what it carries), and is never smaller than _CROP_MIN_PX a side where the frame allows.
 _CROP_MARGIN = 0.25
 _CROP_MIN_PX = 96
+
+
+def sibling(file: str | Path, kind: Literal["clean", "crop"]) -> Path:
+    """The ``clean`` or ``crop`` JPEG beside the annotated snapshot ``file`` (the event's
+    ``snapshot.file``, relative to the snapshot directory): ``<id>.jpg`` -> ``<id>.<kind>.jpg``."""
+    path = Path(file)
+    return path.with_name(f"{path.stem}.{kind}.jpg")
 
 
 def crop_box(bbox: BBox, width: int, height: int) -> tuple[int, int, int, int]:
@@ -76,7 +86,7 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 class SnapshotWriter:
     """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``, ``.clean.jpg`` and ``.crop.jpg``;
     returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
-    (the one uploaded), ``clean`` and ``crop``, the relative paths of the other two."""
+    (the one uploaded); ``sibling(file, kind)`` names the other two."""
 
     def __init__(self, root: Path, quality: int = 85) -> None:
         self.root = root
@@ -103,7 +113,7 @@ class SnapshotWriter:
         if annotated is None or clean is None or crop is None:
             return None
         rel = folder / f"{event.id}.jpg"
-        clean_rel, crop_rel = folder / f"{event.id}.clean.jpg", folder / f"{event.id}.crop.jpg"
+        clean_rel, crop_rel = sibling(rel, "clean"), sibling(rel, "crop")
         # the annotated file last: the one the event and the upload name exists only if all do
         for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
             if not self._write(path, data, event):
@@ -112,8 +122,6 @@ class SnapshotWriter:
             "file": str(rel),
             "sha256": hashlib.sha256(annotated).hexdigest(),
             "bytes": len(annotated),
-            "clean": str(clean_rel),
-            "crop": str(crop_rel),
         }
 
     def _encode(self, image: Image, event: Event) -> bytes | None:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_app.actions.snapshot import sibling
 from edge_app.app import EdgeApp
 from edge_app.clock import SystemClock
 from edge_app.config import parse_config
@@ -85,14 +86,17 @@ def test_better_snapshot_updates_have_their_own_files(
         start = starts[update["track_id"]]
         snap, first = update["snapshot"], start["snapshot"]
         assert snap["file"].endswith(f"{update['id']}.jpg")
-        assert snap["clean"].endswith(f"{update['id']}.clean.jpg")
+        assert sibling(snap["file"], "clean").name == f"{update['id']}.clean.jpg"
         assert snap["file"] != first["file"]
         assert snap["sha256"] != first["sha256"]
         data = (root / snap["file"]).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (snap["bytes"], snap["sha256"])
         assert update["score"] >= start["score"] + 0.1 - 1e-4  # lifecycle.BETTER_BY
         # the update's frame is the best sighting: its box is drawn there, in the event's red
-        annotated, clean = _image(root / snap["file"]), _image(root / snap["clean"])
+        annotated, clean = (
+            _image(root / snap["file"]),
+            _image(root / sibling(snap["file"], "clean")),
+        )
         h, w = annotated.shape[:2]
         x1, y1, _, y2 = update["bbox"]
         rows = slice(int(y1 * h) + 2, max(int(y1 * h) + 3, int(y2 * h) - 2))

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.actions.snapshot import SnapshotWriter, crop_box, draw_detections
+from edge_app.actions.snapshot import SnapshotWriter, crop_box, draw_detections, sibling
 from edge_app.domain import Detections, Event, Frame, Image, ModelRef, Phase, Severity
 from edge_app.ids import new_ulid
 
@@ -74,8 +74,9 @@ def test_save_writes_a_decodable_jpeg_where_the_contract_says(tmp_path: Path) ->
     assert image is not None
     assert image.shape == (H, W, 3)
     assert writer.failures == 0
-    assert snapshot["clean"] == f"dock/2026-09-21/{ev.id}.clean.jpg"
-    clean = cv2.imread(str(tmp_path / "snaps" / snapshot["clean"]), cv2.IMREAD_COLOR)
+    assert set(snapshot) == {"file", "sha256", "bytes"}  # DESIGN.md's keys; siblings by name
+    assert sibling(snapshot["file"], "clean") == Path(f"dock/2026-09-21/{ev.id}.clean.jpg")
+    clean = cv2.imread(str(tmp_path / "snaps" / sibling(snapshot["file"], "clean")))
     assert clean is not None
     # the clean one is the frame as seen (no boxes): flat grey up to JPEG's rounding
     assert int(np.abs(clean.astype(int) - frame().image.astype(int)).max()) <= 2
@@ -125,7 +126,6 @@ def test_two_events_make_two_files(tmp_path: Path) -> None:
     assert second is not None
     assert first["file"] != second["file"]
     assert first["sha256"] != second["sha256"]  # one has boxes drawn, the other none
-    assert first["clean"] != second["clean"]
     assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 6  # annotated, clean, crop
 
 
@@ -196,8 +196,8 @@ def test_the_crop_is_the_event_object_with_context_cut_from_the_clean_frame(
     ev = event()
     snapshot = SnapshotWriter(tmp_path).save(frame(image), detections(), ev)
     assert snapshot is not None
-    assert snapshot["crop"].endswith(f"{ev.id}.crop.jpg")
-    crop = cv2.imread(str(tmp_path / snapshot["crop"]), cv2.IMREAD_COLOR)
+    assert sibling(snapshot["file"], "crop").name == f"{ev.id}.crop.jpg"
+    crop = cv2.imread(str(tmp_path / sibling(snapshot["file"], "crop")), cv2.IMREAD_COLOR)
     assert crop is not None
     x1, y1, x2, y2 = crop_box(ev.bbox, W, H)
     assert crop.shape == (y2 - y1, x2 - x1, 3)
