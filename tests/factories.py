@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from edge_app.clock import Clock
 from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.ids import new_ulid
@@ -33,3 +36,14 @@ def make_event(
         model=ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec"),
         extra=dict(extra or {}),
     )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` every 10 ms until it is true or ``timeout`` seconds pass; returns its
+    last answer. A bound on how long a failing test waits, never a timing check."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

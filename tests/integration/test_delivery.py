@@ -20,7 +20,7 @@ from simulator.broker import Mosquitto, free_port
 from simulator.cloud import Audit, CloudConsumer
 from simulator.outage import FaultScript
 from simulator.proxy import TcpProxy
-from tests.factories import make_event
+from tests.factories import make_event, wait_until
 
 WAIT_S = 30.0
 
@@ -56,16 +56,6 @@ class RecordingTransport:
         self, topic_filter: str, callback: Callable[[str, bytes], None], qos: int = 1
     ) -> None:
         self.inner.subscribe(topic_filter, callback, qos)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass (bounded waits only)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def window_max(stamps: list[tuple[float, int]]) -> tuple[int, int]:

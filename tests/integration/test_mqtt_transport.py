@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,19 +28,11 @@ from edge_app.uplink import DrainLoop, MqttTransport, decode_batch, encode_batch
 from simulator.broker import BrokerError, Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.broker
 
 WAIT_S = 15.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Subscriber:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -39,15 +40,6 @@ RULES_AFTER = [
         "end_after_s": 1.0,
     }
 ]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class RecordingApp(EdgeApp):

@@ -17,13 +17,13 @@ from edge_app.uplink import DrainLoop, decode_batch
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
+from tests.factories import wait_until
 from tests.integration.test_mqtt_transport import (
     WAIT_S,
     Subscriber,
     make_event,
     make_transport,
     open_outbox,
-    wait_until,
 )
 
 pytestmark = pytest.mark.broker

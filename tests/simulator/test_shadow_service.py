@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,19 +19,11 @@ from edge_app.uplink import MqttTransport
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
 from simulator.shadow import ShadowService, delta_of, desired_from_pairs
+from tests.factories import wait_until
 from tests.unit.test_remote_overlay import MODELS, local_config
 from tests.unit.test_shadow_handler import RecordingApplier
 
 WAIT_S = 15.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_desired_from_pairs_nests_dotted_keys() -> None:

@@ -6,7 +6,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,10 @@ from edge_app.clock import FakeClock
 from edge_app.errors import UplinkError
 from edge_app.outbox import Outbox
 from edge_app.uplink import Backoff, DrainLoop, InMemoryTransport, decode_batch, encode_batch
-from tests.factories import DEVICE, make_event
+from tests.factories import DEVICE, make_event, wait_until
 
 TOPIC = "edge-app/cam-001/events"
 WAIT_S = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass (bounded waits only)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def batches(transport: InMemoryTransport) -> list[dict[str, Any]]:

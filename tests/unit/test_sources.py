@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from edge_app.config import CameraConfig
 from edge_app.domain import Frame, Image
 from edge_app.errors import SourceError
 from edge_app.sources import ImageDirSource, LiveSource, VideoFileSource, open_source, open_video
+from tests.factories import wait_until
 
 WAIT_S = 5.0
 N = 30  # frames in a generated clip (< 32: five bits of index)
@@ -71,17 +72,6 @@ def clip(tmp_path: Path) -> Path:
 
 def live_threads(prefix: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass (a bounded wait, not a sleep)."""
-    pause = threading.Event()
-    deadline = SystemClock().monotonic() + timeout
-    while not predicate():
-        if SystemClock().monotonic() > deadline:
-            return False
-        pause.wait(0.01)
-    return True
 
 
 # --- VideoFileSource -------------------------------------------------------------------------

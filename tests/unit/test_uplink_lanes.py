@@ -10,7 +10,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,22 +33,12 @@ from edge_app.uplink import (
     snapshot_row,
 )
 from edge_app.uplink.ratelimit import RATE_WINDOW_S
-from tests.factories import make_event
+from tests.factories import make_event, wait_until
 
 PREFIX = "edge-app/cam-001"
 EVENTS = f"{PREFIX}/events"
 METRICS = f"{PREFIX}/metrics"
 WAIT_S = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass (a bound, not a timing check)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def datum(ts: float, name: str = "FramesProcessed") -> MetricDatum:
