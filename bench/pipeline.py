@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,12 @@ CLIP = REPO.parent / "shared" / "realworld" / "videos" / "one-by-one-person-dete
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's RSS high-water mark, MB (Linux ``VmHWM``: it starts afresh at exec, where
+    ``ru_maxrss`` would keep the parent's RSS at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: this bench needs Linux")
 
 
 def _model(name: str) -> tuple[Path, Path | None]:
