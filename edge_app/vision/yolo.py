@@ -57,19 +57,32 @@ def _empty() -> Decoded:
     return Decoded(np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int32))
 
 
-def _bind(
-    decoder: Any, outputs: Sequence[TensorInfo], input_size: tuple[int, int] | None
-) -> tuple[int, ...]:
-    if not decoder.layout_ok(outputs):
-        raise UnsupportedModelError(
-            f"outputs are not the {decoder.name} layout ({decoder.layout}):\n"
-            + describe_tensors(outputs)
-        )
-    width, height = input_size or (1, 1)
-    return (0, width, height)
+class _SingleOutput:
+    """What both YOLO layouts share: one [1, a, b] output, bound to its position 0 and the
+    model's input size (to scale pixel coordinates)."""
+
+    name: str
+    layout: str
+
+    def layout_ok(self, outputs: Sequence[TensorInfo]) -> bool:
+        raise NotImplementedError
+
+    def bind(
+        self,
+        outputs: Sequence[TensorInfo],
+        sample: Sequence[NDArray[Any]] | None = None,
+        input_size: tuple[int, int] | None = None,
+    ) -> tuple[int, ...]:
+        if not self.layout_ok(outputs):
+            raise UnsupportedModelError(
+                f"outputs are not the {self.name} layout ({self.layout}):\n"
+                + describe_tensors(outputs)
+            )
+        width, height = input_size or (1, 1)
+        return (0, width, height)
 
 
-class YoloRowsDecoder:
+class YoloRowsDecoder(_SingleOutput):
     """``yolov5`` / ``yolox``: one [1, N, 5 + C] output, a row per candidate."""
 
     layout = "one output [1, N, 5+C]: cx, cy, w, h, objectness, class scores"
@@ -86,14 +99,6 @@ class YoloRowsDecoder:
         """Rows layout, told from YOLOv8's columns by the longer axis holding the candidates."""
         dims = _single_3d(outputs)
         return dims is not None and dims[1] >= 6 and dims[0] >= dims[1]
-
-    def bind(
-        self,
-        outputs: Sequence[TensorInfo],
-        sample: Sequence[NDArray[Any]] | None = None,
-        input_size: tuple[int, int] | None = None,
-    ) -> tuple[int, ...]:
-        return _bind(self, outputs, input_size)
 
     def decode(
         self, arrays: Sequence[NDArray[Any]], threshold: float, binding: tuple[int, ...]
@@ -116,7 +121,7 @@ class YoloRowsDecoder:
         )
 
 
-class YoloV8Decoder:
+class YoloV8Decoder(_SingleOutput):
     """``yolov8``: one [1, 4 + C, N] output, a column per candidate, no objectness."""
 
     name = "yolov8"
@@ -130,14 +135,6 @@ class YoloV8Decoder:
     def matches(self, outputs: Sequence[TensorInfo]) -> bool:
         dims = _single_3d(outputs)
         return dims is not None and dims[0] >= 5 and dims[1] > dims[0]
-
-    def bind(
-        self,
-        outputs: Sequence[TensorInfo],
-        sample: Sequence[NDArray[Any]] | None = None,
-        input_size: tuple[int, int] | None = None,
-    ) -> tuple[int, ...]:
-        return _bind(self, outputs, input_size)
 
     def decode(
         self, arrays: Sequence[NDArray[Any]], threshold: float, binding: tuple[int, ...]
