@@ -18,18 +18,17 @@ from __future__ import annotations
 __all__ = ["MetricsLaneSender"]
 
 import logging
-from collections import deque
 
 from edge_app.errors import UplinkError
 from edge_app.outbox import LaneStore
 from edge_app.telemetry.aggregate import MetricDatum
 from edge_app.telemetry.sinks import pack_emf
-from edge_app.uplink import DEFAULT_MAX_PAYLOAD_BYTES, LanePublish
+from edge_app.uplink import DEFAULT_MAX_PAYLOAD_BYTES, LanePublish, StoredLaneSender
 
 _log = logging.getLogger(__name__)
 
 
-class MetricsLaneSender:
+class MetricsLaneSender(StoredLaneSender):
     """``LaneSender`` for the ``metrics`` lane ``lane`` (caller-owned): EMF documents in
     ``namespace`` on ``topic``, each payload at most ``max_bytes`` bytes. It prepares the
     documents of up to ``chunk`` rows at a time. Used by the drain thread (``waiting`` is
@@ -51,20 +50,13 @@ class MetricsLaneSender:
                 f"MetricsLaneSender needs max_bytes >= 1024 and chunk >= 1, got {max_bytes} "
                 f"and {chunk}"
             )
-        self._lane = lane
+        super().__init__(lane)
         self._topic = topic
         self._namespace = namespace
         self._max_bytes = max_bytes
         self._chunk = chunk
-        self._ready: deque[LanePublish] = deque()
-        self._claimed: set[int] = set()  # rows in a ready or handed-out publish
         self.sent = 0  # aggregates acknowledged
         self.skipped = 0  # rows that could never be sent (unreadable, or too large alone)
-
-    @property
-    def store(self) -> LaneStore:
-        """The lane it reads (owned by whoever built it)."""
-        return self._lane
 
     def next_publish(self) -> LanePublish | None:
         """The next EMF document of the oldest rows not yet handed out, or None."""
@@ -74,25 +66,11 @@ class MetricsLaneSender:
 
     def delivered(self, publish: LanePublish) -> None:
         """The broker acknowledged ``publish``: its aggregates leave the lane."""
-        self._lane.delete(list(publish.rows))
-        self._claimed.difference_update(publish.rows)
+        super().delivered(publish)
         self.sent += len(publish.rows)
 
-    def failed(self, publish: LanePublish) -> None:
-        """Not delivered: the rows stay; the same document is offered again first."""
-        self._ready.appendleft(publish)
-
-    def waiting(self) -> bool:
-        """True while aggregates are stored (sent ones leave on PUBACK)."""
-        return self._lane.stats().rows > 0
-
     def _prepare(self) -> None:
-        # Rows already claimed are still stored (until PUBACK): read past them.
-        rows = [
-            r
-            for r in self._lane.peek(self._chunk + len(self._claimed))
-            if r.id not in self._claimed
-        ][: self._chunk]
+        rows = self._unclaimed(self._chunk)
         datums: list[MetricDatum] = []
         ids: list[int] = []
         bad: list[int] = []
@@ -110,8 +88,7 @@ class MetricsLaneSender:
                 _log.warning("metric %s alone exceeds %d bytes; skipped", name, self._max_bytes)
                 bad.extend(carried)
                 continue
-            self._ready.append(LanePublish(self._topic, payload, carried))
-            self._claimed.update(carried)
+            self._ready.append(self._claim(LanePublish(self._topic, payload, carried)))
         if bad:
             # Never sendable: waiting would block the lane for good.
             self.skipped += len(bad)

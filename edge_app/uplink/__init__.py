@@ -10,7 +10,7 @@ from edge_app.uplink.batcher import (
     envelope_bytes,
 )
 from edge_app.uplink.drain import MALFORMED_REASON_CODES, DrainLoop, DrainStats
-from edge_app.uplink.lanes import LanePublish, LaneSender
+from edge_app.uplink.lanes import LanePublish, LaneSender, StoredLaneSender
 from edge_app.uplink.mqtt import MqttTransport, status_payload
 from edge_app.uplink.ratelimit import (
     IOT_CORE_MAX_BYTES_PER_S,
@@ -47,6 +47,7 @@ __all__ = [
     "PublishedMessage",
     "RateLimiter",
     "SnapshotSender",
+    "StoredLaneSender",
     "Transport",
     "decode_batch",
     "encode_batch",

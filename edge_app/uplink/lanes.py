@@ -25,14 +25,16 @@ thread-safe (``DrainLoop.backlog`` calls it from other threads).
 
 from __future__ import annotations
 
-__all__ = ["LanePublish", "LaneSender", "SideLanes"]
+__all__ = ["LanePublish", "LaneSender", "SideLanes", "StoredLaneSender"]
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from edge_app.errors import PublishRejectedError, UplinkError
+from edge_app.outbox import LaneRow, LaneStore
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.ratelimit import RateLimiter
 from edge_app.uplink.transport import PublishHandle, Transport
@@ -83,6 +85,53 @@ class LaneSender(Protocol):
     def waiting(self) -> bool:
         """True while rows are stored that are not yet acknowledged. Thread-safe."""
         ...
+
+
+class StoredLaneSender:
+    """The bookkeeping every ``LaneSender`` over a ``LaneStore`` needs; subclasses say how
+    rows become publishes (``next_publish``, using ``_unclaimed`` and ``_claim``).
+
+    A row is *claimed* from the moment it is in a publish handed out or waiting in ``_ready``
+    until it is settled; claimed rows are still stored (they leave on PUBACK), so reads skip
+    them. A publish handed back (``failed``) is offered again first, as it was built.
+    """
+
+    lane: str
+
+    def __init__(self, store: LaneStore) -> None:
+        self._lane = store
+        self._ready: deque[LanePublish] = deque()
+        self._claimed: set[int] = set()
+
+    @property
+    def store(self) -> LaneStore:
+        """The lane it reads (owned by whoever built it)."""
+        return self._lane
+
+    def next_publish(self) -> LanePublish | None:
+        raise NotImplementedError
+
+    def delivered(self, publish: LanePublish) -> None:
+        """The broker acknowledged ``publish``: its rows leave the lane."""
+        self._lane.delete(list(publish.rows))
+        self._claimed.difference_update(publish.rows)
+
+    def failed(self, publish: LanePublish) -> None:
+        """Not delivered: the rows stay; the same publish is offered again first."""
+        self._ready.appendleft(publish)
+
+    def waiting(self) -> bool:
+        """True while rows are stored (sent ones leave on PUBACK). Thread-safe."""
+        return self._lane.stats().rows > 0
+
+    def _unclaimed(self, limit: int) -> list[LaneRow]:
+        """The oldest ``limit`` stored rows not yet claimed."""
+        rows = self._lane.peek(limit + len(self._claimed))
+        return [r for r in rows if r.id not in self._claimed][:limit]
+
+    def _claim(self, publish: LanePublish) -> LanePublish:
+        self._claimed.update(publish.rows)
+        return publish
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ __all__ = ["SnapshotSender", "fit_jpeg", "snapshot_row"]
 
 import json
 import logging
-from collections import deque
 from pathlib import Path
 
 import cv2
@@ -27,7 +26,7 @@ import numpy as np
 
 from edge_app.errors import UplinkError
 from edge_app.outbox import LaneStore
-from edge_app.uplink.lanes import LanePublish
+from edge_app.uplink.lanes import LanePublish, StoredLaneSender
 
 _log = logging.getLogger(__name__)
 
@@ -66,22 +65,20 @@ def fit_jpeg(data: bytes, limit: int) -> bytes:
         image = cv2.resize(image, (w * 3 // 4, h * 3 // 4), interpolation=cv2.INTER_AREA)
 
 
-class SnapshotSender:
+class SnapshotSender(StoredLaneSender):
     """The snapshot lane as a ``LaneSender``: turns its rows into publishes. ``root`` is the
     snapshot directory; payloads stay within ``max_bytes`` (IoT Core: 128 KB). Used by one
-    drain thread (``waiting`` is thread-safe)."""
+    drain thread (``waiting`` is thread-safe). A publish handed back is offered again as it
+    was, so a JPEG is not re-encoded for every retry."""
 
     lane = "snapshots"
 
     def __init__(
         self, lane: LaneStore, root: Path, *, topic_prefix: str, max_bytes: int = 131_072
     ) -> None:
-        self._lane, self._root = lane, root
+        super().__init__(lane)
+        self._root = root
         self._prefix, self._max_bytes = topic_prefix, max_bytes
-        # Handed back by the drain (not sent yet, or failed): offered again first, so a JPEG
-        # is not re-encoded for every retry.
-        self._ready: deque[LanePublish] = deque()
-        self._claimed: set[int] = set()  # rows handed out or ready, not yet settled
         self.sent = 0
         self.missing_files = 0
 
@@ -89,10 +86,7 @@ class SnapshotSender:
         """The oldest snapshot not yet handed out, or None when there is none."""
         if self._ready:
             return self._ready.popleft()
-        while True:
-            rows = [r for r in self._lane.peek(len(self._claimed) + 1) if r.id not in self._claimed]
-            if not rows:
-                return None
+        while rows := self._unclaimed(1):
             row = rows[0]
             try:
                 doc = json.loads(row.body)  # extra keys (such as "bytes") are ignored
@@ -104,20 +98,11 @@ class SnapshotSender:
                 _log.warning("snapshot row %d skipped: %s", row.id, exc)
                 self._lane.delete([row.id])
                 continue
-            self._claimed.add(row.id)
             topic = f"{self._prefix}/snapshots/{doc['event_id']}"
-            return LanePublish(topic, payload, (row.id,))
+            return self._claim(LanePublish(topic, payload, (row.id,)))
+        return None
 
     def delivered(self, publish: LanePublish) -> None:
         """The broker acknowledged ``publish``: remove its row."""
-        self._lane.delete(list(publish.rows))
-        self._claimed.difference_update(publish.rows)
+        super().delivered(publish)
         self.sent += 1
-
-    def failed(self, publish: LanePublish) -> None:
-        """Not delivered: the row stays; the same publish is offered again next."""
-        self._ready.appendleft(publish)
-
-    def waiting(self) -> bool:
-        """True while snapshot rows are stored (sent ones leave on PUBACK)."""
-        return self._lane.stats().rows > 0
