@@ -37,6 +37,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.config import merge_delta
+from edge_app.uplink import stop_network_loop
 from simulator.peer import SubscribingPeer
 
 log = logging.getLogger(__name__)
@@ -356,7 +357,7 @@ def _set(args: argparse.Namespace, desired: dict[str, Any]) -> int:
         done.wait(args.timeout)
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client)
     if "rejected" in answers:
         print(f"shadow service refused the change: {json.dumps(answers['rejected'])}")
         return 1

@@ -19,7 +19,7 @@ from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
 from edge_app.models import Catalog, ModelSpec, load_manifest
 from edge_app.remote import Outcome, ShadowTopics
-from edge_app.uplink import MqttTransport
+from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.broker import Mosquitto, free_port
 from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
@@ -369,4 +369,4 @@ def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto) -> 
             assert wait_until(lambda: transport.is_connected)
             assert deliver(b"two")
     sender.disconnect()
-    sender.loop_stop()
+    stop_network_loop(sender)

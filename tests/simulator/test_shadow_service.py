@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_app.clock import SystemClock
 from edge_app.config import LastGoodStore, merge_delta
 from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
-from edge_app.uplink import MqttTransport
+from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
 from simulator.shadow import ShadowService, delta_of, desired_from_pairs
@@ -63,7 +63,7 @@ class Peer:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
 
 @pytest.fixture
