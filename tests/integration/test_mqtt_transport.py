@@ -6,6 +6,7 @@ broker or a TCP proxy of their own so the session broker stays up for everyone e
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -344,11 +345,11 @@ def test_a_puback_failure_code_rejects_the_publish_and_keeps_the_batch(
 
 
 def _open_sockets() -> int:
-    return sum(
-        1
-        for fd in os.listdir("/proc/self/fd")
-        if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    )
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed by another thread meanwhile
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
@@ -363,6 +364,7 @@ def test_a_stopped_transport_holds_no_sockets(broker: Mosquitto, pki: Pki, prefi
         for _ in range(3):
             with make_transport(broker.host, broker.tls_port, pki, prefix) as transport:
                 assert wait_until(lambda: transport.is_connected)
-        assert _open_sockets() == before
+        # <=: a thread left by an earlier test may close a socket meanwhile; a leak adds two
+        assert _open_sockets() <= before
     finally:
         gc.enable()
