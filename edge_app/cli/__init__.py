@@ -36,6 +36,9 @@ def build_parser(commands: Sequence[Registrar] = _COMMANDS) -> argparse.Argument
     parser = argparse.ArgumentParser(
         prog="edge-app",
         description="Offline-first edge computer-vision appliance.",
+        epilog="Everything edge-app prints hides secrets: PEM blocks, and in URLs the "
+        "user:password@, every query value and the fragment. Exit code 70: an unexpected "
+        "error (a bug), reported with its traceback.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in commands:
