@@ -48,14 +48,12 @@ _PEM_MARK = "[REDACTED PEM]"
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.DOTALL)
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
 # A URL in running text: a scheme that starts a word, ":/", then up to whitespace, a double
-# quote, an angle bracket or a backtick, less trailing punctuation of the text around it
-# (". , ; : ! ? ) ] } '"). Escaped characters (\" in JSON) belong to the URL, so a password
-# holding a quote is hidden too. Config refuses these characters in URLs (``config.base.Url``),
-# so a configured URL is always one match. The first look-behind keeps the scan linear.
-_URL = re.compile(
-    r"(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.-]{0,31}:/(?:\\.|[^\s\"<>`\\])*(?<![.,;:!?)\]}'])"
-)
-_URL_BREAK = re.compile(r"[\s\"<>`]")
+# quote, an angle bracket, a backtick or a backslash (JSON's escapes: \" and \n end a URL as
+# " and a newline do), less trailing punctuation of the text around it (". , ; : ! ? ) ] } '").
+# Config refuses these characters in URLs (``config.base.Url``), so a configured URL is always
+# one match, in raw text and in JSON alike. The first look-behind keeps the scan linear.
+_URL = re.compile(r"(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.-]{0,31}:/[^\s\"<>`\\]*(?<![.,;:!?)\]}'])")
+_URL_BREAK = re.compile(r"[\s\"<>`\\]")
 _HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
 _HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:\[\]]*)(?::[0-9]*)?")
 
@@ -67,7 +65,7 @@ def looks_like_pem(text: str) -> bool:
 
 def breaks_url(url: str) -> bool:
     """True if ``url`` holds a character that ends a URL in running text (whitespace, ``"``,
-    ``<``, ``>``, a backtick): ``redact`` would then find only part of it."""
+    ``<``, ``>``, a backtick, a backslash): ``redact`` would then find only part of it."""
     return _URL_BREAK.search(url) is not None
 
 

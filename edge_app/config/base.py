@@ -43,15 +43,16 @@ def _url_in_one_piece(value: str) -> str:
     # holding one would be shown from there on. Percent-encoded, it is the same URL.
     if breaks_url(value):
         raise ValueError(
-            'holds a space, ", <, > or a backtick: percent-encode it in the URL '
-            '(%20 for a space, %22 for ", %3C for <, %3E for >, %60 for a backtick)'
+            'holds a space, ", <, >, a backtick or a backslash: percent-encode it in the URL '
+            '(%20 for a space, %22 for ", %3C for <, %3E for >, %60 for `, %5C for \\)'
         )
     return value
 
 
 Url = Annotated[str, AfterValidator(_url_in_one_piece)]
 """The type of every config field holding a URL (``Url | None`` if optional): one without
-spaces, quotes or angle brackets, so its secrets are always found and hidden in output."""
+spaces, double quotes, angle brackets, backticks or backslashes, so its secrets are always
+found and hidden in output."""
 
 
 class Model(BaseModel):

@@ -128,7 +128,7 @@ URL_FIELDS = ["cameras.0.source.url", "metrics.endpoint_url", "cloudwatch_logs.e
 
 
 @pytest.mark.parametrize("field", URL_FIELDS)
-@pytest.mark.parametrize("char", [" ", '"', "<", ">", "`", "\t"])
+@pytest.mark.parametrize("char", [" ", '"', "<", ">", "`", "\\", "\t"])
 def test_urls_must_be_one_piece_for_redaction(field: str, char: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_doc(field, f"rtsp://admin:s3{char}cr3t@cam/live"))

@@ -94,24 +94,32 @@ def test_urls_in_running_text(render: object) -> None:
 
 
 @pytest.mark.parametrize(
-    ("render", "password"),
-    [
-        (json.dumps, 's3"cr3t'),  # \" in JSON: config refuses a raw " in a URL elsewhere
-        *(
-            (render, password)
-            for render in (json.dumps, lambda u: yaml.safe_dump({"url": u}), repr, str)
-            for password in ("s3'cr3t", "s3\\cr3t", "s3'")
-        ),
-    ],
+    "render",
+    [json.dumps, lambda u: yaml.safe_dump({"url": u}), repr, str],
+    ids=["json", "yaml", "repr", "str"],
 )
-def test_quotes_and_backslashes_in_a_password_do_not_end_the_url(
-    render: object, password: str
-) -> None:
+@pytest.mark.parametrize("password", ["s3'cr3t", "s3'"])
+def test_a_single_quote_in_a_password_does_not_end_the_url(render: object, password: str) -> None:
     assert callable(render)
     out = redact(render(f"rtsp://admin:{password}@cam/live?t=1"))
     assert "s3" not in out
     assert "cr3t" not in out
     assert "rtsp://***@cam/live?t=***" in out
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f'Could not connect to the endpoint URL: "{SECRET_URL}"; retrying',
+        f"cannot open {SECRET_URL}\nnext line",
+        f"tab\t{SECRET_URL}\tafter",
+    ],
+)
+def test_a_json_log_line_is_redacted_the_same_twice(message: str) -> None:
+    # the log formatter redacts the message, then the CLI's stderr redacts the JSON line
+    line = json.dumps({"msg": redact(message)})
+    assert redact(line) == line
+    assert json.loads(line)["msg"] == message.replace(SECRET_URL, SHOWN)
 
 
 @pytest.mark.parametrize(
