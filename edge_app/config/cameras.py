@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from edge_app.config.base import NAME, THING_NAME, Model, Point
+from edge_app.config.base import NAME, THING_NAME, FilePath, Model, Point, Url
 from edge_app.domain import Severity
 
 
@@ -30,7 +30,7 @@ class DeviceConfig(Model):
         pattern=THING_NAME, description="AWS IoT thing name; also the MQTT topic segment {thing}."
     )
     site: str = Field("", max_length=128, description="Free-form site name, carried in status.")
-    data_dir: Path = Field(
+    data_dir: FilePath = Field(
         Path("data"),
         description="Where the outbox, snapshots and state live (relative: to config).",
     )
@@ -38,7 +38,7 @@ class DeviceConfig(Model):
 
 class FileSourceConfig(Model):
     type: Literal["file"] = "file"
-    path: Path = Field(description="Video file to replay (mp4, avi, gif, ...).")
+    path: FilePath = Field(description="Video file to replay (mp4, avi, gif, ...).")
     realtime: bool = Field(
         False,
         description="Pace frames at the file's own fps like a camera; else as fast as possible.",
@@ -62,15 +62,17 @@ class UsbSourceConfig(Model):
 
 class UrlSourceConfig(Model):
     type: Literal["url"] = "url"
-    url: str = Field(
+    url: Url = Field(
         pattern=r"^(rtsp|rtsps|http|https|rtmp)://",
-        description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend.",
+        description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend. "
+        "Credentials in it (user:password@, query values) are never shown in logs or output; "
+        "characters such as spaces and quotes must be percent-encoded.",
     )
 
 
 class ImageDirSourceConfig(Model):
     type: Literal["images"] = "images"
-    path: Path = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
+    path: FilePath = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
     fps: float = Field(1.0, gt=0, description="Nominal rate used to stamp the images.")
 
 

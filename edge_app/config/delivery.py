@@ -14,16 +14,15 @@ __all__ = [
     "UplinkConfig",
 ]
 
-from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_app.config.base import Model
+from edge_app.config.base import FilePath, Model, Url
 
 
 class OutboxConfig(Model):
-    path: Path | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
+    path: FilePath | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
     max_bytes: int = Field(
         256 * 1024 * 1024, ge=1024 * 1024, description="Largest size of stored events, in bytes."
     )
@@ -33,9 +32,14 @@ class OutboxConfig(Model):
 
 
 class TlsConfig(Model):
-    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
-    cert: Path = Field(description="This device's client certificate (PEM).")
-    key: Path = Field(description="This device's private key (PEM). Never logged.")
+    ca: FilePath = Field(
+        description="Path of the CA certificate file (PEM) that signed the broker's certificate."
+    )
+    cert: FilePath = Field(description="Path of this device's client certificate file (PEM).")
+    key: FilePath = Field(
+        description="Path of this device's private key file (PEM, mode 0600); the file's path, "
+        "never the key text itself (refused). Never logged."
+    )
 
 
 class BatchConfig(Model):
@@ -121,8 +125,8 @@ class MetricsConfig(Model):
     period_s: float = Field(
         60.0, gt=0, le=3600, description="Aggregation period, seconds (CloudWatch: 60)."
     )
-    file: Path | None = Field(None, description="EMF file for sink `file`; default data_dir.")
-    endpoint_url: str | None = Field(None, description="CloudWatch endpoint override (tests).")
+    file: FilePath | None = Field(None, description="EMF file for sink `file`; default data_dir.")
+    endpoint_url: Url | None = Field(None, description="CloudWatch endpoint override (tests).")
     max_rows: int = Field(
         500_000, ge=1000, description="Most aggregates kept while offline (oldest dropped)."
     )
@@ -132,7 +136,7 @@ class CloudWatchLogsConfig(Model):
     enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
     group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
     stream: str | None = Field(None, description="Log stream; default: the thing name.")
-    endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
+    endpoint_url: Url | None = Field(None, description="CloudWatch Logs endpoint override.")
 
 
 class HealthConfig(Model):
