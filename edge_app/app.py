@@ -33,7 +33,8 @@ from edge_app.config import (
     effective_config,
 )
 from edge_app.domain import Event
-from edge_app.errors import OutboxError
+from edge_app.errors import ConfigError, FieldError, OutboxError
+from edge_app.files import loose_bits, private_dir
 from edge_app.models import Catalog, load_manifest
 from edge_app.outbox import LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
@@ -140,7 +141,7 @@ class EdgeApp:
         """Open everything and start the threads. Raises on a bad model, source or store."""
         cfg = self.config
         try:
-            cfg.device.data_dir.mkdir(parents=True, exist_ok=True)
+            _make_data_dir(cfg)
             self.outbox = self._resources.enter_context(
                 Outbox(
                     cfg.outbox_path,
@@ -452,3 +453,22 @@ class EdgeApp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _make_data_dir(cfg: AppConfig) -> None:
+    """Create ``device.data_dir`` 0700 (it holds images of people); warn about an existing one
+    that group or others may enter, which is left as it is (it may be shared on purpose)."""
+    path = cfg.device.data_dir
+    try:
+        mode = private_dir(path).stat().st_mode
+    except OSError as exc:
+        raise ConfigError(
+            "device.data_dir", [FieldError("device.data_dir", f"cannot create {path}: {exc}")]
+        ) from exc
+    if loose_bits(mode):
+        log.warning(
+            "data_dir %s is open to group or others (mode %o) and holds images of people: "
+            "chmod 700 it (the systemd unit's StateDirectoryMode=0700 does)",
+            path,
+            mode & 0o777,
+        )

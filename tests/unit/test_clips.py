@@ -59,7 +59,7 @@ def test_clip_holds_pre_and_post_seconds_at_the_clip_rate(
     writer.close()
     # kept every other frame (5 of 10 fps): pre 2.0..3.0 s -> frames 20..30, post to 4.0 s
     assert_frames(read_back(tmp_path / "event.mp4"), [20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40])
-    assert not list(tmp_path.glob("*.tmp.mp4"))
+    assert [p.name for p in tmp_path.iterdir()] == ["event.mp4"]  # no temp file left
     assert writer.written == 1
 
 
