@@ -18,12 +18,12 @@ __all__ = ["AppStats", "EdgeApp"]
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune
+from edge_app.actions import ClipRecorder, ClipWriter, Retention, SnapshotWriter
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
@@ -116,7 +116,12 @@ class EdgeApp:
         self._threads: list[threading.Thread] = []
         self._drain: DrainLoop | None = None
         self._snapshot_lane: LaneStore | None = None
+        self._snapshot_sender: SnapshotSender | None = None
+        self.retention: Retention | None = None
+        """Local retention of snapshots and clips (its thread runs from ``start``)."""
+        self._stop_retention = threading.Event()
         self._drain_thread: threading.Thread | None = None
+        self._retention_thread: threading.Thread | None = None
         self._started = False
         self._catalog = catalog
         self._live: RuntimeHolder | None = None
@@ -174,7 +179,7 @@ class EdgeApp:
                     )
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
-            snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
+            snapshots = SnapshotWriter(cfg.snapshot_dir)
             clip_writer: ClipWriter | None = None
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
@@ -184,11 +189,9 @@ class EdgeApp:
                     if clip_writer is None:
                         clip_writer = ClipWriter()
                         self._resources.callback(clip_writer.close)
-                    folder = cfg.device.data_dir / "clips" / camera.name
                     c = camera.clips
-                    prune(folder, int(c.max_mb * 2**20), c.max_age_h * 3600)
                     recorder = ClipRecorder(
-                        folder,
+                        cfg.clip_dir(camera.name),
                         clip_writer,
                         pre_s=c.pre_s,
                         post_s=c.post_s,
@@ -214,6 +217,9 @@ class EdgeApp:
                 self._workers.append(worker)
             if cfg.uplink.enabled:
                 self._start_uplink(store, last)
+            retention = self.retention = Retention.for_config(
+                effective, pending=self._undelivered, stop=self._stop_retention
+            )
             self.telemetry = Telemetry(
                 cfg,
                 clock=self._clock,
@@ -238,6 +244,8 @@ class EdgeApp:
         if self._shadow is not None:
             self._shadow_thread = threading.Thread(target=self._shadow.run, name="remote-config")
             self._shadow_thread.start()
+        self._retention_thread = threading.Thread(target=retention.run, name="retention")
+        self._retention_thread.start()
         self.telemetry.start(status=self._status)
         self._started = True
         log.info(
@@ -337,13 +345,10 @@ class EdgeApp:
             self._snapshot_lane = lane
             # Pictures count against outbox.max_bytes and give way before any event does.
             self.outbox.share_budget(lane)
-            lanes.append(
-                SnapshotSender(
-                    lane,
-                    self.config.device.data_dir / "snapshots",
-                    topic_prefix=self.config.topic_prefix,
-                )
+            self._snapshot_sender = SnapshotSender(
+                lane, self.config.snapshot_dir, topic_prefix=self.config.topic_prefix
             )
+            lanes.append(self._snapshot_sender)
         metrics = metrics_lane_sender(self.config)
         if metrics is not None:
             self._resources.callback(metrics.store.close)
@@ -357,6 +362,14 @@ class EdgeApp:
         if drain is None or transport is None or not transport.is_connected:
             return True
         return not drain.backlog()
+
+    def _undelivered(self, ids: Sequence[str]) -> set[str]:
+        """Retention's question: which of these events' snapshots must stay (the event is
+        still in the outbox, or its snapshot still queued for upload)."""
+        held = self.outbox.holding(ids)
+        if self._snapshot_sender is not None:
+            held |= self._snapshot_sender.queued_ids().intersection(ids)
+        return held
 
     def _store(self, event: Event) -> Event:
         stored = self.outbox.enqueue(event)
@@ -417,6 +430,9 @@ class EdgeApp:
         self._stop_shadow.set()
         if self._shadow_thread is not None:
             self._shadow_thread.join()
+        self._stop_retention.set()  # before the outbox it asks is closed
+        if self._retention_thread is not None:
+            self._retention_thread.join()
         if self._drain is not None and self._transport is not None:
             deadline = (
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s

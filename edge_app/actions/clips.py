@@ -8,17 +8,16 @@ finished clip goes to one writer thread through a bounded queue and is written a
 OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
 full the clip is dropped and counted. Clips are 0600 files in a 0700 folder, written to a
 unique temp name and renamed once complete (``edge_app.files.atomic_writer``);
-``prune`` applies retention by total size and age.
+``edge_app.actions.retention`` deletes them by total size and age.
 """
 
 from __future__ import annotations
 
-__all__ = ["ClipRecorder", "ClipWriter", "prune"]
+__all__ = ["ClipRecorder", "ClipWriter"]
 
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,18 +175,3 @@ class ClipRecorder:
         for clip in self._open:
             self._writer.submit(clip)
         self._open.clear()
-
-
-def prune(directory: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> int:
-    """Delete clips (``*.mp4``) older than ``max_age_s`` and then the oldest until the total is
-    at most ``max_bytes``. Returns how many were deleted."""
-    now = time.time() if now is None else now
-    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in Path(directory).glob("*.mp4"))
-    total = sum(size for _, size, _ in files)
-    deleted = 0
-    for mtime, size, path in files:
-        if now - mtime > max_age_s or total > max_bytes:
-            path.unlink(missing_ok=True)
-            total -= size
-            deleted += 1
-    return deleted

@@ -12,7 +12,9 @@ track's new best sighting), so every such update points at its own new files.
 
 Files are 0600 in 0700 folders, written atomically and durably (``edge_app.files``). Works with
 no network. A snapshot that cannot be written (disk full, read-only) is logged and the event
-goes on without it: losing a picture must never lose the event.
+goes on without it: losing a picture must never lose the event. Local retention
+(``edge_app.actions.retention``) deletes them by age and total size, never while their event
+or upload is pending.
 """
 
 from __future__ import annotations
