@@ -57,7 +57,9 @@ class AtomicFile:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, mode: int = PRIVATE_FILE) -> Iterator[AtomicFile]:
+def atomic_writer(
+    path: Path, *, mode: int = PRIVATE_FILE, sync_folder: bool = True
+) -> Iterator[AtomicFile]:
     """Replace ``path`` atomically with what is written inside the ``with`` block.
 
     The temporary file ``.<stem>.<random>.tmp<suffix>`` (hidden, and keeping the suffix so
@@ -65,6 +67,10 @@ def atomic_writer(path: Path, *, mode: int = PRIVATE_FILE) -> Iterator[AtomicFil
     is created in ``path``'s folder with ``mode``; on leaving the block normally it is
     fsync'd and renamed to ``path`` and the folder fsync'd. On an exception it is removed and
     ``path`` is untouched. The folder must exist. Raises ``OSError``.
+
+    ``sync_folder=False`` leaves the folder's fsync to a later write into the same folder:
+    one folder fsync makes every rename before it durable, so files written as a set (an
+    event's three snapshot JPEGs) pay for it once, on the last one.
     """
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
@@ -89,16 +95,19 @@ def atomic_writer(path: Path, *, mode: int = PRIVATE_FILE) -> Iterator[AtomicFil
             raise
         finally:
             os.close(fd)
-        os.fsync(folder)  # the rename is durable only once the folder entry is on disk
+        if sync_folder:
+            os.fsync(folder)  # the rename is durable only once the folder entry is on disk
     finally:
         os.close(folder)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = PRIVATE_FILE) -> None:
+def write_atomic(
+    path: Path, data: bytes, *, mode: int = PRIVATE_FILE, sync_folder: bool = True
+) -> None:
     """Replace ``path`` with ``data`` atomically and durably (see ``atomic_writer``), as a
     file of ``mode`` (default 0600) whatever the umask; never follows a symlink at ``path``
     or at the temporary name. The folder must exist (``private_dir``). Raises ``OSError``."""
-    with atomic_writer(path, mode=mode) as tmp:
+    with atomic_writer(path, mode=mode, sync_folder=sync_folder) as tmp:
         tmp.file.write(data)
 
 

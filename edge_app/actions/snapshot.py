@@ -117,9 +117,10 @@ class SnapshotWriter:
             return None
         rel = folder / f"{event.id}.jpg"
         clean_rel, crop_rel = sibling(rel, "clean"), sibling(rel, "crop")
-        # the annotated file last: the one the event and the upload name exists only if all do
+        # the annotated file last: the one the event and the upload name exists only if all do;
+        # its folder fsync makes all three renames durable (one folder fsync instead of three)
         for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
-            if not self._write(path, data, event):
+            if not self._write(path, data, event, last=path is rel):
                 return None
         return {
             "file": str(rel),
@@ -135,12 +136,12 @@ class SnapshotWriter:
             return None
         return jpeg.tobytes()
 
-    def _write(self, rel: Path, data: bytes, event: Event) -> bool:
+    def _write(self, rel: Path, data: bytes, event: Event, *, last: bool) -> bool:
         path = self.root / rel
         try:
-            # 0600 in 0700 folders; fsync'd before the event that names it is committed, and
+            # 0600 in 0700 folders; durable before the event that names it is committed, and
             # a reader (the snapshot lane) never sees half a JPEG
-            write_atomic(private_dir(path.parent) / path.name, data)
+            write_atomic(private_dir(path.parent) / path.name, data, sync_folder=last)
         except OSError as exc:
             self.failures += 1
             log.error(
