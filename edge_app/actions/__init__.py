@@ -1,6 +1,25 @@
-"""Local actions taken at once, with or without a network."""
+"""Local actions taken at once, with or without a network, and local retention of their files."""
 
-from edge_app.actions.clips import ClipRecorder, ClipWriter, prune
+from edge_app.actions.clips import ClipRecorder, ClipWriter
+from edge_app.actions.retention import (
+    GRACE_S,
+    PendingFn,
+    PruneResult,
+    Retention,
+    prune_clips,
+    prune_snapshots,
+)
 from edge_app.actions.snapshot import SnapshotWriter, draw_detections
 
-__all__ = ["ClipRecorder", "ClipWriter", "SnapshotWriter", "draw_detections", "prune"]
+__all__ = [
+    "GRACE_S",
+    "ClipRecorder",
+    "ClipWriter",
+    "PendingFn",
+    "PruneResult",
+    "Retention",
+    "SnapshotWriter",
+    "draw_detections",
+    "prune_clips",
+    "prune_snapshots",
+]

@@ -6,17 +6,18 @@ instead of 35 MB of raw 640 px frames). When
 an event starts, ``begin`` takes the buffered frames and keeps collecting for ``post_s``; the
 finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
 OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
-full the clip is dropped and counted. ``prune`` applies retention by total size and age.
+full the clip is dropped and counted. Clips are 0600 files in a 0700 folder, written to a
+unique temp name and renamed once complete (``edge_app.files.atomic_writer``);
+``edge_app.actions.retention`` deletes them by total size and age.
 """
 
 from __future__ import annotations
 
-__all__ = ["ClipRecorder", "ClipWriter", "prune"]
+__all__ = ["ClipRecorder", "ClipWriter"]
 
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from edge_app.domain import Frame, Image, as_image
+from edge_app.files import atomic_writer, private_dir
 
 log = logging.getLogger(__name__)
 _JPEG_QUALITY = 90  # ring-buffer frames; mp4v re-encodes them anyway
@@ -91,17 +93,19 @@ def _write(clip: _Clip) -> None:
     if not clip.frames:
         return
     h, w = _decode(clip.frames[0], clip).shape[:2]
-    clip.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = clip.path.with_suffix(".tmp.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot open {tmp} for mp4v writing")
-    try:
-        for jpeg in clip.frames:
-            writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
-    finally:
-        writer.release()
-    tmp.replace(clip.path)  # readers never see a half-written clip
+    private_dir(clip.path.parent)
+    # OpenCV opens the (already created, 0600) temp file by name and truncates it, which
+    # keeps its mode; readers never see a half-written clip, and it is fsync'd before rename.
+    with atomic_writer(clip.path) as tmp:
+        fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+        writer = cv2.VideoWriter(str(tmp.path), fourcc, clip.fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot open {tmp.path} for mp4v writing")
+        try:
+            for jpeg in clip.frames:
+                writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
+        finally:
+            writer.release()
 
 
 class ClipRecorder:
@@ -171,18 +175,3 @@ class ClipRecorder:
         for clip in self._open:
             self._writer.submit(clip)
         self._open.clear()
-
-
-def prune(directory: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> int:
-    """Delete clips (``*.mp4``) older than ``max_age_s`` and then the oldest until the total is
-    at most ``max_bytes``. Returns how many were deleted."""
-    now = time.time() if now is None else now
-    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in Path(directory).glob("*.mp4"))
-    total = sum(size for _, size, _ in files)
-    deleted = 0
-    for mtime, size, path in files:
-        if now - mtime > max_age_s or total > max_bytes:
-            path.unlink(missing_ok=True)
-            total -= size
-            deleted += 1
-    return deleted

@@ -1,6 +1,7 @@
 """``edge-app outbox status|peek|export``: what is stored and not yet delivered.
 
-Read-only (``OutboxReader``): safe to run while the daemon is delivering.
+Read-only (``OutboxReader``): safe to run while the daemon is delivering, and it writes and
+creates nothing beside the file (no -wal/-shm), so it also works in a read-only folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from edge_app.outbox import OutboxReader, OutboxSummary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("outbox", help="inspect the stored, undelivered events (read-only)")
+    parser = sub.add_parser(
+        "outbox",
+        help="inspect the stored, undelivered events (read-only: creates no file beside the "
+        "outbox, works while the daemon runs)",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
     where.add_argument("--db", type=Path, help="the outbox file itself")

@@ -1,4 +1,5 @@
-"""Device identity and cameras: sources, zones, motion gating, tamper checks, clips."""
+"""Device identity and cameras: sources, zones, motion gating, tamper checks, clips; snapshot
+retention."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ __all__ = [
     "FileSourceConfig",
     "ImageDirSourceConfig",
     "MotionConfig",
+    "SnapshotConfig",
     "SourceConfig",
     "TamperConfig",
     "UrlSourceConfig",
@@ -32,7 +34,9 @@ class DeviceConfig(Model):
     site: str = Field("", max_length=128, description="Free-form site name, carried in status.")
     data_dir: FilePath = Field(
         Path("data"),
-        description="Where the outbox, snapshots and state live (relative: to config).",
+        description="Where the outbox, snapshots, clips and state live (relative: to config). "
+        "Created 0700 with files 0600 (they hold images of people); an existing folder open "
+        "to group or others is reported at start.",
     )
 
 
@@ -159,8 +163,33 @@ class ClipConfig(Model):
     post_s: float = Field(5.0, ge=0, le=300, description="Seconds after the event start.")
     fps: float = Field(5.0, gt=0, le=30, description="Frames per second kept for clips.")
     width: int = Field(640, ge=64, le=3840, description="Clips are downscaled to this width.")
-    max_mb: float = Field(500.0, gt=0, description="Retention: total size of the clip folder.")
-    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go.")
+    max_mb: float = Field(
+        500.0, gt=0, description="Retention: total size of the clip folder, in MiB."
+    )
+    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go (hours).")
+
+
+class SnapshotConfig(Model):
+    max_mb: float = Field(
+        1000.0,
+        gt=0,
+        description="Retention: total size in MiB of <data_dir>/snapshots; the oldest events' "
+        "files go first. Files of an event still in the outbox or queued for upload are kept, "
+        "even over this.",
+    )
+    max_age_h: float = Field(
+        72.0,
+        gt=0,
+        description="Retention: an event's snapshot files older than this many hours go, unless "
+        "the event is still in the outbox or its upload still queued.",
+    )
+    prune_every_s: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Local retention (snapshots, and every camera's clips by its clips.max_mb "
+        "and max_age_h) runs at start and then every this many seconds, off the frame loop.",
+    )
 
 
 class CameraConfig(Model):

@@ -23,6 +23,7 @@ __all__ = [
     "ReconnectConfig",
     "RuleConfig",
     "ScheduleConfig",
+    "SnapshotConfig",
     "SourceConfig",
     "TamperConfig",
     "TlsConfig",
@@ -46,6 +47,7 @@ from edge_app.config.cameras import (
     FileSourceConfig,
     ImageDirSourceConfig,
     MotionConfig,
+    SnapshotConfig,
     SourceConfig,
     TamperConfig,
     UrlSourceConfig,
@@ -79,6 +81,9 @@ class AppConfig(Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Object detector.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that raise events.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable event store.")
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="Local retention of event snapshots."
+    )
     uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Metrics and their sink."
@@ -117,6 +122,15 @@ class AppConfig(Model):
     @property
     def outbox_path(self) -> Path:
         return self.outbox.path or self.device.data_dir / "outbox.db"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """``<data_dir>/snapshots``: ``<camera>/<YYYY-MM-DD>/<event id>.jpg`` and siblings."""
+        return self.device.data_dir / "snapshots"
+
+    def clip_dir(self, camera: str) -> Path:
+        """``<data_dir>/clips/<camera>``: that camera's ``<event id>.mp4`` clips."""
+        return self.device.data_dir / "clips" / camera
 
     @property
     def topic_prefix(self) -> str:
