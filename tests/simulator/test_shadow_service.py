@@ -18,7 +18,8 @@ from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
 from edge_app.uplink import MqttTransport
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
-from simulator.shadow import ShadowService, delta_of, desired_from_pairs
+from simulator.shadow import ShadowService, delta_of
+from simulator.shadow_cli import desired_from_pairs
 from tests.factories import wait_until
 from tests.unit.test_remote_overlay import MODELS, local_config
 from tests.unit.test_shadow_handler import RecordingApplier
