@@ -165,7 +165,7 @@ class ShadowHandler:
         if asked is not None and version < asked:
             # AWS had this shadow at version `asked` before we asked, and versions only grow:
             # a lower one means it was deleted and re-created meanwhile.
-            self._reset(f"get answered v{version}, below v{asked} when it was sent")
+            self._reset(f"the shadow was re-created (our get was answered at v{version})")
         if version <= self._bar:
             log.info("shadow %s v%d ignored: v%d already in force", kind, version, self._bar)
             return Outcome("stale", version, self._applier.current().digest)
@@ -259,12 +259,14 @@ class ShadowHandler:
     def _reset(self, why: str) -> None:
         """Forget the deleted shadow: the bar, its desired document, what we reported to it
         and the gets sent to it. What runs is not touched."""
+        current = self._applier.current()
         log.info(
-            "shadow version bar v%d reset: %s; config v%s stays in force until the cloud "
-            "sends a desired state",
-            self._bar,
+            "%s: version bar reset (was v%d); the config in force (%s v%s) stays until the "
+            "cloud sends a desired state",
             why,
-            self._applier.current().remote_version,
+            self._bar,
+            current.source,
+            current.remote_version,
         )
         self._bar = -1
         self._desired = {}
