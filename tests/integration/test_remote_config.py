@@ -155,6 +155,7 @@ def test_change_applies_while_a_clip_runs_and_events_follow(
         "status": "applied",
         "rejected_version": None,
         "errors": None,
+        "more_errors": None,
     }
     assert "delta" not in doc["state"]  # everything desired is reported back
     assert snap.config.detector.score_threshold == 0.45
