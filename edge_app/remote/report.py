@@ -111,8 +111,9 @@ def rejected_report(
     token: str | None,
 ) -> dict[str, Any]:
     """The ``update`` document reporting that ``version`` was rejected and ``current`` kept:
-    at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit (at least one always
-    does: the rest of the document is bounded, versions being 64-bit integers)."""
+    at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit. At least one always
+    fits: the rest is bounded too, as the handler passes 64-bit versions and client tokens of
+    at most 64 printable ASCII characters."""
     config: dict[str, Any] = {
         **config_status(current),
         "status": "rejected",
