@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
     "scene": "simulator.scene",
     "replay": "simulator.replay",
     "cloud": "simulator.cloud",
-    "shadow": "simulator.shadow",
+    "shadow": "simulator.shadow_cli",
     "outage": "simulator.outage",
 }
 

@@ -30,6 +30,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_app.uplink import stop_network_loop
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.scene import SceneTruth
@@ -258,7 +259,7 @@ class Subscriber:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
 
 @pytest.fixture
