@@ -18,6 +18,7 @@ __all__ = [
     "read_yaml",
 ]
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,17 @@ class StrictLoader(yaml.SafeLoader):
 
 
 def error_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a dotted field path, e.g. ``cameras.0.source``."""
-    return ".".join(str(p) for p in loc)
+    """A pydantic error location as a dotted field path, e.g. ``cameras.0.source``. A key
+    that is empty or holds ``.`` or ``[`` (a remote camera named ``..``) is written
+    ``["key"]`` (JSON-quoted), so the path stays unambiguous: ``cameras[".."].fps``."""
+    path = ""
+    for part in loc:
+        text = str(part)
+        if isinstance(part, str) and (not text or "." in text or "[" in text):
+            path += f"[{json.dumps(text)}]"
+        else:
+            path += f".{text}" if path else text
+    return path
 
 
 def field_error(err: ErrorDetails) -> FieldError:

@@ -222,7 +222,9 @@ def validate_overlay(
         )
     cameras = {c.name for c in base.cameras}
     errors.extend(
-        FieldError(f"cameras.{name}", f"no camera named {name!r}; cameras: {sorted(cameras)}")
+        FieldError(
+            error_path(("cameras", name)), f"no camera named {name!r}; cameras: {sorted(cameras)}"
+        )
         for name in (overlay.cameras or {})
         if name not in cameras
     )

@@ -19,7 +19,7 @@ from edge_app.config import detection as config_detection
 from edge_app.config import remote as config_remote
 from edge_app.config import schema as config_schema
 from edge_app.config.base import Model
-from edge_app.config.loader import MAX_NESTING
+from edge_app.config.loader import MAX_NESTING, error_path
 from edge_app.errors import ConfigError
 from tests.unit.test_config import minimal
 from tests.unit.test_remote_overlay import MODELS, local_config
@@ -327,3 +327,24 @@ def test_the_yaml_dump_of_a_loaded_config_loads_again(tmp_path: Path) -> None:
     path = tmp_path / "again.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     assert load_config(path).model_dump(mode="json") == config.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("loc", "path"),
+    [
+        (("cameras", 0, "zones", 1, "name"), "cameras.0.zones.1.name"),
+        (("cameras", "..", "fps"), 'cameras[".."].fps'),
+        (("cameras", "a.b"), 'cameras["a.b"]'),
+        (("x", ""), 'x[""]'),
+        (("[0]",), '["[0]"]'),
+    ],
+)
+def test_error_paths_stay_unambiguous(loc: tuple[str | int, ...], path: str) -> None:
+    # Found by the property test: a remote camera named ".." gave the path "cameras...".
+    assert error_path(loc) == path
+
+
+def test_a_remote_camera_named_dots_is_named_unambiguously() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_overlay({"cameras": {"..": {"fps": 1}}}, local_config(), MODELS)
+    assert [e.path for e in info.value.errors] == ['cameras[".."]']
