@@ -144,6 +144,8 @@ def load_interpreter(
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if path.is_dir():
+        raise ModelNotFoundError(f"{path} is a directory; give the path of a .tflite file")
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} does not exist")
     module, runtime = _import_runtime()

@@ -94,3 +94,11 @@ def test_runtime_errors_become_one_line_naming_the_op(said: str, fragments: list
     assert "\n" not in str(error)
     for fragment in fragments:
         assert fragment in str(error)
+
+
+def test_inspect_of_a_directory_says_so(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*EDGE_APP, "models", "inspect", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert f"{tmp_path} is a directory; give the path of a .tflite file" in done.stderr
