@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from edge_app.config.base import NAME, THING_NAME, FilePath, Model, Point, Url
+from edge_app.config.base import THING_NAME, FilePath, Model, Name, Point, Url, refuse_repeats
 from edge_app.domain import Severity
 
 
@@ -87,7 +87,7 @@ SourceConfig = Annotated[
 
 
 class ZoneConfig(Model):
-    name: str = Field(pattern=NAME, description="Zone name, unique per camera.")
+    name: Name = Field(description="Zone name, unique per camera.")
     polygon: list[Point] = Field(
         min_length=3, description="Polygon vertices [x, y], normalised 0..1 of the frame."
     )
@@ -193,7 +193,9 @@ class SnapshotConfig(Model):
 
 
 class CameraConfig(Model):
-    name: str = Field(pattern=NAME, description="Camera name, unique on the device.")
+    name: Name = Field(
+        description="Camera name, unique on the device; also its snapshots/ and clips/ folder."
+    )
     source: SourceConfig = Field(description="Where frames come from; chosen by `type`.")
     fps: float | None = Field(
         None, gt=0, le=120, description="Most frames per second to process; null: every frame."
@@ -224,7 +226,5 @@ class CameraConfig(Model):
     @field_validator("zones")
     @classmethod
     def _unique_zones(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
-        names = [z.name for z in zones]
-        if len(set(names)) != len(names):
-            raise ValueError(f"zone names must be unique, got {names}")
+        refuse_repeats((z.name for z in zones), "zone")
         return zones

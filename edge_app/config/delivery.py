@@ -14,11 +14,35 @@ __all__ = [
     "UplinkConfig",
 ]
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from edge_app.config.base import FilePath, Model, Url
+from edge_app.config.base import FilePath, Model, MqttText, Url
+
+_PREFIX_LEVELS = 6  # AWS IoT Core: at most 7 "/" per topic; edge-app appends two more levels
+
+
+def _topic_prefix_ok(prefix: str) -> str:
+    """``prefix`` if it makes valid publish topics (wildcards are refused by ``MqttText``)."""
+    levels = prefix.split("/")
+    if "" in levels:
+        raise ValueError(f"{prefix!r} has an empty level: no leading or trailing '/' and no '//'")
+    if prefix.startswith("$"):
+        raise ValueError(
+            f"{prefix!r} starts with '$': such topics belong to the broker ($aws, $SYS)"
+        )
+    if "{" in prefix.replace("{thing}", "") or "}" in prefix.replace("{thing}", ""):
+        raise ValueError(f"{prefix!r}: the only placeholder is {{thing}}; no other braces")
+    if len(levels) > _PREFIX_LEVELS:
+        raise ValueError(
+            f"{prefix!r} has {len(levels)} levels; at most {_PREFIX_LEVELS} (AWS IoT Core allows "
+            "7 '/' in a topic and edge-app appends /snapshots/<event id>)"
+        )
+    return prefix
+
+
+TopicPrefix = Annotated[MqttText, AfterValidator(_topic_prefix_ok)]
 
 
 class OutboxConfig(Model):
@@ -64,9 +88,19 @@ class UplinkConfig(Model):
     host: str = Field("localhost", description="MQTT broker host (AWS IoT Core endpoint).")
     port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
     tls: TlsConfig | None = Field(None, description="Mutual TLS files; null: plain TCP (tests).")
-    client_id: str | None = Field(None, description="MQTT client id; default: the thing name.")
-    topic_prefix: str = Field(
-        "edge-app/{thing}", description="Topic prefix; `{thing}` is the thing name."
+    client_id: MqttText | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="MQTT client id (at most 128 characters, no `+`, `#` or control "
+        "characters); default: the thing name.",
+    )
+    topic_prefix: TopicPrefix = Field(
+        "edge-app/{thing}",
+        description="Topic prefix; `{thing}` is the thing name (the only placeholder). Levels "
+        "are separated by `/`: none may be empty, the first may not start with `$` (broker "
+        "topics) and at most 6 levels (AWS IoT Core allows 8 in a topic; edge-app appends "
+        "/snapshots/<event id>). No `+`, `#` or control characters.",
     )
     keepalive_s: int = Field(30, ge=5, le=1200, description="MQTT keepalive, seconds.")
     inflight: int = Field(20, ge=1, le=100, description="Most unacknowledged QoS 1 publishes.")

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_app.config.base import HHMM, NAME, FilePath, Model, NotPem, Point
+from edge_app.config.base import HHMM, FieldCheckError, FilePath, Model, Name, NotPem, Point
 from edge_app.domain import Severity
 
 
@@ -77,7 +77,7 @@ class ScheduleConfig(Model):
 
 
 class RuleConfig(Model):
-    name: str = Field(pattern=NAME, description="Rule name; the event's `rule`.")
+    name: Name = Field(description="Rule name; the event's `rule`.")
     camera: str | None = Field(None, description="Camera this rule watches; null: every camera.")
     labels: list[str] = Field(min_length=1, description="Labels that trigger the rule.")
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="Lowest score that counts.")
@@ -134,11 +134,17 @@ class RuleConfig(Model):
     @model_validator(mode="after")
     def _kinds_fit(self) -> Self:
         if (self.line is not None or self.dwell_s) and not self.per_object:
-            raise ValueError("line and dwell_s need per_object: true (they follow one object)")
+            where = "line" if self.line is not None else "dwell_s"
+            raise FieldCheckError(
+                [where], "line and dwell_s need per_object: true (they follow one object)"
+            )
         if self.absent_for_s is not None and (self.per_object or self.min_count > 1):
-            raise ValueError("absent_for_s is a whole-rule condition: drop per_object/min_count")
+            raise FieldCheckError(
+                ["absent_for_s"],
+                "absent_for_s is a whole-rule condition: drop per_object/min_count",
+            )
         if self.line is not None and self.line[0] == self.line[1]:
-            raise ValueError("line needs two different points")
+            raise FieldCheckError(["line"], "line needs two different points")
         return self
 
     @model_validator(mode="after")
@@ -146,5 +152,7 @@ class RuleConfig(Model):
         if self.review_band is not None:
             low, high = self.review_band
             if not 0.0 <= low < high <= 1.0:
-                raise ValueError("review_band must be [low, high] with 0 <= low < high <= 1")
+                raise FieldCheckError(
+                    ["review_band"], "review_band must be [low, high] with 0 <= low < high <= 1"
+                )
         return self

@@ -9,9 +9,11 @@ the broker address, file paths and anything that would run a command cannot be n
 Validation runs in three steps and reports every problem at once, as ``FieldError`` paths into
 the desired document:
 
-1. bytes: at most ``MAX_PAYLOAD_BYTES`` (the shadow service's document limit), JSON, object
-   nesting at most ``MAX_DEPTH`` levels, no NaN/Infinity;
-2. shape: the overlay models (extra keys rejected, each with the reason);
+1. bytes: at most ``MAX_PAYLOAD_BYTES`` (the shadow service's document limit), UTF-8 JSON,
+   nesting at most ``MAX_DEPTH`` levels (counted on the text, before the parser recurses), no
+   NaN/Infinity, no key twice in one object;
+2. shape: the overlay models (extra keys rejected, each with the reason); they derive from
+   the schema's ``Model``, so floats must be finite (``1e999`` parses as inf) and no NUL;
 3. whole config: the overlay merged into the local config and validated as an ``AppConfig``,
    so cross-field checks (zones inside 0..1, rule references to cameras and zones) are the
    same as for the file; a model must be one of the manifest's names, never a path.
@@ -34,12 +36,14 @@ __all__ = [
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Collection, Mapping
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from edge_app.config.loader import error_path, field_errors
+from edge_app.config.base import Model
+from edge_app.config.loader import error_path, field_error, field_errors
 from edge_app.config.schema import (
     AppConfig,
     BatchConfig,
@@ -72,7 +76,7 @@ def _partial(model: type[BaseModel], fields: tuple[str, ...], name: str) -> type
         info.default = None
         info.default_factory = None
         definitions[field] = (Optional[info.annotation], info)  # noqa: UP045  # runtime type
-    return create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), **definitions)
+    return create_model(name, __base__=Model, **definitions)
 
 
 RemoteDetector = _partial(DetectorConfig, ("model", "score_threshold"), "RemoteDetector")
@@ -80,18 +84,14 @@ RemoteCamera = _partial(CameraConfig, ("fps", "zones"), "RemoteCamera")
 RemoteBatch = _partial(BatchConfig, ("max_events", "max_bytes", "max_wait_s"), "RemoteBatch")
 
 
-class RemoteUplink(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RemoteUplink(Model):
     batch: RemoteBatch | None = Field(  # type: ignore[valid-type]
         None, description=UplinkConfig.model_fields["batch"].description
     )
 
 
-class RemoteOverlay(BaseModel):
+class RemoteOverlay(Model):
     """The remotely settable part of ``AppConfig``; every field optional (absent: keep)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     detector: RemoteDetector | None = Field(  # type: ignore[valid-type]
         None, description="Score threshold and model (a manifest name, never a path)."
@@ -122,34 +122,55 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _depth(doc: Any) -> int:
-    """Nesting depth of objects/arrays, iteratively (a deep document must not recurse)."""
-    deepest, stack = 0, [(doc, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, level + 1) for child in children)
+# A JSON string (escapes included) and the brackets that nest: what is left of a payload
+# once its strings are blanked out says how deep it nests, without parsing it.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of objects/arrays in JSON ``text``, counted on the text (linear, no
+    recursion), so an over-deep payload is refused before ``json`` recurses into it."""
+    deepest = level = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        level += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, level)
     return deepest
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The shadow service builds every delta itself and never repeats a key, so a repeated key
+    # means a forged or broken sender; parsers disagree on which value wins (first, last), so
+    # what the console shows and what the device would apply could differ: refuse instead.
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"duplicate key {key!r} in one object; give each key once")
+        doc[key] = value
+    return doc
 
 
 def parse_payload(payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
     """Decode one MQTT payload as JSON within the size and depth limits.
 
-    Raises ``ConfigError`` saying what is wrong (too big, not UTF-8 JSON, too deep).
+    Raises ``ConfigError`` saying what is wrong (too big, not UTF-8 JSON, too deep, a key
+    repeated in one object).
     """
     if len(payload) > max_bytes:
         why = f"payload is {len(payload)} bytes; at most {max_bytes} are accepted"
         raise ConfigError(_SOURCE, [FieldError("", why)])
     try:
-        doc = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        why = f"payload is not UTF-8: byte 0x{payload[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError(_SOURCE, [FieldError("", why)]) from exc
+    limit = MAX_DEPTH + 3  # + the shadow envelope: state / desired / ...
+    if _depth(text) > limit:
+        raise ConfigError(_SOURCE, [FieldError("", f"payload nests deeper than {limit} levels")])
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except ValueError as exc:
         raise ConfigError(_SOURCE, [FieldError("", f"payload is not valid JSON: {exc}")]) from exc
-    if _depth(doc) > MAX_DEPTH + 3:  # + the shadow envelope: state / desired / ...
-        why = f"payload nests deeper than {MAX_DEPTH + 3} levels"
-        raise ConfigError(_SOURCE, [FieldError("", why)])
-    return doc
 
 
 def merge_delta(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,14 +188,12 @@ def merge_delta(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, 
 
 
 def _shape_errors(exc: ValidationError) -> list[FieldError]:
-    errors = []
-    for err in exc.errors():
-        path = error_path(err["loc"])
-        if err["type"] == "extra_forbidden":
-            errors.append(FieldError(path, f"not remotely settable: {_LOCAL_ONLY}"))
-        else:
-            errors.append(FieldError(path, err["msg"]))
-    return errors
+    return [
+        FieldError(error_path(err["loc"]), f"not remotely settable: {_LOCAL_ONLY}")
+        if err["type"] == "extra_forbidden"
+        else field_error(err)
+        for err in exc.errors()
+    ]
 
 
 def validate_overlay(
@@ -203,7 +222,9 @@ def validate_overlay(
         )
     cameras = {c.name for c in base.cameras}
     errors.extend(
-        FieldError(f"cameras.{name}", f"no camera named {name!r}; cameras: {sorted(cameras)}")
+        FieldError(
+            error_path(("cameras", name)), f"no camera named {name!r}; cameras: {sorted(cameras)}"
+        )
         for name in (overlay.cameras or {})
         if name not in cameras
     )

@@ -39,7 +39,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_app.config.base import Model
+from edge_app.config.base import FieldCheckError, Model, refuse_repeats
 from edge_app.config.cameras import (
     CameraConfig,
     ClipConfig,
@@ -70,6 +70,10 @@ from edge_app.config.detection import (
     RuleConfig,
     ScheduleConfig,
 )
+
+_MAX_TOPIC_BYTES = 256
+"""Longest topic AWS IoT Core accepts, UTF-8 bytes."""
+_LONGEST_SUFFIX = "/snapshots/" + "0" * 26  # {prefix}/snapshots/{event ULID}: the longest topic
 
 
 class AppConfig(Model):
@@ -102,21 +106,32 @@ class AppConfig(Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
         cams = {c.name: c for c in self.cameras}
-        if len(cams) != len(self.cameras):
-            raise ValueError("camera names must be unique")
-        rule_names = [r.name for r in self.rules]
-        if len(set(rule_names)) != len(rule_names):
-            raise ValueError(f"rule names must be unique, got {rule_names}")
-        for rule in self.rules:
+        refuse_repeats((c.name for c in self.cameras), "camera", "cameras")
+        refuse_repeats((r.name for r in self.rules), "rule", "rules")
+        for i, rule in enumerate(self.rules):
             targets = [cams[rule.camera]] if rule.camera in cams else list(cams.values())
             if rule.camera is not None and rule.camera not in cams:
-                raise ValueError(f"rule {rule.name!r}: no camera named {rule.camera!r}")
+                raise FieldCheckError(
+                    ["rules", i, "camera"], f"rule {rule.name!r}: no camera named {rule.camera!r}"
+                )
             if rule.zone is not None:
                 missing = [c.name for c in targets if rule.zone not in {z.name for z in c.zones}]
                 if missing:
-                    raise ValueError(f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}")
+                    raise FieldCheckError(
+                        ["rules", i, "zone"],
+                        f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}",
+                    )
         if self.aws.credentials == "iot" and self.uplink.tls is None:
-            raise ValueError("aws.credentials 'iot' needs uplink.tls (the device certificate)")
+            raise FieldCheckError(
+                ["uplink", "tls"], "aws.credentials 'iot' needs uplink.tls (the device certificate)"
+            )
+        longest = len(self.topic_prefix.encode()) + len(_LONGEST_SUFFIX)
+        if longest > _MAX_TOPIC_BYTES:
+            raise FieldCheckError(
+                ["uplink", "topic_prefix"],
+                f"too long: with thing name {self.device.thing_name!r} the snapshot topics "
+                f"are {longest} bytes; AWS IoT Core allows {_MAX_TOPIC_BYTES}",
+            )
         return self
 
     @property

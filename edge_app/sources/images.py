@@ -31,6 +31,11 @@ class ImageDirSource:
         fps: float = 1.0,
         resize: tuple[int, int] | None = None,
     ) -> None:
+        if path.exists() and not path.is_dir():
+            raise SourceError(
+                f"{path} is a file, not a directory; give the folder that holds the images "
+                "(for a video file use source type: file)"
+            )
         if not path.is_dir():
             raise SourceError(f"image directory not found: {path}")
         self.camera = camera

@@ -29,6 +29,11 @@ _END = object()
 
 def open_video(path: Path) -> cv2.VideoCapture:
     """Open a video file or raise ``SourceError`` saying why it cannot be read."""
+    if path.is_dir():
+        raise SourceError(
+            f"{path} is a directory, not a video file; give a file (for a folder of images "
+            "use source type: images)"
+        )
     if not path.is_file():
         raise SourceError(f"video file not found: {path}")
     cap = cv2.VideoCapture(str(path))

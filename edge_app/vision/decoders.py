@@ -45,7 +45,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.errors import UnsupportedModelError
-from edge_app.vision.tensors import Decoded, TensorInfo, dequantize, describe_tensors
+from edge_app.vision.tensors import (
+    Decoded,
+    TensorInfo,
+    dequantize,
+    describe_tensors,
+    finite_rows,
+    has_area,
+    is_probability,
+)
 from edge_app.vision.yolo import YoloRowsDecoder, YoloV8Decoder
 
 log = logging.getLogger("edge_app.vision")
@@ -74,6 +82,9 @@ class OutputDecoder(Protocol):
     ) -> Decoded: ...
 
 
+_CLASS_ID_LIMIT = 2.0**31  # class ids become int32
+
+
 def decode_ssd_postprocess(
     boxes: NDArray[Any],
     classes: NDArray[Any],
@@ -86,16 +97,23 @@ def decode_ssd_postprocess(
     ``boxes`` (1, N, 4) as ymin, xmin, ymax, xmax normalised; ``classes`` and ``scores`` (1, N);
     ``count`` (1,): how many leading rows are valid. Keeps valid rows with score >= ``threshold``,
     clips boxes to 0..1 and returns them as x1, y1, x2, y2, in the model's (score) order.
+    Implausible rows (score not in 0..1, a coordinate not finite, a class id not a valid
+    index, a box empty once clipped) are dropped and counted in ``rejected``.
     """
-    n = max(0, min(int(count.reshape(-1)[0]), scores.size))
+    raw = float(count.reshape(-1)[0])
+    n = max(0, min(int(raw), scores.size)) if np.isfinite(raw) else 0
     row_scores = scores.reshape(-1)[:n]
     keep = np.flatnonzero(row_scores >= threshold)
     yxyx = boxes.reshape(-1, 4)[keep]
+    ids = classes.reshape(-1)[keep]
     xyxy = np.clip(yxyx[:, (1, 0, 3, 2)], 0.0, 1.0).astype(np.float32, copy=False)
+    sane = is_probability(row_scores[keep]) & finite_rows(yxyx) & has_area(xyxy)
+    sane &= (ids >= 0) & (ids < _CLASS_ID_LIMIT)  # NaN compares False: no cast of NaN to int
     return Decoded(
-        xyxy,
-        row_scores[keep].astype(np.float32, copy=False),
-        classes.reshape(-1)[keep].astype(np.int32),
+        xyxy[sane],
+        np.minimum(row_scores[keep][sane], 1.0).astype(np.float32, copy=False),
+        ids[sane].astype(np.int32),
+        int(np.count_nonzero(~sane)),
     )
 
 

@@ -41,7 +41,7 @@ from edge_app.vision.decoders import (
 from edge_app.vision.labels import LabelMap, choose_labels
 from edge_app.vision.nms import nms_per_class
 from edge_app.vision.preprocess import InputSpec, PreparedInput, Preprocessor, default_options
-from edge_app.vision.runtime import Interpreter, load_interpreter
+from edge_app.vision.runtime import Interpreter, load_interpreter, runtime_error
 
 log = logging.getLogger("edge_app.vision")
 
@@ -153,6 +153,7 @@ class TFLiteDetector:
         preprocessor = Preprocessor.for_interpreter(interpreter, self._input, self.options)
         self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
         self._outputs = self.outputs
+        self._warned_implausible = False
         self._output_indices = tuple(t.index for t in outputs)
         # One invoke on a blank frame: warms the runtime's caches and gives the decoder real
         # output values for layouts that shapes alone cannot settle.
@@ -233,7 +234,21 @@ class TFLiteDetector:
         else:
             box_map = preprocess(image_bgr)
         arrays = self._invoke(interpreter)
-        xyxy, scores, class_ids = self._decoder.decode(arrays, self._threshold, self._binding)
+        decoded = self._decoder.decode(arrays, self._threshold, self._binding)
+        if decoded.rejected and not self._warned_implausible:
+            self._warned_implausible = True
+            log.warning(
+                "model %s gave %d implausible candidate(s) in one frame (score outside 0..1 "
+                "or not finite, coordinates not finite, or an empty box); they are dropped. "
+                "If this repeats, its outputs are not what format %s expects (logits instead "
+                "of probabilities?): check `edge-app models inspect %s` and detector.format. "
+                "Logged once per model load.",
+                self._model.name,
+                decoded.rejected,
+                self.format,
+                self.path,
+            )
+        xyxy, scores, class_ids = decoded.xyxy, decoded.scores, decoded.class_ids
         if self._decoder.needs_nms and len(scores) > 1:
             keep = nms_per_class(xyxy, scores, class_ids, self.iou_threshold, self.max_detections)
             xyxy, scores, class_ids = xyxy[keep], scores[keep], class_ids[keep]
@@ -244,7 +259,13 @@ class TFLiteDetector:
         try:
             interpreter.invoke()
         except RuntimeError as exc:
-            raise ModelError(f"inference failed for {self.path}: {exc}") from exc
+            raise runtime_error(
+                self.path,
+                self.runtime_name,
+                exc,
+                "failed during inference",
+                f"check it with `edge-app models inspect {self.path}`",
+            ) from exc
         # Plain float32 outputs pass as they are (the SSD hot path); others are dequantised.
         return [
             out if t.dtype == "float32" else dequantize(out, t)

@@ -12,12 +12,13 @@ opened with the dynamic loader first, so a missing runtime gives one clear error
 
 from __future__ import annotations
 
-__all__ = ["DELEGATE_LIBRARIES", "RUNTIMES", "Interpreter", "load_interpreter"]
+__all__ = ["DELEGATE_LIBRARIES", "RUNTIMES", "Interpreter", "load_interpreter", "runtime_error"]
 
 import ctypes
 import importlib
 import importlib.metadata
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,6 +104,31 @@ def _load_delegate(runtime_module: Any, name: str) -> Any:
         ) from exc
 
 
+_CUSTOM_OP = re.compile(r"unresolved custom op: (\S+?)\.?(?:\s|$)")
+
+
+def runtime_error(path: Path, runtime: str, exc: Exception, what: str, hint: str) -> ModelError:
+    """The ``ModelError`` for ``exc``, raised by ``runtime`` while loading or invoking the
+    model at ``path``: one line; for an op the runtime lacks, the op's name and what to do,
+    otherwise ``what`` failed (e.g. "is not a loadable TFLite model") and ``hint``."""
+    said = " ".join(str(exc).split())  # the runtimes' messages span lines
+    op = _CUSTOM_OP.search(said)
+    if op is None:
+        return ModelError(f"{path} {what} ({runtime} says: {said}); {hint}")
+    name = op.group(1)
+    if name == "edgetpu-custom-op":
+        hint = "it was compiled for the Edge TPU: set delegate: edgetpu, or use the CPU build"
+    else:
+        hint = (
+            "re-export the model with TensorFlow Lite builtin ops only, or use a runtime "
+            f"that registers {name!r}"
+        )
+    return ModelError(
+        f"{path} needs the custom op {name!r}, which {runtime} does not provide, so the model "
+        f"cannot run; {hint}"
+    )
+
+
 def load_interpreter(
     path: Path, threads: int, delegate: str | None = None
 ) -> tuple[Interpreter, str]:
@@ -113,10 +139,13 @@ def load_interpreter(
     the accelerator) and the runtime's name and version, e.g. ``"ai-edge-litert 2.3.0"``
     (``" + edgetpu"`` appended with the delegate). Raises ``ModelNotFoundError`` if the file
     is missing and ``ModelError`` if no runtime is installed, the delegate cannot be loaded
-    (saying what to install) or the file is not a loadable TFLite model.
+    (saying what to install) or the file is not a loadable TFLite model (naming a custom op
+    the runtime lacks; see ``runtime_error``).
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if path.is_dir():
+        raise ModelNotFoundError(f"{path} is a directory; give the path of a .tflite file")
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} does not exist")
     module, runtime = _import_runtime()
@@ -130,13 +159,12 @@ def load_interpreter(
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        hint = (
-            "it was compiled for the Edge TPU: set delegate: edgetpu, or use the CPU build"
-            if "edgetpu-custom-op" in str(exc)
-            else "check that the file is a complete .tflite flatbuffer (re-pull or re-download it)"
-        )
-        raise ModelError(
-            f"{path} is not a loadable TFLite model ({runtime} says: {exc}); {hint}"
+        raise runtime_error(
+            path,
+            runtime,
+            exc,
+            "is not a loadable TFLite model",
+            "check that the file is a complete .tflite flatbuffer (re-pull or re-download it)",
         ) from exc
     log.info(
         "loaded %s with %s, %d thread(s)",

@@ -8,6 +8,9 @@
   [1, N, 5 + C] rows as YOLOv5. Shapes cannot tell the two apart, so auto-detection names such
   models ``yolov5``; ``format: yolox`` picks this name, with identical results.
 
+Candidates that are not plausible (scores outside 0..1 or not finite, coordinates not finite,
+boxes empty once clipped) are dropped and counted (``edge_app.vision.tensors``).
+
 Coordinates may be normalised 0..1 or pixels of the model input: a decode whose candidate
 coordinates exceed 2 is taken as pixels and divided by the input size from the binding. Tensors
 arrive dequantised (float32) from ``dequantize``; the binding is (output position, input width,
@@ -25,7 +28,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.errors import UnsupportedModelError
-from edge_app.vision.tensors import Decoded, TensorInfo, describe_tensors
+from edge_app.vision.tensors import (
+    Decoded,
+    TensorInfo,
+    describe_tensors,
+    finite_rows,
+    has_area,
+    is_probability,
+)
 
 _DTYPES = frozenset({"float32", "float16", "int8", "uint8"})
 _PIXEL_COORDS = 2.0  # a candidate coordinate above this cannot be normalised 0..1
@@ -41,6 +51,27 @@ def cxcywh_to_xyxy(boxes: NDArray[np.float32], size: tuple[int, int]) -> NDArray
     if xyxy.size and float(np.max(np.abs(boxes))) > _PIXEL_COORDS:
         xyxy /= np.array([size[0], size[1], size[0], size[1]], np.float32)
     return np.clip(xyxy, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _finish(
+    cxcywh: NDArray[np.float32],
+    scores: NDArray[np.float32],
+    class_ids: NDArray[np.intp],
+    size: tuple[int, int],
+    rejected: int,
+) -> Decoded:
+    """``Decoded`` of plausible candidates (boxes as centre x, y, width, height in ``size``
+    pixels or normalised): boxes empty after clipping to the image are dropped and counted
+    with the ``rejected`` ones, so they never reach NMS (an empty box overlaps nothing, so
+    NMS would keep every one of them)."""
+    xyxy = cxcywh_to_xyxy(cxcywh, size)
+    area = has_area(xyxy)
+    return Decoded(
+        xyxy[area],
+        scores[area].astype(np.float32, copy=False),
+        class_ids[area].astype(np.int32),
+        rejected + int(np.count_nonzero(~area)),
+    )
 
 
 def _single_3d(outputs: Sequence[TensorInfo]) -> tuple[int, int] | None:
@@ -110,14 +141,18 @@ class YoloRowsDecoder(_SingleOutput):
         rows = rows[rows[:, 4] >= threshold]
         if not len(rows):
             return _empty()
-        class_scores = rows[:, 5:]
-        class_ids = np.argmax(class_scores, axis=1)
-        scores = rows[:, 4] * class_scores[np.arange(len(rows)), class_ids]
+        class_ids = np.argmax(rows[:, 5:], axis=1)
+        best = rows[np.arange(len(rows)), 5 + class_ids]
+        # Both factors must be probabilities before they are multiplied (1e30 x 1e30 is inf).
+        sane = is_probability(rows[:, 4]) & is_probability(best) & finite_rows(rows[:, :4])
+        scores = np.minimum(rows[sane, 4] * best[sane], 1.0)
         keep = scores >= threshold
-        return Decoded(
-            cxcywh_to_xyxy(rows[keep, :4], (width, height)),
-            scores[keep].astype(np.float32, copy=False),
-            class_ids[keep].astype(np.int32),
+        return _finish(
+            rows[sane][keep, :4],
+            scores[keep],
+            class_ids[sane][keep],
+            (width, height),
+            int(np.count_nonzero(~sane)),
         )
 
 
@@ -147,9 +182,13 @@ class YoloV8Decoder(_SingleOutput):
         keep = np.flatnonzero(best >= threshold)
         if not keep.size:
             return _empty()
-        class_ids = np.argmax(class_scores[:, keep], axis=0)
-        return Decoded(
-            cxcywh_to_xyxy(np.ascontiguousarray(cols[:4, keep].T), (width, height)),
-            best[keep].astype(np.float32, copy=False),
-            class_ids.astype(np.int32),
+        boxes = np.ascontiguousarray(cols[:4, keep].T)
+        sane = is_probability(best[keep]) & finite_rows(boxes)
+        keep = keep[sane]
+        return _finish(
+            boxes[sane],
+            np.minimum(best[keep], 1.0),
+            np.argmax(class_scores[:, keep], axis=0),
+            (width, height),
+            int(np.count_nonzero(~sane)),
         )

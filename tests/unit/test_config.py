@@ -60,17 +60,17 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
         (minimal(uplink={"port": 0}), "uplink.port", "greater than"),
         (
             minimal(rules=[{"name": "r", "labels": ["person"], "zone": "nowhere"}]),
-            "",
+            "rules.0.zone",
             "zone 'nowhere' not on ['a']",
         ),
         (
             minimal(rules=[{"name": "r", "labels": ["person"], "camera": "b"}]),
-            "",
+            "rules.0.camera",
             "no camera named 'b'",
         ),
         (
             minimal(rules=[{"name": "r", "labels": ["person"], "review_band": [0.8, 0.2]}]),
-            "rules.0",
+            "rules.0.review_band",
             "review_band",
         ),
     ],

@@ -47,7 +47,7 @@ def test_decode_converts_yxyx_to_xyxy_and_keeps_model_order() -> None:
     boxes, classes, scores, count = _arrays(
         [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]], [3, 0], [0.9, 0.6], 2
     )
-    xyxy, out_scores, ids = decode_ssd_postprocess(boxes, classes, scores, count, 0.5)
+    xyxy, out_scores, ids, _ = decode_ssd_postprocess(boxes, classes, scores, count, 0.5)
     np.testing.assert_allclose(xyxy, [[0.2, 0.1, 0.4, 0.3], [0.6, 0.5, 0.8, 0.7]])
     np.testing.assert_allclose(out_scores, [0.9, 0.6])
     assert ids.tolist() == [3, 0]
@@ -76,7 +76,7 @@ def test_decode_respects_threshold_and_count(
 ) -> None:
     box = [0.0, 0.0, 1.0, 1.0]
     arrays = _arrays([box] * 5, [1, 2, 3, 4, 5], [0.9, 0.5, 0.7, 0.2, 0.95], count)
-    xyxy, scores, ids = decode_ssd_postprocess(*arrays, threshold)
+    xyxy, scores, ids, _ = decode_ssd_postprocess(*arrays, threshold)
     np.testing.assert_allclose(scores, expected_scores)
     assert xyxy.shape == (len(expected_scores), 4)
     assert ids.shape == (len(expected_scores),)
@@ -84,7 +84,7 @@ def test_decode_respects_threshold_and_count(
 
 def test_decode_clips_boxes_to_the_frame() -> None:
     arrays = _arrays([[-0.2, 0.5, 1.3, 1.01], [0.1, -0.0001, 0.2, 0.3]], [0, 0], [0.8, 0.8], 2)
-    xyxy, _, _ = decode_ssd_postprocess(*arrays, 0.5)
+    xyxy, _, _, _ = decode_ssd_postprocess(*arrays, 0.5)
     np.testing.assert_allclose(xyxy, [[0.5, 0.0, 1.0, 1.0], [0.0, 0.1, 0.3, 0.2]])
     assert float(xyxy.min()) >= 0.0
     assert float(xyxy.max()) <= 1.0

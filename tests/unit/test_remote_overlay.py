@@ -91,12 +91,12 @@ def test_valid_overlay_changes_only_what_it_names() -> None:
         ),
         (
             {"rules": [{"name": "r", "labels": ["person"], "zone": "nowhere"}]},
-            "",
+            "rules.0.zone",
             "zone 'nowhere' not on ['yard']",
         ),
         (
             {"rules": [{"name": "r", "labels": ["person"], "review_band": [0.8, 0.2]}]},
-            "rules.0",
+            "rules.0.review_band",
             "review_band",
         ),
         ([1, 2], "", "must be a JSON object"),
@@ -120,7 +120,7 @@ def test_every_invalid_field_is_reported_at_once() -> None:
         (b"[" * 50 + b"]" * 50, "nests deeper"),
         (b"[" * 4000 + b"]" * 4000, "payload"),
         (b'{"a": NaN}', "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8: byte 0xff at offset 0"),
         (b"", "not valid JSON"),
     ],
 )

@@ -193,8 +193,13 @@ def test_stop_set_before_start_yields_nothing(clip: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not found"):
         VideoFileSource(tmp_path / "nope.mp4", "dock", clock=FakeClock())
-    with pytest.raises(SourceError, match="not found"):
-        open_video(tmp_path)  # a directory is not a video file either
+
+
+def test_a_directory_given_as_a_video_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"is a directory, not a video file.*type: images"):
+        open_video(tmp_path)
+    with pytest.raises(SourceError, match="is a directory"):
+        VideoFileSource(tmp_path, "dock", clock=FakeClock())
 
 
 def test_random_bytes_are_reported_as_corrupt(tmp_path: Path) -> None:
@@ -477,6 +482,12 @@ def test_image_directory_without_images(tmp_path: Path) -> None:
 def test_missing_image_directory(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not found"):
         ImageDirSource(tmp_path / "nope", "stills", clock=FakeClock())
+
+
+def test_a_file_given_as_an_image_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"not really")
+    with pytest.raises(SourceError, match=r"is a file, not a directory.*type: file"):
+        ImageDirSource(tmp_path / "a.jpg", "stills", clock=FakeClock())
 
 
 # --- open_source -----------------------------------------------------------------------------

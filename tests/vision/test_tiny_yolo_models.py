@@ -124,3 +124,25 @@ def test_inspect_reports_format_and_preprocessing(tmp_path: Path) -> None:
     pre = report["preprocessing"]
     assert (pre["resize"], pre["pad_value"], pre["input_range"]) == ("letterbox", 114, "0..1")
     assert (pre["width"], pre["height"], pre["quantized_input"]) == (32, 32, False)
+
+
+@pytest.mark.parametrize("shape", [(1, 85, 7), (1, 7, 85)], ids=["yolov5", "yolov8"])
+def test_a_model_that_outputs_1e30_detects_nothing_and_says_so_once(
+    tmp_path: Path, shape: tuple[int, int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: 85 detections scored 1e30 (or inf) with empty boxes that all survived NMS.
+    path = build_constant_model(tmp_path / "huge.tflite", np.full(shape, 1e30, np.float32))
+    with TFLiteDetector(path, threads=1) as detector, caplog.at_level("WARNING"):
+        first, second = detector.detect(FRAME), detector.detect(FRAME)
+    assert (len(first), len(second)) == (0, 0)
+    warnings = [r.getMessage() for r in caplog.records if "implausible" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "85 implausible candidate(s)" in warnings[0]
+
+
+def test_plausible_rows_survive_beside_1e30_rows(tmp_path: Path) -> None:
+    table = np.concatenate([_v5_table(), np.full((1, 4, 7), 1e30, np.float32)], axis=1)
+    with TFLiteDetector(build_constant_model(tmp_path / "m.tflite", table), threads=1) as det:
+        found = det.detect(FRAME)
+    np.testing.assert_allclose(found.xyxy, EXPECTED_BOXES, atol=1e-5)
+    np.testing.assert_allclose(found.scores, EXPECTED_SCORES, atol=1e-5)
