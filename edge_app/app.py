@@ -256,6 +256,7 @@ class EdgeApp:
                 up.port,
                 client_id=up.client_id or self.config.device.thing_name,
                 tls=up.tls,
+                insecure_plaintext=up.insecure_plaintext,
                 keepalive_s=up.keepalive_s,
                 will=(self.status_topic, status_payload("offline")),
                 reconnect_min_s=up.reconnect.min_s,

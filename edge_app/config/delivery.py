@@ -59,7 +59,17 @@ class UplinkConfig(Model):
     enabled: bool = Field(True, description="Deliver events over MQTT; off: store only.")
     host: str = Field("localhost", description="MQTT broker host (AWS IoT Core endpoint).")
     port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
-    tls: TlsConfig | None = Field(None, description="Mutual TLS files; null: plain TCP (tests).")
+    tls: TlsConfig | None = Field(
+        None,
+        description="Mutual TLS files (AWS IoT Core: port 8883); required unless "
+        "insecure_plaintext is true.",
+    )
+    insecure_plaintext: bool = Field(
+        False,
+        description="Allow MQTT over plain TCP without uplink.tls: the thing name and every "
+        "event cross the network readable and unauthenticated. Only for a broker on a trusted "
+        "test network; a warning is logged at start. Never settable remotely.",
+    )
     client_id: str | None = Field(None, description="MQTT client id; default: the thing name.")
     topic_prefix: str = Field(
         "edge-app/{thing}", description="Topic prefix; `{thing}` is the thing name."

@@ -24,8 +24,10 @@ from edge_app.config import AppConfig, parse_config
 from edge_app.domain import Detections, ModelRef
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
+from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.integration.test_app import tls
 
 
 class GatedDetector:
@@ -61,7 +63,8 @@ class Disk:
         return (100 * 10**9, 100 * 10**9 - self.free, self.free)
 
 
-def config(tmp: Path, clip: Path, port: int, *, loop: bool = True) -> AppConfig:
+def config(tmp: Path, clip: Path, port: int, pki: Pki, *, loop: bool = True) -> AppConfig:
+    """The app on ``port`` of a mutual-TLS listener, with the session's client certificate."""
     return parse_config(
         {
             "device": {"thing_name": "tel-cam", "data_dir": str(tmp / "data")},
@@ -74,6 +77,7 @@ def config(tmp: Path, clip: Path, port: int, *, loop: bool = True) -> AppConfig:
             "uplink": {
                 "host": "127.0.0.1",
                 "port": port,
+                "tls": tls(pki),
                 "reconnect": {"min_s": 0.1, "max_s": 0.3},
             },
             "metrics": {"sample_s": 0.1, "period_s": 1.0},
@@ -133,7 +137,7 @@ class Subscriber:
 
 
 def test_health_metrics_and_watchdog_follow_the_world(
-    tmp_path: Path, scene: tuple[Path, SceneTruth], broker: Mosquitto
+    tmp_path: Path, scene: tuple[Path, SceneTruth], broker: Mosquitto, pki: Pki
 ) -> None:
     clip, _ = scene
     detector = GatedDetector()
@@ -146,10 +150,10 @@ def test_health_metrics_and_watchdog_follow_the_world(
 
     emf = Subscriber(broker, "edge-app/tel-cam/metrics")
     try:
-        with TcpProxy(free_port(), broker.host, broker.port) as network:
+        with TcpProxy(free_port(), broker.host, broker.tls_port) as network:
             network.up()
             app = EdgeApp(
-                config(tmp_path, clip, network.listen_port),
+                config(tmp_path, clip, network.listen_port, pki),
                 detector=detector,
                 disk_usage=disk,
                 notify=notify,
@@ -217,10 +221,10 @@ def test_health_metrics_and_watchdog_follow_the_world(
 
 
 def test_a_camera_that_stops_delivering_frames_is_stale(
-    tmp_path: Path, scene: tuple[Path, SceneTruth]
+    tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:
     clip, _ = scene
-    cfg = config(tmp_path, clip, free_port(), loop=False)
+    cfg = config(tmp_path, clip, free_port(), pki, loop=False)
     with EdgeApp(cfg, detector=GatedDetector(), watchdog_s=0.05, notify=lambda s: True) as app:
         app.wait()  # the clip ended: no frame will come
         assert until(lambda: any("camera yard stale" in r for r in health(app)["reasons"]))
