@@ -40,7 +40,7 @@ from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.telemetry import DiskUsage, sd_notify
+from edge_app.telemetry import DiskUsage, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
@@ -137,8 +137,11 @@ class EdgeApp:
         return f"{self.config.topic_prefix}/status"
 
     def start(self) -> None:
-        """Open everything and start the threads. Raises on a bad model, source or store."""
+        """Open everything and start the threads. Raises on a bad model, source or store,
+        and (``ConfigError``) on a missing or unsafe health endpoint token."""
         cfg = self.config
+        # Before anything is opened: no token where one is configured refuses the start.
+        health_token = load_token(cfg.health) if cfg.health.enabled else None
         try:
             cfg.device.data_dir.mkdir(parents=True, exist_ok=True)
             self.outbox = self._resources.enter_context(
@@ -225,6 +228,7 @@ class EdgeApp:
                 notify=self._notify,
                 watchdog_s=self._watchdog_s,
                 logs_may_send=self._logs_may_send,
+                health_token=health_token,
             )
             self._resources.callback(self.telemetry.lane.close)
         except BaseException:

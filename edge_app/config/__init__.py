@@ -35,6 +35,7 @@ from edge_app.config.schema import (
     UrlSourceConfig,
     UsbSourceConfig,
     ZoneConfig,
+    is_loopback,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "apply_overlay",
     "config_digest",
     "effective_config",
+    "is_loopback",
     "load_config",
     "merge_delta",
     "parse_config",

@@ -30,6 +30,7 @@ __all__ = [
     "UrlSourceConfig",
     "UsbSourceConfig",
     "ZoneConfig",
+    "is_loopback",
 ]
 
 
@@ -62,6 +63,7 @@ from edge_app.config.delivery import (
     ReconnectConfig,
     TlsConfig,
     UplinkConfig,
+    is_loopback,
 )
 from edge_app.config.detection import (
     DetectorConfig,

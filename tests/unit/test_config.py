@@ -178,3 +178,28 @@ def test_cli_validate_shows_the_tls_refusal(
     assert "uplink.tls.ca" in err
     assert "insecure_plaintext" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "192.168.1.10", "edge-cam.local", "::"])
+def test_a_health_endpoint_off_loopback_needs_a_token(host: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(health={"host": host}))
+    (error,) = info.value.errors
+    assert error.path == "health"
+    for hint in ("health.token_file", "health.token_env", "health.host: 127.0.0.1"):
+        assert hint in error.message
+    assert parse_config(minimal(health={"host": host, "token_env": "HEALTH_TOKEN"})).health.exposed
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "localhost", "::1"])
+def test_a_loopback_health_endpoint_needs_no_token(host: str) -> None:
+    assert not parse_config(minimal(health={"host": host})).health.exposed
+
+
+def test_health_token_sources_are_exclusive_and_named_safely() -> None:
+    both = {"token_file": "/etc/ea/health.token", "token_env": "HEALTH_TOKEN"}
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config(minimal(health=both))
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(health={"token_env": "BAD NAME; rm -rf /"}))
+    assert [e.path for e in info.value.errors] == ["health.token_env"]
