@@ -128,7 +128,14 @@ class GuardedHTTPServer(HTTPServer):
         with self._lock:
             self._reading[request] = None
             self._threads[request] = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # the OS has no thread to give: refuse, keep the slot free
+            with self._lock:
+                self._reading.pop(request, None)
+                self._threads.pop(request, None)
+            self._slots.release()
+            self._refuse(request)
 
     def request_read(self, request: socket.socket) -> None:
         """The handler has the whole request: the connection may no longer be displaced."""
