@@ -150,6 +150,7 @@ def edge_child(db: Path, port: int) -> int:
             "127.0.0.1",
             port,
             client_id=THING,
+            insecure_plaintext=True,  # the plain listener the naive baseline uses too
             reconnect_min_s=0.5,
             reconnect_max_s=RECONNECT_MAX_S,
             inflight=100,

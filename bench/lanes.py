@@ -163,7 +163,9 @@ def scenario(name: str, port: int, work: Path, args: argparse.Namespace) -> dict
     clock = SystemClock()
     db = work / "outbox.db"
     stop = threading.Event()
-    transport = _RecordingAll(MqttTransport("127.0.0.1", port, client_id=f"{THING}-{name}"))
+    transport = _RecordingAll(
+        MqttTransport("127.0.0.1", port, client_id=f"{THING}-{name}", insecure_plaintext=True)
+    )
     cloud = _Arrivals(port)
     with (
         Outbox(db, clock=clock, device=THING, max_bytes=1 << 30, max_age_s=1e9) as outbox,

@@ -80,7 +80,8 @@ def measure(
             ],
             "detector": {"model": model, "score_threshold": 0.4},
             "rules": [{"name": "person", "labels": ["person"]}],
-            "uplink": {"host": "127.0.0.1", "port": port},
+            # the plain listener the shadow emulator uses; latency, not TLS, is measured
+            "uplink": {"host": "127.0.0.1", "port": port, "insecure_plaintext": True},
             "log_level": "error",
         }
     )

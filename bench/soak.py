@@ -55,7 +55,14 @@ def _peak_rss_mb() -> float:
 
 
 def _config(args: argparse.Namespace, data_dir: Path) -> Any:
-    from edge_app.config import parse_config
+    from edge_app.config import UplinkConfig, parse_config
+
+    # "to nothing": a loopback port nobody listens on, so the MQTT client, drain loop and
+    # shadow client run and back off as on a device that is offline. Plain TCP must be asked
+    # for; a tree from before that switch (--compare) would refuse the key.
+    uplink: dict[str, Any] = {"host": "127.0.0.1", "port": args.port}
+    if "insecure_plaintext" in UplinkConfig.model_fields:
+        uplink["insecure_plaintext"] = True
 
     return parse_config(
         {
@@ -71,9 +78,7 @@ def _config(args: argparse.Namespace, data_dir: Path) -> Any:
             "rules": [
                 {"name": "person", "labels": ["person"], "min_score": 0.5, "per_object": True}
             ],
-            # "to nothing": a loopback port nobody listens on, so the MQTT client, drain loop
-            # and shadow client run and back off as on a device that is offline
-            "uplink": {"host": "127.0.0.1", "port": args.port, "tls": None},
+            "uplink": uplink,
             "log_level": "warning",
         }
     )

@@ -41,7 +41,7 @@ from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.telemetry import DiskUsage, sd_notify
+from edge_app.telemetry import DiskUsage, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
@@ -143,8 +143,11 @@ class EdgeApp:
         return f"{self.config.topic_prefix}/status"
 
     def start(self) -> None:
-        """Open everything and start the threads. Raises on a bad model, source or store."""
+        """Open everything and start the threads. Raises on a bad model, source or store,
+        and (``ConfigError``) on a missing or unsafe health endpoint token."""
         cfg = self.config
+        # Before anything is opened: no token where one is configured refuses the start.
+        health_token = load_token(cfg.health) if cfg.health.enabled else None
         try:
             _make_data_dir(cfg)
             self.outbox = self._resources.enter_context(
@@ -232,6 +235,7 @@ class EdgeApp:
                 notify=self._notify,
                 watchdog_s=self._watchdog_s,
                 logs_may_send=self._logs_may_send,
+                health_token=health_token,
             )
             self._resources.callback(self.telemetry.lane.close)
         except BaseException:
@@ -265,6 +269,7 @@ class EdgeApp:
                 up.port,
                 client_id=up.client_id or self.config.device.thing_name,
                 tls=up.tls,
+                insecure_plaintext=up.insecure_plaintext,
                 keepalive_s=up.keepalive_s,
                 will=(self.status_topic, status_payload("offline")),
                 reconnect_min_s=up.reconnect.min_s,

@@ -36,6 +36,7 @@ from edge_app.config.schema import (
     UrlSourceConfig,
     UsbSourceConfig,
     ZoneConfig,
+    is_loopback,
 )
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "config_digest",
     "effective_config",
     "field_errors",
+    "is_loopback",
     "load_config",
     "merge_delta",
     "parse_config",

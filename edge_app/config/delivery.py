@@ -12,8 +12,10 @@ __all__ = [
     "ReconnectConfig",
     "TlsConfig",
     "UplinkConfig",
+    "is_loopback",
 ]
 
+import ipaddress
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
@@ -87,7 +89,17 @@ class UplinkConfig(Model):
     enabled: bool = Field(True, description="Deliver events over MQTT; off: store only.")
     host: str = Field("localhost", description="MQTT broker host (AWS IoT Core endpoint).")
     port: int = Field(8883, ge=1, le=65535, description="MQTT broker port.")
-    tls: TlsConfig | None = Field(None, description="Mutual TLS files; null: plain TCP (tests).")
+    tls: TlsConfig | None = Field(
+        None,
+        description="Mutual TLS files (AWS IoT Core: port 8883); required unless "
+        "insecure_plaintext is true.",
+    )
+    insecure_plaintext: bool = Field(
+        False,
+        description="Allow MQTT over plain TCP without uplink.tls: the thing name and every "
+        "event cross the network readable and unauthenticated. Only for a broker on a trusted "
+        "test network; a warning is logged at start. Never settable remotely.",
+    )
     client_id: MqttText | None = Field(
         None,
         min_length=1,
@@ -173,12 +185,72 @@ class CloudWatchLogsConfig(Model):
     endpoint_url: Url | None = Field(None, description="CloudWatch Logs endpoint override.")
 
 
+def is_loopback(host: str) -> bool:
+    """True when binding ``host`` keeps a server off the network: ``localhost`` or a loopback
+    IP. Any other name may resolve to a routable address, so it counts as exposed."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HealthConfig(Model):
     enabled: bool = Field(True, description="Serve /healthz, /metrics and /status over HTTP.")
-    host: str = Field("127.0.0.1", description="Bind address; 0.0.0.0 exposes it on the LAN.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Bind address; anything but loopback (e.g. 0.0.0.0) exposes it on the "
+        "network and then needs token_file or token_env.",
+    )
     port: int = Field(8321, ge=0, le=65535, description="TCP port; 0: any free port.")
+    token_file: FilePath | None = Field(
+        None,
+        description="File holding the bearer token (mode 0600, one line, at least 16 of "
+        "A-Z a-z 0-9 - . _ ~ + /). Every request must then send `Authorization: Bearer "
+        "<token>` or gets 401. Required (or token_env) when host is not loopback.",
+    )
+    token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="Name of an environment variable holding the bearer token, instead of "
+        "token_file.",
+    )
+    request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send its whole request, and again to read the "
+        "answer; a slower connection is closed (slowloris).",
+    )
+    max_connections: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Most connections served at once (one thread each). A connection beyond "
+        "it displaces the oldest one that has not sent its request yet, else gets 503.",
+    )
     camera_stale_s: float = Field(30.0, gt=0, description="No frame processed this long: stale.")
     detector_stuck_s: float = Field(30.0, gt=0, description="Inside detect this long: stuck.")
     disk_low_fraction: float = Field(0.05, ge=0, le=1, description="Free share below: low.")
     uplink_down_s: float = Field(300.0, gt=0, description="Uplink down this long: degraded.")
     outbox_full_fraction: float = Field(0.9, gt=0, le=1, description="Outbox fill: near full.")
+
+    @property
+    def exposed(self) -> bool:
+        """True when ``host`` is not loopback: the endpoint is reachable from the network."""
+        return not is_loopback(self.host)
+
+    @model_validator(mode="after")
+    def _token_when_exposed(self) -> Self:
+        if self.token_file is not None and self.token_env is not None:
+            raise ValueError("set health.token_file or health.token_env, not both")
+        if self.exposed and self.token_file is None and self.token_env is None:
+            raise ValueError(
+                f"health.host {self.host!r} is not loopback, so /status and /metrics would be "
+                "open to the network: set health.token_file (a 0600 file holding a bearer "
+                "token, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                " or health.token_env (the name of an environment variable holding it), or "
+                "bind health.host: 127.0.0.1"
+            )
+        return self

@@ -31,13 +31,14 @@ __all__ = [
     "UrlSourceConfig",
     "UsbSourceConfig",
     "ZoneConfig",
+    "is_loopback",
 ]
 
 
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_app.config.base import FieldCheckError, Model, refuse_repeats
 from edge_app.config.cameras import (
@@ -64,6 +65,7 @@ from edge_app.config.delivery import (
     ReconnectConfig,
     TlsConfig,
     UplinkConfig,
+    is_loopback,
 )
 from edge_app.config.detection import (
     DetectorConfig,
@@ -88,7 +90,11 @@ class AppConfig(Model):
     snapshots: SnapshotConfig = Field(
         default_factory=SnapshotConfig, description="Local retention of event snapshots."
     )
-    uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
+    uplink: UplinkConfig = Field(
+        default_factory=UplinkConfig,
+        validate_default=True,  # a file without an uplink section must pass _uplink_encrypted
+        description="MQTT delivery.",
+    )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Metrics and their sink."
     )
@@ -102,6 +108,27 @@ class AppConfig(Model):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written to stderr."
     )
+
+    @field_validator("uplink", mode="after")
+    @classmethod
+    def _uplink_encrypted(cls, uplink: UplinkConfig) -> UplinkConfig:
+        # Checked here, not in UplinkConfig: its default (no section in the file) must fail
+        # with a field error, and a default_factory cannot raise one.
+        if uplink.tls is not None and uplink.insecure_plaintext:
+            raise ValueError(
+                "uplink.insecure_plaintext is true but uplink.tls is set: remove "
+                "insecure_plaintext to use TLS, or tls to send in plain text"
+            )
+        if uplink.enabled and uplink.tls is None and not uplink.insecure_plaintext:
+            raise ValueError(
+                "uplink.tls is not set, so MQTT would travel in plain text (thing name and "
+                "events readable and forgeable on the network): set uplink.tls.ca (the CA "
+                "that signed the broker's certificate, e.g. AmazonRootCA1.pem), uplink.tls.cert "
+                "and uplink.tls.key (this device's certificate and private key) and "
+                "uplink.port: 8883; or uplink.enabled: false to store events only; or, for a "
+                "test broker on a trusted network, uplink.insecure_plaintext: true"
+            )
+        return uplink
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -25,9 +25,11 @@ from edge_app.telemetry.sinks import (
     plan_requests,
 )
 from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
+from edge_app.telemetry.token import BearerToken, load_token
 
 __all__ = [
     "MAX_AGE_S",
+    "BearerToken",
     "CameraCounters",
     "CloudWatchLogsSink",
     "CloudWatchSink",
@@ -55,6 +57,7 @@ __all__ = [
     "aws_client",
     "emf_documents",
     "iot_credentials",
+    "load_token",
     "pack_emf",
     "plan_log_batches",
     "plan_requests",

@@ -1,11 +1,12 @@
 """The local HTTP endpoint: ``/healthz``, ``/metrics`` (Prometheus text), ``/status`` (JSON).
 
-stdlib ``http.server`` on its own thread, bound to 127.0.0.1 by default: it reveals the
-device's state, so exposing it on the network is an explicit config choice. ``/healthz``
-answers 200 for ``ok`` and ``degraded`` and 503 for ``failing``, so a plain HTTP probe restarts
-only what is truly broken. Every body goes through ``edge_app.redact`` (reasons quote errors,
-labels and status carry names from the config), like the logs. The composition root owns the
-server and calls ``close()``.
+stdlib ``http.server`` (hardened: ``httpserver.GuardedHTTPServer``) on its own thread, bound to
+127.0.0.1 by default: it reveals the device's state, so exposing it on the network is an
+explicit config choice, and then every request needs the bearer token (refused without one).
+``/healthz`` answers 200 for ``ok`` and ``degraded`` and 503 for ``failing``, so a plain HTTP
+probe restarts only what is truly broken. Every body goes through ``edge_app.redact`` (reasons
+quote errors, labels and status carry names from the config), like the logs. The composition
+root owns the server and calls ``close()``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,27 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edge_app.config import is_loopback
 from edge_app.errors import TelemetryError
 from edge_app.redact import redact
 from edge_app.telemetry.health import HealthMonitor
+from edge_app.telemetry.httpserver import GuardedHandler, GuardedHTTPServer
 from edge_app.telemetry.prometheus import CONTENT_TYPE, render
 from edge_app.telemetry.registry import Registry
+from edge_app.telemetry.token import BearerToken
 
 _log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    """Serves the three routes on ``host:port`` (port 0: any free port, see ``port``)."""
+    """Serves the three routes on ``host:port`` (port 0: any free port, see ``port``).
+
+    ``token``: every request must carry it (401 otherwise); required when ``host`` is not
+    loopback (``ValueError``). ``timeout_s``: seconds a client has to send its request, and
+    again to read the answer. ``max_connections``: connections served at once.
+    """
 
     def __init__(
         self,
@@ -39,11 +47,16 @@ class HealthServer:
         registry: Registry,
         health: HealthMonitor,
         status: Callable[[], dict[str, Any]],
+        token: BearerToken | None = None,
+        timeout_s: float = 10.0,
+        max_connections: int = 8,
     ) -> None:
+        if token is None and not is_loopback(host):
+            raise ValueError(f"a health endpoint on {host!r} (not loopback) needs a token")
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(GuardedHandler):
+            def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
                 try:
                     code, ctype, text = server._route(self.path.split("?", 1)[0])
                 except Exception:  # a broken probe answer must not kill the server thread
@@ -56,20 +69,23 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # probes every few seconds would flood the log
-
         self._registry = registry
         self._health = health
         self._status = status
+        self._exposed = not is_loopback(host)
         try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
+            self._httpd = GuardedHTTPServer(
+                (host, port),
+                Handler,
+                timeout_s=timeout_s,
+                max_connections=max_connections,
+                token=token,
+            )
         except OSError as exc:
             raise TelemetryError(
                 f"cannot listen on {host}:{port} for the health endpoint: {exc}; "
                 "pick another health.port or stop what uses it"
             ) from exc
-        self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
@@ -78,6 +94,14 @@ class HealthServer:
 
     def start(self) -> None:
         """Serve on a thread (the composition root calls this)."""
+        if self._exposed:
+            host, port = self._httpd.server_address[:2]
+            _log.warning(
+                "health endpoint on %s:%d is exposed to the network (health.host is not "
+                "loopback): every request needs the bearer token, others get 401",
+                host,
+                port,
+            )
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="health-http"
         )

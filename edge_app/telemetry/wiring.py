@@ -31,6 +31,7 @@ from edge_app.telemetry.registry import Registry
 from edge_app.telemetry.shipper import TelemetryLoop
 from edge_app.telemetry.sinks import CloudWatchSink, EmfFileSink, MetricsSink
 from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
+from edge_app.telemetry.token import BearerToken
 from edge_app.uplink import DrainStats, Transport
 
 _log = logging.getLogger(__name__)
@@ -93,10 +94,11 @@ class Telemetry:
         watchdog_s: float | None = None,
         environ: Mapping[str, str] | None = None,
         logs_may_send: Callable[[], bool] = lambda: True,
+        health_token: BearerToken | None = None,
     ) -> None:
         """``logs_may_send`` says whether CloudWatch Logs may be shipped now; the app passes
         "the MQTT drain has nothing waiting", so logs yield the link to events, snapshots
-        and metrics."""
+        and metrics. ``health_token`` (from ``load_token``) guards the HTTP endpoint."""
         self.config = config
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -176,6 +178,7 @@ class Telemetry:
                 may_send=logs_may_send,
             )
         self._notify = notify
+        self._health_token = health_token
         self.server: HealthServer | None = None
         self._status: Callable[[], dict[str, Any]] = dict
 
@@ -193,7 +196,14 @@ class Telemetry:
         if h.enabled:
             try:
                 self.server = HealthServer(
-                    h.host, h.port, registry=self.registry, health=self.health, status=status
+                    h.host,
+                    h.port,
+                    registry=self.registry,
+                    health=self.health,
+                    status=status,
+                    token=self._health_token,
+                    timeout_s=h.request_timeout_s,
+                    max_connections=h.max_connections,
                 )
                 self.server.start()
             except TelemetryError as exc:

@@ -70,13 +70,16 @@ def status_payload(state: str, **fields: Any) -> bytes:
 class MqttTransport:
     """One MQTT 5 connection to ``host:port`` (AWS IoT Core, or Mosquitto in tests).
 
-    ``tls`` given: mutual TLS (TLS 1.2 or newer, broker certificate and host name verified);
-    ``None``: plain TCP (tests only). ``will`` is ``(topic, payload)`` of the retained last will
-    (``offline``); ``birth`` (default: the will's topic with ``{"state": "online"}``) is
-    published retained on every connect and ``farewell`` (default ``{"state": "stopped"}``) on
-    ``disconnect()``. Reconnect delays are jittered between ``reconnect_min_s`` and
-    ``reconnect_max_s`` seconds. ``inflight`` bounds unacknowledged QoS 1 publishes (IoT Core:
-    100); more are queued by paho. The caller owns the transport and calls ``disconnect()``.
+    ``tls`` given: mutual TLS (TLS 1.2 or newer, broker certificate and host name verified).
+    Plain TCP needs ``tls=None`` *and* ``insecure_plaintext=True`` (a test broker on a trusted
+    network; ``connect()`` logs a warning), so leaving out ``tls`` cannot silently send the
+    client id and every message in clear; either alone raises ``ValueError``. ``will`` is
+    ``(topic, payload)`` of the retained last will (``offline``); ``birth`` (default: the will's
+    topic with ``{"state": "online"}``) is published retained on every connect and ``farewell``
+    (default ``{"state": "stopped"}``) on ``disconnect()``. Reconnect delays are jittered
+    between ``reconnect_min_s`` and ``reconnect_max_s`` seconds. ``inflight`` bounds
+    unacknowledged QoS 1 publishes (IoT Core: 100); more are queued by paho. The caller owns
+    the transport and calls ``disconnect()``.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class MqttTransport:
         *,
         client_id: str,
         tls: TlsConfig | None = None,
+        insecure_plaintext: bool = False,
         keepalive_s: int = 30,
         will: tuple[str, bytes] | None = None,
         birth: tuple[str, bytes] | None = None,
@@ -97,6 +101,11 @@ class MqttTransport:
     ) -> None:
         if not 1 <= inflight <= 65535:
             raise UplinkError(f"inflight must be 1..65535 publishes, got {inflight}")
+        if (tls is None) != insecure_plaintext:
+            raise ValueError(
+                "MqttTransport needs tls=TlsConfig(...) for mutual TLS, or tls=None with "
+                "insecure_plaintext=True for plain TCP to a test broker"
+            )
         self._host, self._port, self._tls = host, port, tls
         self._keepalive_s = keepalive_s
         self._will = will
@@ -160,6 +169,14 @@ class MqttTransport:
             client.will_set(topic, payload, qos=1, retain=True)
         client.max_inflight_messages_set(self._inflight)
         client.connect_async(self._host, self._port, keepalive=self._keepalive_s, clean_start=True)
+        if context is None:
+            _log.warning(
+                "MQTT to %s:%d is NOT encrypted (uplink.insecure_plaintext: true): the thing "
+                "name and every event cross the network readable and unauthenticated; set "
+                "uplink.tls outside a trusted test network",
+                self._host,
+                self._port,
+            )
         _log.info("connecting to MQTT broker %s:%d", self._host, self._port)
         client.loop_start()
 

@@ -151,6 +151,26 @@ def test_run_reports_missing_model_clearly(tmp_path: Path, scene: tuple[Path, Sc
     assert "edge-app models pull ssd_mobilenet_v2_coco" in out.stderr
 
 
+def test_run_refuses_to_start_an_exposed_endpoint_without_its_token(tmp_path: Path) -> None:
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "device": {"thing_name": "x", "data_dir": "data"},
+                "cameras": [{"name": "a", "source": {"type": "usb"}}],
+                "uplink": {"enabled": False},
+                "health": {"host": "0.0.0.0", "token_file": "health.token"},
+            }
+        )
+    )
+    out = subprocess.run([*EDGE_APP, "run", "--config", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "health.token_file: cannot open the token file" in out.stderr
+    assert f"chmod 600 {tmp_path / 'health.token'}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was opened or created
+
+
 def test_demo_json_summary(tmp_path: Path, default_model: Path) -> None:
     env = {**os.environ, "EDGE_APP_MODEL_DIR": str(default_model.parent)}
     out = subprocess.run(

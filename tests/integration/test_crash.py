@@ -23,6 +23,7 @@ import yaml
 from edge_app.clock import SystemClock
 from edge_app.outbox import Outbox
 from simulator.broker import Mosquitto
+from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
 from simulator.scene import SceneTruth
 
@@ -30,7 +31,7 @@ EDGE_APP = [sys.executable, "-m", "edge_app"]
 KILLS = int(os.environ.get("EDGE_APP_KILLS", "8"))
 
 
-def _config(tmp_path: Path, clip: Path, model: Path, broker: Mosquitto) -> Path:
+def _config(tmp_path: Path, clip: Path, model: Path, broker: Mosquitto, pki: Pki) -> Path:
     config = {
         "device": {"thing_name": "crash-cam", "data_dir": str(tmp_path / "data")},
         "cameras": [
@@ -47,7 +48,12 @@ def _config(tmp_path: Path, clip: Path, model: Path, broker: Mosquitto) -> Path:
         ],
         "detector": {"model": str(model)},
         "rules": [{"name": "person", "labels": ["person"], "min_frames": 2, "end_after_s": 0.5}],
-        "uplink": {"host": broker.host, "port": broker.port, "batch": {"max_wait_s": 0.05}},
+        "uplink": {
+            "host": broker.host,
+            "port": broker.tls_port,
+            "tls": {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)},
+            "batch": {"max_wait_s": 0.05},
+        },
     }
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -59,9 +65,10 @@ def test_r2_kill_9_at_random_moments_loses_nothing(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
 ) -> None:
     clip, _ = scene
-    config = _config(tmp_path, clip, default_model, broker)
+    config = _config(tmp_path, clip, default_model, broker, pki)
     rng = random.Random(3)
     audit = Audit()
     command = [*EDGE_APP, "run", "--config", str(config)]

@@ -86,6 +86,8 @@ class Device:
                 "127.0.0.1",
                 port,
                 client_id=thing,
+                # the fault matrix runs on the plain listener: the faults are TCP-level
+                insecure_plaintext=True,
                 keepalive_s=5,
                 reconnect_min_s=0.1,
                 reconnect_max_s=0.5,

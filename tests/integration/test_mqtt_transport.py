@@ -321,11 +321,13 @@ def test_unreadable_tls_files_fail_connect_with_their_paths(tmp_path: Path, pki:
 
 
 def test_a_puback_failure_code_rejects_the_publish_and_keeps_the_batch(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, pki: Pki, tmp_path: Path
 ) -> None:
     # Mosquitto answers client publishes to $SYS with "Not authorized" (0x87) in the PUBACK.
     forbidden = "$SYS/edge-app-test/events"
-    with MqttTransport(broker.host, broker.port, client_id=f"dev-{new_ulid()}") as transport:
+    with MqttTransport(
+        broker.host, broker.tls_port, client_id=f"dev-{new_ulid()}", tls=client_tls(pki)
+    ) as transport:
         assert wait_until(lambda: transport.is_connected)
         handle = transport.publish(forbidden, b"{}")
         assert handle.wait(WAIT_S)
@@ -368,3 +370,47 @@ def test_a_stopped_transport_holds_no_sockets(broker: Mosquitto, pki: Pki, prefi
         assert _open_sockets() <= before
     finally:
         gc.enable()
+
+
+def test_plain_tcp_must_be_asked_for_explicitly() -> None:
+    with pytest.raises(ValueError, match="insecure_plaintext=True"):
+        MqttTransport("127.0.0.1", free_port(), client_id="dev-no-tls")
+
+
+def test_tls_and_plaintext_together_are_a_contradiction(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="tls=None with insecure_plaintext"):
+        MqttTransport(
+            "127.0.0.1",
+            free_port(),
+            client_id="dev-both",
+            tls=client_tls(pki),
+            insecure_plaintext=True,
+        )
+
+
+def test_plain_tcp_opted_into_connects_and_warns(
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="edge_app.uplink.mqtt")
+    transport = MqttTransport(
+        broker.host, broker.port, client_id=f"dev-{new_ulid()}", insecure_plaintext=True
+    )
+    with transport:
+        assert wait_until(lambda: transport.is_connected)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "NOT encrypted" in warnings[0].getMessage()
+    assert f"{broker.host}:{broker.port}" in warnings[0].getMessage()
+    assert "uplink.tls" in warnings[0].getMessage()
+
+
+def test_tls_connections_log_no_plaintext_warning(
+    broker: Mosquitto, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="edge_app.uplink.mqtt")
+    transport = MqttTransport(
+        broker.host, broker.tls_port, client_id=f"dev-{new_ulid()}", tls=client_tls(pki)
+    )
+    with transport:
+        assert wait_until(lambda: transport.is_connected)
+    assert "NOT encrypted" not in caplog.text

@@ -38,7 +38,8 @@ def test_each_start_event_snapshot_is_published_on_its_own_topic(
     tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth]
 ) -> None:
     clip, _ = scene
-    config = app_config(tmp_path, clip, default_model)
+    # InMemoryTransport replaces the MQTT connection: there is no TLS to configure.
+    config = app_config(tmp_path, clip, default_model, insecure_plaintext=True)
     transport = InMemoryTransport()
     with EdgeApp(config, transport=transport) as app:
         app.wait()

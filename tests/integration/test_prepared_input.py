@@ -111,6 +111,7 @@ def test_camera_loop_lets_the_reader_thread_resize_when_it_detects_every_frame(
     cfg = parse_config(
         {
             "device": {"thing_name": "t"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "c", "source": {"type": "usb"}}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }

@@ -1,5 +1,6 @@
-"""Remote configuration end to end: the real app, a real clip and model, the shadow emulator
-on a real Mosquitto (plain listener), and MqttTransport subscriptions across reconnects."""
+"""Remote configuration end to end: the real app (mutual TLS), a real clip and model, the
+shadow emulator on a real Mosquitto (plain listener), and MqttTransport subscriptions across
+reconnects."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.app import EdgeApp
-from edge_app.config import AppConfig, parse_config
+from edge_app.config import AppConfig, TlsConfig, parse_config
 from edge_app.models import Catalog, ModelSpec, load_manifest
 from edge_app.remote import Outcome, ShadowTopics
 from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.broker import Mosquitto, free_port
+from simulator.certs import Pki
 from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
 from tests.factories import wait_until
+from tests.integration.test_app import tls
 from tests.simulator.test_shadow_service import Peer
 
 pytestmark = pytest.mark.broker
@@ -65,8 +68,9 @@ def model_dir(tmp: Path, default_model: Path) -> Path:
 
 
 def config_for(
-    tmp: Path, clip: Path, cache: Path, port: int, *, thing: str, realtime: bool = True
+    tmp: Path, clip: Path, cache: Path, port: int, pki: Pki, *, thing: str, realtime: bool = True
 ) -> AppConfig:
+    """The device on ``port`` of a mutual-TLS listener, with the session's client certificate."""
     return parse_config(
         {
             "device": {"thing_name": thing, "data_dir": str(tmp / "data")},
@@ -90,6 +94,7 @@ def config_for(
             "uplink": {
                 "host": "127.0.0.1",
                 "port": port,
+                "tls": tls(pki),
                 "reconnect": {"min_s": 0.1, "max_s": 0.5},
                 "batch": {"max_wait_s": 0.05},
             },
@@ -114,11 +119,12 @@ def test_change_applies_while_a_clip_runs_and_events_follow(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, truth = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-1"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-1"
     )
     delivered: list[dict[str, Any]] = []
     cloud = CloudConsumer(
@@ -181,11 +187,12 @@ def test_forbidden_change_is_rejected_with_reasons_and_nothing_changes(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-2"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-2"
     )
     with RecordingApp(config) as app:
         assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
@@ -213,11 +220,12 @@ def test_out_of_order_and_duplicate_deltas_are_decided_by_version(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-3"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-3"
     )
     topic = ShadowTopics("rc-3").update_delta
 
@@ -256,18 +264,19 @@ def test_reboot_with_broker_down_runs_last_good(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
     cache = model_dir(tmp_path, default_model)
-    config = config_for(tmp_path, clip, cache, broker.port, thing="rc-4")
+    config = config_for(tmp_path, clip, cache, broker.tls_port, pki, thing="rc-4")
     with RecordingApp(config) as app:
         assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
         version = shadow.set_desired("rc-4", {"detector": {"score_threshold": 0.77}})
         assert wait_until(lambda: app.snapshot.remote_version == version)
         applied = app.snapshot
         app.request_stop()
-    offline = config_for(tmp_path, clip, cache, free_port(), thing="rc-4", realtime=False)
+    offline = config_for(tmp_path, clip, cache, free_port(), pki, thing="rc-4", realtime=False)
     app = RecordingApp(offline)
     app.start()
     try:
@@ -290,6 +299,7 @@ def test_switch_to_a_broken_model_is_rejected_and_the_old_keeps_running(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
@@ -308,7 +318,7 @@ def test_switch_to_a_broken_model_is_rejected_and_the_old_keeps_running(
         }
     )
     catalog = Catalog(path=real.path, models=(*real.models, spec), default=real.default)
-    config = config_for(tmp_path, clip, cache, broker.port, thing="rc-5")
+    config = config_for(tmp_path, clip, cache, broker.tls_port, pki, thing="rc-5")
     with RecordingApp(config, catalog=catalog) as app:
         assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
         version = shadow.set_desired("rc-5", {"detector": {"model": "broken_model"}})
@@ -330,7 +340,7 @@ def test_switch_to_a_broken_model_is_rejected_and_the_old_keeps_running(
     assert snap.remote_version is None
 
 
-def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto) -> None:
+def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto, pki: Pki) -> None:
     got: list[tuple[str, bytes]] = []
     lock = threading.Lock()
 
@@ -341,12 +351,13 @@ def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto) -> 
     sender = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     sender.connect(broker.host, broker.port)
     sender.loop_start()
-    with TcpProxy(free_port(), broker.host, broker.port) as network:
+    with TcpProxy(free_port(), broker.host, broker.tls_port) as network:
         network.up()
         transport = MqttTransport(
             "127.0.0.1",
             network.listen_port,
             client_id="sub-reconnect",
+            tls=TlsConfig(ca=pki.ca, cert=pki.client_cert, key=pki.client_key),
             reconnect_min_s=0.1,
             reconnect_max_s=0.3,
         )

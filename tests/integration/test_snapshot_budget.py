@@ -33,7 +33,8 @@ def test_snapshots_give_way_before_events_when_the_budget_is_small(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clip, _ = scene
-    base = app_config(tmp_path, clip, default_model)
+    # InMemoryTransport replaces the MQTT connection: there is no TLS to configure.
+    base = app_config(tmp_path, clip, default_model, insecure_plaintext=True)
     config = parse_config(
         {**base.model_dump(mode="json", exclude_none=True), "outbox": {"max_bytes": BUDGET}}
     )

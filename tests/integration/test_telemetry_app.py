@@ -5,6 +5,7 @@ implementation gated by an Event), and a fake disk through the ``disk_usage`` se
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 from numpy.typing import NDArray
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,8 +27,12 @@ from edge_app.domain import Detections, ModelRef
 from edge_app.uplink import stop_network_loop
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
+from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.integration.test_app import tls
+from tests.telemetry.test_http_guard import get as get_from
+from tests.telemetry.test_http_guard import lan_address
 
 
 class GatedDetector:
@@ -62,7 +68,8 @@ class Disk:
         return (100 * 10**9, 100 * 10**9 - self.free, self.free)
 
 
-def config(tmp: Path, clip: Path, port: int, *, loop: bool = True) -> AppConfig:
+def config(tmp: Path, clip: Path, port: int, pki: Pki, *, loop: bool = True) -> AppConfig:
+    """The app on ``port`` of a mutual-TLS listener, with the session's client certificate."""
     return parse_config(
         {
             "device": {"thing_name": "tel-cam", "data_dir": str(tmp / "data")},
@@ -75,6 +82,7 @@ def config(tmp: Path, clip: Path, port: int, *, loop: bool = True) -> AppConfig:
             "uplink": {
                 "host": "127.0.0.1",
                 "port": port,
+                "tls": tls(pki),
                 "reconnect": {"min_s": 0.1, "max_s": 0.3},
             },
             "metrics": {"sample_s": 0.1, "period_s": 1.0},
@@ -134,7 +142,7 @@ class Subscriber:
 
 
 def test_health_metrics_and_watchdog_follow_the_world(
-    tmp_path: Path, scene: tuple[Path, SceneTruth], broker: Mosquitto
+    tmp_path: Path, scene: tuple[Path, SceneTruth], broker: Mosquitto, pki: Pki
 ) -> None:
     clip, _ = scene
     detector = GatedDetector()
@@ -147,10 +155,10 @@ def test_health_metrics_and_watchdog_follow_the_world(
 
     emf = Subscriber(broker, "edge-app/tel-cam/metrics")
     try:
-        with TcpProxy(free_port(), broker.host, broker.port) as network:
+        with TcpProxy(free_port(), broker.host, broker.tls_port) as network:
             network.up()
             app = EdgeApp(
-                config(tmp_path, clip, network.listen_port),
+                config(tmp_path, clip, network.listen_port, pki),
                 detector=detector,
                 disk_usage=disk,
                 notify=notify,
@@ -218,11 +226,37 @@ def test_health_metrics_and_watchdog_follow_the_world(
 
 
 def test_a_camera_that_stops_delivering_frames_is_stale(
-    tmp_path: Path, scene: tuple[Path, SceneTruth]
+    tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:
     clip, _ = scene
-    cfg = config(tmp_path, clip, free_port(), loop=False)
+    cfg = config(tmp_path, clip, free_port(), pki, loop=False)
     with EdgeApp(cfg, detector=GatedDetector(), watchdog_s=0.05, notify=lambda s: True) as app:
         app.wait()  # the clip ended: no frame will come
         assert until(lambda: any("camera yard stale" in r for r in health(app)["reasons"]))
         assert health(app)["state"] == "degraded"
+
+
+def test_an_exposed_endpoint_serves_only_with_the_token_from_the_environment(
+    tmp_path: Path,
+    scene: tuple[Path, SceneTruth],
+    pki: Pki,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clip, _ = scene
+    token = "Fq3v9-KdLw0_xZr7TnB2yPa6sHc1MeUj"
+    monkeypatch.setenv("EDGE_TEST_HEALTH_TOKEN", token)
+    base = config(tmp_path, clip, free_port(), pki, loop=False)
+    exposed = {"host": "0.0.0.0", "port": 0, "token_env": "EDGE_TEST_HEALTH_TOKEN"}
+    cfg = parse_config({**base.model_dump(mode="json", exclude_none=True), "health": exposed})
+    caplog.set_level(logging.INFO)
+    with EdgeApp(cfg, detector=GatedDetector(), watchdog_s=0.05, notify=lambda s: True) as app:
+        assert app.telemetry is not None
+        assert app.telemetry.server is not None
+        host, port = lan_address(), app.telemetry.server.port
+        assert get_from(host, port)[0] == 401
+        code, _, body = get_from(host, port, headers={"Authorization": f"Bearer {token}"})
+        assert code == 200
+        assert json.loads(body)["state"] in {"ok", "degraded"}
+    assert any("exposed to the network" in r.getMessage() for r in caplog.records)
+    assert token not in caplog.text

@@ -13,11 +13,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.clock import SystemClock
-from edge_app.config import LastGoodStore, merge_delta
+from edge_app.config import LastGoodStore, TlsConfig, merge_delta
 from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
 from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
+from simulator.certs import Pki
 from simulator.shadow import ShadowService, delta_of
 from simulator.shadow_cli import desired_from_pairs
 from tests.factories import wait_until
@@ -107,7 +108,11 @@ def test_service_speaks_the_shadow_protocol(broker: Mosquitto, service: ShadowSe
 
 @pytest.mark.broker
 def test_shadow_set_command_reaches_a_device_and_prints_its_report(
-    broker: Mosquitto, service: ShadowService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: Mosquitto,
+    pki: Pki,
+    service: ShadowService,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     local = local_config(tmp_path)
     applier = RecordingApplier(local)
@@ -115,7 +120,12 @@ def test_shadow_set_command_reaches_a_device_and_prints_its_report(
         local, applier, LastGoodStore(tmp_path), models=MODELS, clock=SystemClock()
     )
     stop = threading.Event()
-    transport = MqttTransport(broker.host, broker.port, client_id="cli-device")
+    transport = MqttTransport(
+        broker.host,
+        broker.tls_port,
+        client_id="cli-device",
+        tls=TlsConfig(ca=pki.ca, cert=pki.client_cert, key=pki.client_key),
+    )
     client = ShadowClient(transport, handler, "cli-1", stop=stop)
     client.attach()
     worker = threading.Thread(target=client.run)

@@ -20,6 +20,7 @@ def minimal(**overrides: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "device": {"thing_name": "cam-1"},
         "cameras": [{"name": "a", "source": {"type": "file", "path": "clip.mp4"}}],
+        "uplink": {"enabled": False},
     }
     doc.update(overrides)
     return doc
@@ -37,6 +38,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(
         "device: {thing_name: x, data_dir: state}\n"
         "cameras: [{name: a, source: {type: file, path: clips/a.mp4}}]\n"
+        "uplink: {enabled: false}\n"
     )
     config = load_config(tmp_path / "c.yaml")
     source = config.cameras[0].source
@@ -118,3 +120,86 @@ def test_cli_schema(capsys: pytest.CaptureFixture[str]) -> None:
     schema = json.loads(capsys.readouterr().out)
     assert schema["additionalProperties"] is False
     assert "device" in schema["required"]
+
+
+TLS = {"ca": "/etc/ea/ca.pem", "cert": "/etc/ea/dev.crt", "key": "/etc/ea/dev.key"}
+
+
+def uplink_errors(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    return [e.message for e in info.value.errors if e.path == "uplink"]
+
+
+@pytest.mark.parametrize(
+    "uplink",
+    [{"host": "broker.example", "port": 1883}, None],
+    ids=["tls-omitted", "no-uplink-section"],
+)
+def test_mqtt_without_tls_is_refused_with_how_to_configure_it(
+    uplink: dict[str, Any] | None,
+) -> None:
+    doc = minimal(uplink=uplink)
+    if uplink is None:
+        del doc["uplink"]
+    (message,) = uplink_errors(doc)
+    for hint in ("uplink.tls.ca", "uplink.tls.cert", "uplink.tls.key", "8883"):
+        assert hint in message
+    assert "uplink.insecure_plaintext: true" in message
+    assert "uplink.enabled: false" in message
+
+
+def test_plain_mqtt_is_accepted_only_when_asked_for() -> None:
+    config = parse_config(minimal(uplink={"port": 1883, "insecure_plaintext": True}))
+    assert config.uplink.tls is None
+    assert config.uplink.insecure_plaintext
+    assert parse_config(minimal(uplink={"tls": TLS})).uplink.tls is not None
+    assert not parse_config(minimal(uplink={"enabled": False})).uplink.enabled
+
+
+def test_tls_and_plaintext_together_are_refused() -> None:
+    (message,) = uplink_errors(minimal(uplink={"tls": TLS, "insecure_plaintext": True}))
+    assert "insecure_plaintext" in message
+    assert "uplink.tls" in message
+
+
+def test_cli_validate_shows_the_tls_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        "device: {thing_name: cam-1}\n"
+        "cameras: [{name: a, source: {type: usb}}]\n"
+        "uplink: {host: broker.example, port: 1883}\n"
+    )
+    assert main(["config", "validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "uplink: " in err
+    assert "uplink.tls.ca" in err
+    assert "insecure_plaintext" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "192.168.1.10", "edge-cam.local", "::"])
+def test_a_health_endpoint_off_loopback_needs_a_token(host: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(health={"host": host}))
+    (error,) = info.value.errors
+    assert error.path == "health"
+    for hint in ("health.token_file", "health.token_env", "health.host: 127.0.0.1"):
+        assert hint in error.message
+    assert parse_config(minimal(health={"host": host, "token_env": "HEALTH_TOKEN"})).health.exposed
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "localhost", "::1"])
+def test_a_loopback_health_endpoint_needs_no_token(host: str) -> None:
+    assert not parse_config(minimal(health={"host": host})).health.exposed
+
+
+def test_health_token_sources_are_exclusive_and_named_safely() -> None:
+    both = {"token_file": "/etc/ea/health.token", "token_env": "HEALTH_TOKEN"}
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config(minimal(health=both))
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(health={"token_env": "BAD NAME; rm -rf /"}))
+    assert [e.path for e in info.value.errors] == ["health.token_env"]

@@ -18,6 +18,7 @@ def write_config(tmp: Path) -> Path:
         "device": {"thing_name": "cam-9", "data_dir": str(tmp / "data")},
         "cameras": [{"name": "yard", "source": {"type": "usb"}}],
         "detector": {"score_threshold": 0.5},
+        "uplink": {"enabled": False},
     }
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -76,6 +76,7 @@ def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> N
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "cat", "labels": ["cat"], "min_frames": 1}],
         }
@@ -110,6 +111,7 @@ def test_without_crop_every_detection_sees_the_whole_frame() -> None:
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "cat", "labels": ["cat"], "min_frames": 1}],
         }

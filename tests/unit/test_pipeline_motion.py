@@ -47,6 +47,7 @@ def _worker(
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
@@ -86,7 +87,11 @@ def test_without_motion_config_every_frame_is_detected() -> None:
 
 def test_remote_swap_that_adds_motion_gating_takes_effect_at_the_next_frame() -> None:
     detector = CountingDetector()
-    base = {"device": {"thing_name": "cam-1"}, "rules": [{"name": "person", "labels": ["person"]}]}
+    base = {
+        "device": {"thing_name": "cam-1"},
+        "uplink": {"enabled": False},
+        "rules": [{"name": "person", "labels": ["person"]}],
+    }
     old = parse_config({**base, "cameras": [{"name": "yard", "source": {"type": "usb"}}]})
     new = parse_config(
         {
@@ -132,6 +137,7 @@ def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }

@@ -64,6 +64,7 @@ def config(version: int, rules: list[dict[str, object]]) -> AppConfig:
         {
             "version": version,
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": rules,
         }

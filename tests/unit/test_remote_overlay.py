@@ -37,7 +37,11 @@ def local_config(tmp: Path | None = None) -> AppConfig:
                 }
             ],
             "rules": [{"name": "person", "labels": ["person"], "zone": "gate"}],
-            "uplink": {"host": "broker.example", "port": 8883},
+            "uplink": {
+                "host": "broker.example",
+                "port": 8883,
+                "tls": {"ca": "/etc/ea/ca.pem", "cert": "/etc/ea/d.crt", "key": "/etc/ea/d.key"},
+            },
         }
     )
 
@@ -76,6 +80,12 @@ def test_valid_overlay_changes_only_what_it_names() -> None:
     [
         ({"uplink": {"host": "evil.example"}}, "uplink.host", "not remotely settable"),
         ({"uplink": {"tls": {"ca": "/x"}}}, "uplink.tls", "not remotely settable"),
+        (
+            {"uplink": {"insecure_plaintext": True}},
+            "uplink.insecure_plaintext",
+            "not remotely settable",
+        ),
+        ({"health": {"host": "0.0.0.0"}}, "health", "not remotely settable"),
         ({"device": {"thing_name": "other"}}, "device", "not remotely settable"),
         ({"detector": {"model_dir": "/tmp"}}, "detector.model_dir", "not remotely settable"),
         ({"outbox": {"path": "/etc/passwd"}}, "outbox", "not remotely settable"),

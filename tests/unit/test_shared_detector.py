@@ -64,6 +64,7 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
@@ -111,6 +112,7 @@ def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected()
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
+            "uplink": {"enabled": False},
             "cameras": [{"name": "yard", "source": {"type": "usb"}}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
