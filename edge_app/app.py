@@ -23,7 +23,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune
+from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune, ram_scratch
+from edge_app.atrest import Sealer, load_sealer
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
@@ -117,6 +118,7 @@ class EdgeApp:
         self._snapshot_lane: LaneStore | None = None
         self._drain_thread: threading.Thread | None = None
         self._started = False
+        self._sealer: Sealer | None = None
         self._catalog = catalog
         self._live: RuntimeHolder | None = None
         self._shadow: ShadowClient | None = None
@@ -141,6 +143,7 @@ class EdgeApp:
         cfg = self.config
         try:
             cfg.device.data_dir.mkdir(parents=True, exist_ok=True)
+            self._sealer = self._open_sealer()
             self.outbox = self._resources.enter_context(
                 Outbox(
                     cfg.outbox_path,
@@ -148,6 +151,7 @@ class EdgeApp:
                     device=cfg.device.thing_name,
                     max_bytes=cfg.outbox.max_bytes,
                     max_age_s=cfg.outbox.max_age_days * 86400,
+                    sealer=self._sealer,
                 )
             )
             catalog = self._catalog or load_manifest()
@@ -173,7 +177,7 @@ class EdgeApp:
                     )
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
-            snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots")
+            snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots", sealer=self._sealer)
             clip_writer: ClipWriter | None = None
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
@@ -181,7 +185,8 @@ class EdgeApp:
                 recorder = None
                 if camera.clips is not None:
                     if clip_writer is None:
-                        clip_writer = ClipWriter()
+                        # encrypted clips are encoded in RAM first: no clear byte on the disk
+                        clip_writer = ClipWriter(sealer=self._sealer, scratch=ram_scratch())
                         self._resources.callback(clip_writer.close)
                     folder = cfg.device.data_dir / "clips" / camera.name
                     c = camera.clips
@@ -246,6 +251,20 @@ class EdgeApp:
             detector.model.name,
             getattr(detector, "runtime_name", "?"),
         )
+
+    def _open_sealer(self) -> Sealer | None:
+        """The at-rest key of ``encryption`` (None without one); ``EncryptionError`` if the key
+        cannot be read, is open to others, or the cryptography package is missing."""
+        crypt = self.config.encryption
+        sealer = load_sealer(crypt.key_file, crypt.credential, seal_new=crypt.enabled)
+        if sealer is not None:
+            log.info(
+                "encryption at rest %s (key id %s, %s)",
+                "on" if crypt.enabled else "off for new items, reading encrypted ones",
+                sealer.key_id,
+                sealer.source,
+            )
+        return sealer
 
     def _start_uplink(self, store: LastGoodStore, last: LastGood | None) -> None:
         up = self.config.uplink
@@ -341,6 +360,7 @@ class EdgeApp:
                     lane,
                     self.config.device.data_dir / "snapshots",
                     topic_prefix=self.config.topic_prefix,
+                    sealer=self._sealer,
                 )
             )
         metrics = metrics_lane_sender(self.config)

@@ -7,14 +7,25 @@ an event starts, ``begin`` takes the buffered frames and keeps collecting for ``
 finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
 OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
 full the clip is dropped and counted. ``prune`` applies retention by total size and age.
+
+With a ``Sealer`` that seals new items (``encryption.enabled``), a clip is stored encrypted as
+``<name>.mp4.enc``. OpenCV's ``VideoWriter`` can only write to a path, so the clear mp4 exists
+as a temporary file (mode 0600) from the start of its encoding until it has been read back and
+sealed, then it is deleted: the window lasts as long as encoding the clip (tens to hundreds of
+milliseconds for a few seconds of 640 px video). ``ClipWriter(scratch=...)`` puts that file on a
+RAM-backed directory (the app uses ``/dev/shm`` when it can write there, see ``ram_scratch``),
+so the clear bytes never reach the storage device; otherwise it is in the clip's own folder,
+where the deleted file's blocks stay on the medium until they are reused.
 """
 
 from __future__ import annotations
 
-__all__ = ["ClipRecorder", "ClipWriter", "prune"]
+__all__ = ["CLIP_PATTERNS", "ClipRecorder", "ClipWriter", "prune", "ram_scratch"]
 
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections import deque
@@ -24,10 +35,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atrest import SEALED_SUFFIX, Sealer, sealed_file
 from edge_app.domain import Frame, Image, as_image
 
 log = logging.getLogger(__name__)
 _JPEG_QUALITY = 90  # ring-buffer frames; mp4v re-encodes them anyway
+_SHM = Path("/dev/shm")  # noqa: S108  (used through mkstemp: O_EXCL, mode 0600)
+CLIP_PATTERNS = ("*.mp4", f"*.mp4{SEALED_SUFFIX}")
+"""The clip files of a folder, clear and encrypted (what ``prune`` counts)."""
+
+
+def ram_scratch() -> Path | None:
+    """``/dev/shm`` (RAM-backed on Linux) if this process may write there, else None."""
+    return _SHM if _SHM.is_dir() and os.access(_SHM, os.W_OK | os.X_OK) else None
 
 
 @dataclass(slots=True)
@@ -41,9 +61,15 @@ class _Clip:
 
 class ClipWriter:
     """One thread writing finished clips; ``max_pending`` bounds the queue. Owns the thread:
-    call ``close()`` (waits for the queued clips)."""
+    call ``close()`` (waits for the queued clips). With ``sealer`` sealing new items, clips are
+    stored encrypted; ``scratch`` is where their clear mp4 is encoded first (None: the clip's
+    own folder)."""
 
-    def __init__(self, max_pending: int = 4) -> None:
+    def __init__(
+        self, max_pending: int = 4, *, sealer: Sealer | None = None, scratch: Path | None = None
+    ) -> None:
+        self._sealer = sealer
+        self._scratch = scratch
         self._queue: queue.Queue[_Clip | None] = queue.Queue(max_pending)
         self.written = 0
         self.dropped = 0
@@ -65,7 +91,10 @@ class ClipWriter:
     def _run(self) -> None:
         while (clip := self._queue.get()) is not None:
             try:
-                _write(clip)
+                if self._sealer is not None and self._sealer.seal_new:
+                    _write_sealed(clip, self._sealer, self._scratch)
+                else:
+                    _write(clip)
                 self.written += 1
             except (OSError, cv2.error) as exc:
                 self.failed += 1
@@ -87,12 +116,9 @@ def _decode(jpeg: bytes, clip: _Clip) -> Image:
     return as_image(image)
 
 
-def _write(clip: _Clip) -> None:
-    if not clip.frames:
-        return
+def _encode(clip: _Clip, tmp: Path) -> None:
+    """Write ``clip``'s frames to ``tmp`` as mp4v."""
     h, w = _decode(clip.frames[0], clip).shape[:2]
-    clip.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = clip.path.with_suffix(".tmp.mp4")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot open {tmp} for mp4v writing")
@@ -101,7 +127,33 @@ def _write(clip: _Clip) -> None:
             writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
     finally:
         writer.release()
+
+
+def _write(clip: _Clip) -> None:
+    if not clip.frames:
+        return
+    clip.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = clip.path.with_suffix(".tmp.mp4")
+    _encode(clip, tmp)
     tmp.replace(clip.path)  # readers never see a half-written clip
+
+
+def _write_sealed(clip: _Clip, sealer: Sealer, scratch: Path | None) -> None:
+    """Encode ``clip`` into a private temporary file, store it sealed, delete the clear file."""
+    if not clip.frames:
+        return
+    clip.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(suffix=".mp4", prefix=".clip-", dir=scratch or clip.path.parent)
+    os.close(fd)  # mkstemp made it 0600; VideoWriter opens it again by name
+    clear = Path(name)
+    try:
+        _encode(clip, clear)
+        target, data = sealed_file(sealer, clip.path, clear.read_bytes())
+    finally:
+        clear.unlink(missing_ok=True)  # the end of the window with clear bytes on disk
+    part = target.with_name(target.name + ".tmp")
+    part.write_bytes(data)
+    part.replace(target)  # readers never see half a sealed clip
 
 
 class ClipRecorder:
@@ -174,10 +226,11 @@ class ClipRecorder:
 
 
 def prune(directory: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> int:
-    """Delete clips (``*.mp4``) older than ``max_age_s`` and then the oldest until the total is
-    at most ``max_bytes``. Returns how many were deleted."""
+    """Delete clips (``*.mp4``, and ``*.mp4.enc`` encrypted) older than ``max_age_s`` and then
+    the oldest until the total is at most ``max_bytes``. Returns how many were deleted."""
     now = time.time() if now is None else now
-    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in Path(directory).glob("*.mp4"))
+    clips = [p for pattern in CLIP_PATTERNS for p in Path(directory).glob(pattern)]
+    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in clips)
     total = sum(size for _, size, _ in files)
     deleted = 0
     for mtime, size, path in files:

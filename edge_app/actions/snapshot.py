@@ -12,6 +12,11 @@ track's new best sighting), so every such update points at its own new files.
 
 Works with no network. A snapshot that cannot be written (disk full, read-only) is logged and
 the event goes on without it: losing a picture must never lose the event.
+
+With a ``Sealer`` that seals new items (``encryption.enabled``), each JPEG is encrypted in
+memory and written as ``<name>.enc`` (``edge_app.atrest.files``): no clear byte reaches the
+disk. The event's ``snapshot`` still names the clear file, and its ``sha256`` and ``bytes`` are
+of the clear JPEG; read it back with ``edge_app.atrest.read_stored``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, Literal
 
 import cv2
 
+from edge_app.atrest import Sealer, sealed_file
 from edge_app.domain import BBox, Detections, Event, Frame, Image, as_image
 
 log = logging.getLogger(__name__)
@@ -86,10 +92,12 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 class SnapshotWriter:
     """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``, ``.clean.jpg`` and ``.crop.jpg``;
     returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
-    (the one uploaded); ``sibling(file, kind)`` names the other two."""
+    (the one uploaded); ``sibling(file, kind)`` names the other two. With ``sealer`` sealing
+    new items, each is written encrypted as ``<name>.enc``."""
 
-    def __init__(self, root: Path, quality: int = 85) -> None:
+    def __init__(self, root: Path, quality: int = 85, *, sealer: Sealer | None = None) -> None:
         self.root = root
+        self._sealer = sealer
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self.failures = 0
 
@@ -116,7 +124,7 @@ class SnapshotWriter:
         clean_rel, crop_rel = sibling(rel, "clean"), sibling(rel, "crop")
         # the annotated file last: the one the event and the upload name exists only if all do
         for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
-            if not self._write(path, data, event):
+            if not self._write(*sealed_file(self._sealer, path, data), event):
                 return None
         return {
             "file": str(rel),

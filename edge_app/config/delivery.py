@@ -6,6 +6,7 @@ __all__ = [
     "AwsConfig",
     "BatchConfig",
     "CloudWatchLogsConfig",
+    "EncryptionConfig",
     "HealthConfig",
     "MetricsConfig",
     "OutboxConfig",
@@ -19,7 +20,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_app.config.base import Model
+from edge_app.config.base import NAME, Model
 
 
 class OutboxConfig(Model):
@@ -30,6 +31,38 @@ class OutboxConfig(Model):
     max_age_days: float = Field(
         14.0, gt=0, description="Undelivered events older than this are dropped and counted."
     )
+
+
+class EncryptionConfig(Model):
+    enabled: bool = Field(
+        False,
+        description="Encrypt what is stored from now on (AES-256-GCM; needs the "
+        "edge-app[encryption] extra): event bodies in the outbox, snapshot and clip files "
+        "(<name>.enc). Off: new items are stored in clear; a key, if given, still reads "
+        "the encrypted ones.",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="The 32-byte key, base64 or raw (`edge-app keys generate FILE`); refused "
+        "if group or others may access it (chmod 600). Local only, never logged.",
+    )
+    credential: str | None = Field(
+        None,
+        pattern=NAME,
+        description="Instead of key_file: the name of a systemd credential holding the key "
+        "(LoadCredential=NAME:/path in the unit), read from $CREDENTIALS_DIRECTORY/NAME.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if self.key_file is not None and self.credential is not None:
+            raise ValueError("set encryption.key_file or encryption.credential, not both")
+        if self.enabled and self.key_file is None and self.credential is None:
+            raise ValueError(
+                "encryption.enabled needs a key: encryption.key_file (make one with "
+                "`edge-app keys generate FILE`) or encryption.credential"
+            )
+        return self
 
 
 class TlsConfig(Model):

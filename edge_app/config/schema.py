@@ -14,6 +14,7 @@ __all__ = [
     "CloudWatchLogsConfig",
     "DetectorConfig",
     "DeviceConfig",
+    "EncryptionConfig",
     "FileSourceConfig",
     "HealthConfig",
     "ImageDirSourceConfig",
@@ -56,6 +57,7 @@ from edge_app.config.delivery import (
     AwsConfig,
     BatchConfig,
     CloudWatchLogsConfig,
+    EncryptionConfig,
     HealthConfig,
     MetricsConfig,
     OutboxConfig,
@@ -79,6 +81,10 @@ class AppConfig(Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Object detector.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that raise events.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable event store.")
+    encryption: EncryptionConfig = Field(
+        default_factory=EncryptionConfig,
+        description="Encryption at rest of stored events, snapshots and clips (local only).",
+    )
     uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="Metrics and their sink."
