@@ -74,8 +74,9 @@ def _run(args: argparse.Namespace, action: str) -> int:
                     print(body)
             else:
                 n = 0
+                bodies = reader.bodies(sealer=sealer)  # a missing or wrong key fails here
                 with args.file.open("w", encoding="utf-8") as out:
-                    for body in reader.bodies(sealer=sealer):
+                    for body in bodies:
                         out.write(body + "\n")
                         n += 1
                 print(f"exported {n} event(s) to {args.file}")

@@ -151,7 +151,10 @@ class OutboxReader:
         body if the store holds encrypted events and ``sealer`` is None or another key; a body
         that does not decrypt with the right key is skipped and listed in ``unreadable``.
         """
-        self._check_key(sealer)
+        self._check_key(sealer)  # now, not at the first next(): before the caller writes
+        return self._bodies(limit, sealer, chunk)
+
+    def _bodies(self, limit: int | None, sealer: Sealer | None, chunk: int) -> Iterator[str]:
         after, left = 0, limit
         while left is None or left > 0:
             n = chunk if left is None else min(chunk, left)
