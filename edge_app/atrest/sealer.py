@@ -74,7 +74,9 @@ def sealed_key_id(data: bytes | str) -> str | None:
 
 
 class Sealer:
-    """Seals and opens items with one 32-byte key. Thread-safe (no state changes after init).
+    """Seals and opens items with one 32-byte key. Thread-safe: nothing changes after init, and
+    cryptography's AEAD objects keep no state between calls (pyca/cryptography#9110), so the
+    camera threads, the clip writer and the drain share one.
 
     ``seal_new`` says whether writers seal what they write from now on (``encryption.enabled``);
     readers open sealed items either way, so turning encryption off loses nothing stored
