@@ -5,9 +5,9 @@ snapshot and clip names, extra keys). What stays in clear, because the store wor
 without the key: ``seq``, ``id``, ``severity``, ``rule``, the stored times, ``boot_id``,
 ``lease_id``, and ``bytes``, the *clear* body's length, so byte budgets and batch packing are
 the same with or without encryption (the file grows by at most ``OVERHEAD_BYTES`` per sealed
-event beyond it, less where a page's slack absorbs it). A sealed body's context is its event id: a body copied over another row does not
-decrypt. Drop counts, meta and the side lanes are not encrypted; dead-lettered rows keep the
-form they had.
+event beyond it, less where a page's slack absorbs it). A sealed body's context is its event
+id: a body copied over another row does not decrypt. Drop counts, meta and the side lanes are
+not encrypted; dead-lettered rows keep the form they had.
 
 A store may mix both forms (rows stored before encryption was turned on, or after it was
 turned off); SQLite's ``typeof(body)`` tells them apart, and the sealed form also carries its
