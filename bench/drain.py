@@ -235,8 +235,10 @@ def naive(db: Path, port: int, events: int) -> dict[str, float]:
             info.wait_for_publish(10.0)
         seconds = time.perf_counter() - start
     finally:
+        from edge_app.uplink import stop_network_loop
+
         client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client)
     return {"events": len(bodies), "seconds": seconds}
 
 

@@ -130,8 +130,10 @@ class _Arrivals:
             self.at.setdefault(event["id"], now)
 
     def close(self) -> None:
-        self._client.loop_stop()
+        from edge_app.uplink import stop_network_loop
+
         self._client.disconnect()
+        stop_network_loop(self._client)
 
 
 def _direct_metrics(transport: Any, lane: Any, stop: threading.Event) -> None:

@@ -18,23 +18,25 @@ __all__ = ["AppStats", "EdgeApp"]
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-from edge_app.actions import ClipRecorder, ClipWriter, SnapshotWriter, prune, ram_scratch
+from edge_app.actions import ClipRecorder, ClipWriter, Retention, SnapshotWriter, ram_scratch
 from edge_app.atrest import Sealer, load_sealer
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
+    CameraConfig,
     ConfigSnapshot,
     LastGood,
     LastGoodStore,
     effective_config,
 )
 from edge_app.domain import Event
-from edge_app.errors import OutboxError
+from edge_app.errors import ConfigError, FieldError, OutboxError
+from edge_app.files import loose_bits, private_dir
 from edge_app.models import Catalog, load_manifest
 from edge_app.outbox import LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
@@ -116,9 +118,15 @@ class EdgeApp:
         self._threads: list[threading.Thread] = []
         self._drain: DrainLoop | None = None
         self._snapshot_lane: LaneStore | None = None
+        self._snapshot_sender: SnapshotSender | None = None
+        self.retention: Retention | None = None
+        """Local retention of snapshots and clips (its thread runs from ``start``)."""
+        self._stop_retention = threading.Event()
         self._drain_thread: threading.Thread | None = None
+        self._retention_thread: threading.Thread | None = None
         self._started = False
         self._sealer: Sealer | None = None
+        self._clip_writer: ClipWriter | None = None
         self._catalog = catalog
         self._live: RuntimeHolder | None = None
         self._shadow: ShadowClient | None = None
@@ -142,7 +150,7 @@ class EdgeApp:
         """Open everything and start the threads. Raises on a bad model, source or store."""
         cfg = self.config
         try:
-            cfg.device.data_dir.mkdir(parents=True, exist_ok=True)
+            _make_data_dir(cfg)
             self._sealer = self._open_sealer()
             self.outbox = self._resources.enter_context(
                 Outbox(
@@ -177,28 +185,10 @@ class EdgeApp:
                     )
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
-            snapshots = SnapshotWriter(cfg.device.data_dir / "snapshots", sealer=self._sealer)
-            clip_writer: ClipWriter | None = None
+            snapshots = SnapshotWriter(cfg.snapshot_dir, sealer=self._sealer)
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
                 self._resources.callback(source.close)
-                recorder = None
-                if camera.clips is not None:
-                    if clip_writer is None:
-                        # encrypted clips are encoded in RAM first: no clear byte on the disk
-                        clip_writer = ClipWriter(sealer=self._sealer, scratch=ram_scratch())
-                        self._resources.callback(clip_writer.close)
-                    folder = cfg.device.data_dir / "clips" / camera.name
-                    c = camera.clips
-                    prune(folder, int(c.max_mb * 2**20), c.max_age_h * 3600)
-                    recorder = ClipRecorder(
-                        folder,
-                        clip_writer,
-                        pre_s=c.pre_s,
-                        post_s=c.post_s,
-                        fps=c.fps,
-                        width=c.width,
-                    )
                 worker = CameraWorker(
                     source,
                     detector,
@@ -211,13 +201,16 @@ class EdgeApp:
                     live=self._live,
                     motion=camera.motion,
                     tamper=camera.tamper,
-                    clips=recorder,
+                    clips=self._clip_recorder(camera),
                     clock=self._clock,
                     max_lag_s=camera.max_lag_s,
                 )
                 self._workers.append(worker)
             if cfg.uplink.enabled:
                 self._start_uplink(store, last)
+            retention = self.retention = Retention.for_config(
+                effective, pending=self._undelivered, stop=self._stop_retention
+            )
             self.telemetry = Telemetry(
                 cfg,
                 clock=self._clock,
@@ -242,6 +235,8 @@ class EdgeApp:
         if self._shadow is not None:
             self._shadow_thread = threading.Thread(target=self._shadow.run, name="remote-config")
             self._shadow_thread.start()
+        self._retention_thread = threading.Thread(target=retention.run, name="retention")
+        self._retention_thread.start()
         self.telemetry.start(status=self._status)
         self._started = True
         log.info(
@@ -250,6 +245,25 @@ class EdgeApp:
             len(self._workers),
             detector.model.name,
             getattr(detector, "runtime_name", "?"),
+        )
+
+    def _clip_recorder(self, camera: CameraConfig) -> ClipRecorder | None:
+        """``camera``'s clip recorder (None without ``clips``); the first one starts the
+        clip writer all cameras share (closed with the app's resources)."""
+        if camera.clips is None:
+            return None
+        if self._clip_writer is None:
+            # encrypted clips are encoded in RAM first: no clear byte on the disk
+            self._clip_writer = ClipWriter(sealer=self._sealer, scratch=ram_scratch())
+            self._resources.callback(self._clip_writer.close)
+        c = camera.clips
+        return ClipRecorder(
+            self.config.clip_dir(camera.name),
+            self._clip_writer,
+            pre_s=c.pre_s,
+            post_s=c.post_s,
+            fps=c.fps,
+            width=c.width,
         )
 
     def _open_sealer(self) -> Sealer | None:
@@ -355,14 +369,13 @@ class EdgeApp:
             self._snapshot_lane = lane
             # Pictures count against outbox.max_bytes and give way before any event does.
             self.outbox.share_budget(lane)
-            lanes.append(
-                SnapshotSender(
-                    lane,
-                    self.config.device.data_dir / "snapshots",
-                    topic_prefix=self.config.topic_prefix,
-                    sealer=self._sealer,
-                )
+            self._snapshot_sender = SnapshotSender(
+                lane,
+                self.config.snapshot_dir,
+                topic_prefix=self.config.topic_prefix,
+                sealer=self._sealer,
             )
+            lanes.append(self._snapshot_sender)
         metrics = metrics_lane_sender(self.config)
         if metrics is not None:
             self._resources.callback(metrics.store.close)
@@ -376,6 +389,14 @@ class EdgeApp:
         if drain is None or transport is None or not transport.is_connected:
             return True
         return not drain.backlog()
+
+    def _undelivered(self, ids: Sequence[str]) -> set[str]:
+        """Retention's question: which of these events' snapshots must stay (the event is
+        still in the outbox, or its snapshot still queued for upload)."""
+        held = self.outbox.holding(ids)
+        if self._snapshot_sender is not None:
+            held |= self._snapshot_sender.queued_ids().intersection(ids)
+        return held
 
     def _store(self, event: Event) -> Event:
         stored = self.outbox.enqueue(event)
@@ -436,6 +457,9 @@ class EdgeApp:
         self._stop_shadow.set()
         if self._shadow_thread is not None:
             self._shadow_thread.join()
+        self._stop_retention.set()  # before the outbox it asks is closed
+        if self._retention_thread is not None:
+            self._retention_thread.join()
         if self._drain is not None and self._transport is not None:
             deadline = (
                 self.config.uplink.flush_timeout_s if flush_timeout_s is None else flush_timeout_s
@@ -472,3 +496,22 @@ class EdgeApp:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _make_data_dir(cfg: AppConfig) -> None:
+    """Create ``device.data_dir`` 0700 (it holds images of people); warn about an existing one
+    that group or others may enter, which is left as it is (it may be shared on purpose)."""
+    path = cfg.device.data_dir
+    try:
+        mode = private_dir(path).stat().st_mode
+    except OSError as exc:
+        raise ConfigError(
+            "device.data_dir", [FieldError("device.data_dir", f"cannot create {path}: {exc}")]
+        ) from exc
+    if loose_bits(mode):
+        log.warning(
+            "data_dir %s is open to group or others (mode %o) and holds images of people: "
+            "chmod 700 it (the systemd unit's StateDirectoryMode=0700 does)",
+            path,
+            mode & 0o777,
+        )

@@ -1,13 +1,14 @@
 """JSON-lines logging on stderr, with secrets kept out.
 
 Every record is one JSON object: ``ts``, ``level``, ``logger``, ``msg`` and any ``extra`` fields.
-PEM blocks and values of keys that look secret are replaced before anything is written, so a
-careless ``log.info("%s", config)`` cannot leak a private key.
+Text goes through ``edge_app.redact.redact`` (PEM blocks, URL credentials and query values)
+and values of keys that look secret are replaced before anything is written, so a careless
+``log.info("%s", config)`` cannot leak a private key or a camera's password.
 """
 
 from __future__ import annotations
 
-__all__ = ["JsonFormatter", "configure_logging", "redact"]
+__all__ = ["JsonFormatter", "configure_logging"]
 
 import json
 import logging
@@ -17,21 +18,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-# an unterminated block (a message cut short, "%.80s") is redacted to the end of the text
-_PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?(?:-----END [A-Z ]+-----|\Z)", re.DOTALL)
+from edge_app.redact import REDACTED, redact
+
 _SECRET_KEYS = re.compile(r"(password|secret|token|private|credential)", re.IGNORECASE)
 _MAX_DEPTH = 8
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-def redact(text: str) -> str:
-    """``text`` with any PEM block (certificate or key) replaced by a marker."""
-    return _PEM.sub("[REDACTED PEM]", text)
-
-
 def _clean(key: str, value: Any, depth: int = 0) -> Any:
     if _SECRET_KEYS.search(key):
-        return "[REDACTED]"
+        return REDACTED
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, int | float | bool) or value is None:

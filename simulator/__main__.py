@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
+from edge_app.redact import redacted_output
+
 
 class Subcommand(Protocol):
     """What a subcommand module provides."""
@@ -32,7 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
     "scene": "simulator.scene",
     "replay": "simulator.replay",
     "cloud": "simulator.cloud",
-    "shadow": "simulator.shadow",
+    "shadow": "simulator.shadow_cli",
     "outage": "simulator.outage",
 }
 
@@ -42,8 +44,13 @@ def _load(module: str) -> Subcommand:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen subcommand."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen subcommand. Everything
+    it prints goes through ``edge_app.redact``, as for ``edge-app``."""
+    with redacted_output():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m simulator", description="edge_app simulator tools"
     )

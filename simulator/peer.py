@@ -20,6 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_app.uplink import stop_network_loop
+
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +70,7 @@ class SubscribingPeer:
 
     def stop(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
     def __enter__(self) -> Self:
         self.start()

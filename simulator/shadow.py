@@ -1,9 +1,10 @@
 """A device-shadow service emulator over MQTT (the AWS IoT named-shadow protocol).
 
 Against a real broker (Mosquitto in tests) it plays AWS IoT's Device Shadow service for every
-thing and shadow name: it listens on ``$aws/things/+/shadow/name/+/get`` and ``.../update``
-and answers on ``get/accepted|rejected``, ``update/accepted|rejected``, ``update/delta`` and
-``update/documents``, following the AWS documents:
+thing and shadow name: it listens on ``$aws/things/+/shadow/name/+/get``, ``.../update`` and
+``.../delete`` and answers on ``get/accepted|rejected``, ``update/accepted|rejected``,
+``update/delta``, ``update/documents`` and ``delete/accepted|rejected``, following the AWS
+documents:
 
 * a document has ``state.desired``, ``state.reported``, ``version`` (+1 per accepted update),
   ``metadata`` and ``timestamp``; ``get/accepted`` adds ``state.delta``;
@@ -11,30 +12,30 @@ and answers on ``get/accepted|rejected``, ``update/accepted|rejected``, ``update
   naming ``version`` is refused with 409 unless it equals the current version;
 * ``update/delta`` (desired values that differ from reported) is published only when an
   update changed ``desired`` and the difference is not empty;
+* a delete removes the shadow and answers ``{"version", "timestamp"}`` on ``delete/accepted``
+  to every subscriber; a shadow created again within ``deleted_version_memory_s`` (AWS: 48
+  hours) continues the deleted one's versions, later it starts from 0 again;
 * errors are ``{"code", "message", "timestamp", "clientToken"}``: 400 bad document, 404 no
-  shadow, 409 version conflict, 413 payload over 8 KB.
+  shadow, 409 version conflict, 413 payload over 8 KB or a state (desired and reported
+  together, compact JSON) that would grow over 8 KB.
 
-``python -m simulator shadow`` runs it; ``python -m simulator shadow set KEY=VALUE ...`` sends
-a desired change (dotted keys, JSON values) and waits for the device's report.
+``python -m simulator shadow`` runs it (``simulator.shadow_cli``).
 """
 
 from __future__ import annotations
 
-__all__ = ["ShadowService", "delta_of", "desired_from_pairs", "main", "register"]
+__all__ = ["DELETED_VERSION_MEMORY_S", "MAX_DOCUMENT_BYTES", "ShadowService", "delta_of"]
 
-import argparse
 import copy
 import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.config import merge_delta
 from simulator.peer import SubscribingPeer
@@ -42,6 +43,9 @@ from simulator.peer import SubscribingPeer
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 8 * 1024
+"""Largest update payload, and largest state (desired and reported together), bytes."""
+DELETED_VERSION_MEMORY_S = 48 * 3600.0
+"""How long AWS IoT remembers a deleted shadow's version (a new one continues from it)."""
 _PREFIX = "$aws/things/{thing}/shadow/name/{name}"
 
 
@@ -57,30 +61,6 @@ def delta_of(desired: Mapping[str, Any], reported: Mapping[str, Any]) -> dict[st
         elif want != have:
             delta[key] = copy.deepcopy(want)
     return delta
-
-
-def desired_from_pairs(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["detector.score_threshold=0.7", "rules=[...]"]`` as a nested desired document.
-
-    Values are read as JSON, falling back to a plain string (``model=ssd_mobilenet_v1_coco``).
-    """
-    desired: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"expected KEY=VALUE with a dotted KEY, got {pair!r}")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = desired
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{key!r} goes through a value that is not an object")  # noqa: TRY004
-        node[leaf] = value
-    return desired
 
 
 @dataclass
@@ -106,11 +86,22 @@ class ShadowService(SubscribingPeer):
 
     name = "shadow service"
 
-    def __init__(self, host: str, port: int, *, client_id: str = "shadow-service") -> None:
-        topics = [("$aws/things/+/shadow/name/+/get", 1), ("$aws/things/+/shadow/name/+/update", 1)]
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str = "shadow-service",
+        deleted_version_memory_s: float = DELETED_VERSION_MEMORY_S,
+    ) -> None:
+        ops = ("get", "update", "delete")
+        topics = [(f"$aws/things/+/shadow/name/+/{op}", 1) for op in ops]
         super().__init__(host, port, topics, client_id=client_id)
         self._lock = threading.Condition()
         self._shadows: dict[tuple[str, str], _Shadow] = {}
+        # deleted shadows: version, and time.monotonic() of the deletion
+        self._deleted: dict[tuple[str, str], tuple[int, float]] = {}
+        self._memory_s = deleted_version_memory_s
         self.requests = 0
 
     # -- cloud-side API --------------------------------------------------------------------
@@ -120,6 +111,12 @@ class ShadowService(SubscribingPeer):
         body = json.dumps({"state": {"desired": dict(desired)}}).encode()
         answer = self._update(thing, name, body)
         return int(answer["version"])
+
+    def delete(self, thing: str, name: str = "edge-config") -> int | None:
+        """Delete the shadow as a ``delete`` request would; returns the version deleted (None:
+        there was no shadow, answered 404)."""
+        answer = self._delete(thing, name, b"")
+        return None if "code" in answer else int(answer["version"])
 
     def document(self, thing: str, name: str = "edge-config") -> dict[str, Any] | None:
         """A copy of the shadow document (None if the shadow does not exist)."""
@@ -156,23 +153,45 @@ class ShadowService(SubscribingPeer):
             return
         thing, name, op = parts[2], parts[5], parts[6]
         self.requests += 1
-        if op == "get":
-            self._get(thing, name, bytes(msg.payload))
-        else:
-            self._update(thing, name, bytes(msg.payload))
+        handler = {"get": self._get, "update": self._update, "delete": self._delete}.get(op)
+        if handler is not None:
+            handler(thing, name, bytes(msg.payload))
 
-    def _get(self, thing: str, name: str, payload: bytes) -> None:
+    def _get(self, thing: str, name: str, payload: bytes) -> dict[str, Any]:
         token = _token_of(payload)
         prefix = _PREFIX.format(thing=thing, name=name)
         with self._lock:
             shadow = self._shadows.get((thing, name))
             doc = copy.deepcopy(shadow.document(_now())) if shadow else None
         if doc is None:
-            self._error(prefix + "/get", 404, f"No shadow exists with name: '{name}'", token)
-            return
+            return self._error(prefix + "/get", 404, f"No shadow exists with name: '{name}'", token)
         if token is not None:
             doc["clientToken"] = token
         self._send(prefix + "/get/accepted", doc)
+        return doc
+
+    def _delete(self, thing: str, name: str, payload: bytes) -> dict[str, Any]:
+        prefix = _PREFIX.format(thing=thing, name=name)
+        token = _token_of(payload)
+        with self._lock:
+            shadow = self._shadows.pop((thing, name), None)
+            if shadow is not None:
+                self._deleted[(thing, name)] = (shadow.version, time.monotonic())
+            self._lock.notify_all()
+        if shadow is None:
+            message = f"No shadow exists with name: '{name}'"
+            return self._error(prefix + "/delete", 404, message, token)
+        answer: dict[str, Any] = {"version": shadow.version, "timestamp": _now()}
+        if token is not None:
+            answer["clientToken"] = token
+        self._send(prefix + "/delete/accepted", answer)
+        return answer
+
+    def _new_shadow(self, key: tuple[str, str]) -> _Shadow:
+        """A shadow created by an update: it continues a recently deleted one's versions."""
+        version, deleted_at = self._deleted.pop(key, (0, 0.0))
+        recent = time.monotonic() - deleted_at < self._memory_s
+        return _Shadow(version=version if recent else 0)
 
     def _update(self, thing: str, name: str, payload: bytes) -> dict[str, Any]:
         prefix = _PREFIX.format(thing=thing, name=name)
@@ -190,18 +209,24 @@ class ShadowService(SubscribingPeer):
             return self._error(prefix + "/update", 400, "Missing required node: state", token)
         outbox: list[tuple[str, dict[str, Any]]] = []
         with self._lock:
-            shadow = self._shadows.setdefault((thing, name), _Shadow())
+            shadow = self._shadows.get((thing, name)) or self._new_shadow((thing, name))
             expected = request.get("version")
             if expected is not None and expected != shadow.version:
                 self._lock.notify_all()
                 return self._error(prefix + "/update", 409, "Version conflict", token)
             previous = shadow.document(_now())
-            for section in ("desired", "reported"):
-                if section in state:
-                    change = state[section]
-                    current = getattr(shadow, section)
-                    merged = {} if change is None else merge_delta(current, change)
-                    setattr(shadow, section, merged)
+            merged = {
+                section: {} if state[section] is None else merge_delta(current, state[section])
+                for section, current in (("desired", shadow.desired), ("reported", shadow.reported))
+                if section in state
+            }
+            after = {"desired": shadow.desired, "reported": shadow.reported, **merged}
+            if len(json.dumps(after, separators=(",", ":"))) > MAX_DOCUMENT_BYTES:
+                self._lock.notify_all()
+                too_big = "The payload exceeds the maximum size allowed"
+                return self._error(prefix + "/update", 413, too_big, token)
+            self._shadows[(thing, name)] = shadow
+            shadow.desired, shadow.reported = after["desired"], after["reported"]
             shadow.version += 1
             now = _now()
             accepted: dict[str, Any] = {
@@ -260,112 +285,3 @@ def _token_of(payload: bytes) -> str | None:
         return None
     token = doc.get("clientToken") if isinstance(doc, dict) else None
     return token if isinstance(token, str) else None
-
-
-# -- command line ------------------------------------------------------------------------
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--host", default="127.0.0.1")
-    common.add_argument("--port", type=int, default=1883)
-    common.add_argument("--name", default="edge-config", help="shadow name")
-    parser = sub.add_parser(
-        "shadow",
-        parents=[common],
-        help="run a device-shadow service emulator, or `shadow set KEY=VALUE ...` a change",
-    )
-    parser.add_argument("--duration", type=float, default=None, help="serve this many seconds")
-    actions = parser.add_subparsers(dest="shadow_action", metavar="ACTION")
-    change = actions.add_parser(
-        "set", parents=[common], help="send a desired change and wait for the device's report"
-    )
-    change.add_argument("pairs", nargs="+", metavar="KEY=VALUE", help="dotted key, JSON value")
-    change.add_argument("--thing", default="cam-001", help="thing name")
-    change.add_argument("--timeout", type=float, default=10.0, help="wait for the report, s")
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.shadow_action is None:
-        return _serve(args)
-    try:
-        desired = desired_from_pairs(args.pairs)
-    except ValueError as exc:
-        print(f"shadow set: {exc}")
-        return 2
-    return _set(args, desired)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    with ShadowService(args.host, args.port):
-        print(f"shadow service on {args.host}:{args.port}; Ctrl-C stops it", flush=True)
-        end = None if args.duration is None else time.monotonic() + args.duration
-        try:
-            while end is None or time.monotonic() < end:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-def _set(args: argparse.Namespace, desired: dict[str, Any]) -> int:
-    """Publish the change, then wait for the device's report of that version."""
-    prefix = _PREFIX.format(thing=args.thing, name=args.name)
-    token = uuid.uuid4().hex[:16]
-    answers: dict[str, dict[str, Any]] = {}
-    done = threading.Event()
-    version: list[int] = []
-
-    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
-        if msg.topic.endswith("/update/rejected") and body.get("clientToken") == token:
-            answers["rejected"] = body
-            done.set()
-        elif msg.topic.endswith("/update/accepted"):
-            if body.get("clientToken") == token:
-                version.append(int(body["version"]))
-            config = body.get("state", {}).get("reported", {}).get("config")
-            if (
-                version
-                and isinstance(config, dict)
-                and (
-                    config.get("version") == version[0]
-                    or config.get("rejected_version") == version[0]
-                )
-            ):
-                answers["report"] = config
-                done.set()
-
-    subscribed = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.connect(args.host, args.port, keepalive=30)
-    client.loop_start()
-    try:
-        client.subscribe([(prefix + "/update/accepted", 1), (prefix + "/update/rejected", 1)])
-        # SUBACK before the change, so the report cannot slip past
-        if not subscribed.wait(args.timeout):
-            print(f"no SUBACK from {args.host}:{args.port}")
-            return 1
-        body = json.dumps({"state": {"desired": desired}, "clientToken": token})
-        client.publish(prefix + "/update", body, qos=1).wait_for_publish(5.0)
-        done.wait(args.timeout)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    if "rejected" in answers:
-        print(f"shadow service refused the change: {json.dumps(answers['rejected'])}")
-        return 1
-    if not version:
-        print(f"no answer from a shadow service on {args.host}:{args.port}")
-        return 1
-    report = answers.get("report")
-    if report is None:
-        print(f"desired v{version[0]} accepted; no device report within {args.timeout} s")
-        return 1
-    print(json.dumps({"version": version[0], "report": report}, indent=2))
-    return 0 if report.get("status") == "applied" else 1

@@ -6,28 +6,29 @@ instead of 35 MB of raw 640 px frames). When
 an event starts, ``begin`` takes the buffered frames and keeps collecting for ``post_s``; the
 finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
 OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
-full the clip is dropped and counted. ``prune`` applies retention by total size and age.
+full the clip is dropped and counted. Clips are 0600 files in a 0700 folder, written to a
+unique temp name and renamed once complete (``edge_app.files.atomic_writer``);
+``edge_app.actions.retention`` deletes them by total size and age.
 
 With a ``Sealer`` that seals new items (``encryption.enabled``), a clip is stored encrypted as
-``<name>.mp4.enc``. OpenCV's ``VideoWriter`` can only write to a path, so the clear mp4 exists
-as a temporary file (mode 0600) from the start of its encoding until it has been read back and
-sealed, then it is deleted: the window lasts as long as encoding the clip (tens to hundreds of
-milliseconds for a few seconds of 640 px video). ``ClipWriter(scratch=...)`` puts that file on a
-RAM-backed directory (the app uses ``/dev/shm`` when it can write there, see ``ram_scratch``),
-so the clear bytes never reach the storage device; otherwise it is in the clip's own folder,
-where the deleted file's blocks stay on the medium until they are reused.
+``<name>.mp4.enc`` (written the same way, with ``edge_app.files.write_atomic``). OpenCV's
+``VideoWriter`` can only write to a path, so the clear mp4 exists as a private scratch file
+(``edge_app.files.scratch_file``, mode 0600) from the start of its encoding until it has been
+read back and sealed, then it is deleted: the window lasts as long as encoding the clip (tens
+to hundreds of milliseconds for a few seconds of 640 px video). ``ClipWriter(scratch=...)``
+puts that file on a RAM-backed directory (the app uses ``/dev/shm`` when it can write there,
+see ``ram_scratch``), so the clear bytes never reach the storage device; otherwise it is in the
+clip's own folder, where the deleted file's blocks stay on the medium until they are reused.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLIP_PATTERNS", "ClipRecorder", "ClipWriter", "prune", "ram_scratch"]
+__all__ = ["ClipRecorder", "ClipWriter", "ram_scratch"]
 
 import logging
 import os
 import queue
-import tempfile
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +36,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.atrest import SEALED_SUFFIX, Sealer, sealed_file
+from edge_app.atrest import Sealer, sealed_file
 from edge_app.domain import Frame, Image, as_image
+from edge_app.files import atomic_writer, private_dir, read_nofollow, scratch_file, write_atomic
 
 log = logging.getLogger(__name__)
 _JPEG_QUALITY = 90  # ring-buffer frames; mp4v re-encodes them anyway
-_SHM = Path("/dev/shm")  # noqa: S108  (used through mkstemp: O_EXCL, mode 0600)
-CLIP_PATTERNS = ("*.mp4", f"*.mp4{SEALED_SUFFIX}")
-"""The clip files of a folder, clear and encrypted (what ``prune`` counts)."""
+_SHM = Path("/dev/shm")  # noqa: S108  (used through scratch_file: O_EXCL, O_NOFOLLOW, 0600)
 
 
 def ram_scratch() -> Path | None:
@@ -116,12 +116,13 @@ def _decode(jpeg: bytes, clip: _Clip) -> Image:
     return as_image(image)
 
 
-def _encode(clip: _Clip, tmp: Path) -> None:
-    """Write ``clip``'s frames to ``tmp`` as mp4v."""
+def _encode(clip: _Clip, path: Path) -> None:
+    """Write ``clip``'s frames as mp4v to the existing file ``path``: OpenCV opens it by name
+    and truncates it, which keeps its 0600 mode."""
     h, w = _decode(clip.frames[0], clip).shape[:2]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
     if not writer.isOpened():
-        raise OSError(f"OpenCV cannot open {tmp} for mp4v writing")
+        raise OSError(f"OpenCV cannot open {path} for mp4v writing")
     try:
         for jpeg in clip.frames:
             writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
@@ -132,28 +133,23 @@ def _encode(clip: _Clip, tmp: Path) -> None:
 def _write(clip: _Clip) -> None:
     if not clip.frames:
         return
-    clip.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = clip.path.with_suffix(".tmp.mp4")
-    _encode(clip, tmp)
-    tmp.replace(clip.path)  # readers never see a half-written clip
+    private_dir(clip.path.parent)
+    # readers never see a half-written clip, and it is fsync'd before the rename
+    with atomic_writer(clip.path) as tmp:
+        _encode(clip, tmp.path)
 
 
 def _write_sealed(clip: _Clip, sealer: Sealer, scratch: Path | None) -> None:
-    """Encode ``clip`` into a private temporary file, store it sealed, delete the clear file."""
+    """Encode ``clip`` into a private scratch file, store it sealed, delete the clear file."""
     if not clip.frames:
         return
-    clip.path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(suffix=".mp4", prefix=".clip-", dir=scratch or clip.path.parent)
-    os.close(fd)  # mkstemp made it 0600; VideoWriter opens it again by name
-    clear = Path(name)
-    try:
+    folder = private_dir(clip.path.parent)
+    with scratch_file(scratch or folder, suffix=".mp4") as clear:
         _encode(clip, clear)
-        target, data = sealed_file(sealer, clip.path, clear.read_bytes())
-    finally:
-        clear.unlink(missing_ok=True)  # the end of the window with clear bytes on disk
-    part = target.with_name(target.name + ".tmp")
-    part.write_bytes(data)
-    part.replace(target)  # readers never see half a sealed clip
+        target, data = sealed_file(sealer, clip.path, read_nofollow(clear))
+    # the scratch file is gone (the end of the window with clear bytes on disk); readers
+    # never see half a sealed clip
+    write_atomic(target, data)
 
 
 class ClipRecorder:
@@ -223,19 +219,3 @@ class ClipRecorder:
         for clip in self._open:
             self._writer.submit(clip)
         self._open.clear()
-
-
-def prune(directory: Path, max_bytes: int, max_age_s: float, now: float | None = None) -> int:
-    """Delete clips (``*.mp4``, and ``*.mp4.enc`` encrypted) older than ``max_age_s`` and then
-    the oldest until the total is at most ``max_bytes``. Returns how many were deleted."""
-    now = time.time() if now is None else now
-    clips = [p for pattern in CLIP_PATTERNS for p in Path(directory).glob(pattern)]
-    files = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in clips)
-    total = sum(size for _, size, _ in files)
-    deleted = 0
-    for mtime, size, path in files:
-        if now - mtime > max_age_s or total > max_bytes:
-            path.unlink(missing_ok=True)
-            total -= size
-            deleted += 1
-    return deleted

@@ -10,13 +10,17 @@ it costs drain throughput (two paths would add ~110 bytes, a fifth of an event).
 ``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
 track's new best sighting), so every such update points at its own new files.
 
-Works with no network. A snapshot that cannot be written (disk full, read-only) is logged and
-the event goes on without it: losing a picture must never lose the event.
+Files are 0600 in 0700 folders, written atomically and durably (``edge_app.files``). Works with
+no network. A snapshot that cannot be written (disk full, read-only) is logged and the event
+goes on without it: losing a picture must never lose the event. Local retention
+(``edge_app.actions.retention``) deletes them by age and total size, never while their event
+or upload is pending.
 
 With a ``Sealer`` that seals new items (``encryption.enabled``), each JPEG is encrypted in
-memory and written as ``<name>.enc`` (``edge_app.atrest.files``): no clear byte reaches the
-disk. The event's ``snapshot`` still names the clear file, and its ``sha256`` and ``bytes`` are
-of the clear JPEG; read it back with ``edge_app.atrest.read_stored``.
+memory and written as ``<name>.enc`` (``edge_app.atrest.files``) the same way: no clear byte
+reaches the disk. The event's ``snapshot`` still names the clear file, and its ``sha256`` and
+``bytes`` are of the clear JPEG; read it back with ``edge_app.atrest.read_stored``. Retention
+treats ``<event id>.jpg.enc`` and its siblings exactly like the clear files.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ __all__ = ["SnapshotWriter", "crop_box", "draw_detections", "sibling"]
 
 import hashlib
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +37,7 @@ import cv2
 
 from edge_app.atrest import Sealer, sealed_file
 from edge_app.domain import BBox, Detections, Event, Frame, Image, as_image
+from edge_app.files import private_dir, write_atomic
 
 log = logging.getLogger(__name__)
 _GREEN = (0, 200, 0)
@@ -122,9 +126,11 @@ class SnapshotWriter:
             return None
         rel = folder / f"{event.id}.jpg"
         clean_rel, crop_rel = sibling(rel, "clean"), sibling(rel, "crop")
-        # the annotated file last: the one the event and the upload name exists only if all do
+        # the annotated file last: the one the event and the upload name exists only if all do;
+        # its folder fsync makes all three renames durable (one folder fsync instead of three)
         for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
-            if not self._write(*sealed_file(self._sealer, path, data), event):
+            stored, body = sealed_file(self._sealer, path, data)
+            if not self._write(stored, body, event, last=path is rel):
                 return None
         return {
             "file": str(rel),
@@ -140,14 +146,12 @@ class SnapshotWriter:
             return None
         return jpeg.tobytes()
 
-    def _write(self, rel: Path, data: bytes, event: Event) -> bool:
+    def _write(self, rel: Path, data: bytes, event: Event, *, last: bool) -> bool:
         path = self.root / rel
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)  # a reader never sees half a JPEG
+            # 0600 in 0700 folders; durable before the event that names it is committed, and
+            # a reader (the snapshot lane) never sees half a JPEG
+            write_atomic(private_dir(path.parent) / path.name, data, sync_folder=last)
         except OSError as exc:
             self.failures += 1
             log.error(

@@ -7,6 +7,7 @@ from edge_app.atrest.keys import (
     credential_path,
     generate_key_file,
     load_sealer,
+    looks_like_key,
     read_key_file,
 )
 from edge_app.atrest.sealer import OVERHEAD_BYTES, Sealer, is_sealed, key_id, sealed_key_id
@@ -21,6 +22,7 @@ __all__ = [
     "is_sealed",
     "key_id",
     "load_sealer",
+    "looks_like_key",
     "read_key_file",
     "read_stored",
     "sealed_file",

@@ -20,6 +20,7 @@ __all__ = [
     "credential_path",
     "generate_key_file",
     "load_sealer",
+    "looks_like_key",
     "read_key_file",
 ]
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from edge_app.atrest.sealer import KEY_BYTES, Sealer, key_id
 from edge_app.errors import EncryptionError
+from edge_app.files import write_atomic
 
 ENCODED_KEY_CHARS = 44
 """Length of a base64-encoded 32-byte key, padding included."""
@@ -66,18 +68,30 @@ def read_key_file(path: Path, *, private_to: int = 0o077, what: str = "key file"
     return _decode(data, f"the {what} {path}")
 
 
+def _base64_key(text: bytes) -> bytes | None:
+    """The key ``text`` (surrounding whitespace ignored) encodes in base64, or None."""
+    text = text.strip()
+    if len(text) != ENCODED_KEY_CHARS:
+        return None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+    return key if len(key) == KEY_BYTES else None
+
+
+def looks_like_key(text: str) -> bool:
+    """True if ``text`` is itself a key as a key file holds it (44 base64 characters of 32
+    bytes), not the path of one: the config refuses that in ``encryption.key_file``."""
+    return text.isascii() and _base64_key(text.encode()) is not None
+
+
 def _decode(data: bytes, source: str) -> bytes:
     if len(data) == KEY_BYTES:
         return data  # raw: 32 bytes can never be base64 of 32 bytes (44 characters)
-    text = data.strip()
-    if len(text) == ENCODED_KEY_CHARS:
-        try:
-            key = base64.b64decode(text, validate=True)
-        except binascii.Error:
-            pass
-        else:
-            if len(key) == KEY_BYTES:
-                return key
+    key = _base64_key(data)
+    if key is not None:
+        return key
     raise EncryptionError(
         f"{source} is not a key: it must hold {KEY_BYTES} bytes, raw or base64 "
         f"({ENCODED_KEY_CHARS} characters); make one with `edge-app keys generate FILE`"
@@ -120,12 +134,15 @@ def load_sealer(
 
 
 def generate_key_file(path: Path) -> str:
-    """Write a new random key to ``path`` (base64 and a newline, mode 0600, fsynced) and return
-    its key id. Never overwrites: an existing file raises ``EncryptionError``, since data
-    sealed with the key it holds would become unreadable."""
+    """Write a new random key to ``path`` (base64 and a newline, mode 0600) and return its key
+    id. Written like every private file (``edge_app.files.write_atomic``: a hidden temp file,
+    fsync, then put in place, folder fsync'd), so it is whole or absent after a crash, and in
+    place for good before anything is sealed with it. Never overwrites: an existing file (or
+    symlink) raises ``EncryptionError``, since data sealed with the key it holds would become
+    unreadable."""
     key = os.urandom(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        write_atomic(path, base64.b64encode(key) + b"\n", exclusive=True)
     except FileExistsError as exc:
         raise EncryptionError(
             f"{path} exists: a key file is never overwritten (what it encrypted would be lost); "
@@ -133,13 +150,4 @@ def generate_key_file(path: Path) -> str:
         ) from exc
     except OSError as exc:
         raise EncryptionError(f"cannot create the key file {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask may only have narrowed it; make it exactly 0600
-        os.write(fd, base64.b64encode(key) + b"\n")
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise EncryptionError(f"cannot write the key file {path}: {exc.strerror}") from exc
-    os.close(fd)
     return key_id(key)

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from edge_app.config import DetectorConfig
+from edge_app.config import DetectorConfig, field_errors
 from edge_app.domain import Detections
 from edge_app.errors import EdgeAppError, SourceError
 from edge_app.vision import TFLiteDetector, open_detector
@@ -101,7 +101,8 @@ def _detect(args: argparse.Namespace) -> int:
             model_dir=args.model_dir,
         )
     except ValidationError as exc:
-        return _fail(str(exc))
+        # field paths and reasons only: pydantic's own text repeats the value given
+        return _fail("; ".join(str(e) for e in field_errors(exc)))
     try:
         with open_detector(config) as detector:
             results = _run(detector, args)

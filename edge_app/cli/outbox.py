@@ -1,8 +1,10 @@
 """``edge-app outbox status|peek|export``: what is stored and not yet delivered.
 
-Read-only (``OutboxReader``): safe to run while the daemon is delivering. ``peek`` and
-``export`` decrypt encrypted events with ``--key FILE`` or the key of ``--config``'s
-``encryption`` section; without a key (or with another one) they say so and print nothing.
+Read-only (``OutboxReader``): safe to run while the daemon is delivering, and it writes and
+creates nothing beside the file (no -wal/-shm), so it also works in a read-only folder.
+``peek`` and ``export`` decrypt encrypted events with ``--key FILE`` or the key of
+``--config``'s ``encryption`` section; without a key (or with another one) they say so and
+print nothing. The key itself is never printed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ _KEY_HELP = (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("outbox", help="inspect the stored, undelivered events (read-only)")
+    parser = sub.add_parser(
+        "outbox",
+        help="inspect the stored, undelivered events (read-only: creates no file beside the "
+        "outbox, works while the daemon runs)",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
     where.add_argument("--db", type=Path, help="the outbox file itself")

@@ -2,7 +2,7 @@
 
 from edge_app.config.holder import ConfigSnapshot, SnapshotHolder
 from edge_app.config.lastgood import LAST_GOOD_FILE, LastGood, LastGoodStore, effective_config
-from edge_app.config.loader import load_config, parse_config
+from edge_app.config.loader import field_errors, load_config, parse_config
 from edge_app.config.remote import (
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
@@ -29,6 +29,7 @@ from edge_app.config.schema import (
     MotionConfig,
     RuleConfig,
     ScheduleConfig,
+    SnapshotConfig,
     SourceConfig,
     TamperConfig,
     TlsConfig,
@@ -61,6 +62,7 @@ __all__ = [
     "RemoteOverlay",
     "RuleConfig",
     "ScheduleConfig",
+    "SnapshotConfig",
     "SnapshotHolder",
     "SourceConfig",
     "TamperConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "apply_overlay",
     "config_digest",
     "effective_config",
+    "field_errors",
     "load_config",
     "merge_delta",
     "parse_config",

@@ -1,4 +1,5 @@
-"""Device identity and cameras: sources, zones, motion gating, tamper checks, clips."""
+"""Device identity and cameras: sources, zones, motion gating, tamper checks, clips; snapshot
+retention."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ __all__ = [
     "FileSourceConfig",
     "ImageDirSourceConfig",
     "MotionConfig",
+    "SnapshotConfig",
     "SourceConfig",
     "TamperConfig",
     "UrlSourceConfig",
@@ -21,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from edge_app.config.base import NAME, THING_NAME, Model, Point
+from edge_app.config.base import NAME, THING_NAME, FilePath, Model, Point, Url
 from edge_app.domain import Severity
 
 
@@ -30,15 +32,17 @@ class DeviceConfig(Model):
         pattern=THING_NAME, description="AWS IoT thing name; also the MQTT topic segment {thing}."
     )
     site: str = Field("", max_length=128, description="Free-form site name, carried in status.")
-    data_dir: Path = Field(
+    data_dir: FilePath = Field(
         Path("data"),
-        description="Where the outbox, snapshots and state live (relative: to config).",
+        description="Where the outbox, snapshots, clips and state live (relative: to config). "
+        "Created 0700 with files 0600 (they hold images of people); an existing folder open "
+        "to group or others is reported at start.",
     )
 
 
 class FileSourceConfig(Model):
     type: Literal["file"] = "file"
-    path: Path = Field(description="Video file to replay (mp4, avi, gif, ...).")
+    path: FilePath = Field(description="Video file to replay (mp4, avi, gif, ...).")
     realtime: bool = Field(
         False,
         description="Pace frames at the file's own fps like a camera; else as fast as possible.",
@@ -62,15 +66,17 @@ class UsbSourceConfig(Model):
 
 class UrlSourceConfig(Model):
     type: Literal["url"] = "url"
-    url: str = Field(
+    url: Url = Field(
         pattern=r"^(rtsp|rtsps|http|https|rtmp)://",
-        description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend.",
+        description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend. "
+        "Credentials in it (user:password@, query values) are never shown in logs or output; "
+        "characters such as spaces and quotes must be percent-encoded.",
     )
 
 
 class ImageDirSourceConfig(Model):
     type: Literal["images"] = "images"
-    path: Path = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
+    path: FilePath = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
     fps: float = Field(1.0, gt=0, description="Nominal rate used to stamp the images.")
 
 
@@ -157,8 +163,33 @@ class ClipConfig(Model):
     post_s: float = Field(5.0, ge=0, le=300, description="Seconds after the event start.")
     fps: float = Field(5.0, gt=0, le=30, description="Frames per second kept for clips.")
     width: int = Field(640, ge=64, le=3840, description="Clips are downscaled to this width.")
-    max_mb: float = Field(500.0, gt=0, description="Retention: total size of the clip folder.")
-    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go.")
+    max_mb: float = Field(
+        500.0, gt=0, description="Retention: total size of the clip folder, in MiB."
+    )
+    max_age_h: float = Field(72.0, gt=0, description="Retention: clips older than this go (hours).")
+
+
+class SnapshotConfig(Model):
+    max_mb: float = Field(
+        1000.0,
+        gt=0,
+        description="Retention: total size in MiB of <data_dir>/snapshots; the oldest events' "
+        "files go first. Files of an event still in the outbox or queued for upload are kept, "
+        "even over this.",
+    )
+    max_age_h: float = Field(
+        72.0,
+        gt=0,
+        description="Retention: an event's snapshot files older than this many hours go, unless "
+        "the event is still in the outbox or its upload still queued.",
+    )
+    prune_every_s: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Local retention (snapshots, and every camera's clips by its clips.max_mb "
+        "and max_age_h) runs at start and then every this many seconds, off the frame loop.",
+    )
 
 
 class CameraConfig(Model):

@@ -15,22 +15,38 @@ __all__ = [
     "UplinkConfig",
 ]
 
-from pathlib import Path
-from typing import Literal, Self
+from pathlib import PurePath
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from edge_app.config.base import NAME, Model
+from edge_app.atrest import looks_like_key
+from edge_app.config.base import NAME, FilePath, Model, Url
 
 
 class OutboxConfig(Model):
-    path: Path | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
+    path: FilePath | None = Field(None, description="SQLite file; default: <data_dir>/outbox.db.")
     max_bytes: int = Field(
         256 * 1024 * 1024, ge=1024 * 1024, description="Largest size of stored events, in bytes."
     )
     max_age_days: float = Field(
         14.0, gt=0, description="Undelivered events older than this are dropped and counted."
     )
+
+
+def _refuse_key_text(value: object) -> object:
+    # The key pasted where its file's path belongs would be shown in every message that names
+    # the path ("cannot read the key file ..."); the message never repeats the value.
+    if isinstance(value, str | PurePath) and looks_like_key(str(value)):
+        raise ValueError(
+            "holds a key itself, not the path of a key file: save it in a file (chmod 600, or "
+            "make a new one with `edge-app keys generate FILE`) and give that file's path here"
+        )
+    return value
+
+
+KeyFilePath = Annotated[FilePath, BeforeValidator(_refuse_key_text)]
+"""A key file's path: refuses PEM text like every path, and the key's own base64 text."""
 
 
 class EncryptionConfig(Model):
@@ -41,10 +57,12 @@ class EncryptionConfig(Model):
         "(<name>.enc). Off: new items are stored in clear; a key, if given, still reads "
         "the encrypted ones.",
     )
-    key_file: Path | None = Field(
+    key_file: KeyFilePath | None = Field(
         None,
-        description="The 32-byte key, base64 or raw (`edge-app keys generate FILE`); refused "
-        "if group or others may access it (chmod 600). Local only, never logged.",
+        description="Path of the key file holding the 32-byte key, base64 or raw (`edge-app "
+        "keys generate FILE`); the file is refused if group or others may access it (chmod "
+        "600), and so is the key's own text (or PEM) given here instead of a path. Local "
+        "only; the key is never logged or shown.",
     )
     credential: str | None = Field(
         None,
@@ -66,9 +84,14 @@ class EncryptionConfig(Model):
 
 
 class TlsConfig(Model):
-    ca: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
-    cert: Path = Field(description="This device's client certificate (PEM).")
-    key: Path = Field(description="This device's private key (PEM). Never logged.")
+    ca: FilePath = Field(
+        description="Path of the CA certificate file (PEM) that signed the broker's certificate."
+    )
+    cert: FilePath = Field(description="Path of this device's client certificate file (PEM).")
+    key: FilePath = Field(
+        description="Path of this device's private key file (PEM, mode 0600); the file's path, "
+        "never the key text itself (refused). Never logged."
+    )
 
 
 class BatchConfig(Model):
@@ -154,8 +177,8 @@ class MetricsConfig(Model):
     period_s: float = Field(
         60.0, gt=0, le=3600, description="Aggregation period, seconds (CloudWatch: 60)."
     )
-    file: Path | None = Field(None, description="EMF file for sink `file`; default data_dir.")
-    endpoint_url: str | None = Field(None, description="CloudWatch endpoint override (tests).")
+    file: FilePath | None = Field(None, description="EMF file for sink `file`; default data_dir.")
+    endpoint_url: Url | None = Field(None, description="CloudWatch endpoint override (tests).")
     max_rows: int = Field(
         500_000, ge=1000, description="Most aggregates kept while offline (oldest dropped)."
     )
@@ -165,7 +188,7 @@ class CloudWatchLogsConfig(Model):
     enabled: bool = Field(False, description="Ship the app's warnings and errors to CW Logs.")
     group: str = Field("/edge-app", min_length=1, max_length=512, description="Log group.")
     stream: str | None = Field(None, description="Log stream; default: the thing name.")
-    endpoint_url: str | None = Field(None, description="CloudWatch Logs endpoint override.")
+    endpoint_url: Url | None = Field(None, description="CloudWatch Logs endpoint override.")
 
 
 class HealthConfig(Model):

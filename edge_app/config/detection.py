@@ -4,21 +4,20 @@ from __future__ import annotations
 
 __all__ = ["Day", "DetectorConfig", "RuleConfig", "ScheduleConfig"]
 
-from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from edge_app.config.base import HHMM, NAME, Model, Point
+from edge_app.config.base import HHMM, NAME, FilePath, Model, NotPem, Point
 from edge_app.domain import Severity
 
 
 class DetectorConfig(Model):
-    model: str = Field(
+    model: Annotated[str, NotPem] = Field(
         "ssd_mobilenet_v2_coco",
         description="A model name from models/manifest.yaml, or a path to a .tflite file.",
     )
-    labels: Path | None = Field(
+    labels: FilePath | None = Field(
         None,
         description="Label file; default: the labels embedded in the model's metadata, "
         "else the manifest's.",
@@ -32,7 +31,7 @@ class DetectorConfig(Model):
     score_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Detections below this score are discarded."
     )
-    model_dir: Path | None = Field(
+    model_dir: FilePath | None = Field(
         None, description="Model cache; default $EDGE_APP_MODEL_DIR or ~/.cache/edge-app/models."
     )
     format: str | None = Field(

@@ -1,9 +1,11 @@
 """The last-good store: the remote overlay last applied, kept across reboots.
 
-One small JSON file under ``data_dir``. It is written atomically (temp file in the same
-directory, fsync, rename, fsync of the directory), so after a power cut it holds either the
-previous or the new document, never half of one. On boot with no network the daemon runs
-``local file + last-good overlay`` (``effective_config``).
+One small JSON file under ``data_dir``, mode 0600. It is written atomically
+(``edge_app.files.write_atomic``: a unique temp file in the same directory, fsync, rename,
+fsync of the directory), so after a power cut it holds either the previous or the new
+document, never half of one; a symlink planted at its name or a temp name is never written
+through, and one at its name is not read (the overlay is then ignored). On boot with no
+network the daemon runs ``local file + last-good overlay`` (``effective_config``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ __all__ = ["LAST_GOOD_FILE", "LastGood", "LastGoodStore", "effective_config"]
 
 import json
 import logging
-import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from edge_app.config.remote import apply_overlay, config_digest, validate_overlay
 from edge_app.config.schema import AppConfig
 from edge_app.errors import ConfigError, FieldError
+from edge_app.files import private_dir, read_nofollow, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class LastGoodStore:
         """The stored overlay, or None if there is none. A damaged file is logged and ignored
         (the local file alone is then used) rather than stopping the device from booting."""
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = json.loads(read_nofollow(self.path))
             return LastGood(dict(doc["desired"]), int(doc["version"]), str(doc["digest"]))
         except FileNotFoundError:
             return None
@@ -62,20 +64,8 @@ class LastGoodStore:
             sort_keys=True,
             indent=1,
         ).encode()
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(self.path)
-            # the rename itself is durable only once the directory entry is on disk
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_atomic(private_dir(self.path.parent) / self.path.name, body)
         except OSError as exc:
             raise ConfigError(
                 str(self.path), [FieldError("", f"cannot write last-good config: {exc}")]

@@ -24,6 +24,7 @@ __all__ = [
     "ReconnectConfig",
     "RuleConfig",
     "ScheduleConfig",
+    "SnapshotConfig",
     "SourceConfig",
     "TamperConfig",
     "TlsConfig",
@@ -47,6 +48,7 @@ from edge_app.config.cameras import (
     FileSourceConfig,
     ImageDirSourceConfig,
     MotionConfig,
+    SnapshotConfig,
     SourceConfig,
     TamperConfig,
     UrlSourceConfig,
@@ -84,6 +86,9 @@ class AppConfig(Model):
     encryption: EncryptionConfig = Field(
         default_factory=EncryptionConfig,
         description="Encryption at rest of stored events, snapshots and clips (local only).",
+    )
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="Local retention of event snapshots."
     )
     uplink: UplinkConfig = Field(default_factory=UplinkConfig, description="MQTT delivery.")
     metrics: MetricsConfig = Field(
@@ -123,6 +128,15 @@ class AppConfig(Model):
     @property
     def outbox_path(self) -> Path:
         return self.outbox.path or self.device.data_dir / "outbox.db"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """``<data_dir>/snapshots``: ``<camera>/<YYYY-MM-DD>/<event id>.jpg`` and siblings."""
+        return self.device.data_dir / "snapshots"
+
+    def clip_dir(self, camera: str) -> Path:
+        """``<data_dir>/clips/<camera>``: that camera's ``<event id>.mp4`` clips."""
+        return self.device.data_dir / "clips" / camera
 
     @property
     def topic_prefix(self) -> str:

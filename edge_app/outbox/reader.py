@@ -5,6 +5,19 @@ daemon send its in-flight batches twice; operators' commands use this view inste
 WAL mode lets it read a consistent snapshot without blocking the writer. Encrypted bodies are
 decrypted with the key given to ``bodies``; without it, or with another key, ``bodies`` says so
 before it yields anything.
+
+It never writes or creates a file, even in a read-only folder. SQLite's rules for a WAL
+database opened read-only: it needs the ``-shm`` file, and creates it and a ``-wal`` if it
+can (and leaves them behind), unless opened ``immutable=1``, which ignores any ``-wal``. So:
+
+* a ``-wal`` exists (the daemon runs, or stopped without checkpointing): ``mode=ro``. The
+  committed data not yet checkpointed is only in the ``-wal``; SQLite reads it through the
+  existing ``-shm`` (read-only if it must, since 3.22).
+* no ``-wal`` (the daemon is stopped and checkpointed on close): the database file holds
+  everything, and ``mode=ro&immutable=1`` reads it without locks or side files. A daemon
+  starting meanwhile writes to a new ``-wal`` only, so this view stays the consistent one it
+  opened; a long ``export`` overlapping the daemon's first checkpoint (1,000 pages later) can
+  fail with an error and is simply run again.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import quote
 
 from edge_app.atrest import Sealer
 from edge_app.errors import EncryptionError, OutboxError
@@ -57,10 +71,18 @@ class OutboxReader:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise OutboxError(f"no outbox at {path}; check --db, or outbox.path in the config")
+        wal = path.with_name(path.name + "-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"  # see the module docstring
         try:
-            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+            self._conn = sqlite3.connect(
+                f"file:{quote(str(path))}?mode={mode}", uri=True, timeout=5.0
+            )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {path}: {exc}") from exc
+        try:
             self._conn.execute("SELECT 1 FROM events LIMIT 1")
         except sqlite3.Error as exc:
+            self._conn.close()
             raise OutboxError(f"cannot read the outbox {path}: {exc}") from exc
         self.path = path
         self.unreadable: list[tuple[int, str]] = []

@@ -4,7 +4,8 @@
 swapped, file deleted by hand). So the highest seq that may have been handed out is also kept
 outside the database, in ``<db>.seq``. Writing that file on every event would double the
 fsyncs, so seqs are *reserved* in blocks: before a seq beyond the reservation is issued, the
-file is rewritten (temp file, fsync, rename, fsync of the directory) with ``seq + block``.
+file is rewritten (``edge_app.files.write_atomic``: unique temp file, fsync, rename, fsync of
+the directory; mode 0600, never through a symlink) with ``seq + block``.
 
 Durability argument: a seq is issued only after a reservation covering it is on disk, so the
 file's value is always >= every seq ever committed to the database (the database itself commits
@@ -18,13 +19,13 @@ from __future__ import annotations
 __all__ = ["RECOVERY_RULE", "SEQ_BLOCK", "SeqReservation", "quarantine", "recovery_event"]
 
 import contextlib
-import os
 import time
 from pathlib import Path
 
 from edge_app.clock import Clock
 from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.errors import OutboxError
+from edge_app.files import read_nofollow, write_atomic
 from edge_app.ids import new_ulid
 
 SEQ_BLOCK = 1000
@@ -46,7 +47,7 @@ class SeqReservation:
 
     def _read(self) -> int:
         try:
-            return int(self._path.read_text().strip() or 0)
+            return int(read_nofollow(self._path).strip() or 0)
         except FileNotFoundError:
             return 0
         except (OSError, ValueError):
@@ -58,18 +59,8 @@ class SeqReservation:
         if seq <= self.reserved:
             return
         value = seq + self._block
-        tmp = self._path.with_name(self._path.name + ".tmp")
         try:
-            with open(tmp, "w") as fh:
-                fh.write(f"{value}\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path)
-            dir_fd = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the rename itself must survive a power cut
-            finally:
-                os.close(dir_fd)
+            write_atomic(self._path, f"{value}\n".encode())
         except OSError as exc:
             raise OutboxError(
                 f"cannot write the seq reservation {self._path}: {exc}; free space on the "

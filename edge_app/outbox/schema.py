@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge_app.clock import Clock
 from edge_app.errors import OutboxError
+from edge_app.outbox.dbfile import connect
 from edge_app.outbox.recovery import quarantine
 
 _log = logging.getLogger(__name__)
@@ -129,15 +130,13 @@ def open_checked(
 
 def _open(path: Path) -> sqlite3.Connection:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(path)
     except OSError as exc:
         raise OutboxError(
-            f"cannot create the outbox directory {path.parent}: {exc}; "
-            "check device.data_dir / outbox.path and permissions"
+            f"cannot create the outbox {path} (0600, in a 0700 folder): {exc}; "
+            "check device.data_dir / outbox.path, its permissions and that the filesystem "
+            "keeps file modes"
         ) from exc
-    try:
-        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE/COMMIT.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     except sqlite3.Error as exc:
         raise outbox_error(path, "open", exc) from exc
     try:

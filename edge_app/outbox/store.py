@@ -45,6 +45,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -331,6 +332,16 @@ class Outbox:
                 self._t.leased -= len(sizes)
                 self._t.leased_bytes -= sum(size for (size,) in sizes)
             self._watch.recheck()  # released events may predate a clock step: check them again
+
+    def holding(self, ids: Sequence[str]) -> set[str]:
+        """Those of event ``ids`` not delivered yet (stored, in a batch or dead-lettered):
+        local retention keeps their snapshot files. Thread-safe; one indexed query."""
+        with self._lock:
+            self._check_open()
+            try:
+                return self._t.holding(ids)
+            except sqlite3.Error as exc:
+                raise self._t.error("holding", exc) from exc
 
     def stats(self) -> OutboxStats:
         """Depth, bytes, oldest event's wall time, last seq, leased events, pending drops."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 __all__ = ["EventTables"]
 
+import json
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,6 +71,16 @@ class EventTables:
             removed += int(row[0])
         self.count -= len(seqs)
         self.bytes -= removed
+
+    def holding(self, ids: Sequence[str]) -> set[str]:
+        """Those of event ``ids`` stored here: waiting, out in a batch, or dead-lettered."""
+        # One JSON array parameter: any number of ids, and the events.id index does the work.
+        rows = self.conn.execute(
+            "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?1))"
+            " UNION SELECT id FROM dead_letter WHERE id IN (SELECT value FROM json_each(?1))",
+            (json.dumps(list(ids)),),
+        )
+        return {str(i) for (i,) in rows}
 
     def count_drops(self, drops: Counter[tuple[str, int]], why: str) -> None:
         """Add ``drops`` ({(rule, severity rank): n}) to the counts the next batch reports."""

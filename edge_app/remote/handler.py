@@ -4,26 +4,36 @@
 ``Outcome`` (applied, unchanged, rejected or stale) and, except for stale duplicates, the
 ``reported`` document to publish. The order of a change is fixed:
 
-1. parse (size, JSON, depth) and read ``version``; a version not newer than the last one seen
-   is stale (duplicate or out-of-order delivery) and changes nothing;
+1. parse (size, JSON, depth) and read ``version``; a version not above the version bar is
+   stale (duplicate or out-of-order delivery) and changes nothing;
 2. rebuild the full desired document (``get``: as sent; ``delta``: merged into the last one),
    validate it against the local file (``validate_overlay``);
 3. ``Applier.apply``: load and test-run a new model if it changed, then swap the runtime
    (the applier raises and keeps the old one if anything fails);
-4. persist as last-good, record an audit event, build the report.
+4. raise the bar, persist as last-good, record an audit event, build the report.
+
+The version bar is the newest version put in force (applied, or found to change nothing). A
+rejected message never moves it, whatever version it names, so it cannot make later real
+changes stale. AWS shadow versions only grow until the shadow is deleted, so deletion resets
+the bar: ``delete/accepted``, a 404 answer to our ``get``, or a ``get`` answered with a version
+below the bar it was sent at (the shadow was deleted and re-created meanwhile). A reset changes
+nothing that runs: the config in force (and its last-good file) stays until the cloud sends a
+desired state again, which is then laid over the local file as a whole.
 
 Rejected changes leave the running config, the last-good file and the stored desired document
-as they were, and the report names every invalid field with its reason.
+as they were; the report and the audit event name the first invalid fields, within a byte
+budget, and count the rest (``report.py``).
 """
 
 from __future__ import annotations
 
 __all__ = ["Applier", "AuditSink", "Outcome", "ShadowHandler"]
 
+import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from edge_app.clock import Clock
 from edge_app.config import (
@@ -38,6 +48,12 @@ from edge_app.config import (
 from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.errors import ConfigError, EdgeAppError, FieldError
 from edge_app.ids import new_ulid
+from edge_app.remote.report import (
+    AUDIT_ERRORS_MAX_BYTES,
+    bounded_errors,
+    config_status,
+    rejected_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +66,12 @@ AuditSink = Callable[[Event], object]
 # Top-level keys of a desired document echoed in ``reported`` once applied, so the shadow's
 # delta (desired minus reported) empties.
 _ECHOED = ("detector", "cameras", "rules", "uplink")
+
+MAX_VERSION = 2**63 - 1
+"""Largest shadow version accepted (a 64-bit integer; larger ones are rejected)."""
+
+# Outstanding ``get`` requests remembered (one per connect; older answers are lost anyway).
+_ASKED_MAX = 8
 
 
 class Applier(Protocol):
@@ -89,7 +111,8 @@ class ShadowHandler:
     """Decides on shadow documents for one device. Call from one thread only.
 
     ``local`` is the config from the local file (the base every overlay is laid on);
-    ``models`` the manifest's model names; ``last`` the last-good overlay in force at boot.
+    ``models`` the manifest's model names; ``last`` the last-good overlay in force at boot
+    (its version is the bar until the shadow says otherwise).
     """
 
     def __init__(
@@ -110,37 +133,58 @@ class ShadowHandler:
         self._clock = clock
         self._audit = audit
         self._desired: dict[str, Any] = dict(last.desired) if last else {}
-        self._seen = last.version if last else -1
+        self._bar = last.version if last else -1
         self._echoed: set[str] = set(self._desired) & set(_ECHOED)
+        self._asked: dict[str, int] = {}  # clientToken of a get sent -> the bar when sent
+        self._gets = 0
 
     @property
     def last_version(self) -> int:
-        """The newest shadow version handled (-1: none yet)."""
-        return self._seen
+        """The version bar: the newest shadow version put in force (-1: none, or reset)."""
+        return self._bar
+
+    def get_request(self) -> bytes:
+        """The payload of one ``get``: a ``clientToken``, echoed in the answer, that ties the
+        answer to the bar at sending (see ``handle`` and ``get_rejected``)."""
+        self._gets += 1
+        token = f"edge-app-get-{self._gets}"
+        self._asked[token] = self._bar
+        while len(self._asked) > _ASKED_MAX:
+            del self._asked[next(iter(self._asked))]
+        return json.dumps({"clientToken": token}).encode()
 
     def handle(self, kind: Kind, payload: bytes) -> Outcome:
         """Decide on one ``get/accepted`` (``kind="get"``) or ``update/delta`` payload."""
         doc: Any = None
         try:
             doc = parse_payload(payload)
-            version, desired, token = self._read(kind, doc)
+            version, state, token = self._read(kind, doc)
         except ConfigError as exc:
             return self._reject(None, exc.errors, None)
-        if version <= self._seen:
-            log.info("shadow %s v%d ignored: v%d already handled", kind, version, self._seen)
+        asked = self._asked.pop(token, None) if kind == "get" and token is not None else None
+        if asked is not None and version < asked:
+            # AWS had this shadow at version `asked` before we asked, and versions only grow:
+            # a lower one means it was deleted and re-created meanwhile.
+            self._reset(f"the shadow was re-created (our get was answered at v{version})")
+        if version <= self._bar:
+            log.info("shadow %s v%d ignored: v%d already in force", kind, version, self._bar)
             return Outcome("stale", version, self._applier.current().digest)
-        self._seen = version
+        desired = state if kind == "get" else merge_delta(self._desired, state)
         try:
             _, effective = validate_overlay(desired, self._local, self._models)
         except ConfigError as exc:
             return self._reject(version, exc.errors, token)
         current = self._applier.current()
-        if current.remote_version is not None and current.config == effective.model_copy(
-            update={"version": current.config.version}
+        # Skipping the swap needs the config in force to be from this shadow's history; one
+        # from above this version predates a reset, and is applied again to carry this one.
+        if (
+            current.remote_version is not None
+            and current.remote_version <= version
+            and current.config == effective.model_copy(update={"version": current.config.version})
         ):
             # Nothing differs (typically the get after a reconnect): no swap, no audit. Report
             # only if the shadow does not already show what runs.
-            self._desired = desired
+            self._bar, self._desired = version, desired
             shown = _reported_digest(doc) if kind == "get" else None
             report = None if shown == current.digest else self._applied_report(version, token)
             return Outcome("unchanged", version, current.digest, (), report)
@@ -150,7 +194,7 @@ class ShadowHandler:
         except EdgeAppError as exc:
             where = "detector.model" if _model_changed(current.config, effective) else ""
             return self._reject(version, [FieldError(where, str(exc))], token)
-        self._desired = desired
+        self._bar, self._desired = version, desired
         try:
             self._store.save(LastGood(desired, version, snapshot.digest))
         except ConfigError as exc:
@@ -161,16 +205,48 @@ class ShadowHandler:
             "applied", version, snapshot.digest, (), self._applied_report(version, token)
         )
 
+    def deleted(self, payload: bytes) -> None:
+        """``delete/accepted``: the shadow is gone, and with it the history the bar belongs
+        to; reset the bar. The payload (``{"version", "timestamp"}``) only goes to the log."""
+        self._reset(f"the shadow was deleted ({payload[:100].decode(errors='replace')})")
+
+    def get_rejected(self, payload: bytes) -> bool:
+        """``get/rejected``. A 404 (no shadow) answering one of our gets resets the bar, unless
+        a version was put in force after that get was sent (the answer is late). Returns
+        whether the bar was reset; other refusals are only logged."""
+        try:
+            doc = parse_payload(payload)
+        except ConfigError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("code") != 404:
+            log.warning("shadow get refused: %s", payload[:300].decode(errors="replace"))
+            return False
+        token = doc.get("clientToken")
+        asked = self._asked.pop(token, None) if isinstance(token, str) else None
+        if asked is None or asked != self._bar:
+            log.info("shadow get answered 404, late or for another client: nothing changes")
+            return False
+        self._reset("no shadow exists (get answered 404)")
+        return True
+
     # -- internals -------------------------------------------------------------------------
 
     def _read(self, kind: Kind, doc: Any) -> tuple[int, dict[str, Any], str | None]:
+        """``version``, state (``get``: ``state.desired``; ``delta``: the delta) and client
+        token of a shadow document; ``ConfigError`` if a part is missing or malformed."""
         if not isinstance(doc, dict):
             raise ConfigError(kind, [FieldError("", "a shadow document must be a JSON object")])
         version = doc.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise ConfigError(kind, [FieldError("version", "missing or not an integer >= 0")])
+        if (
+            not isinstance(version, int)
+            or isinstance(version, bool)
+            or not 0 <= version <= MAX_VERSION
+        ):
+            why = f"missing or not an integer from 0 to {MAX_VERSION}"
+            raise ConfigError(kind, [FieldError("version", why)])
         token = doc.get("clientToken")
-        token = token if isinstance(token, str) and len(token) <= 64 else None
+        # AWS allows 64 bytes; printable ASCII also keeps the report's size bounded
+        token = token if _printable(token) and len(token) <= 64 else None
         state = doc.get("state")
         if kind == "get":
             state = state.get("desired", {}) if isinstance(state, dict) else state
@@ -178,32 +254,37 @@ class ShadowHandler:
         if not isinstance(state, dict):
             where = "state.desired" if kind == "get" else "state"
             raise ConfigError(kind, [FieldError(where, "must be a JSON object")])
-        desired = state if kind == "get" else merge_delta(self._desired, state)
-        return version, desired, token
+        return version, state, token
+
+    def _reset(self, why: str) -> None:
+        """Forget the deleted shadow: the bar, its desired document, what we reported to it
+        and the gets sent to it. What runs is not touched."""
+        current = self._applier.current()
+        log.info(
+            "%s: version bar reset (was v%d); the config in force (%s v%s) stays until the "
+            "cloud sends a desired state",
+            why,
+            self._bar,
+            current.source,
+            current.remote_version,
+        )
+        self._bar = -1
+        self._desired = {}
+        self._echoed = set()
+        self._asked.clear()
 
     def _reject(self, version: int | None, errors: list[FieldError], token: str | None) -> Outcome:
         current = self._applier.current()
+        report = rejected_report(current, version, errors, token)
+        config = report["state"]["reported"]["config"]
         log.warning(
-            "remote config v%s rejected, keeping v%s: %s",
+            "remote config v%s rejected, keeping v%s: %s%s",
             version,
             current.remote_version,
-            "; ".join(str(e) for e in errors),
+            "; ".join(f"{e['field'] or '<root>'}: {e['reason']}" for e in config["errors"]),
+            f" (and {config['more_errors']} more)" if config["more_errors"] else "",
         )
         self._record("rejected", version, current, tuple(errors))
-        report: dict[str, Any] = {
-            "state": {
-                "reported": {
-                    "config": {
-                        **_config_status(current),
-                        "status": "rejected",
-                        "rejected_version": version,
-                        "errors": [{"field": e.path, "reason": e.message} for e in errors],
-                    }
-                }
-            }
-        }
-        if token is not None:
-            report["clientToken"] = token
         return Outcome("rejected", version, current.digest, tuple(errors), report)
 
     def _applied_report(self, version: int, token: str | None) -> dict[str, Any]:
@@ -212,10 +293,11 @@ class ShadowHandler:
         reported.update({k: v for k, v in self._desired.items() if k in _ECHOED})
         self._echoed = set(self._desired) & set(_ECHOED)
         reported["config"] = {
-            **_config_status(snapshot),
+            **config_status(snapshot),
             "status": "applied",
             "rejected_version": None,
             "errors": None,
+            "more_errors": None,  # null deletes what a rejection left in the shadow
         }
         report: dict[str, Any] = {"state": {"reported": reported}}
         if token is not None:
@@ -233,6 +315,7 @@ class ShadowHandler:
         if self._audit is None:
             return
         wall = self._clock.time()
+        shown, more = bounded_errors(errors, AUDIT_ERRORS_MAX_BYTES)
         event = Event(
             id=new_ulid(wall),
             device=self._local.device.thing_name,
@@ -252,7 +335,8 @@ class ShadowHandler:
                     "status": status,
                     "version": version,
                     "digest": snapshot.digest,
-                    "errors": [{"field": e.path, "reason": e.message} for e in errors],
+                    "errors": shown,
+                    "more_errors": more,
                 }
             },
         )
@@ -262,12 +346,8 @@ class ShadowHandler:
             log.error("audit event of config v%s not stored: %s", version, exc)
 
 
-def _config_status(snapshot: ConfigSnapshot) -> dict[str, Any]:
-    return {
-        "version": snapshot.remote_version,
-        "digest": snapshot.digest,
-        "source": snapshot.source,
-    }
+def _printable(token: Any) -> TypeGuard[str]:
+    return isinstance(token, str) and token.isascii() and token.isprintable()
 
 
 def _reported_digest(doc: Any) -> Any:

@@ -2,17 +2,19 @@
 
 Topics (``ShadowTopics``), with ``P = $aws/things/{thing}/shadow/name/edge-config``:
 
-    publish    P/get                  empty payload: ask for the whole document
+    publish    P/get                  {"clientToken"}: ask for the whole document
     subscribe  P/get/accepted         the document: state.desired/reported/delta, version
-    subscribe  P/get/rejected         {"code", "message"}; 404: no shadow yet
+    subscribe  P/get/rejected         {"code", "message", "clientToken"}; 404: no shadow
     subscribe  P/update/delta         {"state": {...desired minus reported...}, "version"}
     publish    P/update               {"state": {"reported": {...}}, "clientToken"}
     subscribe  P/update/rejected      a report the service refused (logged)
+    subscribe  P/delete/accepted      {"version", "timestamp"}: the shadow was deleted
 
 Messages arrive on the transport's network thread and are queued; ``run()`` (a thread the
 composition root starts) takes them one at a time, so a model test-load never blocks MQTT and
 changes are decided in arrival order. On every (re)connect a ``get`` is queued: whatever
-changed while offline is applied, and a duplicate of what is already in force is stale.
+changed while offline is applied, and a duplicate of what is already in force is stale. A
+deleted shadow (``delete/accepted``, or ``get`` answered 404) resets the handler's version bar.
 """
 
 from __future__ import annotations
@@ -83,6 +85,18 @@ class ShadowTopics:
     def update_documents(self) -> str:
         return f"{self.prefix}/update/documents"
 
+    @property
+    def delete(self) -> str:
+        return f"{self.prefix}/delete"
+
+    @property
+    def delete_accepted(self) -> str:
+        return f"{self.prefix}/delete/accepted"
+
+    @property
+    def delete_rejected(self) -> str:
+        return f"{self.prefix}/delete/rejected"
+
 
 class ShadowClient:
     """Feeds shadow messages from ``transport`` to ``handler`` and publishes its reports.
@@ -113,7 +127,13 @@ class ShadowClient:
     def attach(self) -> None:
         """Subscribe to the response topics and ask for the document on every connect."""
         t = self.topics
-        for topic in (t.get_accepted, t.get_rejected, t.update_delta, t.update_rejected):
+        for topic in (
+            t.get_accepted,
+            t.get_rejected,
+            t.update_delta,
+            t.update_rejected,
+            t.delete_accepted,
+        ):
             self._transport.subscribe(topic, self._received, qos=1)
         self._transport.on_connection_change(self._connection_changed)
         if self._transport.is_connected:
@@ -150,10 +170,13 @@ class ShadowClient:
     def _dispatch(self, topic: str, payload: bytes) -> None:
         t = self.topics
         if topic == "connected":
-            self._transport.publish(t.get, b"", qos=1)
+            self._transport.publish(t.get, self._handler.get_request(), qos=1)
             return
         if topic == t.get_rejected:
-            self._get_rejected(payload)
+            self._handler.get_rejected(payload)
+            return
+        if topic == t.delete_accepted:
+            self._handler.deleted(payload)
             return
         if topic == t.update_rejected:
             why = payload[:300].decode(errors="replace")
@@ -167,14 +190,3 @@ class ShadowClient:
         self.outcomes += 1
         if self._on_outcome is not None:
             self._on_outcome(outcome)
-
-    def _get_rejected(self, payload: bytes) -> None:
-        try:
-            code = json.loads(payload).get("code")
-        except (ValueError, AttributeError):
-            code = None
-        if code == 404:
-            # No shadow yet: nothing desired, so there is nothing to apply.
-            log.info("shadow %s does not exist yet; running the local config", self.topics.name)
-        else:
-            log.warning("shadow get refused: %s", payload[:300].decode(errors="replace"))

@@ -17,6 +17,7 @@ import cv2
 
 from edge_app.clock import Clock
 from edge_app.domain import Frame, Image, as_image
+from edge_app.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,8 @@ class LiveSource:
     def _describe(self) -> str:
         if isinstance(self._target, int):
             return f"/dev/video{self._target}"
-        # a URL may embed credentials (rtsp://user:pass@host): log only scheme and host
-        scheme, _, rest = self._target.partition("://")
-        return f"{scheme}://{rest.rpartition('@')[2].split('/')[0]}"
+        # a URL may embed credentials (rtsp://user:pass@host/s?token=...): never log them
+        return redact_url(self._target)
 
     def _capture(self, done: threading.Event) -> None:
         delay = self._backoff[0]

@@ -3,7 +3,9 @@
 stdlib ``http.server`` on its own thread, bound to 127.0.0.1 by default: it reveals the
 device's state, so exposing it on the network is an explicit config choice. ``/healthz``
 answers 200 for ``ok`` and ``degraded`` and 503 for ``failing``, so a plain HTTP probe restarts
-only what is truly broken. The composition root owns the server and calls ``close()``.
+only what is truly broken. Every body goes through ``edge_app.redact`` (reasons quote errors,
+labels and status carry names from the config), like the logs. The composition root owns the
+server and calls ``close()``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edge_app.errors import TelemetryError
+from edge_app.redact import redact
 from edge_app.telemetry.health import HealthMonitor
 from edge_app.telemetry.prometheus import CONTENT_TYPE, render
 from edge_app.telemetry.registry import Registry
@@ -42,10 +45,11 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 try:
-                    code, ctype, body = server._route(self.path.split("?", 1)[0])
+                    code, ctype, text = server._route(self.path.split("?", 1)[0])
                 except Exception:  # a broken probe answer must not kill the server thread
                     _log.exception("health endpoint failed on %s", self.path)
-                    code, ctype, body = 500, "text/plain", b"internal error\n"
+                    code, ctype, text = 500, "text/plain", "internal error\n"
+                body = redact(text).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -87,16 +91,16 @@ class HealthServer:
             self._thread = None
         self._httpd.server_close()
 
-    def _route(self, path: str) -> tuple[int, str, bytes]:
+    def _route(self, path: str) -> tuple[int, str, str]:
         if path == "/healthz":
             report = self._health.check()
             doc = {"state": report.state, "reasons": list(report.reasons)}
             code = 503 if report.state == "failing" else 200
-            return code, "application/json", json.dumps(doc).encode()
+            return code, "application/json", json.dumps(doc)
         if path == "/metrics":
-            return 200, CONTENT_TYPE, render(self._registry).encode()
+            return 200, CONTENT_TYPE, render(self._registry)
         if path == "/status":
             report = self._health.check()
             doc = {**self._status(), "health": report.state, "reasons": list(report.reasons)}
-            return 200, "application/json", json.dumps(doc, default=str).encode()
-        return 404, "text/plain", b"not found: try /healthz, /metrics or /status\n"
+            return 200, "application/json", json.dumps(doc, default=str)
+        return 404, "text/plain", "not found: try /healthz, /metrics or /status\n"

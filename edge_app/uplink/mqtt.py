@@ -18,7 +18,7 @@ Failures are logged once per change of state, with the reason but never key or c
 
 from __future__ import annotations
 
-__all__ = ["MqttTransport", "status_payload"]
+__all__ = ["MqttTransport", "status_payload", "stop_network_loop"]
 
 import json
 import logging
@@ -47,6 +47,19 @@ _log = logging.getLogger(__name__)
 
 # How long disconnect() waits for the "stopped" status to be acknowledged, seconds.
 _FAREWELL_WAIT_S = 2.0
+
+
+def stop_network_loop(client: paho.Client) -> None:
+    """Stop ``client``'s ``loop_start()`` thread and close every socket it holds.
+
+    paho 2.2 opens a loopback socket pair (the network thread's wake-up channel) in
+    ``loop_start()`` and closes it only when the ``Client`` is garbage-collected. A client in a
+    reference cycle (its callbacks point back at their owner) is collected late and in no set
+    order, so the pair is reported as a leaked socket at some unrelated moment; close it now.
+    Call after ``disconnect()``; the client is not usable for ``loop_start()`` again.
+    """
+    client.loop_stop()
+    client._reset_sockets()
 
 
 def status_payload(state: str, **fields: Any) -> bytes:
@@ -164,7 +177,7 @@ class MqttTransport:
             topic, payload = self._farewell
             self.publish(topic, payload, qos=1, retain=True).wait(_FAREWELL_WAIT_S)
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
         self._lost("transport disconnected")
         _log.info("disconnected from MQTT broker %s:%d", self._host, self._port)
 

@@ -10,10 +10,11 @@ that no longer exists (cleaned up locally) is skipped and counted. The lane is b
 (``LaneStore.max_rows``, oldest dropped first and counted) and, through ``Outbox.share_budget``,
 by the outbox byte budget: a row weighs its JPEG's size, and snapshots are dropped (oldest
 first, counted) before any event is evicted. Dropping a row never deletes the JPEG, which
-belongs to local snapshot retention (``edge_app.actions.snapshot``). An encrypted JPEG
-(``<file>.enc``, see ``edge_app.atrest``) is decrypted before it is published: the cloud gets
-the clear JPEG (TLS protects the wire). One that does not decrypt (no key, another key, altered
-or renamed) is skipped, logged and counted in ``unreadable``.
+belongs to local snapshot retention (``edge_app.actions.retention``), which keeps the files of
+every row still queued (``SnapshotSender.queued_ids``). An encrypted JPEG (``<file>.enc``, see
+``edge_app.atrest``) is decrypted before it is published: the cloud gets the clear JPEG (TLS
+protects the wire). One that does not decrypt (no key, another key, altered or renamed) is
+skipped, logged and counted in ``unreadable``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,17 @@ class SnapshotSender(StoredLaneSender):
             topic = f"{self._prefix}/snapshots/{doc['event_id']}"
             return self._claim(LanePublish(topic, payload, (row.id,)))
         return None
+
+    def queued_ids(self) -> set[str]:
+        """Event ids whose snapshot row is still in the lane (waiting or out unacknowledged):
+        local retention keeps their files. Reads the whole lane (bounded by its max_rows)."""
+        ids: set[str] = set()
+        for row in self._lane.peek(self._lane.stats().rows):
+            try:
+                ids.add(str(json.loads(row.body)["event_id"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a row that cannot be sent protects nothing; next_publish drops it
+        return ids
 
     def delivered(self, publish: LanePublish) -> None:
         """The broker acknowledged ``publish``: remove its row."""

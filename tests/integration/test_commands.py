@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.clock import SystemClock
 from edge_app.outbox import Outbox
-from edge_app.uplink import encode_batch
+from edge_app.uplink import encode_batch, stop_network_loop
 from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
@@ -49,7 +49,7 @@ class StatusWatcher:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
 
 def test_run_delivers_and_stops_cleanly_on_sigterm(

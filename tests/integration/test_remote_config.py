@@ -19,13 +19,14 @@ from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
 from edge_app.models import Catalog, ModelSpec, load_manifest
 from edge_app.remote import Outcome, ShadowTopics
-from edge_app.uplink import MqttTransport
+from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.broker import Mosquitto, free_port
 from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
 from tests.factories import wait_until
+from tests.simulator.test_shadow_service import Peer
 
 pytestmark = pytest.mark.broker
 
@@ -154,6 +155,7 @@ def test_change_applies_while_a_clip_runs_and_events_follow(
         "status": "applied",
         "rejected_version": None,
         "errors": None,
+        "more_errors": None,
     }
     assert "delta" not in doc["state"]  # everything desired is reported back
     assert snap.config.detector.score_threshold == 0.45
@@ -369,4 +371,144 @@ def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto) -> 
             assert wait_until(lambda: transport.is_connected)
             assert deliver(b"two")
     sender.disconnect()
-    sender.loop_stop()
+    stop_network_loop(sender)
+
+
+# -- issue 10: the version bar, shadow deletion, bounded rejection reports ------------------
+
+HUGE = 2**62  # a valid shadow version, far above any real one
+
+
+def huge_delta(threshold: float | None = None) -> bytes:
+    """A delta at version HUGE: valid with a threshold, invalid (broker address) without."""
+    state: dict[str, Any] = (
+        {"detector": {"score_threshold": threshold}}
+        if threshold is not None
+        else {"uplink": {"host": "evil.example"}}
+    )
+    return json.dumps({"state": state, "version": HUGE}).encode()
+
+
+def outcome_of(app: RecordingApp, version: int) -> str | None:
+    return next((o.status for o in app.outcomes if o.version == version), None)
+
+
+def test_a_rejected_huge_version_does_not_freeze_remote_config(
+    tmp_path: Path,
+    default_model: Path,
+    scene: tuple[Path, SceneTruth],
+    broker: Mosquitto,
+    shadow: ShadowService,
+) -> None:
+    clip, _ = scene
+    config = config_for(
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-6"
+    )
+    with RecordingApp(config) as app:
+        assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
+        shadow.publish_raw(ShadowTopics("rc-6").update_delta, huge_delta())
+        assert wait_until(lambda: outcome_of(app, HUGE) == "rejected")
+        version = shadow.set_desired("rc-6", {"detector": {"score_threshold": 0.66}})
+        assert shadow.wait_for(lambda d: reported(d).get("version") == version, "rc-6", WAIT_S)
+        assert outcome_of(app, version) == "applied"
+        assert app.snapshot.config.detector.score_threshold == 0.66
+        app.request_stop()
+
+
+def test_shadow_deletion_resets_the_version_bar_live_and_across_restarts(
+    tmp_path: Path,
+    default_model: Path,
+    scene: tuple[Path, SceneTruth],
+    broker: Mosquitto,
+) -> None:
+    clip, _ = scene
+    config = config_for(
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-7"
+    )
+    topic = ShadowTopics("rc-7").update_delta
+    # versions of a re-created shadow start again at 1 (AWS: deleted more than 48 h ago)
+    service = ShadowService(
+        broker.host, broker.port, client_id="shadow-rc-7", deleted_version_memory_s=0.0
+    )
+    peer = Peer(broker, "rc-7")
+    with service:
+        with RecordingApp(config) as app:
+            assert wait_until(lambda: service.requests >= 1)
+            # a huge but valid version is applied and holds: real versions are now stale
+            shadow_v = service.set_desired("rc-7", {"detector": {"score_threshold": 0.6}})
+            assert wait_until(lambda: outcome_of(app, shadow_v) == "applied")
+            service.publish_raw(topic, huge_delta(0.7))
+            assert wait_until(lambda: outcome_of(app, HUGE) == "applied")
+            stale_v = service.set_desired("rc-7", {"detector": {"score_threshold": 0.61}})
+            assert wait_until(lambda: outcome_of(app, stale_v) == "stale")
+            # deleted while the device listens: delete/accepted resets the bar
+            assert service.delete("rc-7") is not None
+            v1 = service.set_desired("rc-7", {"detector": {"score_threshold": 0.5}})
+            assert v1 == 1
+            assert service.wait_for(lambda d: reported(d).get("version") == 1, "rc-7", WAIT_S)
+            assert app.snapshot.config.detector.score_threshold == 0.5
+            service.publish_raw(topic, huge_delta(0.8))
+            assert wait_until(lambda: app.snapshot.remote_version == HUGE)
+            app.request_stop()
+        # deleted while the device is off: it boots on last-good, its get is answered 404
+        assert service.delete("rc-7") is not None
+        with RecordingApp(config) as app:
+            assert (app.snapshot.source, app.snapshot.remote_version) == ("last-good", HUGE)
+            assert wait_until(lambda: any(b.get("code") == 404 for b in peer.on("/get/rejected")))
+            assert app.snapshot.config.detector.score_threshold == 0.8  # kept meanwhile
+            service.set_desired("rc-7", {"detector": {"score_threshold": 0.45}})
+            assert service.wait_for(lambda d: reported(d).get("version") == 1, "rc-7", WAIT_S)
+            assert app.snapshot.config.detector.score_threshold == 0.45
+            service.publish_raw(topic, huge_delta(0.9))
+            assert wait_until(lambda: app.snapshot.remote_version == HUGE)
+            app.request_stop()
+        # deleted and re-created while the device is off: its get is answered at v1 < HUGE
+        assert service.delete("rc-7") is not None
+        assert service.set_desired("rc-7", {"detector": {"score_threshold": 0.3}}) == 1
+        with RecordingApp(config) as app:
+            assert service.wait_for(lambda d: reported(d).get("version") == 1, "rc-7", WAIT_S)
+            snap = app.snapshot
+            app.request_stop()
+    peer.close()
+    assert (snap.remote_version, snap.config.detector.score_threshold) == (1, 0.3)
+    stored = json.loads((tmp_path / "data" / "remote-config.json").read_text())
+    assert stored["version"] == 1
+
+
+def test_a_rejection_of_700_bad_keys_reaches_the_shadow_and_the_cloud(
+    tmp_path: Path,
+    default_model: Path,
+    scene: tuple[Path, SceneTruth],
+    broker: Mosquitto,
+    shadow: ShadowService,
+) -> None:
+    clip, _ = scene
+    config = config_for(
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-8"
+    )
+    delivered: list[dict[str, Any]] = []
+    cloud = CloudConsumer(
+        broker.host, broker.port, topic="edge-app/rc-8/events", client_id="cloud-rc-8"
+    )
+    cloud.on_batch = lambda batch: delivered.extend(batch["events"])
+    with cloud, RecordingApp(config) as app:
+        assert wait_until(lambda: shadow.requests >= 1)
+        bad = {f"k{i:03d}": 1 for i in range(700)}  # ~6 KB of desired state
+        version = shadow.set_desired("rc-8", bad)
+        assert shadow.wait_for(
+            lambda d: reported(d).get("rejected_version") == version, "rc-8", WAIT_S
+        )
+        assert wait_until(
+            lambda: any(e["rule"] == "config" and e["label"] == "rejected" for e in delivered)
+        )
+        dead = app.outbox.dead_letters()
+        doc = shadow.document("rc-8")
+        app.request_stop()
+    assert doc is not None
+    report = reported(doc)
+    assert report["status"] == "rejected"
+    assert 0 < len(report["errors"]) < 700
+    assert report["more_errors"] == 700 - len(report["errors"])
+    [event] = [e for e in delivered if e["rule"] == "config"]
+    assert event["config"]["more_errors"] + len(event["config"]["errors"]) == 700
+    assert dead == 0

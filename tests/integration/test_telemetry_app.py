@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
 from edge_app.domain import Detections, ModelRef
+from edge_app.uplink import stop_network_loop
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
 from simulator.proxy import TcpProxy
@@ -128,8 +129,8 @@ class Subscriber:
         self._client.loop_start()
 
     def close(self) -> None:
-        self._client.loop_stop()
         self._client.disconnect()
+        stop_network_loop(self._client)
 
 
 def test_health_metrics_and_watchdog_follow_the_world(

@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_app.uplink import stop_network_loop
 from simulator.broker import BrokerError, Mosquitto, free_port
 from simulator.certs import Pki
 
@@ -123,7 +124,7 @@ def _session(
         yield client
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client)
 
 
 def _round_trip(client: mqtt.Client, probe: Probe, topic: str) -> None:

@@ -15,10 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_app.clock import SystemClock
 from edge_app.config import LastGoodStore, merge_delta
 from edge_app.remote import ShadowClient, ShadowHandler, ShadowTopics
-from edge_app.uplink import MqttTransport
+from edge_app.uplink import MqttTransport, stop_network_loop
 from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
-from simulator.shadow import ShadowService, delta_of, desired_from_pairs
+from simulator.shadow import ShadowService, delta_of
+from simulator.shadow_cli import desired_from_pairs
 from tests.factories import wait_until
 from tests.unit.test_remote_overlay import MODELS, local_config
 from tests.unit.test_shadow_handler import RecordingApplier
@@ -63,7 +64,7 @@ class Peer:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
 
 @pytest.fixture
@@ -143,3 +144,74 @@ def test_shadow_set_command_reaches_a_device_and_prints_its_report(
     assert out["report"]["status"] == "applied"
     assert out["report"]["version"] == out["version"]
     assert applier.current().config.detector.score_threshold == 0.66
+
+
+@pytest.mark.broker
+def test_service_deletes_shadows_as_aws_does(broker: Mosquitto) -> None:
+    peer = Peer(broker, "svc-del")
+    forgetful = ShadowService(
+        broker.host, broker.port, client_id="svc-forgetful", deleted_version_memory_s=0.0
+    )
+    try:
+        with ShadowService(broker.host, broker.port, client_id="svc-remembers") as service:
+            service.set_desired("svc-del", {"x": 1})
+            service.set_desired("svc-del", {"x": 2})
+            peer.send("/delete", {"clientToken": "d1"})
+            assert wait_until(lambda: bool(peer.on("/delete/accepted")))
+            answer = peer.on("/delete/accepted")[0]
+            assert (answer["version"], answer["clientToken"]) == (2, "d1")
+            assert isinstance(answer["timestamp"], int)
+            assert service.document("svc-del") is None
+            peer.send("/get", {"clientToken": "g1"})
+            assert wait_until(lambda: bool(peer.on("/get/rejected")))
+            assert peer.on("/get/rejected")[0]["code"] == 404
+            peer.send("/delete", {"clientToken": "d2"})
+            assert wait_until(lambda: bool(peer.on("/delete/rejected")))
+            assert peer.on("/delete/rejected")[0]["code"] == 404
+            assert service.delete("svc-del") is None
+            # re-created within AWS's 48 hours: versions continue from the deleted shadow's
+            assert service.set_desired("svc-del", {"y": 1}) == 3
+            doc = service.document("svc-del")
+            assert doc is not None
+            assert (doc["version"], doc["state"]) == (
+                3,
+                {"desired": {"y": 1}, "reported": {}, "delta": {"y": 1}},
+            )
+        with forgetful as service:
+            assert service.set_desired("svc-del2", {"x": 1}) == 1
+            assert service.delete("svc-del2") == 1
+            # re-created after AWS forgot it: versions start again
+            assert service.set_desired("svc-del2", {"x": 1}) == 1
+    finally:
+        peer.close()
+
+
+@pytest.mark.broker
+def test_service_refuses_a_state_over_8_kb(broker: Mosquitto, service: ShadowService) -> None:
+    peer = Peer(broker, "svc-big")
+    try:
+        service.set_desired("svc-big", {"a": "x" * 5000})
+        peer.send("/update", {"state": {"reported": {"b": "y" * 4000}}, "clientToken": "big"})
+        assert wait_until(lambda: bool(peer.on("/update/rejected")))
+        assert peer.on("/update/rejected")[0]["code"] == 413
+        doc = service.document("svc-big")
+        assert doc is not None
+        assert (doc["version"], doc["state"]["reported"]) == (1, {})
+        peer.send("/update", {"state": {"reported": {"b": "y" * 2000}}})
+        assert service.wait_for(lambda d: d["version"] == 2, "svc-big", WAIT_S)
+    finally:
+        peer.close()
+
+
+@pytest.mark.broker
+def test_shadow_delete_command(
+    broker: Mosquitto, service: ShadowService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["shadow", "delete", "--host", broker.host, "--port", str(broker.port)]
+    command += ["--thing", "cli-del", "--timeout", str(WAIT_S)]
+    service.set_desired("cli-del", {"x": 1})
+    assert simulator_main(command) == 0
+    assert "deleted at version 1" in capsys.readouterr().out
+    assert service.document("cli-del") is None
+    assert simulator_main(command) == 1
+    assert "404" in capsys.readouterr().out

@@ -133,6 +133,24 @@ def test_keys_generate_writes_a_private_key_and_never_overwrites(
     assert generate_key_file(tmp_path / "second") != key_id(key)  # random, not derived
 
 
+def test_keys_generate_never_follows_a_link_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.key"
+    link = tmp_path / "at-rest.key"
+    link.symlink_to(target)  # dangling: creating through it would make ``target``
+    with pytest.raises(EncryptionError, match="never overwritten"):
+        generate_key_file(link)
+    assert not target.exists()
+    old = os.umask(0o022)
+    try:
+        generate_key_file(tmp_path / "new.key")
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["at-rest.key", "new.key"]
+    assert (tmp_path / "new.key").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(EncryptionError, match="cannot create the key file"):
+        generate_key_file(tmp_path / "no such folder" / "k.key")
+
+
 def test_sealed_files_lie_beside_their_clear_name(tmp_path: Path) -> None:
     sealer = Sealer(KEY)
     path, data = sealed_file(sealer, tmp_path / "E1.jpg", b"\xff\xd8jpeg")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.actions.clips import ClipRecorder, ClipWriter, prune
+from edge_app.actions.clips import ClipRecorder, ClipWriter
 from edge_app.domain import Frame, as_image
 
 
@@ -59,7 +58,7 @@ def test_clip_holds_pre_and_post_seconds_at_the_clip_rate(
     writer.close()
     # kept every other frame (5 of 10 fps): pre 2.0..3.0 s -> frames 20..30, post to 4.0 s
     assert_frames(read_back(tmp_path / "event.mp4"), [20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40])
-    assert not list(tmp_path.glob("*.tmp.mp4"))
+    assert [p.name for p in tmp_path.iterdir()] == ["event.mp4"]  # no temp file left
     assert writer.written == 1
 
 
@@ -97,18 +96,6 @@ def test_flush_writes_open_clips(tmp_path: Path, writer: ClipWriter) -> None:
     recorder.flush()
     assert clip.done.wait(10)
     assert_frames(read_back(tmp_path / "open.mp4"), [0, 2])
-
-
-def test_prune_by_age_then_by_size(tmp_path: Path) -> None:
-    now = 1_000_000.0
-    for n, (age, size) in enumerate([(500, 100), (300, 100), (200, 100), (100, 100)]):
-        path = tmp_path / f"c{n}.mp4"
-        path.write_bytes(b"x" * size)
-        os.utime(path, (now - age, now - age))
-    (tmp_path / "keep.txt").write_bytes(b"x" * 1000)
-    # c0 is too old; then 300 bytes remain over a 250-byte budget: c1 (oldest) goes too
-    assert prune(tmp_path, max_bytes=250, max_age_s=400, now=now) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.mp4", "keep.txt"]
 
 
 @pytest.mark.realworld

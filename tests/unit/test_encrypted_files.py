@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import stat
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from edge_app.actions.clips import ClipRecorder, ClipWriter, prune
+from edge_app.actions import prune_clips
+from edge_app.actions.clips import ClipRecorder, ClipWriter
 from edge_app.actions.snapshot import SnapshotWriter, sibling
 from edge_app.atrest import Sealer, read_stored
 from edge_app.clock import FakeClock
@@ -150,5 +153,72 @@ def test_clips_are_stored_sealed_and_the_clear_file_is_gone(tmp_path: Path) -> N
     clear.write_bytes(read_stored(folder / "event.mp4", Sealer(KEY)))
     assert_frames(read_back(clear), list(range(20, 41, 2)))
     os.utime(sealed, (1.0, 1.0))  # retention counts encrypted clips too
-    assert prune(folder, max_bytes=1 << 30, max_age_s=3600.0) == 1
+    assert prune_clips(folder, max_bytes=1 << 30, max_age_s=3600.0).deleted == 1
     assert list(folder.iterdir()) == []
+
+
+def record_one(folder: Path, writer: ClipWriter) -> None:
+    """One clip ``event.mp4`` into ``folder``, written by ``writer`` (closed here)."""
+    try:
+        recorder = ClipRecorder(folder, writer, pre_s=1.0, post_s=1.0, fps=5.0)
+        clip = None
+        for i in range(40):
+            recorder.push(frame(i))
+            if i == 20:
+                clip = recorder.begin("event.mp4", 100.0 + i / 10)
+        assert clip is not None
+        assert clip.done.wait(10)
+    finally:
+        writer.close()
+    assert (writer.written, writer.failed) == (1, 0)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("in_ram", [False, True], ids=["scratch-in-folder", "scratch-in-ram"])
+def test_sealed_files_are_private_whatever_the_umask(tmp_path: Path, in_ram: bool) -> None:
+    scratch = tmp_path / "ram"
+    scratch.mkdir()
+    old = os.umask(0o022)
+    try:
+        snaps = tmp_path / "data" / "snapshots"
+        snap = SnapshotWriter(snaps, sealer=Sealer(KEY)).save(
+            snapshot_frame(), detections(), event()
+        )
+        clips = tmp_path / "data" / "clips" / "dock"
+        record_one(clips, ClipWriter(sealer=Sealer(KEY), scratch=scratch if in_ram else None))
+    finally:
+        os.umask(old)
+    assert snap is not None
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files if p.parent == clips) == ["event.mp4.enc"]
+    assert len(files) == 4  # three sealed JPEGs, one sealed clip: no temp or scratch file left
+    assert {oct(mode(p)) for p in files} == {"0o600"}
+    folders = [snaps, snaps / "dock", snaps / "dock" / "2026-09-21", clips.parent, clips]
+    assert {oct(mode(p)) for p in folders} == {"0o700"}
+    assert list(scratch.iterdir()) == []
+
+
+def test_sealed_files_never_write_through_a_planted_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"precious")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    # at the final name, and at the fixed temporary name an earlier version wrote through
+    for name in ("event.mp4.enc", "event.mp4.enc.tmp"):
+        (clips / name).symlink_to(outside)
+    ev = event()
+    snaps = tmp_path / "snapshots"
+    day = snaps / "dock" / "2026-09-21"
+    day.mkdir(parents=True)
+    (day / f"{ev.id}.jpg.enc").symlink_to(outside)
+    record_one(clips, ClipWriter(sealer=Sealer(KEY)))
+    snap = SnapshotWriter(snaps, sealer=Sealer(KEY)).save(snapshot_frame(), detections(), ev)
+    assert snap is not None
+    assert outside.read_bytes() == b"precious"
+    for sealed in (clips / "event.mp4.enc", day / f"{ev.id}.jpg.enc"):
+        assert not sealed.is_symlink()  # the link was replaced, not followed
+        assert sealed.read_bytes()[:4] == b"EAS1"
+    assert read_stored(snaps / snap["file"], Sealer(KEY))[:2] == b"\xff\xd8"

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from edge_app.logs import JsonFormatter, configure_logging, redact
+from edge_app.logs import JsonFormatter, configure_logging
+from edge_app.redact import redact
 
 KEY = (
     "-----BEGIN PRIVATE KEY-----\n"
@@ -170,6 +171,28 @@ def test_secret_keys_nested_in_an_extra_are_redacted(captured: Captured) -> None
         "auth": {"password": "[REDACTED]"},
         "ports": [1],
     }
+
+
+URL = "rtsp://admin:hunter2@cam.local:554/live?token=s3cr3t"
+
+
+def _reach() -> None:
+    raise OSError(f"cannot reach {URL}")
+
+
+def test_url_secrets_in_messages_extras_and_exceptions_are_redacted(captured: Captured) -> None:
+    url = URL
+    shown = "rtsp://***@cam.local:554/live?token=***"
+    try:
+        _reach()
+    except OSError:
+        captured.log.exception("camera %s failed", url, extra={"source": {"url": url}})
+    record = captured.one()
+    assert "hunter2" not in captured.text
+    assert "s3cr3t" not in captured.text
+    assert record["msg"] == f"camera {shown} failed"
+    assert record["source"] == {"url": shown}
+    assert f"OSError: cannot reach {shown}" in record["exc"]
 
 
 def test_redact_leaves_ordinary_text_alone() -> None:

@@ -400,9 +400,16 @@ def test_live_source_resizes(clip: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("rtsp://admin:s3cr3t@cam.local:554/Streaming/Channels/101", "rtsp://cam.local:554"),
-        ("rtsp://admin:p@ss/w0rd:s3cr3t@10.0.0.7/live", "rtsp://10.0.0.7"),
-        ("http://cam.local/mjpeg", "http://cam.local"),
+        (
+            "rtsp://admin:s3cr3t@cam.local:554/Streaming/Channels/101",
+            "rtsp://***@cam.local:554/Streaming/Channels/101",
+        ),
+        ("rtsp://admin:p@ss/w0rd:s3cr3t@10.0.0.7/live", "rtsp://***@10.0.0.7/live"),
+        ("http://cam.local/mjpeg", "http://cam.local/mjpeg"),
+        (
+            "rtsp://cam.local:554?token=s3cr3t&password=admin",
+            "rtsp://cam.local:554?token=***&password=***",
+        ),
     ],
 )
 def test_describe_hides_url_credentials(url: str, shown: str) -> None:
@@ -509,7 +516,7 @@ def test_open_source_images(tmp_path: Path) -> None:
     ("spec", "described"),
     [
         ({"type": "usb", "index": 3}, "/dev/video3"),
-        ({"type": "url", "url": "rtsp://u:pw@cam:554/s"}, "rtsp://cam:554"),
+        ({"type": "url", "url": "rtsp://u:pw@cam:554/s"}, "rtsp://***@cam:554/s"),
     ],
 )
 def test_open_source_live(spec: dict[str, Any], described: str) -> None:
