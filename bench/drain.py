@@ -73,46 +73,49 @@ def _window_max(stamps: list[tuple[float, int]]) -> tuple[int, int]:
     return best_n, best_b
 
 
+def realistic_event(i: int, clock: Any) -> Any:
+    """The ``i``-th of a series of events like the rules emit (track id, zone, snapshot
+    reference), stamped with ``clock``; an ``edge_app.domain.Event`` without seq."""
+    from edge_app.domain import Event, ModelRef, Phase, Severity
+    from edge_app.ids import new_ulid
+
+    event_id = new_ulid(clock.time())
+    return Event(
+        id=event_id,
+        device=THING,
+        camera="dock",
+        rule=("intrusion", "loitering", "vehicle-in-lane")[i % 3],
+        phase=(Phase.START, Phase.END)[i % 2],
+        severity=(Severity.LOW, Severity.MEDIUM, Severity.HIGH)[i % 3],
+        wall=clock.time(),
+        mono=clock.monotonic(),
+        label=("person", "car")[i % 2],
+        score=0.5 + (i % 50) / 100,
+        bbox=(0.1 + (i % 7) / 100, 0.2, 0.35, 0.41),
+        model=ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec"),
+        zone="gate-a",
+        track_id=i % 997,
+        # as SnapshotWriter records it: every pipeline event carries one
+        snapshot={
+            "file": f"dock/2026-11-26/{event_id}.jpg",
+            "sha256": hashlib.sha256(event_id.encode()).hexdigest(),
+            "bytes": 41_000 + i % 9000,
+        },
+    )
+
+
 def fill(path: Path, events: int) -> int:
     """Enqueue ``events`` realistic events (what the rules emit); returns stored bytes."""
     from edge_app.clock import SystemClock
-    from edge_app.domain import Event, ModelRef, Phase, Severity
-    from edge_app.ids import new_ulid
     from edge_app.outbox import Outbox
     from edge_app.uplink import encode_batch
 
     clock = SystemClock()
-    model = ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec")
-    severities = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
     with Outbox(
         path, clock=clock, device=THING, max_bytes=1 << 30, max_age_s=1e9, encoder=encode_batch
     ) as box:
         for i in range(events):
-            event_id = new_ulid(clock.time())
-            box.enqueue(
-                Event(
-                    id=event_id,
-                    device=THING,
-                    camera="dock",
-                    rule=("intrusion", "loitering", "vehicle-in-lane")[i % 3],
-                    phase=(Phase.START, Phase.END)[i % 2],
-                    severity=severities[i % 3],
-                    wall=clock.time(),
-                    mono=clock.monotonic(),
-                    label=("person", "car")[i % 2],
-                    score=0.5 + (i % 50) / 100,
-                    bbox=(0.1 + (i % 7) / 100, 0.2, 0.35, 0.41),
-                    model=model,
-                    zone="gate-a",
-                    track_id=i % 997,
-                    # as SnapshotWriter records it: every pipeline event carries one
-                    snapshot={
-                        "file": f"dock/2026-11-26/{event_id}.jpg",
-                        "sha256": hashlib.sha256(event_id.encode()).hexdigest(),
-                        "bytes": 41_000 + i % 9000,
-                    },
-                )
-            )
+            box.enqueue(realistic_event(i, clock))
         return box.stats().bytes
 
 

@@ -23,10 +23,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Self
 
-from edge_app.actions import ClipRecorder, ClipWriter, Retention, SnapshotWriter
+from edge_app.actions import ClipRecorder, ClipWriter, Retention, SnapshotWriter, ram_scratch
+from edge_app.atrest import Sealer, load_sealer
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import (
     AppConfig,
+    CameraConfig,
     ConfigSnapshot,
     LastGood,
     LastGoodStore,
@@ -123,6 +125,8 @@ class EdgeApp:
         self._drain_thread: threading.Thread | None = None
         self._retention_thread: threading.Thread | None = None
         self._started = False
+        self._sealer: Sealer | None = None
+        self._clip_writer: ClipWriter | None = None
         self._catalog = catalog
         self._live: RuntimeHolder | None = None
         self._shadow: ShadowClient | None = None
@@ -150,6 +154,7 @@ class EdgeApp:
         health_token = load_token(cfg.health) if cfg.health.enabled else None
         try:
             _make_data_dir(cfg)
+            self._sealer = self._open_sealer()
             self.outbox = self._resources.enter_context(
                 Outbox(
                     cfg.outbox_path,
@@ -157,6 +162,7 @@ class EdgeApp:
                     device=cfg.device.thing_name,
                     max_bytes=cfg.outbox.max_bytes,
                     max_age_s=cfg.outbox.max_age_days * 86400,
+                    sealer=self._sealer,
                 )
             )
             catalog = self._catalog or load_manifest()
@@ -182,25 +188,10 @@ class EdgeApp:
                     )
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)
-            snapshots = SnapshotWriter(cfg.snapshot_dir)
-            clip_writer: ClipWriter | None = None
+            snapshots = SnapshotWriter(cfg.snapshot_dir, sealer=self._sealer)
             for camera in effective.cameras:
                 source = open_source(camera, self._clock)
                 self._resources.callback(source.close)
-                recorder = None
-                if camera.clips is not None:
-                    if clip_writer is None:
-                        clip_writer = ClipWriter()
-                        self._resources.callback(clip_writer.close)
-                    c = camera.clips
-                    recorder = ClipRecorder(
-                        cfg.clip_dir(camera.name),
-                        clip_writer,
-                        pre_s=c.pre_s,
-                        post_s=c.post_s,
-                        fps=c.fps,
-                        width=c.width,
-                    )
                 worker = CameraWorker(
                     source,
                     detector,
@@ -213,7 +204,7 @@ class EdgeApp:
                     live=self._live,
                     motion=camera.motion,
                     tamper=camera.tamper,
-                    clips=recorder,
+                    clips=self._clip_recorder(camera),
                     clock=self._clock,
                     max_lag_s=camera.max_lag_s,
                 )
@@ -259,6 +250,39 @@ class EdgeApp:
             detector.model.name,
             getattr(detector, "runtime_name", "?"),
         )
+
+    def _clip_recorder(self, camera: CameraConfig) -> ClipRecorder | None:
+        """``camera``'s clip recorder (None without ``clips``); the first one starts the
+        clip writer all cameras share (closed with the app's resources)."""
+        if camera.clips is None:
+            return None
+        if self._clip_writer is None:
+            # encrypted clips are encoded in RAM first: no clear byte on the disk
+            self._clip_writer = ClipWriter(sealer=self._sealer, scratch=ram_scratch())
+            self._resources.callback(self._clip_writer.close)
+        c = camera.clips
+        return ClipRecorder(
+            self.config.clip_dir(camera.name),
+            self._clip_writer,
+            pre_s=c.pre_s,
+            post_s=c.post_s,
+            fps=c.fps,
+            width=c.width,
+        )
+
+    def _open_sealer(self) -> Sealer | None:
+        """The at-rest key of ``encryption`` (None without one); ``EncryptionError`` if the key
+        cannot be read, is open to others, or the cryptography package is missing."""
+        crypt = self.config.encryption
+        sealer = load_sealer(crypt.key_file, crypt.credential, seal_new=crypt.enabled)
+        if sealer is not None:
+            log.info(
+                "encryption at rest %s (key id %s, %s)",
+                "on" if crypt.enabled else "off for new items, reading encrypted ones",
+                sealer.key_id,
+                sealer.source,
+            )
+        return sealer
 
     def _start_uplink(self, store: LastGoodStore, last: LastGood | None) -> None:
         up = self.config.uplink
@@ -351,7 +375,10 @@ class EdgeApp:
             # Pictures count against outbox.max_bytes and give way before any event does.
             self.outbox.share_budget(lane)
             self._snapshot_sender = SnapshotSender(
-                lane, self.config.snapshot_dir, topic_prefix=self.config.topic_prefix
+                lane,
+                self.config.snapshot_dir,
+                topic_prefix=self.config.topic_prefix,
+                sealer=self._sealer,
             )
             lanes.append(self._snapshot_sender)
         metrics = metrics_lane_sender(self.config)

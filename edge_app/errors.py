@@ -8,6 +8,8 @@
      │    ├── ChecksumMismatchError
      │    └── UnsupportedModelError  (names the model's tensors)
      ├── OutboxError            the durable store failed
+     ├── EncryptionError        encryption at rest: key missing, unreadable, insecure or wrong;
+     │                          an item that does not decrypt (altered, or moved)
      ├── UplinkError            the MQTT side failed
      │    └── PublishRejectedError   broker answered a publish with a failure reason code
      └── TelemetryError         a metrics or log sink failed (CloudWatch, EMF file, ...)
@@ -21,6 +23,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "EdgeAppError",
+    "EncryptionError",
     "FieldError",
     "ModelError",
     "ModelNotFoundError",
@@ -82,6 +85,12 @@ class UnsupportedModelError(ModelError):
 
 class OutboxError(EdgeAppError):
     """The durable event store failed."""
+
+
+class EncryptionError(EdgeAppError):
+    """Encryption at rest failed: the key is missing, unreadable, readable by others or not the
+    one the data was sealed with, or a sealed item does not decrypt (altered, or moved from
+    another row or file). Messages name the key by its source and key id, never its bytes."""
 
 
 class UplinkError(EdgeAppError):

@@ -13,7 +13,12 @@ folder fsync'd so the rename survives power loss. Every step goes through one de
 the folder, so the temp file and the target are always in the same folder even if a path
 component is swapped meanwhile. Errors are ``OSError``; callers wrap them in their own
 ``EdgeAppError`` with advice. This module is the one place that writes files this way (the
-last-good config, the seq reservation, snapshots, clips, the model cache).
+last-good config, the seq reservation, snapshots, clips, the model cache, and with
+``exclusive=True`` the at-rest key file).
+
+``scratch_file`` is the same private temporary file without the rename: a library writes it
+by name, its owner reads it back, and it is removed whatever happens (the clear mp4 of a clip
+that is stored encrypted).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "private_dir",
     "private_file",
     "read_nofollow",
+    "scratch_file",
     "write_atomic",
 ]
 
@@ -58,7 +64,7 @@ class AtomicFile:
 
 @contextlib.contextmanager
 def atomic_writer(
-    path: Path, *, mode: int = PRIVATE_FILE, sync_folder: bool = True
+    path: Path, *, mode: int = PRIVATE_FILE, sync_folder: bool = True, exclusive: bool = False
 ) -> Iterator[AtomicFile]:
     """Replace ``path`` atomically with what is written inside the ``with`` block.
 
@@ -71,6 +77,11 @@ def atomic_writer(
     ``sync_folder=False`` leaves the folder's fsync to a later write into the same folder:
     one folder fsync makes every rename before it durable, so files written as a set (an
     event's three snapshot JPEGs) pay for it once, on the last one.
+
+    ``exclusive=True`` never replaces anything at ``path`` (a file, or a symlink, dangling or
+    not): the temp file is hard-linked to ``path`` instead of renamed, which fails with
+    ``FileExistsError`` if ``path`` exists, and is then removed (a key file, which must never
+    be overwritten). The filesystem must support hard links.
     """
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
     try:
@@ -88,7 +99,12 @@ def atomic_writer(
             # fsync covers the file's data whoever wrote it: this descriptor or a library
             # that opened ``AtomicFile.path`` by name.
             os.fsync(fd)
-            os.replace(name, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+            if exclusive:
+                # link(2) never replaces its target nor follows a symlink there
+                os.link(name, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+                os.unlink(name, dir_fd=folder)
+            else:
+                os.replace(name, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=folder)
@@ -101,13 +117,44 @@ def atomic_writer(
         os.close(folder)
 
 
+@contextlib.contextmanager
+def scratch_file(folder: Path, *, suffix: str = "") -> Iterator[Path]:
+    """A new empty file ``.scratch.<random>.tmp<suffix>`` in ``folder`` (mode 0600 whatever
+    the umask; ``O_EXCL | O_NOFOLLOW``, so never a planted file or symlink) for a library to
+    write by name (reopening it keeps its mode); it is removed when the block ends, normally
+    or by an exception. Hidden, so retention removes one a crash left behind in a data folder.
+    The folder must exist. Raises ``OSError``."""
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
+    try:
+        name = f".scratch.{secrets.token_hex(6)}.tmp{suffix}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC
+        fd = os.open(name, flags, PRIVATE_FILE, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, PRIVATE_FILE)  # the umask may have taken bits off
+        finally:
+            os.close(fd)
+        try:
+            yield folder / name
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def write_atomic(
-    path: Path, data: bytes, *, mode: int = PRIVATE_FILE, sync_folder: bool = True
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = PRIVATE_FILE,
+    sync_folder: bool = True,
+    exclusive: bool = False,
 ) -> None:
     """Replace ``path`` with ``data`` atomically and durably (see ``atomic_writer``), as a
     file of ``mode`` (default 0600) whatever the umask; never follows a symlink at ``path``
-    or at the temporary name. The folder must exist (``private_dir``). Raises ``OSError``."""
-    with atomic_writer(path, mode=mode, sync_folder=sync_folder) as tmp:
+    or at the temporary name. The folder must exist (``private_dir``). ``exclusive``: create
+    ``path`` only if nothing is there, else ``FileExistsError``. Raises ``OSError``."""
+    with atomic_writer(path, mode=mode, sync_folder=sync_folder, exclusive=exclusive) as tmp:
         tmp.file.write(data)
 
 

@@ -1,6 +1,6 @@
 """Local actions taken at once, with or without a network, and local retention of their files."""
 
-from edge_app.actions.clips import ClipRecorder, ClipWriter
+from edge_app.actions.clips import ClipRecorder, ClipWriter, ram_scratch
 from edge_app.actions.retention import (
     GRACE_S,
     PendingFn,
@@ -22,4 +22,5 @@ __all__ = [
     "draw_detections",
     "prune_clips",
     "prune_snapshots",
+    "ram_scratch",
 ]

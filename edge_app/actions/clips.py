@@ -9,13 +9,24 @@ OpenCV. The frame loop only appends references and never waits on the disk: when
 full the clip is dropped and counted. Clips are 0600 files in a 0700 folder, written to a
 unique temp name and renamed once complete (``edge_app.files.atomic_writer``);
 ``edge_app.actions.retention`` deletes them by total size and age.
+
+With a ``Sealer`` that seals new items (``encryption.enabled``), a clip is stored encrypted as
+``<name>.mp4.enc`` (written the same way, with ``edge_app.files.write_atomic``). OpenCV's
+``VideoWriter`` can only write to a path, so the clear mp4 exists as a private scratch file
+(``edge_app.files.scratch_file``, mode 0600) from the start of its encoding until it has been
+read back and sealed, then it is deleted: the window lasts as long as encoding the clip (tens
+to hundreds of milliseconds for a few seconds of 640 px video). ``ClipWriter(scratch=...)``
+puts that file on a RAM-backed directory (the app uses ``/dev/shm`` when it can write there,
+see ``ram_scratch``), so the clear bytes never reach the storage device; otherwise it is in the
+clip's own folder, where the deleted file's blocks stay on the medium until they are reused.
 """
 
 from __future__ import annotations
 
-__all__ = ["ClipRecorder", "ClipWriter"]
+__all__ = ["ClipRecorder", "ClipWriter", "ram_scratch"]
 
 import logging
+import os
 import queue
 import threading
 from collections import deque
@@ -25,11 +36,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atrest import Sealer, sealed_file
 from edge_app.domain import Frame, Image, as_image
-from edge_app.files import atomic_writer, private_dir
+from edge_app.files import atomic_writer, private_dir, read_nofollow, scratch_file, write_atomic
 
 log = logging.getLogger(__name__)
 _JPEG_QUALITY = 90  # ring-buffer frames; mp4v re-encodes them anyway
+_SHM = Path("/dev/shm")  # noqa: S108  (used through scratch_file: O_EXCL, O_NOFOLLOW, 0600)
+
+
+def ram_scratch() -> Path | None:
+    """``/dev/shm`` (RAM-backed on Linux) if this process may write there, else None."""
+    return _SHM if _SHM.is_dir() and os.access(_SHM, os.W_OK | os.X_OK) else None
 
 
 @dataclass(slots=True)
@@ -43,9 +61,15 @@ class _Clip:
 
 class ClipWriter:
     """One thread writing finished clips; ``max_pending`` bounds the queue. Owns the thread:
-    call ``close()`` (waits for the queued clips)."""
+    call ``close()`` (waits for the queued clips). With ``sealer`` sealing new items, clips are
+    stored encrypted; ``scratch`` is where their clear mp4 is encoded first (None: the clip's
+    own folder)."""
 
-    def __init__(self, max_pending: int = 4) -> None:
+    def __init__(
+        self, max_pending: int = 4, *, sealer: Sealer | None = None, scratch: Path | None = None
+    ) -> None:
+        self._sealer = sealer
+        self._scratch = scratch
         self._queue: queue.Queue[_Clip | None] = queue.Queue(max_pending)
         self.written = 0
         self.dropped = 0
@@ -67,7 +91,10 @@ class ClipWriter:
     def _run(self) -> None:
         while (clip := self._queue.get()) is not None:
             try:
-                _write(clip)
+                if self._sealer is not None and self._sealer.seal_new:
+                    _write_sealed(clip, self._sealer, self._scratch)
+                else:
+                    _write(clip)
                 self.written += 1
             except (OSError, cv2.error) as exc:
                 self.failed += 1
@@ -89,23 +116,40 @@ def _decode(jpeg: bytes, clip: _Clip) -> Image:
     return as_image(image)
 
 
+def _encode(clip: _Clip, path: Path) -> None:
+    """Write ``clip``'s frames as mp4v to the existing file ``path``: OpenCV opens it by name
+    and truncates it, which keeps its 0600 mode."""
+    h, w = _decode(clip.frames[0], clip).shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), clip.fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot open {path} for mp4v writing")
+    try:
+        for jpeg in clip.frames:
+            writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
+    finally:
+        writer.release()
+
+
 def _write(clip: _Clip) -> None:
     if not clip.frames:
         return
-    h, w = _decode(clip.frames[0], clip).shape[:2]
     private_dir(clip.path.parent)
-    # OpenCV opens the (already created, 0600) temp file by name and truncates it, which
-    # keeps its mode; readers never see a half-written clip, and it is fsync'd before rename.
+    # readers never see a half-written clip, and it is fsync'd before the rename
     with atomic_writer(clip.path) as tmp:
-        fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-        writer = cv2.VideoWriter(str(tmp.path), fourcc, clip.fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"OpenCV cannot open {tmp.path} for mp4v writing")
-        try:
-            for jpeg in clip.frames:
-                writer.write(_decode(jpeg, clip))  # one decoded frame alive at a time
-        finally:
-            writer.release()
+        _encode(clip, tmp.path)
+
+
+def _write_sealed(clip: _Clip, sealer: Sealer, scratch: Path | None) -> None:
+    """Encode ``clip`` into a private scratch file, store it sealed, delete the clear file."""
+    if not clip.frames:
+        return
+    folder = private_dir(clip.path.parent)
+    with scratch_file(scratch or folder, suffix=".mp4") as clear:
+        _encode(clip, clear)
+        target, data = sealed_file(sealer, clip.path, read_nofollow(clear))
+    # the scratch file is gone (the end of the window with clear bytes on disk); readers
+    # never see half a sealed clip
+    write_atomic(target, data)
 
 
 class ClipRecorder:

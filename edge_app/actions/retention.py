@@ -6,7 +6,10 @@ of an event together: first every event whose newest file is older than ``max_ag
 the oldest until the folder is within ``max_bytes``. An event whose ``pending`` answer says
 it is still in the outbox or its upload still queued keeps its files, even over the budget
 (counted and logged). Clips (``<event id>.mp4``) go by the same rule per camera folder,
-without that check: no upload waits for them.
+without that check: no upload waits for them. Files stored encrypted (``<name>.enc``, see
+``edge_app.atrest``: ``<event id>.jpg.enc``, ``.clean.jpg.enc``, ``.crop.jpg.enc``,
+``<event id>.mp4.enc``) are counted and deleted exactly like the clear ones, with the same
+event check, and with the clear files of the same event if both exist.
 
 Ages are file modification times against the system clock. A file modified within
 ``GRACE_S`` of now is never deleted: its event may be being stored at this moment, so no
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from edge_app.atrest import SEALED_SUFFIX
 from edge_app.config import AppConfig
 from edge_app.errors import EdgeAppError
 
@@ -47,6 +51,7 @@ GRACE_S = 60.0
 """Seconds after its last modification during which a file is never deleted."""
 
 _CHUNK = 256  # event ids per ``pending`` call: one indexed query each, not one per file
+_CLIP_SUFFIXES = (".mp4", ".mp4" + SEALED_SUFFIX)  # a clip in clear, and stored encrypted
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,7 @@ def prune_snapshots(
     after deleting only what it had cleared."""
     now = time.time() if now is None else now
     days = [day for camera in _subdirs(root) for day in _subdirs(camera)]
-    result = _prune(_scan(days, now, suffix=None), max_bytes, max_age_s, now, pending)
+    result = _prune(_scan(days, now, suffixes=None), max_bytes, max_age_s, now, pending)
     cutoff = (datetime.fromtimestamp(now, UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     for day in days:
         if day.name < cutoff:  # "YYYY-MM-DD" names sort by date
@@ -95,10 +100,11 @@ def prune_snapshots(
 def prune_clips(
     folder: Path, *, max_bytes: int, max_age_s: float, now: float | None = None
 ) -> PruneResult:
-    """Apply retention to one camera's clip folder: ``*.mp4`` older than ``max_age_s``
-    seconds, then the oldest until at most ``max_bytes``; other files are left alone."""
+    """Apply retention to one camera's clip folder: clips (``*.mp4``, ``*.mp4.enc``) older
+    than ``max_age_s`` seconds, then the oldest until at most ``max_bytes``; other files are
+    left alone."""
     now = time.time() if now is None else now
-    return _prune(_scan([folder], now, suffix=".mp4"), max_bytes, max_age_s, now, None)
+    return _prune(_scan([folder], now, suffixes=_CLIP_SUFFIXES), max_bytes, max_age_s, now, None)
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -109,8 +115,9 @@ def _subdirs(folder: Path) -> list[Path]:
         return []
 
 
-def _scan(folders: Sequence[Path], now: float, *, suffix: str | None) -> list[_Group]:
-    """Every event's files in ``folders``, oldest first; removes stale temp files."""
+def _scan(folders: Sequence[Path], now: float, *, suffixes: tuple[str, ...] | None) -> list[_Group]:
+    """Every event's files in ``folders`` (those ending in one of ``suffixes``; None: all),
+    oldest first; removes stale temp files."""
     groups: dict[tuple[Path, str], _Group] = {}
     for folder in folders:
         try:
@@ -127,7 +134,7 @@ def _scan(folders: Sequence[Path], now: float, *, suffix: str | None) -> list[_G
                 if abs(now - st.st_mtime) > GRACE_S:
                     _unlink(Path(entry.path))  # a crash's leftover temp file
                 continue
-            if suffix is not None and not entry.name.endswith(suffix):
+            if suffixes is not None and not entry.name.endswith(suffixes):
                 continue
             key = entry.name.split(".", 1)[0]
             group = groups.setdefault((folder, key), _Group(key))

@@ -15,6 +15,12 @@ no network. A snapshot that cannot be written (disk full, read-only) is logged a
 goes on without it: losing a picture must never lose the event. Local retention
 (``edge_app.actions.retention``) deletes them by age and total size, never while their event
 or upload is pending.
+
+With a ``Sealer`` that seals new items (``encryption.enabled``), each JPEG is encrypted in
+memory and written as ``<name>.enc`` (``edge_app.atrest.files``) the same way: no clear byte
+reaches the disk. The event's ``snapshot`` still names the clear file, and its ``sha256`` and
+``bytes`` are of the clear JPEG; read it back with ``edge_app.atrest.read_stored``. Retention
+treats ``<event id>.jpg.enc`` and its siblings exactly like the clear files.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, Literal
 
 import cv2
 
+from edge_app.atrest import Sealer, sealed_file
 from edge_app.domain import BBox, Detections, Event, Frame, Image, as_image
 from edge_app.files import private_dir, write_atomic
 
@@ -89,10 +96,12 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 class SnapshotWriter:
     """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``, ``.clean.jpg`` and ``.crop.jpg``;
     returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
-    (the one uploaded); ``sibling(file, kind)`` names the other two."""
+    (the one uploaded); ``sibling(file, kind)`` names the other two. With ``sealer`` sealing
+    new items, each is written encrypted as ``<name>.enc``."""
 
-    def __init__(self, root: Path, quality: int = 85) -> None:
+    def __init__(self, root: Path, quality: int = 85, *, sealer: Sealer | None = None) -> None:
         self.root = root
+        self._sealer = sealer
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self.failures = 0
 
@@ -120,7 +129,8 @@ class SnapshotWriter:
         # the annotated file last: the one the event and the upload name exists only if all do;
         # its folder fsync makes all three renames durable (one folder fsync instead of three)
         for path, data in ((clean_rel, clean), (crop_rel, crop), (rel, annotated)):
-            if not self._write(path, data, event, last=path is rel):
+            stored, body = sealed_file(self._sealer, path, data)
+            if not self._write(stored, body, event, last=path is rel):
                 return None
         return {
             "file": str(rel),

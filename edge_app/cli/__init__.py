@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
+from edge_app.cli import keys as keys_cmd
 from edge_app.cli import models as models_cmd
 from edge_app.cli import outbox as outbox_cmd
 from edge_app.cli import run as run_cmd
@@ -28,6 +29,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     config_cmd.register,
     models_cmd.register,
     outbox_cmd.register,
+    keys_cmd.register,
     demo_cmd.register,
 )
 

@@ -2,6 +2,9 @@
 
 Read-only (``OutboxReader``): safe to run while the daemon is delivering, and it writes and
 creates nothing beside the file (no -wal/-shm), so it also works in a read-only folder.
+``peek`` and ``export`` decrypt encrypted events with ``--key FILE`` or the key of
+``--config``'s ``encryption`` section; without a key (or with another one) they say so and
+print nothing. The key itself is never printed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge_app.config import load_config
+from edge_app.atrest import Sealer, load_sealer
+from edge_app.config import AppConfig, load_config
 from edge_app.domain import format_utc
-from edge_app.errors import ConfigError, OutboxError
+from edge_app.errors import ConfigError, EncryptionError, OutboxError
 from edge_app.outbox import OutboxReader, OutboxSummary
+
+_KEY_HELP = (
+    "key file to decrypt encrypted events with (base64 or raw, mode 0600); default with "
+    "--config: the key its encryption section names"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,36 +47,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.set_defaults(func=_status)
     peek = cmds.add_parser("peek", help="print the oldest N stored events, one JSON per line")
     peek.add_argument("n", type=int, nargs="?", default=10)
+    peek.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     peek.set_defaults(func=_peek)
     export = cmds.add_parser("export", help="write every stored event to FILE as JSON lines")
     export.add_argument("file", type=Path)
+    export.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     export.set_defaults(func=_export)
 
 
-def _open(args: argparse.Namespace) -> OutboxReader:
-    path: Path = args.db if args.db is not None else load_config(args.config).outbox_path
-    return OutboxReader(path)
+def _sealer(args: argparse.Namespace, config: AppConfig | None) -> Sealer | None:
+    """The key to decrypt with: ``--key``, else the config's; None if neither names one."""
+    if args.key is not None:
+        return load_sealer(args.key, None, seal_new=False)
+    if config is not None:
+        crypt = config.encryption
+        return load_sealer(crypt.key_file, crypt.credential, seal_new=False)
+    return None
 
 
 def _run(args: argparse.Namespace, action: str) -> int:
     try:
-        with _open(args) as reader:
+        config = load_config(args.config) if args.config is not None else None
+        path: Path = args.db if config is None else config.outbox_path
+        with OutboxReader(path) as reader:
             if action == "status":
                 _print_status(reader.summary(), as_json=args.json)
-            elif action == "peek":
-                for body in reader.bodies(max(0, args.n)):
+                return 0
+            # A key is loaded only for a store that holds encrypted events.
+            sealer = _sealer(args, config) if reader.first_sealed() is not None else None
+            if action == "peek":
+                for body in reader.bodies(max(0, args.n), sealer=sealer):
                     print(body)
             else:
                 n = 0
+                bodies = reader.bodies(sealer=sealer)  # a missing or wrong key fails here
                 with args.file.open("w", encoding="utf-8") as out:
-                    for body in reader.bodies():
+                    for body in bodies:
                         out.write(body + "\n")
                         n += 1
                 print(f"exported {n} event(s) to {args.file}")
-    except (ConfigError, OutboxError, OSError) as exc:
+            return _report_unreadable(reader)
+    except (ConfigError, OutboxError, EncryptionError, OSError) as exc:
         print(f"edge-app outbox: {exc}", file=sys.stderr)
         return 2
-    return 0
+
+
+def _report_unreadable(reader: OutboxReader) -> int:
+    """Exit code 1 and one line per skipped event if some did not decrypt, else 0."""
+    if not reader.unreadable:
+        return 0
+    print(
+        f"edge-app outbox: {len(reader.unreadable)} encrypted event(s) left out: they do not "
+        "decrypt with the right key (altered, or moved from another row):",
+        file=sys.stderr,
+    )
+    for seq, why in reader.unreadable:
+        print(f"  seq {seq}: {why}", file=sys.stderr)
+    return 1
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -92,6 +128,7 @@ def _print_status(summary: OutboxSummary, *, as_json: bool) -> None:
     )
     depth = f"{summary.depth} event(s), {summary.bytes:,} bytes, {summary.leased} in flight"
     print(f"depth        {depth}")
+    print(f"encrypted    {summary.encrypted} of {summary.depth} event(s)")
     print(f"oldest       {oldest}")
     print(f"last seq     {summary.last_seq}")
     print(f"by severity  {summary.by_severity or '-'}")

@@ -6,6 +6,7 @@ __all__ = [
     "AwsConfig",
     "BatchConfig",
     "CloudWatchLogsConfig",
+    "EncryptionConfig",
     "HealthConfig",
     "MetricsConfig",
     "OutboxConfig",
@@ -16,11 +17,13 @@ __all__ = [
 ]
 
 import ipaddress
+from pathlib import PurePath
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from edge_app.config.base import FilePath, Model, MqttText, Url
+from edge_app.atrest import looks_like_key
+from edge_app.config.base import NAME, FilePath, Model, MqttText, Url
 
 _PREFIX_LEVELS = 6  # AWS IoT Core: at most 7 "/" per topic; edge-app appends two more levels
 
@@ -55,6 +58,55 @@ class OutboxConfig(Model):
     max_age_days: float = Field(
         14.0, gt=0, description="Undelivered events older than this are dropped and counted."
     )
+
+
+def _refuse_key_text(value: object) -> object:
+    # The key pasted where its file's path belongs would be shown in every message that names
+    # the path ("cannot read the key file ..."); the message never repeats the value.
+    if isinstance(value, str | PurePath) and looks_like_key(str(value)):
+        raise ValueError(
+            "holds a key itself, not the path of a key file: save it in a file (chmod 600, or "
+            "make a new one with `edge-app keys generate FILE`) and give that file's path here"
+        )
+    return value
+
+
+KeyFilePath = Annotated[FilePath, BeforeValidator(_refuse_key_text)]
+"""A key file's path: refuses PEM text like every path, and the key's own base64 text."""
+
+
+class EncryptionConfig(Model):
+    enabled: bool = Field(
+        False,
+        description="Encrypt what is stored from now on (AES-256-GCM; needs the "
+        "edge-app[encryption] extra): event bodies in the outbox, snapshot and clip files "
+        "(<name>.enc). Off: new items are stored in clear; a key, if given, still reads "
+        "the encrypted ones.",
+    )
+    key_file: KeyFilePath | None = Field(
+        None,
+        description="Path of the key file holding the 32-byte key, base64 or raw (`edge-app "
+        "keys generate FILE`); the file is refused if group or others may access it (chmod "
+        "600), and so is the key's own text (or PEM) given here instead of a path. Local "
+        "only; the key is never logged or shown.",
+    )
+    credential: str | None = Field(
+        None,
+        pattern=NAME,
+        description="Instead of key_file: the name of a systemd credential holding the key "
+        "(LoadCredential=NAME:/path in the unit), read from $CREDENTIALS_DIRECTORY/NAME.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if self.key_file is not None and self.credential is not None:
+            raise ValueError("set encryption.key_file or encryption.credential, not both")
+        if self.enabled and self.key_file is None and self.credential is None:
+            raise ValueError(
+                "encryption.enabled needs a key: encryption.key_file (make one with "
+                "`edge-app keys generate FILE`) or encryption.credential"
+            )
+        return self
 
 
 class TlsConfig(Model):

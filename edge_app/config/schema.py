@@ -14,6 +14,7 @@ __all__ = [
     "CloudWatchLogsConfig",
     "DetectorConfig",
     "DeviceConfig",
+    "EncryptionConfig",
     "FileSourceConfig",
     "HealthConfig",
     "ImageDirSourceConfig",
@@ -59,6 +60,7 @@ from edge_app.config.delivery import (
     AwsConfig,
     BatchConfig,
     CloudWatchLogsConfig,
+    EncryptionConfig,
     HealthConfig,
     MetricsConfig,
     OutboxConfig,
@@ -87,6 +89,10 @@ class AppConfig(Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Object detector.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules that raise events.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable event store.")
+    encryption: EncryptionConfig = Field(
+        default_factory=EncryptionConfig,
+        description="Encryption at rest of stored events, snapshots and clips (local only).",
+    )
     snapshots: SnapshotConfig = Field(
         default_factory=SnapshotConfig, description="Local retention of event snapshots."
     )

@@ -2,7 +2,10 @@
 
 Runs inside the caller's transaction (``Outbox.lease``). Pending drop counts ride along; an
 event too large for any MQTT payload is parked in the dead-letter lane instead of blocking the
-queue forever.
+queue forever, and so is an encrypted body that does not decrypt (altered, or moved from
+another row): it stays in the file, never sendable, and is reported as a drop. Bodies are
+decrypted here, so the batch carries them in clear; sizes come from the ``bytes`` column (the
+clear length), so packing is the same for both forms.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ __all__ = ["lease_batch"]
 
 import logging
 
+from edge_app.atrest import Sealer
+from edge_app.errors import EncryptionError
 from edge_app.ids import new_ulid
 from edge_app.outbox.batch import IOT_CORE_MAX_PAYLOAD_BYTES, Batch, BatchEncoder
 from edge_app.outbox.deadletter import park
+from edge_app.outbox.sealed import open_body
 from edge_app.outbox.tables import EventTables
 
 _log = logging.getLogger(__name__)
@@ -27,13 +33,14 @@ def lease_batch(
     *,
     max_events: int,
     max_bytes: int,
+    sealer: Sealer | None = None,
 ) -> Batch | None:
     """Lease at most ``max_events`` events whose payload is at most ``max_bytes`` bytes (an
     event too large to fit alone goes alone); ``None`` when there is nothing to send.
-    ``now_wall`` (Unix s) seeds the batch id."""
+    ``now_wall`` (Unix s) seeds the batch id; ``sealer`` opens encrypted bodies."""
     while True:
-        rows: list[tuple[int, int, str]] = tables.conn.execute(
-            "SELECT seq, bytes, body FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
+        rows: list[tuple[int, int, str | bytes, str]] = tables.conn.execute(
+            "SELECT seq, bytes, body, id FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
             (max_events,),
         ).fetchall()
         dropped: dict[str, dict[str, int]] = {}
@@ -51,13 +58,13 @@ def lease_batch(
                 encoder(device, batch_id, (), dropped, first_seq=rows[0][0], last_seq=rows[-1][0])
             )
             used = count = 0
-            for _, size, _ in rows:
+            for _, size, _, _ in rows:
                 used += size + (1 if count else 0)
                 if used > budget:
                     break
                 count += 1
             if count == 0:
-                seq, size, _ = rows[0]
+                seq, size, _, _ = rows[0]
                 if size + (max_bytes - budget) > IOT_CORE_MAX_PAYLOAD_BYTES:
                     # No publish can ever carry it (IoT Core refuses payloads over 128 KB):
                     # park it in the dead-letter lane, reported as a drop, instead of
@@ -79,7 +86,29 @@ def lease_batch(
                 )
                 count = 1
             taken = rows[:count]
-        return _take(tables, encoder, device, batch_id, taken=taken, dropped=dropped)
+        bodies = _open_bodies(tables, taken, sealer, now_wall)
+        if bodies is None:
+            continue  # a body that does not decrypt was parked: pack again without it
+        return _take(tables, encoder, device, batch_id, taken=taken, bodies=bodies, dropped=dropped)
+
+
+def _open_bodies(
+    tables: EventTables,
+    taken: list[tuple[int, int, str | bytes, str]],
+    sealer: Sealer | None,
+    now_wall: float,
+) -> tuple[str, ...] | None:
+    """The clear bodies of ``taken``; None if some did not decrypt (those are parked)."""
+    bodies: list[str] = []
+    complete = True
+    for seq, _, body, event_id in taken:
+        try:
+            bodies.append(open_body(sealer, event_id, body))
+        except EncryptionError as exc:
+            # Retrying cannot make it decrypt: park it (kept in the file), reported as a drop.
+            park(tables, [seq], f"cannot be decrypted: {exc}", now_wall)
+            complete = False
+    return tuple(bodies) if complete else None
 
 
 def _take(
@@ -88,12 +117,12 @@ def _take(
     device: str,
     batch_id: str,
     *,
-    taken: list[tuple[int, int, str]],
+    taken: list[tuple[int, int, str | bytes, str]],
+    bodies: tuple[str, ...],
     dropped: dict[str, dict[str, int]],
 ) -> Batch:
     first_seq = taken[0][0] if taken else None
     last_seq = taken[-1][0] if taken else None
-    bodies = tuple(body for _, _, body in taken)
     payload = encoder(device, batch_id, bodies, dropped, first_seq=first_seq, last_seq=last_seq)
     if taken:
         # The taken rows are exactly the unleased rows up to last_seq (oldest first).
@@ -103,5 +132,5 @@ def _take(
         )
     tables.conn.execute("UPDATE drops SET lease_id = ? WHERE lease_id = ''", (batch_id,))
     tables.leased += len(taken)
-    tables.leased_bytes += sum(size for _, size, _ in taken)
+    tables.leased_bytes += sum(size for _, size, _, _ in taken)
     return Batch(batch_id, first_seq, last_seq, bodies, dropped, payload)

@@ -2,7 +2,9 @@
 
 Opening ``Outbox`` itself releases every lease (crash recovery), which would make a running
 daemon send its in-flight batches twice; operators' commands use this view instead. SQLite's
-WAL mode lets it read a consistent snapshot without blocking the writer.
+WAL mode lets it read a consistent snapshot without blocking the writer. Encrypted bodies are
+decrypted with the key given to ``bodies``; without it, or with another key, ``bodies`` says so
+before it yields anything.
 
 It never writes or creates a file, even in a read-only folder. SQLite's rules for a WAL
 database opened read-only: it needs the ``-shm`` file, and creates it and a ``-wal`` if it
@@ -30,8 +32,15 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
-from edge_app.errors import OutboxError
+from edge_app.atrest import Sealer
+from edge_app.errors import EncryptionError, OutboxError
 from edge_app.outbox.batch import severity_of_rank
+from edge_app.outbox.sealed import check_store_key, first_sealed, open_body
+
+_CLI_KEY = (
+    "pass the key they were written with: --key FILE (the file encryption.key_file names), "
+    "or --config FILE whose encryption section names it"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class OutboxSummary:
     """Side lanes (snapshots, metrics, logs): {lane: {"rows", "bytes", "dropped"}}; a lane's
     bytes include what its rows name outside the file (the snapshot lane: JPEG sizes), and
     ``dropped`` counts every drop ever (row bound, age, and the outbox byte budget)."""
+    encrypted: int = 0
+    """Stored events whose body is encrypted (the rest are in clear)."""
 
 
 class OutboxReader:
@@ -74,6 +85,9 @@ class OutboxReader:
             self._conn.close()
             raise OutboxError(f"cannot read the outbox {path}: {exc}") from exc
         self.path = path
+        self.unreadable: list[tuple[int, str]] = []
+        """``(seq, why)`` of encrypted bodies ``bodies`` skipped because they do not decrypt
+        with the right key (altered, or moved from another row)."""
 
     def close(self) -> None:
         self._conn.close()
@@ -100,6 +114,9 @@ class OutboxReader:
                 ).fetchone()
                 row = c.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
                 (max_seq,) = c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+                (encrypted,) = c.execute(
+                    "SELECT COUNT(*) FROM events WHERE typeof(body) = 'blob'"
+                ).fetchone()
                 by_severity = {
                     severity_of_rank(rank).value: n
                     for rank, n in c.execute(
@@ -136,26 +153,56 @@ class OutboxReader:
             dropped=dropped,
             dead_letter=int(dead),
             lanes=lanes,
+            encrypted=int(encrypted),
         )
 
-    def bodies(self, limit: int | None = None, *, chunk: int = 1000) -> Iterator[str]:
-        """Stored event bodies (compact JSON) in seq order, oldest first; ``limit`` at most."""
+    def first_sealed(self) -> int | None:
+        """The seq of the oldest encrypted event, or None if every stored body is in clear."""
+        try:
+            first = first_sealed(self._conn)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
+        return None if first is None else first[0]
+
+    def bodies(
+        self, limit: int | None = None, *, sealer: Sealer | None = None, chunk: int = 1000
+    ) -> Iterator[str]:
+        """Stored event bodies (compact JSON) in seq order, oldest first; ``limit`` at most.
+
+        Encrypted ones are decrypted with ``sealer``. ``EncryptionError`` before the first
+        body if the store holds encrypted events and ``sealer`` is None or another key; a body
+        that does not decrypt with the right key is skipped and listed in ``unreadable``.
+        """
+        self._check_key(sealer)  # now, not at the first next(): before the caller writes
+        return self._bodies(limit, sealer, chunk)
+
+    def _bodies(self, limit: int | None, sealer: Sealer | None, chunk: int) -> Iterator[str]:
         after, left = 0, limit
         while left is None or left > 0:
             n = chunk if left is None else min(chunk, left)
             try:
                 rows = self._conn.execute(
-                    "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, n)
+                    "SELECT seq, id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, n),
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
             if not rows:
                 return
-            for _, body in rows:
-                yield str(body)
+            for seq, event_id, body in rows:
+                try:
+                    yield open_body(sealer, str(event_id), body)
+                except EncryptionError as exc:
+                    self.unreadable.append((int(seq), str(exc)))
             after = int(rows[-1][0])
             if left is not None:
                 left -= len(rows)
+
+    def _check_key(self, sealer: Sealer | None) -> None:
+        try:
+            check_store_key(self._conn, self.path, sealer, how=_CLI_KEY)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from exc
 
 
 def _lanes(c: sqlite3.Connection, tables: set[str]) -> dict[str, dict[str, int]]:

@@ -18,12 +18,15 @@ Guarantees (DESIGN.md "Outbox guarantees"):
   first); then eviction takes the lowest severity first, then the oldest, never events that
   are out in a batch, and counts drops per (rule, severity); the next batch reports and clears
   them. A full disk (SQLITE_FULL) at enqueue empties the spill and tries the event once more.
+* Given a ``Sealer`` that seals new items, bodies are stored encrypted (``sealed``: what is and
+  is not encrypted); stored bodies are decrypted when a batch is leased, so what is sent is the
+  plain batch (TLS protects the wire). A store may mix plain and sealed rows.
 
 One connection, guarded by a lock, serves the frame thread (``enqueue``) and the drain thread
 (``lease``/``ack``/``release``). The owner closes the store (``close()`` or ``with``). The
 pieces live in their own modules: ``schema`` (open, integrity check, errors), ``tables``
 (connection, mirrors, transactions), ``eviction``, ``leasing``, ``deadletter``, ``batch``
-(value types).
+(value types), ``sealed`` (bodies at rest).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from edge_app.atrest import Sealer
 from edge_app.clock import Clock
 from edge_app.domain import Event
 from edge_app.errors import OutboxError
@@ -63,6 +67,7 @@ from edge_app.outbox.eviction import evict_expired, evict_over_capacity
 from edge_app.outbox.leasing import lease_batch
 from edge_app.outbox.recovery import SeqReservation
 from edge_app.outbox.schema import MERGE_DROPS, open_checked
+from edge_app.outbox.sealed import check_store_key, seal_body
 from edge_app.outbox.spill import Spill, disk_full, make_room, shed_all_for_disk
 from edge_app.outbox.tables import EventTables
 from edge_app.outbox.timefix import ClockWatch, boot_id_for, correct_times
@@ -80,7 +85,10 @@ class Outbox:
     ``max_bytes`` bounds the stored JSON bodies; ``max_age_s`` drops undelivered events older
     than that many seconds (wall clock). ``encoder`` builds batch payloads for ``lease`` (which
     may also be given one per call, as ``DrainLoop`` does); it is ``edge_app.uplink.encode_batch``
-    in practice, injected because the outbox may not import the uplink.
+    in practice, injected because the outbox may not import the uplink. ``sealer`` opens
+    encrypted bodies and, if it seals new items, encrypts what is enqueued; a store holding
+    encrypted bodies that it cannot open (none given, another key) is refused at open with
+    ``EncryptionError``, before anything in it is changed.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class Outbox:
         max_age_s: float,
         encoder: BatchEncoder | None = None,
         boot_id: str | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         """``boot_id`` (default: this boot's, with ``SystemClock``; none with other clocks)
         tags stored events for clock correction (see ``timefix``)."""
@@ -106,6 +115,7 @@ class Outbox:
         self._max_bytes = max_bytes
         self._max_age_s = max_age_s
         self._encoder = encoder
+        self._sealer = sealer
         self._lock = threading.Lock()
         self._spill: Spill | None = None
         self._next_age_check = float("-inf")
@@ -121,6 +131,7 @@ class Outbox:
         # The table mirrors, kept under the lock so stats() and eviction need no full scan.
         self._t = EventTables(conn, path)
         try:
+            check_store_key(conn, path, sealer)  # before load() releases leases: a write
             self._t.load(self._seqs.reserved)
         except BaseException:
             conn.close()
@@ -176,15 +187,18 @@ class Outbox:
                     "values to str, int, float, bool, None, lists and dicts"
                 ) from exc
             size = len(body)  # ASCII: json.dumps escapes everything else
+            stored_body = seal_body(self._sealer, stored.id, body)
             room = make_room(self._spill, self._t.bytes + size, self._max_bytes)
             saved = (copy.copy(self._watch), self.times_corrected)
             try:
-                self._insert(stored, body, room)
+                self._insert(stored, stored_body, size, room)
             except OutboxError as exc:
                 if not disk_full(exc) or not shed_all_for_disk(self._spill):
                     raise
                 self._watch, self.times_corrected = saved  # the correction was rolled back
-                self._insert(stored, body, room)  # once: if it fails again, the disk is full
+                self._insert(
+                    stored, stored_body, size, room
+                )  # once: if it fails again, the disk is full
             return stored
 
     def share_budget(self, spill: Spill) -> None:
@@ -245,6 +259,7 @@ class Outbox:
                     now_wall,
                     max_events=max_events,
                     max_bytes=max_bytes,
+                    sealer=self._sealer,
                 )
 
     def ack(self, batch: Batch) -> None:
@@ -359,7 +374,9 @@ class Outbox:
         tolerance = self._watch.check(now_mono, now_wall)
         if tolerance is None:
             return
-        fixed, delta = correct_times(self._t.conn, self._boot_id, now_wall - now_mono, tolerance)
+        fixed, delta = correct_times(
+            self._t.conn, self._boot_id, now_wall - now_mono, tolerance, sealer=self._sealer
+        )
         if fixed:
             self._t.bytes += delta
             self.times_corrected += fixed
@@ -369,11 +386,12 @@ class Outbox:
                 fixed,
             )
 
-    def _insert(self, stored: Event, body: str, room: int) -> None:
-        """Commit ``stored`` (its JSON ``body``), then evict events down to ``room`` bytes."""
+    def _insert(self, stored: Event, body: str | bytes, size: int, room: int) -> None:
+        """Commit ``stored`` (its stored ``body``, ``size`` bytes of JSON in clear), then evict
+        events down to ``room`` bytes."""
         now_mono, now_wall = self._clock.monotonic(), self._clock.time()
         rank = RANK[stored.severity]
-        row = (stored.seq, stored.id, rank, stored.rule, now_mono, now_wall, len(body), body)
+        row = (stored.seq, stored.id, rank, stored.rule, now_mono, now_wall, size, body)
         with self._t.transaction("enqueue"):
             self._check_clock(now_mono, now_wall)
             self._t.conn.execute(
@@ -382,7 +400,7 @@ class Outbox:
                 (*row, self._boot_id),
             )
             self._t.set_meta("last_seq", str(stored.seq))
-            self._t.count, self._t.bytes = self._t.count + 1, self._t.bytes + len(body)
+            self._t.count, self._t.bytes = self._t.count + 1, self._t.bytes + size
             self._t.last_seq = self._t.last_seq + 1
             evict_over_capacity(self._t, room)
             self._evict_expired(now_mono, now_wall)

@@ -28,8 +28,11 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from edge_app.atrest import Sealer
 from edge_app.clock import Clock, SystemClock
 from edge_app.domain import format_utc
+from edge_app.errors import EncryptionError
+from edge_app.outbox.sealed import open_body, seal_body
 
 # Offsets that differ by more than this many seconds mean the wall clock was stepped. Lower
 # would mistake the jitter of reading two clocks, or a leap second, for a step.
@@ -91,22 +94,33 @@ class ClockWatch:
 
 
 def correct_times(
-    conn: sqlite3.Connection, boot_id: str, offset: float, step_s: float = CLOCK_STEP_S
+    conn: sqlite3.Connection,
+    boot_id: str,
+    offset: float,
+    step_s: float = CLOCK_STEP_S,
+    *,
+    sealer: Sealer | None = None,
 ) -> tuple[int, int]:
     """Re-time the unleased events of ``boot_id`` recorded under another clock offset.
 
     ``offset`` is the current ``wall - mono`` in seconds. Runs inside the caller's transaction.
-    Returns ``(events corrected, change in stored body bytes)``.
+    An encrypted body is decrypted with ``sealer`` and stored encrypted again; one that does
+    not decrypt is left as it is (leasing parks it). Returns ``(events corrected, change in
+    stored body bytes)``, bytes in clear.
     """
     if not boot_id:
         return 0, 0
     rows = conn.execute(
-        "SELECT seq, created_mono, created_wall, bytes, body FROM events WHERE boot_id = ?"
+        "SELECT seq, id, created_mono, created_wall, bytes, body FROM events WHERE boot_id = ?"
         " AND lease_id IS NULL AND abs((created_wall - created_mono) - ?) > ?",
         (boot_id, offset, step_s),
     ).fetchall()
-    delta = 0
-    for seq, mono, wall, size, body in rows:
+    delta = fixed = 0
+    for seq, event_id, mono, wall, size, stored in rows:
+        try:
+            body = open_body(sealer, event_id, stored)
+        except EncryptionError:
+            continue
         # The event's ts is its frame's time, not the time it was stored: shift it by the
         # clock step seen between then and now rather than replacing it.
         shift = offset - (float(wall) - float(mono))
@@ -117,8 +131,10 @@ def correct_times(
         doc["time_corrected"] = True
         new_body = json.dumps(doc, separators=_COMPACT)
         delta += len(new_body) - int(size)
+        rewritten = seal_body(sealer, event_id, new_body, like=stored)
         conn.execute(
             "UPDATE events SET created_wall = ?, bytes = ?, body = ? WHERE seq = ?",
-            (float(wall) + shift, len(new_body), new_body, seq),
+            (float(wall) + shift, len(new_body), rewritten, seq),
         )
-    return len(rows), delta
+        fixed += 1
+    return fixed, delta

@@ -11,7 +11,10 @@ that no longer exists (cleaned up locally) is skipped and counted. The lane is b
 by the outbox byte budget: a row weighs its JPEG's size, and snapshots are dropped (oldest
 first, counted) before any event is evicted. Dropping a row never deletes the JPEG, which
 belongs to local snapshot retention (``edge_app.actions.retention``), which keeps the files of
-every row still queued (``SnapshotSender.queued_ids``).
+every row still queued (``SnapshotSender.queued_ids``). An encrypted JPEG (``<file>.enc``, see
+``edge_app.atrest``) is decrypted before it is published: the cloud gets the clear JPEG (TLS
+protects the wire). One that does not decrypt (no key, another key, altered or renamed) is
+skipped, logged and counted in ``unreadable``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.errors import UplinkError
+from edge_app.atrest import Sealer, read_stored
+from edge_app.errors import EncryptionError, UplinkError
 from edge_app.outbox import LaneStore
 from edge_app.uplink.lanes import LanePublish, StoredLaneSender
 
@@ -68,20 +72,29 @@ def fit_jpeg(data: bytes, limit: int) -> bytes:
 
 class SnapshotSender(StoredLaneSender):
     """The snapshot lane as a ``LaneSender``: turns its rows into publishes. ``root`` is the
-    snapshot directory; payloads stay within ``max_bytes`` (IoT Core: 128 KB). Used by one
-    drain thread (``waiting`` is thread-safe). A publish handed back is offered again as it
-    was, so a JPEG is not re-encoded for every retry."""
+    snapshot directory; payloads stay within ``max_bytes`` (IoT Core: 128 KB); ``sealer``
+    opens encrypted JPEGs. Used by one drain thread (``waiting`` is thread-safe). A publish
+    handed back is offered again as it was, so a JPEG is not re-encoded for every retry."""
 
     lane = "snapshots"
 
     def __init__(
-        self, lane: LaneStore, root: Path, *, topic_prefix: str, max_bytes: int = 131_072
+        self,
+        lane: LaneStore,
+        root: Path,
+        *,
+        topic_prefix: str,
+        max_bytes: int = 131_072,
+        sealer: Sealer | None = None,
     ) -> None:
         super().__init__(lane)
         self._root = root
         self._prefix, self._max_bytes = topic_prefix, max_bytes
+        self._sealer = sealer
         self.sent = 0
         self.missing_files = 0
+        self.unreadable = 0
+        """Encrypted JPEGs skipped because they did not decrypt."""
 
     def next_publish(self) -> LanePublish | None:
         """The oldest snapshot not yet handed out, or None when there is none."""
@@ -91,11 +104,14 @@ class SnapshotSender(StoredLaneSender):
             row = rows[0]
             try:
                 doc = json.loads(row.body)  # extra keys (such as "bytes") are ignored
-                data = (self._root / doc["file"]).read_bytes()
+                data = read_stored(self._root / doc["file"], self._sealer)
                 payload = fit_jpeg(data, self._max_bytes)
-            except (OSError, ValueError, KeyError, TypeError, UplinkError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, UplinkError, EncryptionError) as exc:
                 # Gone or unreadable: nothing to wait for; skip it rather than block the lane.
-                self.missing_files += 1
+                if isinstance(exc, EncryptionError):
+                    self.unreadable += 1
+                else:
+                    self.missing_files += 1
                 _log.warning("snapshot row %d skipped: %s", row.id, exc)
                 self._lane.delete([row.id])
                 continue

@@ -1,6 +1,7 @@
 """The real appliance, run under the common umask 022, leaves nothing readable by others in
 its data directory: every folder 0700, every file 0600 (outbox, -wal, -shm, .seq, snapshots,
-clips), while it runs and after it stopped."""
+clips, and their encrypted ``.enc`` forms with encryption at rest), while it runs and after it
+stopped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.app import EdgeApp
+from edge_app.atrest import generate_key_file
 from edge_app.config import parse_config
 from edge_app.errors import ConfigError
 from edge_app.uplink import InMemoryTransport
@@ -23,12 +25,17 @@ def modes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in root.rglob("*")}
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["clear", "encrypted"])
 def test_everything_in_data_dir_is_private_under_umask_022(
-    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth]
+    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth], encrypted: bool
 ) -> None:
     clip, _ = scene
     base = app_config(tmp_path, clip, default_model).model_dump(mode="json", exclude_none=True)
     base["cameras"][0]["clips"] = {"pre_s": 1.0, "post_s": 1.0, "fps": 5, "width": 320}
+    suffix = ".enc" if encrypted else ""
+    if encrypted:
+        generate_key_file(tmp_path / "at-rest.key")
+        base["encryption"] = {"enabled": True, "key_file": str(tmp_path / "at-rest.key")}
     config = parse_config(base)
     data = config.device.data_dir
     old = os.umask(0o022)
@@ -41,8 +48,10 @@ def test_everything_in_data_dir_is_private_under_umask_022(
         os.umask(old)
     names = {Path(k).name for k in running}
     assert {"outbox.db", "outbox.db-wal", "outbox.db-shm", "outbox.db.seq"} <= names
-    assert any(k.endswith(".mp4") for k in running), "no clip was written"
-    assert any(k.endswith(".crop.jpg") for k in running), "no snapshot was written"
+    assert any(k.endswith(".mp4" + suffix) for k in running), "no clip was written"
+    assert any(k.endswith(".crop.jpg" + suffix) for k in running), "no snapshot was written"
+    if encrypted:
+        assert not any(k.endswith((".mp4", ".jpg")) for k in running | stopped)
     for seen in (running, stopped):
         loose = {k: oct(m) for k, m in seen.items() if m not in (0o600, 0o700)}
         assert loose == {}

@@ -1,6 +1,7 @@
 """``edge-app outbox status`` is read-only for real: it creates no -wal/-shm beside a stopped
 daemon's database, works in a read-only folder, and sees a running (or crashed) daemon's
-committed events that are still only in its -wal.
+committed events that are still only in its -wal; encrypted events decrypt with ``--key`` in
+all of these.
 
 The read-only folder is a read-only bind mount of the outbox's folder (root only: as root a
 chmod would not stop anything); those cases are skipped with the reason otherwise.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_app.atrest import generate_key_file, load_sealer
 from edge_app.cli import main
 from edge_app.clock import FakeClock
 from edge_app.outbox import LaneStore, Outbox
@@ -139,3 +141,58 @@ def test_status_after_a_crash_reads_the_wal_without_writing(
     assert before == ["outbox.db", "outbox.db-shm", "outbox.db-wal", "outbox.db.seq"]
     assert status(read_only_view / "outbox.db", capsys)["depth"] == 7
     assert listing(data) == before
+
+
+def sealed_outbox(path: Path, clock: FakeClock, key: Path) -> Outbox:
+    sealer = load_sealer(key, None, seal_new=True)
+    return Outbox(
+        path, clock=clock, device=DEVICE, max_bytes=1 << 26, max_age_s=86400.0, sealer=sealer
+    )
+
+
+def peek_labels(db: Path, key: Path | None, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    extra = [] if key is None else ["--key", str(key)]
+    assert main(["outbox", "--db", str(db), "peek", "100", *extra]) == 0, capsys.readouterr().err
+    return [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_encrypted_events_decrypt_with_key_in_a_read_only_folder(
+    tmp_path: Path, data: Path, read_only_view: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "at-rest.key"
+    generate_key_file(key)
+    clock = FakeClock()
+    with sealed_outbox(data / "outbox.db", clock, key) as box:
+        for i in range(3):
+            box.enqueue(make_event(clock, label=f"sealed-{i}"))
+    before = listing(data)
+    assert before == ["outbox.db", "outbox.db.seq"]  # stopped: the view opens it immutable
+    db = read_only_view / "outbox.db"
+    assert status(db, capsys)["encrypted"] == 3
+    assert peek_labels(db, key, capsys) == ["sealed-0", "sealed-1", "sealed-2"]
+    out = tmp_path / "export.jsonl"
+    assert main(["outbox", "--db", str(db), "export", str(out), "--key", str(key)]) == 0
+    assert len(out.read_text().splitlines()) == 3
+    assert capsys.readouterr().out == f"exported 3 event(s) to {out}\n"
+    assert main(["outbox", "--db", str(db), "peek"]) == 2  # no key: says so, prints nothing
+    captured = capsys.readouterr()
+    assert "3 encrypted event(s)" in captured.err
+    assert captured.out == ""
+    assert listing(data) == before
+
+
+def test_a_running_encrypted_daemons_wal_decrypts_read_only(
+    tmp_path: Path, data: Path, read_only_view: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "at-rest.key"
+    generate_key_file(key)
+    clock = FakeClock()
+    with sealed_outbox(data / "outbox.db", clock, key) as box:
+        box.enqueue(make_event(clock, label="first"))
+        before = listing(data)
+        assert "outbox.db-wal" in before
+        db = read_only_view / "outbox.db"
+        assert peek_labels(db, key, capsys) == ["first"]
+        box.enqueue(make_event(clock, label="second"))  # only in the -wal
+        assert peek_labels(db, key, capsys) == ["first", "second"]
+        assert listing(data) == before

@@ -409,11 +409,12 @@ def test_a_rejected_huge_version_does_not_freeze_remote_config(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-6"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-6"
     )
     with RecordingApp(config) as app:
         assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
@@ -431,10 +432,11 @@ def test_shadow_deletion_resets_the_version_bar_live_and_across_restarts(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
 ) -> None:
     clip, _ = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-7"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-7"
     )
     topic = ShadowTopics("rc-7").update_delta
     # versions of a re-created shadow start again at 1 (AWS: deleted more than 48 h ago)
@@ -491,11 +493,12 @@ def test_a_rejection_of_700_bad_keys_reaches_the_shadow_and_the_cloud(
     default_model: Path,
     scene: tuple[Path, SceneTruth],
     broker: Mosquitto,
+    pki: Pki,
     shadow: ShadowService,
 ) -> None:
     clip, _ = scene
     config = config_for(
-        tmp_path, clip, model_dir(tmp_path, default_model), broker.port, thing="rc-8"
+        tmp_path, clip, model_dir(tmp_path, default_model), broker.tls_port, pki, thing="rc-8"
     )
     delivered: list[dict[str, Any]] = []
     cloud = CloudConsumer(

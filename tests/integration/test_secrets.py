@@ -7,11 +7,13 @@ real Mosquitto (mutual TLS).
 Secrets: the test PKI's key and certificates pasted as PEM text into every path field; a camera
 URL with user, password, query token, query password and fragment; CloudWatch and CloudWatch
 Logs endpoint URLs with credentials; a model "path" that is a presigned URL; AWS credentials in
-the environment.
+the environment; the key of encryption at rest (``edge-app keys generate``; the daemon runs
+with ``encryption.enabled``), looked for as its base64 text, in hex and as raw bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -76,6 +78,12 @@ class Secrets:
             "AWS_MAX_ATTEMPTS": "1",  # fail fast against the closed endpoint ports
             "AWS_EC2_METADATA_DISABLED": "true",
         }
+        self.at_rest_key: bytes | None = None
+        """The key of encryption at rest, once ``edge-app keys generate`` has made it."""
+
+    def read_at_rest_key(self, key_file: Path) -> None:
+        text = key_file.read_text().strip()
+        self.at_rest_key = base64.b64decode(text, validate=True)
 
     def strings(self) -> dict[str, str]:
         """Every string that must never appear, by a name for the failure message."""
@@ -96,11 +104,20 @@ class Secrets:
         for name, pem in self.pems.items():
             body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
             found |= {f"{name} PEM line {i}": line for i, line in enumerate(body) if len(line) > 16}
+        if self.at_rest_key is not None:
+            encoded = base64.b64encode(self.at_rest_key).decode()
+            found |= {
+                "at-rest key (base64)": encoded.rstrip("="),
+                "at-rest key (hex)": self.at_rest_key.hex(),
+            }
         return found
 
     def check(self, where: str, data: str | bytes) -> None:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         leaked = [name for name, secret in self.strings().items() if secret in text]
+        key = self.at_rest_key
+        if key is not None and (key in data if isinstance(data, bytes) else key.hex() in text):
+            leaked.append("at-rest key (raw)")
         assert not leaked, f"{where} shows {leaked}"
 
 
@@ -143,6 +160,7 @@ def test_pem_text_in_every_path_field_is_refused_without_showing_it(
             "uplink": {"tls": {"ca": ca, "cert": cert, "key": key}},
             "metrics": {"sink": "file", "file": key, "endpoint_url": secrets.cw_url},
             "cloudwatch_logs": {"enabled": True, "endpoint_url": secrets.cwl_url},
+            "encryption": {"key_file": key},
         },
     )
     validate = command(secrets, "config", "validate", str(config), rc=1)
@@ -158,9 +176,10 @@ def test_pem_text_in_every_path_field_is_refused_without_showing_it(
         "uplink.tls.cert",
         "uplink.tls.key",
         "metrics.file",
+        "encryption.key_file",
     ):
         assert f"{field}: holds PEM text" in validate.stderr, field
-    assert validate.stderr.count("give that file's path") == 11
+    assert validate.stderr.count("give that file's path") == 12
     command(secrets, "config", "show", str(config), rc=1)
     command(secrets, "config", "show", str(config), "--json", rc=1)
     run = command(secrets, "run", "--config", str(config), rc=1)
@@ -270,9 +289,15 @@ def subscriber(broker: Mosquitto) -> Iterator[Subscriber]:
 
 
 def running_config(
-    tmp_path: Path, secrets: Secrets, pki: Pki, clip: Path, model: Path, mqtt_port: int
+    tmp_path: Path,
+    secrets: Secrets,
+    pki: Pki,
+    clip: Path,
+    model: Path,
+    mqtt_port: int,
+    key_file: Path,
 ) -> tuple[Path, int]:
-    """The daemon's config and its health port."""
+    """The daemon's config (encryption at rest on, with ``key_file``) and its health port."""
     health_port = free_port()
     doc = write(
         tmp_path / "edge.yaml",
@@ -314,6 +339,7 @@ def running_config(
             },
             "cloudwatch_logs": {"enabled": True, "endpoint_url": secrets.cwl_url},
             "health": {"port": health_port},
+            "encryption": {"enabled": True, "key_file": str(key_file)},
         },
     )
     return doc, health_port
@@ -338,7 +364,14 @@ def test_the_daemon_and_the_commands_show_no_secret(
     scene: tuple[Path, SceneTruth],
 ) -> None:
     clip, _ = scene
-    config, health_port = running_config(tmp_path, secrets, pki, clip, default_model, free_port())
+    key_file = tmp_path / "at-rest.key"
+    command(secrets, "keys", "generate", str(key_file), rc=0)
+    secrets.read_at_rest_key(key_file)  # from here on, command() also looks for the key
+    command(secrets, "keys", "check", str(key_file), rc=0)
+    command(secrets, "keys", "generate", str(key_file), rc=2)  # never overwrites
+    config, health_port = running_config(
+        tmp_path, secrets, pki, clip, default_model, free_port(), key_file
+    )
     shown = command(secrets, "config", "show", str(config), rc=0)
     assert "url: rtsp://***@127.0.0.1:" in shown.stdout  # which camera is still clear
     assert "/live?token=***&password=***#***" in shown.stdout
@@ -371,13 +404,21 @@ def test_the_daemon_and_the_commands_show_no_secret(
     export = tmp_path / "export.jsonl"
     command(secrets, "outbox", "--config", str(config), "export", str(export), rc=0)
     secrets.check("outbox export", export.read_text())
+    db = str(tmp_path / "data" / "outbox.db")
+    keyless = command(secrets, "outbox", "--db", db, "peek", rc=2)
+    assert "encrypted event(s)" in keyless.stderr
+    assert keyless.stdout == ""
+    keyed = command(secrets, "outbox", "--db", db, "peek", "1000", "--key", str(key_file), rc=0)
+    assert keyed.stdout == peek.stdout  # the read-only view decrypts, --key or --config
+    assert list((tmp_path / "data").rglob("*.jpg.enc"))
+    assert list((tmp_path / "data").rglob("*.jpg")) == []  # snapshots stored encrypted only
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             secrets.check(f"data file {path.name}", path.read_bytes())
 
     # 2. broker up: the stored events and the new ones go out over mutual TLS
     config, health_port = running_config(
-        tmp_path, secrets, pki, clip, default_model, broker.tls_port
+        tmp_path, secrets, pki, clip, default_model, broker.tls_port, key_file
     )
     daemon = Daemon(config, secrets, health_port)
     try:

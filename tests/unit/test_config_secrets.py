@@ -3,6 +3,7 @@ URLs that the output redaction could not find in one piece."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -66,6 +67,7 @@ def test_the_walk_finds_the_known_path_fields() -> None:
         "FileSourceConfig.path",
         "OutboxConfig.path",
         "DetectorConfig.labels",
+        "EncryptionConfig.key_file",
     } <= names
 
 
@@ -99,6 +101,37 @@ def test_a_key_pasted_into_the_config_file_is_refused_by_field(tmp_path: Path) -
     assert [e.path for e in info.value.errors] == ["uplink.tls.key"]
     assert "save the text in a file" in str(info.value)
     assert BODY not in str(info.value)
+
+
+AT_REST_KEY = base64.b64encode(bytes(range(100, 132))).decode()  # 44 characters, one has a /
+
+
+@pytest.mark.parametrize("padding", ["", "  "], ids=["bare", "padded"])
+def test_the_at_rest_key_itself_in_key_file_is_refused_without_showing_it(
+    tmp_path: Path, padding: str
+) -> None:
+    (tmp_path / "edge.yaml").write_text(
+        "device: {thing_name: x}\n"
+        "cameras: [{name: a, source: {type: file, path: a.mp4}}]\n"
+        f"encryption: {{enabled: true, key_file: '{padding}{AT_REST_KEY}{padding}'}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "edge.yaml")
+    assert [e.path for e in info.value.errors] == ["encryption.key_file"]
+    assert "holds a key itself, not the path of a key file" in str(info.value)
+    assert AT_REST_KEY not in str(info.value)
+    assert AT_REST_KEY.strip("=") not in str(info.value)
+
+
+def test_a_key_file_path_is_still_a_path(tmp_path: Path) -> None:
+    doc = {
+        "device": {"thing_name": "x"},
+        "cameras": [{"name": "a", "source": {"type": "file", "path": "a.mp4"}}],
+        # as long as a key's text, but not base64 of 32 bytes
+        "encryption": {"enabled": True, "key_file": "keys/" + "k" * 39},
+    }
+    config = parse_config(doc, base_dir=tmp_path)
+    assert config.encryption.key_file == tmp_path / "keys" / ("k" * 39)
 
 
 def test_file_paths_are_still_paths(tmp_path: Path) -> None:

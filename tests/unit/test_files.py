@@ -15,6 +15,7 @@ from edge_app.files import (
     private_dir,
     private_file,
     read_nofollow,
+    scratch_file,
     write_atomic,
 )
 
@@ -97,6 +98,40 @@ def test_temp_names_are_unique(tmp_path: Path) -> None:
         a.file.write(b"a")
         b.file.write(b"b")
     assert target.read_bytes() == b"a"  # the outer one renamed last
+
+
+def test_exclusive_writes_create_but_never_replace(tmp_path: Path, permissive_umask: int) -> None:
+    outside = tmp_path / "outside"
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    write_atomic(folder / "new.key", b"key", exclusive=True)
+    assert (folder / "new.key").read_bytes() == b"key"
+    assert mode(folder / "new.key") == 0o600
+    with pytest.raises(FileExistsError):
+        write_atomic(folder / "new.key", b"other", exclusive=True)
+    assert (folder / "new.key").read_bytes() == b"key"
+    (folder / "link.key").symlink_to(outside)  # dangling
+    with pytest.raises(FileExistsError):
+        write_atomic(folder / "link.key", b"other", exclusive=True)
+    assert not outside.exists()
+    assert (folder / "link.key").is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == ["link.key", "new.key"]  # no temp
+
+
+def test_a_scratch_file_is_private_and_always_removed(
+    tmp_path: Path, permissive_umask: int
+) -> None:
+    with scratch_file(tmp_path, suffix=".mp4") as path:
+        assert path.parent == tmp_path
+        assert path.name.startswith(".")  # hidden: retention removes one a crash left
+        assert path.suffix == ".mp4"  # a library choosing the format by extension still can
+        assert mode(path) == 0o600
+        path.write_bytes(b"clear video")  # reopened by name: the mode stays
+        assert mode(path) == 0o600
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), scratch_file(tmp_path) as path:
+        raise RuntimeError("encoding failed")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_read_nofollow_refuses_a_symlink(tmp_path: Path) -> None:

@@ -31,11 +31,14 @@ def put(path: Path, size: int, age_s: float) -> Path:
     return path
 
 
-def snapshot(root: Path, event_id: str, age_s: float, size: int = 100, day: str = DAY) -> None:
-    """An event's three files, ``3 * size`` bytes, last modified ``age_s`` ago."""
+def snapshot(
+    root: Path, event_id: str, age_s: float, size: int = 100, day: str = DAY, suffix: str = ""
+) -> None:
+    """An event's three files, ``3 * size`` bytes, last modified ``age_s`` ago; ``suffix``
+    ``.enc``: stored encrypted (``<name>.enc``, what ``SnapshotWriter`` writes with a key)."""
     folder = root / "dock" / day
     for name in (f"{event_id}.jpg", f"{event_id}.clean.jpg", f"{event_id}.crop.jpg"):
-        put(folder / name, size, age_s)
+        put(folder / (name + suffix), size, age_s)
 
 
 def backdate(root: Path, seconds: float) -> None:
@@ -62,6 +65,59 @@ def test_clips_go_by_age_then_oldest_first_by_size(tmp_path: Path) -> None:
     result = prune_clips(tmp_path, max_bytes=250, max_age_s=400, now=NOW)
     assert (result.deleted, result.freed, result.bytes) == (2, 200, 200)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.mp4", "c3.mp4", "keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "forms",
+    [(".mp4.enc",) * 4, (".mp4", ".mp4.enc", ".mp4", ".mp4.enc")],
+    ids=["encrypted", "mixed"],
+)
+def test_encrypted_clips_go_by_age_and_size_like_clear_ones(
+    tmp_path: Path, forms: tuple[str, ...]
+) -> None:
+    for n, (age, suffix) in enumerate(zip([500, 300, 200, 100], forms, strict=True)):
+        put(tmp_path / f"c{n}{suffix}", 100, age)
+    put(tmp_path / "keep.txt", 1000, 10_000)
+    result = prune_clips(tmp_path, max_bytes=250, max_age_s=400, now=NOW)
+    # the same as clear clips: c0 by age, then c1 (oldest) for the budget; the .enc bytes count
+    assert (result.deleted, result.freed, result.bytes) == (2, 200, 200)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"c2{forms[2]}",
+        f"c3{forms[3]}",
+        "keep.txt",
+    ]
+
+
+def test_an_event_with_a_clear_and_an_encrypted_clip_is_one_clip(tmp_path: Path) -> None:
+    put(tmp_path / "E1.mp4", 100, 500)  # written before encryption was turned on
+    put(tmp_path / "E1.mp4.enc", 100, 500)
+    put(tmp_path / "E2.mp4.enc", 100, 100)
+    result = prune_clips(tmp_path, max_bytes=10**6, max_age_s=400, now=NOW)
+    assert (result.deleted, result.freed) == (1, 200)
+    assert [p.name for p in tmp_path.iterdir()] == ["E2.mp4.enc"]
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["encrypted", "mixed"])
+def test_encrypted_snapshots_go_together_and_stay_while_pending(
+    tmp_path: Path, mixed: bool
+) -> None:
+    for n in range(4):
+        clear = mixed and n % 2 == 1
+        snapshot(tmp_path, f"E{n}", (10 - n) * HOUR, suffix="" if clear else ".enc")
+    asked: list[list[str]] = []
+
+    def pending(ids: Sequence[str]) -> Collection[str]:
+        asked.append(list(ids))
+        return {"E0", "E2"}  # encrypted, and not delivered yet
+
+    result = prune_snapshots(tmp_path, max_bytes=0, max_age_s=HOUR, pending=pending, now=NOW)
+    assert asked == [["E0", "E1", "E2", "E3"]]  # asked by event id, whatever the file form
+    assert names(tmp_path) == {"E0", "E2"}
+    assert sorted(p.name for p in tmp_path.rglob("*")  if p.is_file()) == [
+        "E0.clean.jpg.enc", "E0.crop.jpg.enc", "E0.jpg.enc",
+        "E2.clean.jpg.enc", "E2.crop.jpg.enc", "E2.jpg.enc",
+    ]  # fmt: skip
+    assert (result.deleted, result.kept, result.freed, result.bytes) == (2, 2, 600, 600)
 
 
 def test_an_events_files_go_together_oldest_first_until_within_budget(tmp_path: Path) -> None:
