@@ -30,7 +30,9 @@ def test_everything_in_data_dir_is_private_under_umask_022(
     tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth], encrypted: bool
 ) -> None:
     clip, _ = scene
-    base = app_config(tmp_path, clip, default_model).model_dump(mode="json", exclude_none=True)
+    base = app_config(tmp_path, clip, default_model, insecure_plaintext=True).model_dump(
+        mode="json", exclude_none=True
+    )
     base["cameras"][0]["clips"] = {"pre_s": 1.0, "post_s": 1.0, "fps": 5, "width": 320}
     suffix = ".enc" if encrypted else ""
     if encrypted:

@@ -36,7 +36,7 @@ def test_snapshots_stay_while_undelivered_and_go_once_delivered(
     tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth], encrypted: bool
 ) -> None:
     clip, _ = scene
-    base = app_config(tmp_path, clip, default_model)
+    base = app_config(tmp_path, clip, default_model, insecure_plaintext=True)
     key = tmp_path / "at-rest.key"
     if encrypted:
         generate_key_file(key)

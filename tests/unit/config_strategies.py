@@ -5,13 +5,19 @@ mappings of its real keys: in-bounds values mostly, so that a good share of docu
 valid, and with ``junk=True`` also wrong types, NaN/inf, huge numbers, odd strings (dots,
 slashes, wildcards, NUL, bidi controls), unknown keys and nesting deep enough to be refused.
 Names come from a small pool, so rules can refer to cameras and zones that exist.
+
+Importing this module imports every module of the project first (``load_project_modules``):
+Hypothesis mixes into its draws constants it finds in the project's modules loaded so far, so
+without it a derandomized test draws other examples alone than in the full suite.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import importlib
 import math
+import pkgutil
 import types
 import typing
 from pathlib import Path
@@ -21,6 +27,28 @@ import annotated_types as at
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+import edge_app
+import simulator
+
+
+def load_project_modules() -> None:
+    """Import every module of ``edge_app`` and ``simulator`` (not their ``__main__``).
+
+    Hypothesis draws, now and then, a literal found in the local modules in ``sys.modules``
+    at the time (hypothesis.internal.conjecture.providers, "local constants"); which modules
+    those are depends on what else the session imported. The full suite once drew a delta
+    sequence that the module alone never did, so a failure in CI did not reproduce with
+    ``pytest tests/unit/test_input_properties.py``. With every module loaded first, the pool,
+    and so the examples of a derandomized run, are the same in every selection of tests.
+    """
+    for package in (edge_app, simulator):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not info.name.endswith(".__main__"):  # runs the CLI when imported
+                importlib.import_module(info.name)
+
+
+load_project_modules()
 
 NAMES = ["a", "b", "dock", "gate", "yard"]
 ODD_TEXT = [

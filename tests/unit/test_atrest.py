@@ -173,6 +173,7 @@ def test_config_needs_one_key_and_encryption_is_never_remote(tmp_path: Path) -> 
     base = {
         "device": {"thing_name": "cam-1"},
         "cameras": [{"name": "a", "source": {"type": "usb"}}],
+        "uplink": {"enabled": False},
     }
     with pytest.raises(ConfigError, match=r"encryption\.enabled needs a key"):
         parse_config({**base, "encryption": {"enabled": True}})

@@ -35,6 +35,7 @@ def write_config(tmp_path: Path) -> Path:
         "cameras": [{"name": "dock", "source": {"type": "url", "url": SECRET_URL}}],
         "metrics": {"endpoint_url": ENDPOINT},
         "cloudwatch_logs": {"endpoint_url": ENDPOINT},
+        "uplink": {"enabled": False},
     }
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(doc))

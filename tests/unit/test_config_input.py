@@ -24,7 +24,12 @@ from edge_app.errors import ConfigError
 from tests.unit.test_config import minimal
 from tests.unit.test_remote_overlay import MODELS, local_config
 
-GOOD = "device: {thing_name: cam-1}\ncameras: [{name: a, source: {type: usb}}]\n"
+# The uplink is off: these documents are about the file, not about TLS (an enabled uplink
+# without uplink.tls is refused).
+GOOD = (
+    "device: {thing_name: cam-1}\ncameras: [{name: a, source: {type: usb}}]\n"
+    "uplink: {enabled: false}\n"
+)
 
 
 def errors_of(doc: dict[str, Any]) -> dict[str, str]:
@@ -48,7 +53,7 @@ def file_error(tmp_path: Path, data: bytes) -> str:
 def test_non_utf8_bytes_name_the_line_and_column(tmp_path: Path) -> None:
     message = file_error(tmp_path, GOOD.encode() + b"log_level: inf\xffo\n")
     assert "not UTF-8" in message
-    assert "byte 0xff at line 3, column 15" in message
+    assert "byte 0xff at line 4, column 15" in message
 
 
 def test_cli_reports_non_utf8_without_a_traceback(
@@ -72,7 +77,7 @@ def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
 def test_deep_flow_nesting_is_refused_before_recursion(tmp_path: Path, levels: int) -> None:
     message = file_error(tmp_path, (GOOD + "x: " + "[" * levels + "]" * levels).encode())
     assert f"nested deeper than {MAX_NESTING} levels" in message
-    assert "line 3" in message
+    assert "line 4" in message
 
 
 def test_deep_block_nesting_is_refused(tmp_path: Path) -> None:
@@ -94,13 +99,13 @@ def test_nesting_up_to_the_limit_is_parsed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "key", "line", "first"),
     [
-        (GOOD + "device: {thing_name: other}\n", "device", 3, 1),
+        (GOOD + "device: {thing_name: other}\n", "device", 4, 1),
         ("device:\n  thing_name: a\n  thing_name: b\ncameras: []\n", "thing_name", 3, 2),
         (
             GOOD + "rules: [{name: r, labels: [p], min_score: 0.4, min_score: 0.9}]\n",
             "min_score",
-            3,
-            3,
+            4,
+            4,
         ),
     ],
 )
@@ -119,6 +124,7 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
         "device: {thing_name: cam-1}\n"
         "base: &base {type: file, path: a.mp4, loop: true}\n"
         "cameras: [{name: a, source: {<<: *base, loop: false}}]\n"
+        "uplink: {enabled: false}\n"
     )
     with pytest.raises(ConfigError) as info:
         load_config(path)

@@ -113,6 +113,7 @@ def test_the_at_rest_key_itself_in_key_file_is_refused_without_showing_it(
     (tmp_path / "edge.yaml").write_text(
         "device: {thing_name: x}\n"
         "cameras: [{name: a, source: {type: file, path: a.mp4}}]\n"
+        "uplink: {enabled: false}\n"
         f"encryption: {{enabled: true, key_file: '{padding}{AT_REST_KEY}{padding}'}}\n"
     )
     with pytest.raises(ConfigError) as info:
@@ -127,6 +128,7 @@ def test_a_key_file_path_is_still_a_path(tmp_path: Path) -> None:
     doc = {
         "device": {"thing_name": "x"},
         "cameras": [{"name": "a", "source": {"type": "file", "path": "a.mp4"}}],
+        "uplink": {"enabled": False},
         # as long as a key's text, but not base64 of 32 bytes
         "encryption": {"enabled": True, "key_file": "keys/" + "k" * 39},
     }
@@ -150,6 +152,7 @@ def _doc(field: str, url: str) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "device": {"thing_name": "x"},
         "cameras": [{"name": "a", "source": {"type": "url", "url": camera_url}}],
+        "uplink": {"enabled": False},
     }
     section, _, key = field.partition(".")
     if section != "cameras":

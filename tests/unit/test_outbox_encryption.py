@@ -183,6 +183,7 @@ def test_export_and_peek_decrypt_with_the_key(
         "cameras: [{name: a, source: {type: usb}}]\n"
         f"outbox: {{path: {sealed_db}}}\n"
         f"encryption: {{enabled: true, key_file: {key}}}\n"
+        "uplink: {enabled: false}\n"
     )
     assert main(["outbox", "--config", str(config), "peek", "9"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
