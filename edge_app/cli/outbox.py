@@ -1,6 +1,8 @@
-"""``edge-app outbox status|peek|export``: what is stored and not yet delivered.
+"""``edge-app outbox status|peek|export|salvage``: what is stored and not yet delivered.
 
-Read-only (``OutboxReader``): safe to run while the daemon is delivering.
+``status``, ``peek`` and ``export`` are read-only (``OutboxReader``): safe to run while the
+daemon is delivering. ``salvage`` writes: it copies a damaged file's events into the outbox,
+which must not be in use.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from pathlib import Path
 from edge_app.config import load_config
 from edge_app.domain import format_utc
 from edge_app.errors import ConfigError, OutboxError
-from edge_app.outbox import OutboxReader, OutboxSummary
+from edge_app.outbox import OutboxReader, OutboxSummary, salvage_file
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("outbox", help="inspect the stored, undelivered events (read-only)")
+    parser = sub.add_parser(
+        "outbox",
+        help="inspect the stored, undelivered events (read-only), or salvage a damaged file",
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
     where.add_argument("--db", type=Path, help="the outbox file itself")
@@ -37,6 +42,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = cmds.add_parser("export", help="write every stored event to FILE as JSON lines")
     export.add_argument("file", type=Path)
     export.set_defaults(func=_export)
+    salvage = cmds.add_parser(
+        "salvage",
+        help="copy every readable event of a damaged outbox FILE into this outbox",
+        description=(
+            "Copy every readable event (keeping its id and seq), side-lane row and drop count "
+            "of the damaged outbox FILE (and its FILE-wal) into the outbox named by --db or "
+            "--config, for the daemon to deliver on its next start. FILE is only read. The "
+            "outbox must not be in use: stop edge-app first. Events it already holds (same id) "
+            "are not copied again."
+        ),
+    )
+    salvage.add_argument("file", type=Path, help="the damaged file, e.g. outbox.db.corrupt-<time>")
+    salvage.add_argument(
+        "--create", action="store_true", help="salvage into a new file (it must not exist)"
+    )
+    salvage.add_argument(
+        "--again", action="store_true", help="copy FILE even though it was salvaged here before"
+    )
+    salvage.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    salvage.set_defaults(func=_salvage)
 
 
 def _open(args: argparse.Namespace) -> OutboxReader:
@@ -62,6 +87,20 @@ def _run(args: argparse.Namespace, action: str) -> int:
     except (ConfigError, OutboxError, OSError) as exc:
         print(f"edge-app outbox: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _salvage(args: argparse.Namespace) -> int:
+    try:
+        target: Path = args.db if args.db is not None else load_config(args.config).outbox_path
+        report = salvage_file(args.file, target, create=args.create, again=args.again)
+    except (ConfigError, OutboxError, OSError) as exc:
+        print(f"edge-app outbox salvage: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"{args.file} -> {target}: {report.summary()}; seq continues after {report.last_seq}")
     return 0
 
 

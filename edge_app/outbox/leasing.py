@@ -1,8 +1,8 @@
 """Leasing: the oldest unleased events packed into one batch payload under a byte limit.
 
 Runs inside the caller's transaction (``Outbox.lease``). Pending drop counts ride along; an
-event too large for any MQTT payload is parked in the dead-letter lane instead of blocking the
-queue forever.
+event too large for any MQTT payload, or one whose stored text was damaged in place, is parked
+in the dead-letter lane instead of blocking the queue forever.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 __all__ = ["lease_batch"]
 
 import logging
+import sqlite3
 
+from edge_app.errors import OutboxError
 from edge_app.ids import new_ulid
 from edge_app.outbox.batch import IOT_CORE_MAX_PAYLOAD_BYTES, Batch, BatchEncoder
 from edge_app.outbox.deadletter import park
@@ -32,10 +34,16 @@ def lease_batch(
     event too large to fit alone goes alone); ``None`` when there is nothing to send.
     ``now_wall`` (Unix s) seeds the batch id."""
     while True:
-        rows: list[tuple[int, int, str]] = tables.conn.execute(
-            "SELECT seq, bytes, body FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
-            (max_events,),
-        ).fetchall()
+        try:
+            rows: list[tuple[int, int, str]] = tables.conn.execute(
+                "SELECT seq, bytes, body FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
+                (max_events,),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+            _park_undecodable(tables, max_events, now_wall)
+            continue
         dropped: dict[str, dict[str, int]] = {}
         for rule, severity, n in tables.conn.execute(
             "SELECT rule, severity, n FROM drops WHERE lease_id = ''"
@@ -80,6 +88,39 @@ def lease_batch(
                 count = 1
             taken = rows[:count]
         return _take(tables, encoder, device, batch_id, taken=taken, dropped=dropped)
+
+
+_ONE = "SELECT id, rule, body FROM events WHERE seq = ?"
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    """True if ``exc`` is Python's sqlite3 failing to decode stored text as UTF-8."""
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
+def _park_undecodable(tables: EventTables, limit: int, now_wall: float) -> None:
+    """Park the events among the next ``limit`` whose text is damaged in place (bytes changed
+    inside an intact page, which the startup check cannot see): left in the queue, they would
+    fail every lease and hold back every event behind them. Counted as drops."""
+    seqs = [
+        int(seq)
+        for (seq,) in tables.conn.execute(
+            "SELECT seq FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+    ]
+    bad = []
+    for seq in seqs:
+        try:
+            tables.conn.execute(
+                "SELECT id, rule, body FROM events WHERE seq = ?", (seq,)
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+            bad.append(seq)
+    if not bad:  # nothing to isolate: the error came from elsewhere
+        raise OutboxError("the outbox holds text that is not UTF-8 and it cannot be found")
+    park(tables, bad, "its stored text is damaged (not UTF-8)", now_wall, raw=True)
 
 
 def _take(

@@ -1,0 +1,304 @@
+"""Every readable row of a damaged outbox file, table by table (``scan_rows``).
+
+Three passes over a ``pages.PageImage`` (the file with its usable WAL frames):
+
+1. The schema, from the b-tree rooted at page 1 (it survives a damaged file header).
+2. Each wanted table's b-tree from its root page, and each of its indexes. A damaged page loses
+   the rows on it (and, for an interior page, the link to the pages below it); every other page
+   is read. An index names the rowids its table held, so rows lost are counted, not guessed.
+3. Only if a table with an ``INTEGER PRIMARY KEY`` (events, dead letters, lane rows) lost pages,
+   or the schema itself is unreadable: every leaf page no tree reached (cut off below a damaged
+   interior page) and not on the freelist, matched to that table by the shape of its rows.
+
+A row counts only if its values fit its table's columns (storage class per declared type, NOT
+NULL, the rowid alias stored as NULL); a cell that does not decode or fit is *invalid*: its rowid
+is known, its content is not. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Column", "RowScan", "TableRows", "columns_of", "scan_rows"]
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_app.outbox.pages import (
+    INDEX_INTERIOR,
+    INDEX_LEAF,
+    TABLE_INTERIOR,
+    TABLE_LEAF,
+    BTreePage,
+    DamageError,
+    PageImage,
+    Value,
+    btree_page,
+    payload,
+    record,
+)
+from edge_app.outbox.wal import WalScan
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column as ``PRAGMA table_info`` describes it, reduced to what a stored value must
+    satisfy: SQLite's affinity (``INTEGER``, ``REAL``, ``TEXT``, ``NUMERIC``, ``BLOB``)."""
+
+    name: str
+    affinity: str
+    notnull: bool
+    has_default: bool
+    rowid: bool
+    """The ``INTEGER PRIMARY KEY``: stored as NULL, its value is the cell's rowid."""
+
+    def fits(self, value: Value) -> bool:
+        if value is None:
+            return self.rowid or not self.notnull
+        if self.rowid:
+            return False
+        if self.affinity == "INTEGER":
+            return type(value) is int
+        if self.affinity == "REAL":
+            return type(value) in (int, float)  # whole reals are stored as integers
+        if self.affinity == "TEXT":
+            return type(value) in (str, bytes)  # a blob is allowed in any column
+        return True
+
+
+def columns_of(conn: sqlite3.Connection, table: str) -> tuple[Column, ...]:
+    """``table``'s columns in ``conn``'s database (empty if it has no such table)."""
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    keys = [row for row in info if row[5]]
+    return tuple(
+        Column(
+            name=str(name),
+            affinity=_affinity(str(kind)),
+            notnull=bool(notnull),
+            has_default=default is not None,
+            rowid=bool(pk) and len(keys) == 1 and str(kind).upper() == "INTEGER",
+        )
+        for _, name, kind, notnull, default, pk in info
+    )
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's rules for a column's affinity from its declared type (datatype3.html 3.1)."""
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def fits(values: Sequence[Value], columns: Sequence[Column]) -> bool:
+    """True if ``values`` (a record) can be a row of a table with ``columns``. A record may be
+    shorter than the table (columns added later take their default), never longer."""
+    if not 0 < len(values) <= len(columns):
+        return False
+    if not all(c.fits(v) for c, v in zip(columns, values, strict=False)):
+        return False
+    return all(c.has_default or not c.notnull for c in columns[len(values) :])
+
+
+@dataclass(slots=True)
+class TableRows:
+    """What was read of one table. ``rows`` maps rowid -> stored values (the rowid alias column
+    holds None there, as on disk)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    rows: dict[int, tuple[Value, ...]] = field(default_factory=dict)
+    invalid: set[int] = field(default_factory=set)
+    """Rowids of cells found whose content did not decode or fit."""
+    complete: bool = False
+    """Its whole b-tree was read: no page or cell of it was damaged."""
+    indexed: set[int] = field(default_factory=set)
+    """Rowids its indexes name (every row it held, if ``index_complete``)."""
+    index_complete: bool = False
+    """One of its indexes was read whole, so ``indexed`` lists every row it held."""
+
+    @property
+    def aliased(self) -> bool:
+        """It has an ``INTEGER PRIMARY KEY``: its rowids mean something (seq, lane row id)."""
+        return any(c.rowid for c in self.columns)
+
+    def lost(self) -> set[int]:
+        """Rowids known to have been stored whose rows could not be read."""
+        return (self.indexed | self.invalid) - self.rows.keys()
+
+
+@dataclass(slots=True)
+class RowScan:
+    """The result of ``scan_rows``."""
+
+    tables: dict[str, TableRows]
+    wal: WalScan
+    header_ok: bool
+    schema_ok: bool
+    damaged_pages: list[int] = field(default_factory=list)
+    """Pages reached through a tree that could not be read (damaged), in the order met."""
+    orphan_rows: int = 0
+    """Rows found on leaf pages cut off from their tree (pass 3)."""
+
+
+def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]]) -> RowScan:
+    """Read the tables ``wanted`` ({name: columns the salvaged rows go into}) from the damaged
+    file ``path`` and its ``-wal``. Raises ``OSError`` if the file cannot be read at all."""
+    with PageImage(path) as image:
+        visited: set[int] = set()
+        scan = RowScan({}, image.wal, image.header_ok, schema_ok=False)
+        schema = TableRows("sqlite_master", _MASTER)
+        _walk_table(image, 1, schema, visited, scan.damaged_pages)
+        scan.schema_ok = schema.complete
+        entries = [v for v in schema.rows.values() if len(v) == 5]
+        roots = {str(v[1]): v for v in entries if v[0] == "table"}
+        for name, columns in wanted.items():
+            entry = roots.get(name)
+            table = TableRows(name, _source_columns(entry, columns))
+            scan.tables[name] = table
+            if entry is None or type(entry[3]) is not int:
+                continue
+            _walk_table(image, entry[3], table, visited, scan.damaged_pages)
+            for index in entries:
+                if index[0] == "index" and index[2] == name and type(index[3]) is int:
+                    _walk_index(image, index[3], table, visited, scan.damaged_pages)
+        lost_pages = [t for t in scan.tables.values() if t.aliased and not t.complete]
+        if lost_pages:
+            scan.orphan_rows = _orphans(image, visited, lost_pages)
+    return scan
+
+
+_MASTER = tuple(
+    Column(name, affinity, False, False, False)
+    for name, affinity in (
+        ("type", "TEXT"),
+        ("name", "TEXT"),
+        ("tbl_name", "TEXT"),
+        ("rootpage", "INTEGER"),
+        ("sql", "TEXT"),
+    )
+)
+
+
+def _source_columns(
+    entry: tuple[Value, ...] | None, target: tuple[Column, ...]
+) -> tuple[Column, ...]:
+    """The damaged file's own column list for a table (its CREATE statement, parsed by an
+    in-memory SQLite), or ``target``'s when that is unreadable or not a plain CREATE TABLE."""
+    sql = entry[4] if entry is not None else None
+    if not isinstance(sql, str) or not sql.lstrip().upper().startswith("CREATE TABLE"):
+        return target
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.execute(sql)
+        name = str(entry[1]) if entry is not None else ""
+        return columns_of(scratch, f'"{name}"') or target
+    except sqlite3.Error:
+        return target
+    finally:
+        scratch.close()
+
+
+def _tree_page(image: PageImage, number: int, kinds: tuple[int, int]) -> BTreePage:
+    """Page ``number`` parsed, which must be one of ``kinds`` (table or index pages)."""
+    page = btree_page(image.page(number), number, image.usable)
+    if page.kind not in kinds:
+        raise DamageError(f"page {number} has type {page.kind}, not one of {kinds}")
+    return page
+
+
+def _walk_table(
+    image: PageImage, root: int, table: TableRows, visited: set[int], damaged: list[int]
+) -> None:
+    complete = True
+    stack = [root]
+    while stack:
+        number = stack.pop()
+        if number in visited:
+            complete = False  # reached twice: a damaged pointer
+            continue
+        visited.add(number)
+        try:
+            page = _tree_page(image, number, (TABLE_LEAF, TABLE_INTERIOR))
+        except DamageError:
+            damaged.append(number)
+            complete = False
+            continue
+        stack.extend(reversed(page.children))
+        for cell in page.cells if page.leaf else ():
+            try:
+                values = record(payload(image, cell, visited))
+            except DamageError:
+                values = ()
+            if fits(values, table.columns):
+                table.rows.setdefault(cell.key, values)
+            else:
+                table.invalid.add(cell.key)
+                complete = False
+    table.complete = complete
+
+
+def _walk_index(
+    image: PageImage, root: int, table: TableRows, visited: set[int], damaged: list[int]
+) -> None:
+    complete = True
+    stack = [root]
+    while stack:
+        number = stack.pop()
+        if number in visited:
+            complete = False
+            continue
+        visited.add(number)
+        try:
+            page = _tree_page(image, number, (INDEX_LEAF, INDEX_INTERIOR))
+        except DamageError:
+            damaged.append(number)
+            complete = False
+            continue
+        stack.extend(reversed(page.children))
+        for cell in page.cells:  # interior cells of an index hold entries too
+            try:
+                entry = record(payload(image, cell, visited))
+            except DamageError:
+                complete = False
+                continue
+            if entry and type(entry[-1]) is int:
+                table.indexed.add(entry[-1])
+            else:
+                complete = False
+    table.index_complete = table.index_complete or complete
+
+
+def _orphans(image: PageImage, visited: set[int], tables: list[TableRows]) -> int:
+    """Rows of ``tables`` on leaf pages no tree reached; returns how many were added."""
+    lock_page = (1 << 30) // image.page_size + 1  # the page holding SQLite's lock bytes
+    free = image.freelist or set()
+    found = 0
+    for number in range(2, image.pages + 1):
+        if number in visited or number in free or number == lock_page:
+            continue
+        try:
+            page = btree_page(image.page(number), number, image.usable)
+        except DamageError:
+            continue  # an overflow or free page, or damaged: nothing to take
+        if page.kind != TABLE_LEAF:
+            continue
+        seen: set[int] = set()
+        for cell in page.cells:
+            try:
+                values = record(payload(image, cell, seen))
+            except DamageError:
+                continue
+            for table in tables:
+                if fits(values, table.columns) and cell.key not in table.rows:
+                    table.rows[cell.key] = values
+                    found += 1
+                    break
+        visited |= seen
+    return found
