@@ -50,10 +50,13 @@ def open_box(path: Path, clock: FakeClock | None = None) -> Outbox:
     )
 
 
-def write_outbox(path: Path, n: int = 300, *, big_every: int = 50) -> Written:
+def write_outbox(
+    path: Path, n: int = 300, *, big_every: int = 50, wall: float = 1_790_000_000.0
+) -> Written:
     """``n`` events (every ``big_every``-th one 6 KB, so it spills to overflow pages), two
-    dead-lettered ones (so drops are pending), metrics and snapshot lane rows; closed."""
-    clock = FakeClock()
+    dead-lettered ones (so drops are pending), metrics and snapshot lane rows; closed. The
+    events are stamped from ``wall`` (Unix s) on, half a second apart."""
+    clock = FakeClock(wall=wall)
     with open_box(path, clock) as box:
         for i in range(n):
             pad = "z" * (6000 if big_every and i % big_every == 7 else 400 + i % 300)
@@ -64,9 +67,9 @@ def write_outbox(path: Path, n: int = 300, *, big_every: int = 50) -> Written:
         box.dead_letter(batch, "test: refused by the broker")
         events = {int(r[0]): json.loads(r[1]) for r in _rows(path, "SELECT seq, body FROM events")}
     with LaneStore(path, "metrics", clock=clock) as metrics:
-        metrics.add([(1.79e9 + i, json.dumps({"n": "Frames", "v": i})) for i in range(40)])
+        metrics.add([(wall + i, json.dumps({"n": "Frames", "v": i})) for i in range(40)])
     with LaneStore(path, "snapshots") as snaps:
-        snaps.add([(1.79e9, json.dumps({"event_id": "x", "file": "a.jpg", "bytes": 10}))])
+        snaps.add([(wall, json.dumps({"event_id": "x", "file": "a.jpg", "bytes": 10}))])
     return Written(events, lane_rows=41, drops=2, dead_letters=2)
 
 
@@ -93,7 +96,8 @@ def wal_pages(path: Path) -> list[int]:
     """The page number of each frame of ``path``'s WAL, in order (frame 1 first)."""
     data = path.with_name(path.name + "-wal").read_bytes()
     step = 24 + PAGE
-    return [int.from_bytes(data[at : at + 4], "big") for at in range(32, len(data) - step + 1, step)]
+    starts = range(32, len(data) - step + 1, step)
+    return [int.from_bytes(data[at : at + 4], "big") for at in starts]
 
 
 def damage_wal_frame(path: Path, frame: int) -> None:
