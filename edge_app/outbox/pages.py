@@ -88,23 +88,29 @@ class PageImage:
     """The pages of the database at ``db`` with its ``-wal`` applied as far as it is usable."""
 
     def __init__(self, db: Path) -> None:
+        """Raises ``OSError`` if ``db`` cannot be read; damage never raises here."""
+        self._wal: BinaryIO | None = None
         self._file: BinaryIO = db.open("rb")
         try:
-            self._size = self._file.seek(0, 2)
-            self._file.seek(0)
-            main = header_page_size(self._file.read(100))
-            wal_path = db.with_name(db.name + "-wal")
-            self.wal: WalScan = scan_wal(wal_path, main)
-            size = self.wal.page_size or main
-            self.page_size = size if valid_page_size(size) else self._guess_page_size()
-            self._wal: BinaryIO | None = wal_path.open("rb") if self.wal.frames else None
+            self._load(db)
         except BaseException:
             self.close()
             raise
+
+    def _load(self, db: Path) -> None:
+        size = self._file.seek(0, 2)
+        self._file.seek(0)
+        main = header_page_size(self._file.read(100))
+        wal_path = db.with_name(db.name + "-wal")
+        self.wal: WalScan = scan_wal(wal_path, main)
+        self.page_size = self.wal.page_size or main or self._guess_page_size()
+        if self.wal.frames:
+            self._wal = wal_path.open("rb")
         self.usable = self.page_size
-        self.pages = self._size // self.page_size
+        self.pages = size // self.page_size
+        """Pages in the database (the last commit's size, else the header's or the file's)."""
         self.freelist: set[int] | None = None
-        """Pages on the freelist (their old rows are not live); None: the header is damaged."""
+        """Pages on the freelist (their old rows are not live); None: not known (damage)."""
         try:
             first = self.page(1)
         except DamageError:
@@ -122,8 +128,7 @@ class PageImage:
 
     def close(self) -> None:
         self._file.close()
-        if getattr(self, "_wal", None) is not None:
-            assert self._wal is not None
+        if self._wal is not None:
             self._wal.close()
 
     def __enter__(self) -> Self:
@@ -244,9 +249,9 @@ def _cell(data: bytes, kind: int, at: int, usable: int) -> Cell:
     if size < 0:
         raise DamageError("a cell's payload size is negative")
     local = _local_size(size, usable, table=kind == TABLE_LEAF)
-    overflow = _u32(data, at + local) if local < size else 0
-    if at + local > usable:
+    if at + local + (4 if local < size else 0) > usable:
         raise DamageError("a cell runs past its page")
+    overflow = _u32(data, at + local) if local < size else 0
     return Cell(child, key, size, data[at : at + local], overflow)
 
 

@@ -11,8 +11,10 @@ Three passes over a ``pages.PageImage`` (the file with its usable WAL frames):
    interior page) and not on the freelist, matched to that table by the shape of its rows.
 
 A row counts only if its values fit its table's columns (storage class per declared type, NOT
-NULL, the rowid alias stored as NULL); a cell that does not decode or fit is *invalid*: its rowid
-is known, its content is not. Nothing here writes anything.
+NULL, the rowid alias stored as NULL) and the caller's ``take`` accepts it; a cell that does not
+decode, fit or pass is *invalid*: its rowid is known, its content is not. Rows are handed to
+``take`` as they are read, never all held at once (an outbox holds hundreds of megabytes).
+Nothing here writes to the file.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 __all__ = ["Column", "RowScan", "TableRows", "columns_of", "scan_rows"]
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from edge_app.outbox.pages import (
     TABLE_INTERIOR,
     TABLE_LEAF,
     BTreePage,
+    Cell,
     DamageError,
     PageImage,
     Value,
@@ -108,14 +111,15 @@ def fits(values: Sequence[Value], columns: Sequence[Column]) -> bool:
 
 @dataclass(slots=True)
 class TableRows:
-    """What was read of one table. ``rows`` maps rowid -> stored values (the rowid alias column
-    holds None there, as on disk)."""
+    """What was read of one table: the rowids of the rows taken, and what is known of the rest."""
 
     name: str
     columns: tuple[Column, ...]
-    rows: dict[int, tuple[Value, ...]] = field(default_factory=dict)
+    """The damaged file's own columns (its CREATE statement), else the target's."""
+    seen: set[int] = field(default_factory=set)
+    """Rowids of the rows handed to ``take`` and accepted."""
     invalid: set[int] = field(default_factory=set)
-    """Rowids of cells found whose content did not decode or fit."""
+    """Rowids of cells found whose content did not decode, fit or pass ``take``."""
     complete: bool = False
     """Its whole b-tree was read: no page or cell of it was damaged."""
     indexed: set[int] = field(default_factory=set)
@@ -130,7 +134,12 @@ class TableRows:
 
     def lost(self) -> set[int]:
         """Rowids known to have been stored whose rows could not be read."""
-        return (self.indexed | self.invalid) - self.rows.keys()
+        return (self.indexed | self.invalid) - self.seen
+
+
+Take = Callable[[TableRows, int, tuple[Value, ...]], bool]
+"""Receives one row read (its table, rowid and stored values, the rowid alias column None as on
+disk); returns False to reject it as damaged. Each rowid of a table is offered until taken."""
 
 
 @dataclass(slots=True)
@@ -147,16 +156,21 @@ class RowScan:
     """Rows found on leaf pages cut off from their tree (pass 3)."""
 
 
-def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]]) -> RowScan:
+def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]], take: Take) -> RowScan:
     """Read the tables ``wanted`` ({name: columns the salvaged rows go into}) from the damaged
-    file ``path`` and its ``-wal``. Raises ``OSError`` if the file cannot be read at all."""
+    file ``path`` and its ``-wal``, handing each row to ``take``. Raises ``OSError`` if the
+    file cannot be read at all."""
     with PageImage(path) as image:
-        visited: set[int] = set()
-        scan = RowScan({}, image.wal, image.header_ok, schema_ok=False)
+        reader = _Reader(image)
+        entries: list[tuple[Value, ...]] = []
+
+        def keep(_: TableRows, __: int, values: tuple[Value, ...]) -> bool:
+            entries.append(values)
+            return True
+
         schema = TableRows("sqlite_master", _MASTER)
-        _walk_table(image, 1, schema, visited, scan.damaged_pages)
-        scan.schema_ok = schema.complete
-        entries = [v for v in schema.rows.values() if len(v) == 5]
+        reader.table(1, schema, keep)
+        scan = RowScan({}, image.wal, image.header_ok, schema.complete, reader.damaged)
         roots = {str(v[1]): v for v in entries if v[0] == "table"}
         for name, columns in wanted.items():
             entry = roots.get(name)
@@ -164,13 +178,13 @@ def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]]) -> RowScan:
             scan.tables[name] = table
             if entry is None or type(entry[3]) is not int:
                 continue
-            _walk_table(image, entry[3], table, visited, scan.damaged_pages)
+            reader.table(entry[3], table, take)
             for index in entries:
                 if index[0] == "index" and index[2] == name and type(index[3]) is int:
-                    _walk_index(image, index[3], table, visited, scan.damaged_pages)
-        lost_pages = [t for t in scan.tables.values() if t.aliased and not t.complete]
-        if lost_pages:
-            scan.orphan_rows = _orphans(image, visited, lost_pages)
+                    reader.index(index[3], table)
+        broken = [t for t in scan.tables.values() if t.aliased and not t.complete]
+        if broken:
+            scan.orphan_rows = reader.orphans(broken, take)
     return scan
 
 
@@ -213,92 +227,97 @@ def _tree_page(image: PageImage, number: int, kinds: tuple[int, int]) -> BTreePa
     return page
 
 
-def _walk_table(
-    image: PageImage, root: int, table: TableRows, visited: set[int], damaged: list[int]
-) -> None:
-    complete = True
-    stack = [root]
-    while stack:
-        number = stack.pop()
-        if number in visited:
-            complete = False  # reached twice: a damaged pointer
-            continue
-        visited.add(number)
-        try:
-            page = _tree_page(image, number, (TABLE_LEAF, TABLE_INTERIOR))
-        except DamageError:
-            damaged.append(number)
-            complete = False
-            continue
-        stack.extend(reversed(page.children))
-        for cell in page.cells if page.leaf else ():
-            try:
-                values = record(payload(image, cell, visited))
-            except DamageError:
-                values = ()
-            if fits(values, table.columns):
-                table.rows.setdefault(cell.key, values)
-            else:
-                table.invalid.add(cell.key)
-                complete = False
-    table.complete = complete
+class _Reader:
+    """Walks the trees of one ``PageImage``, remembering every page it used (``visited``:
+    b-tree and overflow pages) and every page it could not read (``damaged``)."""
 
+    def __init__(self, image: PageImage) -> None:
+        self.image = image
+        self.visited: set[int] = set()
+        self.damaged: list[int] = []
 
-def _walk_index(
-    image: PageImage, root: int, table: TableRows, visited: set[int], damaged: list[int]
-) -> None:
-    complete = True
-    stack = [root]
-    while stack:
-        number = stack.pop()
-        if number in visited:
-            complete = False
-            continue
-        visited.add(number)
-        try:
-            page = _tree_page(image, number, (INDEX_LEAF, INDEX_INTERIOR))
-        except DamageError:
-            damaged.append(number)
-            complete = False
-            continue
-        stack.extend(reversed(page.children))
-        for cell in page.cells:  # interior cells of an index hold entries too
-            try:
-                entry = record(payload(image, cell, visited))
-            except DamageError:
+    def table(self, root: int, table: TableRows, take: Take) -> None:
+        """Offer every row of the table tree at ``root`` to ``take``."""
+        complete = True
+        for page in self._tree(root, (TABLE_LEAF, TABLE_INTERIOR)):
+            if page is None:
                 complete = False
                 continue
-            if entry and type(entry[-1]) is int:
-                table.indexed.add(entry[-1])
-            else:
+            for cell in page.cells if page.leaf else ():
+                complete &= _offer(table, cell.key, self._record(cell, self.visited), take)
+        table.complete = complete
+
+    def index(self, root: int, table: TableRows) -> None:
+        """Note every rowid the index tree at ``root`` (an index of ``table``) names."""
+        complete = True
+        for page in self._tree(root, (INDEX_LEAF, INDEX_INTERIOR)):
+            if page is None:
                 complete = False
-    table.index_complete = table.index_complete or complete
-
-
-def _orphans(image: PageImage, visited: set[int], tables: list[TableRows]) -> int:
-    """Rows of ``tables`` on leaf pages no tree reached; returns how many were added."""
-    lock_page = (1 << 30) // image.page_size + 1  # the page holding SQLite's lock bytes
-    free = image.freelist or set()
-    found = 0
-    for number in range(2, image.pages + 1):
-        if number in visited or number in free or number == lock_page:
-            continue
-        try:
-            page = btree_page(image.page(number), number, image.usable)
-        except DamageError:
-            continue  # an overflow or free page, or damaged: nothing to take
-        if page.kind != TABLE_LEAF:
-            continue
-        seen: set[int] = set()
-        for cell in page.cells:
-            try:
-                values = record(payload(image, cell, seen))
-            except DamageError:
                 continue
-            for table in tables:
-                if fits(values, table.columns) and cell.key not in table.rows:
-                    table.rows[cell.key] = values
-                    found += 1
-                    break
-        visited |= seen
-    return found
+            for cell in page.cells:  # interior cells of an index hold entries too
+                entry = self._record(cell, self.visited)
+                if entry and type(entry[-1]) is int:
+                    table.indexed.add(entry[-1])
+                else:
+                    complete = False
+        table.index_complete = table.index_complete or complete
+
+    def orphans(self, tables: list[TableRows], take: Take) -> int:
+        """Offer the rows on table leaf pages no tree reached (and not free) to the first of
+        ``tables`` whose columns they fit; returns how many were taken."""
+        image = self.image
+        lock_page = (1 << 30) // image.page_size + 1  # the page holding SQLite's lock bytes
+        skip = self.visited | (image.freelist or set()) | {lock_page}
+        found = 0
+        for number in range(2, image.pages + 1):
+            if number in skip:
+                continue
+            try:
+                page = _tree_page(image, number, (TABLE_LEAF, TABLE_LEAF))
+            except DamageError:
+                continue  # an overflow or free page, another kind, or damaged: nothing to take
+            used: set[int] = set()
+            for cell in page.cells:
+                values = self._record(cell, used)
+                fitting = [t for t in tables if values is not None and fits(values, t.columns)]
+                if fitting and cell.key not in fitting[0].seen:
+                    found += _offer(fitting[0], cell.key, values, take)
+            skip |= used
+
+        return found
+
+    def _tree(self, root: int, kinds: tuple[int, int]) -> Iterator[BTreePage | None]:
+        """The pages of the tree at ``root``, parents first, left to right; None for a page
+        that could not be read (or is reached twice: a damaged pointer)."""
+        stack = [root]
+        while stack:
+            number = stack.pop()
+            if number in self.visited:
+                yield None
+                continue
+            self.visited.add(number)
+            try:
+                page = _tree_page(self.image, number, kinds)
+            except DamageError:
+                self.damaged.append(number)
+                yield None
+                continue
+            stack.extend(reversed(page.children))
+            yield page
+
+    def _record(self, cell: Cell, used: set[int]) -> tuple[Value, ...] | None:
+        try:
+            return record(payload(self.image, cell, used))
+        except DamageError:
+            return None
+
+
+def _offer(table: TableRows, key: int, values: tuple[Value, ...] | None, take: Take) -> bool:
+    """Hand one row to ``take``; False if it is damaged (or its rowid was seen already)."""
+    if key in table.seen:
+        return False  # the same rowid twice: a damaged tree
+    if values is not None and fits(values, table.columns) and take(table, key, values):
+        table.seen.add(key)
+        return True
+    table.invalid.add(key)
+    return False

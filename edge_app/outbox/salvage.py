@@ -29,6 +29,7 @@ from __future__ import annotations
 
 __all__ = ["SalvageReport", "salvage_into", "salvaged_key", "seq_ranges"]
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable
@@ -73,6 +74,16 @@ class SalvageReport:
     """Where seq continues: the next event stored gets ``last_seq + 1``."""
     error: str = ""
     """Why nothing could be copied (the target could not be written); empty on success."""
+
+    @property
+    def salvaged_rows(self) -> dict[str, int]:
+        """Rows copied, by table ("events", "lane_rows"), for metrics."""
+        return {"events": self.events, "lane_rows": self.lane_rows}
+
+    @property
+    def lost_rows(self) -> dict[str, int]:
+        """Rows known lost, by table ("events", "lane_rows"), for metrics."""
+        return {"events": self.unreadable, "lane_rows": self.lane_unreadable}
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -128,12 +139,11 @@ def salvage_into(
     if ``target`` cannot be written; nothing is half copied."""
     ensure_lane_tables(target)
     into = {name: columns_of(target, name) for name in TABLES}
-    scan = scan_rows(source, into)
     target.execute("BEGIN IMMEDIATE")
     try:
-        report = _Copy(scan, target, into).run(
-            str(kept_at or source), problem, reserved_seq=reserved_seq
-        )
+        copy = _Copy(target, into)
+        scan = scan_rows(source, into, copy.take)
+        report = copy.report(scan, str(kept_at or source), problem, reserved_seq=reserved_seq)
         if pending:
             _set_meta(target, "recovery", json.dumps(report.to_json()))
         # Remembered so that salvaging the same file again is refused (``salvage_file``).
@@ -163,148 +173,153 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class _Copy:
-    """One salvage's copying, inside the caller's transaction."""
+    """One salvage's copying, row by row as the scan reads them, inside the caller's
+    transaction on ``db`` (the target, whose columns are ``into``)."""
 
-    def __init__(
-        self, scan: RowScan, target: sqlite3.Connection, into: dict[str, tuple[Column, ...]]
-    ) -> None:
-        self.scan, self.db, self.into = scan, target, into
+    def __init__(self, db: sqlite3.Connection, into: dict[str, tuple[Column, ...]]) -> None:
+        self.db, self.into = db, into
+        self.copied: set[int] = set()
+        self.present: set[int] = set()
+        self.conflicts: set[int] = set()
+        self.lane_rows = self.dead_letters = self.drops = 0
+        self.source_last_seq: int | None = None
+        self._lanes_held: set[tuple[str, float, bytes]] | None = None
+        self._take = {
+            "events": self._event,
+            "dead_letter": self._dead_letter,
+            "lane_rows": self._lane_row,
+            "meta": self._meta,
+            "drops": self._drop,
+            "lane_drops": self._lane_drop,
+        }
 
-    def run(self, kept_at: str, problem: str, *, reserved_seq: int) -> SalvageReport:
-        events = self.scan.tables["events"]
-        before = self._last_seq()
-        copied, present, conflicts, invalid = self._events(events)
-        known_lost = (events.lost() | invalid) - copied - present - conflicts
-        issued = self._source_last_seq()
-        seen = copied | present | conflicts | known_lost
-        last_issued = issued if issued is not None else max(seen, default=0)
-        exact = (events.complete or events.index_complete) and not self.scan.wal.damaged
+    def take(self, table: TableRows, rowid: int, values: tuple[Value, ...]) -> bool:
+        """``rowscan.Take``: copy one row of ``table``; False if it is damaged."""
+        names = {c.name for c in self.into[table.name]}
+        row = {
+            c.name: rowid if c.rowid else v
+            for c, v in zip(table.columns, values, strict=False)
+            if c.name in names  # the target's own column names, never the file's other text
+        }
+        return self._take[table.name](rowid, row)
+
+    def _event(self, seq: int, row: dict[str, Value]) -> bool:
+        if not _event_ok(row, seq):
+            return False
+        row["lease_id"] = None  # leases are void: the batch is sent again
+        held = self.db.execute("SELECT id FROM events WHERE seq = ?", (seq,)).fetchone()
+        if held is not None:
+            (self.present if held[0] == row["id"] else self.conflicts).add(seq)
+        elif self.db.execute("SELECT 1 FROM events WHERE id = ?", (row["id"],)).fetchone():
+            self.present.add(seq)
+        else:
+            _insert(self.db, "events", row)
+            self.copied.add(seq)
+        return True
+
+    def _dead_letter(self, seq: int, row: dict[str, Value]) -> bool:
+        if not _body_ok(row.get("body")):
+            return False
+        if self.db.execute("SELECT 1 FROM dead_letter WHERE seq = ?", (seq,)).fetchone() is None:
+            _insert(self.db, "dead_letter", row)
+            self.dead_letters += 1
+        return True
+
+    def _lane_row(self, rowid: int, row: dict[str, Value]) -> bool:
+        body = row.get("body")
+        if not _body_ok(body):
+            return False
+        if self._lanes_held is None:  # what the target holds already (none at startup)
+            self._lanes_held = {
+                _lane_key(lane, ts, held)
+                for lane, ts, held in self.db.execute("SELECT lane, ts, body FROM lane_rows")
+            }
+        key = _lane_key(row.get("lane"), row.get("ts"), body)
+        if key in self._lanes_held:
+            return True
+        if self.db.execute("SELECT 1 FROM lane_rows WHERE id = ?", (rowid,)).fetchone():
+            del row["id"]  # taken in the target: a new id, after its rows
+        _insert(self.db, "lane_rows", row)
+        self._lanes_held.add(key)
+        self.lane_rows += 1
+        return True
+
+    def _meta(self, _: int, row: dict[str, Value]) -> bool:
+        value = row.get("value")
+        if row.get("key") == "last_seq" and isinstance(value, str) and value.isdigit():
+            self.source_last_seq = int(value)
+        return True
+
+    def _drop(self, _: int, row: dict[str, Value]) -> bool:
+        n = row.get("n")
+        if type(n) is not int or n < 0:
+            return False
+        # Counts that rode in a batch never acknowledged are pending again.
+        self.db.execute(
+            "INSERT INTO drops (rule, severity, lease_id, n) VALUES (?, ?, '', ?)"
+            " ON CONFLICT (rule, severity, lease_id) DO UPDATE SET n = n + excluded.n",
+            (row.get("rule"), row.get("severity"), n),
+        )
+        self.drops += n
+        return True
+
+    def _lane_drop(self, _: int, row: dict[str, Value]) -> bool:
+        n = row.get("n")
+        if type(n) is not int or n < 0:
+            return False
+        self.db.execute(
+            "INSERT INTO lane_drops (lane, n) VALUES (?, ?)"
+            " ON CONFLICT (lane) DO UPDATE SET n = n + excluded.n",
+            (row.get("lane"), n),
+        )
+        return True
+
+    def report(
+        self, scan: RowScan, kept_at: str, problem: str, *, reserved_seq: int
+    ) -> SalvageReport:
+        """The report of the copy, once ``scan`` is over; sets the target's ``last_seq``."""
+        events, lanes = scan.tables["events"], scan.tables["lane_rows"]
+        had = self.copied | self.present | self.conflicts
+        known_lost = events.lost()
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        before = int(row[0]) if row else 0
+        seen = had | known_lost
+        last_issued = self.source_last_seq
+        if last_issued is None:
+            last_issued = max(seen, default=0)
+        exact = (events.complete or events.index_complete) and not scan.wal.damaged
         lost = seq_ranges(known_lost)
-        if not exact:
-            lost = seq_ranges(known_lost) + _gaps(copied | present | conflicts, 1, last_issued)
+        if not exact:  # name every seq unaccounted for: the cloud has the ones delivered
+            lost += _gaps(had, 1, last_issued)
         new_last = max(before, last_issued, max(seen, default=0), reserved_seq)
         if new_last > before:
             _set_meta(self.db, "last_seq", str(new_last))
         floor = max(last_issued, before)
-        lane_rows, lane_lost = self._lanes(self.scan.tables["lane_rows"])
         return SalvageReport(
             kept_at=kept_at,
             problem=problem,
-            events=len(copied),
+            events=len(self.copied),
             unreadable=len(known_lost),
             exact=exact,
             seq_lost=tuple(_cap(_merge(lost))),
             seq_skipped=(floor + 1, new_last) if new_last > floor else None,
-            present=len(present),
-            conflicts=len(conflicts),
-            lane_rows=lane_rows,
-            lane_unreadable=lane_lost,
-            dead_letter=self._dead_letters(self.scan.tables["dead_letter"]),
-            drops=self._drops(),
-            damaged_pages=tuple(self.scan.damaged_pages[:20]),
-            wal_frames_skipped=len(self.scan.wal.damaged),
+            present=len(self.present),
+            conflicts=len(self.conflicts),
+            lane_rows=self.lane_rows,
+            lane_unreadable=len(lanes.lost()),
+            dead_letter=self.dead_letters,
+            drops=self.drops,
+            damaged_pages=tuple(scan.damaged_pages[:20]),
+            wal_frames_skipped=len(scan.wal.damaged),
             last_seq=new_last,
         )
 
-    def _events(self, table: TableRows) -> tuple[set[int], set[int], set[int], set[int]]:
-        copied: set[int] = set()
-        present: set[int] = set()
-        conflicts: set[int] = set()
-        invalid: set[int] = set()
-        for seq, row in _rows(table, self.into["events"], "seq"):
-            if not _event_ok(row, seq):
-                invalid.add(seq)
-                continue
-            row["lease_id"] = None  # leases are void: the batch is sent again
-            held = self.db.execute("SELECT id FROM events WHERE seq = ?", (seq,)).fetchone()
-            if held is not None:
-                (present if held[0] == row["id"] else conflicts).add(seq)
-            elif self.db.execute("SELECT 1 FROM events WHERE id = ?", (row["id"],)).fetchone():
-                present.add(seq)
-            else:
-                _insert(self.db, "events", row)
-                copied.add(seq)
-        return copied, present, conflicts, invalid
 
-    def _dead_letters(self, table: TableRows) -> int:
-        n = 0
-        for seq, row in _rows(table, self.into["dead_letter"], "seq"):
-            held = self.db.execute("SELECT 1 FROM dead_letter WHERE seq = ?", (seq,)).fetchone()
-            if held is None and _body_ok(row.get("body")):
-                _insert(self.db, "dead_letter", row)
-                n += 1
-        return n
-
-    def _lanes(self, table: TableRows) -> tuple[int, int]:
-        held = {
-            (str(lane), float(ts), body)
-            for lane, ts, body in self.db.execute("SELECT lane, ts, body FROM lane_rows")
-        }
-        taken: set[int] = set()
-        bad: set[int] = set()
-        for rowid, row in _rows(table, self.into["lane_rows"], "id"):
-            key = (str(row.get("lane")), float(row.get("ts") or 0.0), row.get("body"))
-            if not _body_ok(row.get("body")):
-                bad.add(rowid)
-                continue
-            taken.add(rowid)
-            if key not in held:
-                del row["id"]  # the target numbers its own rows; order is kept
-                _insert(self.db, "lane_rows", row)
-                held.add(key)
-        copied = len(taken)
-        lost = len((table.lost() | bad) - taken)
-        for lane, n in _values(self.scan.tables["lane_drops"], 2):
-            if type(n) is int and n > 0:
-                self.db.execute(
-                    "INSERT INTO lane_drops (lane, n) VALUES (?, ?)"
-                    " ON CONFLICT (lane) DO UPDATE SET n = n + excluded.n",
-                    (lane, n),
-                )
-        return copied, lost
-
-    def _drops(self) -> int:
-        total = 0
-        for rule, severity, _lease, n in _values(self.scan.tables["drops"], 4):
-            if type(n) is int and n > 0:
-                # Counts that rode in a batch never acknowledged are pending again.
-                self.db.execute(
-                    "INSERT INTO drops (rule, severity, lease_id, n) VALUES (?, ?, '', ?)"
-                    " ON CONFLICT (rule, severity, lease_id) DO UPDATE SET n = n + excluded.n",
-                    (rule, severity, n),
-                )
-                total += n
-        return total
-
-    def _last_seq(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-        (top,) = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return max(int(row[0]) if row else 0, int(top))
-
-    def _source_last_seq(self) -> int | None:
-        for key, value in _values(self.scan.tables["meta"], 2):
-            if key == "last_seq" and isinstance(value, str) and value.isdigit():
-                return int(value)
-        return None
-
-
-def _rows(
-    table: TableRows, into: tuple[Column, ...], alias: str
-) -> Iterable[tuple[int, dict[str, Value]]]:
-    """``table``'s rows in rowid order as {column: value} for the target's columns ``into``
-    (the damaged file's other columns are dropped), the rowid in column ``alias``."""
-    names = [c.name for c in table.columns]
-    wanted = {c.name for c in into}
-    for rowid in sorted(table.rows):
-        row = {k: v for k, v in zip(names, table.rows[rowid], strict=False) if k in wanted}
-        row[alias] = rowid
-        yield rowid, row
-
-
-def _values(table: TableRows, width: int) -> Iterable[tuple[Value, ...]]:
-    for values in table.rows.values():
-        if len(values) >= width:
-            yield values[:width]
+def _lane_key(lane: Value, ts: Value, body: Value) -> tuple[str, float, bytes]:
+    """A lane row's identity for de-duplication: lane, time and a digest of its body."""
+    raw = body if isinstance(body, bytes) else str(body).encode()
+    stamp = float(ts) if isinstance(ts, int | float) else 0.0
+    return str(lane), stamp, hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _insert(db: sqlite3.Connection, table: str, row: dict[str, Value]) -> None:

@@ -364,8 +364,8 @@ class Outbox:
                 leased_bytes=self._t.leased_bytes,
                 dropped=int(dropped),
                 dropped_total=dict(self._t.dropped_total),
-                salvaged=_salvaged(self.recovery),
-                unreadable=_unreadable(self.recovery),
+                salvaged=self.recovery.salvaged_rows if self.recovery else {},
+                unreadable=self.recovery.lost_rows if self.recovery else {},
             )
 
     # -- internals -------------------------------------------------------------------------
@@ -415,15 +415,3 @@ class Outbox:
     def _check_open(self) -> None:
         if self._closed:
             raise OutboxError(f"outbox {self._path} is closed: open a new Outbox")
-
-
-def _salvaged(report: SalvageReport | None) -> dict[str, int]:
-    if report is None:
-        return {}
-    return {"events": report.events, "lane_rows": report.lane_rows}
-
-
-def _unreadable(report: SalvageReport | None) -> dict[str, int]:
-    if report is None:
-        return {}
-    return {"events": report.unreadable, "lane_rows": report.lane_unreadable}

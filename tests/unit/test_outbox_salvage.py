@@ -18,8 +18,9 @@ import pytest
 
 from edge_app.clock import FakeClock
 from edge_app.outbox import LaneStore, SalvageReport
+from edge_app.outbox.pages import Value
 from edge_app.outbox.recovery import SEQ_BLOCK
-from edge_app.outbox.rowscan import columns_of, scan_rows
+from edge_app.outbox.rowscan import TableRows, columns_of, scan_rows
 from edge_app.outbox.salvage import TABLES, salvage_into, seq_ranges
 from edge_app.outbox.schema import open_db
 from tests.factories import make_event
@@ -152,23 +153,28 @@ def test_sound_file_reads_the_same_as_sqlite(tmp_path: Path) -> None:
         }
     finally:
         conn.close()
-    scan = scan_rows(db, wanted)
+    got: dict[str, dict[int, tuple[Value, ...]]] = {t: {} for t in TABLES}
+
+    def take(table: TableRows, rowid: int, values: tuple[Value, ...]) -> bool:
+        alias = [c.rowid for c in table.columns]
+        got[table.name][rowid] = tuple(
+            rowid if a else v for a, v in zip(alias, values, strict=True)
+        )
+        return True
+
+    scan = scan_rows(db, wanted, take)
     assert (scan.header_ok, scan.schema_ok, scan.damaged_pages) == (True, True, [])
+    assert sum(len(rows) for rows in expected.values()) > 900
     for table in TABLES:
-        rows = scan.tables[table]
-        alias = [i for i, c in enumerate(rows.columns) if c.rowid]
-        got = {
-            k: tuple(k if i in alias else v for i, v in enumerate(values))
-            for k, values in rows.rows.items()
-        }
-        # SQLite returns REAL columns as floats; the file stores whole ones as integers.
-        want = {
-            k: tuple(float(v) if isinstance(g, int) and isinstance(v, float) else g for g, v in
-                     zip(got.get(k, ()), values, strict=False))
-            for k, values in expected[table].items()
-        }  # fmt: skip
-        assert got == want, table
-        assert rows.complete
+        assert got[table].keys() == expected[table].keys(), table
+        for rowid, want in expected[table].items():
+            # SQLite returns REAL columns as floats; the file stores whole ones as integers.
+            have = tuple(
+                float(g) if isinstance(w, float) and type(g) is int else g
+                for g, w in zip(got[table][rowid], want, strict=True)
+            )
+            assert have == want, (table, rowid)
+        assert scan.tables[table].complete
 
 
 @pytest.mark.parametrize("where", ["page written again later", "last image of an event leaf"])
