@@ -335,6 +335,8 @@ def _value(data: bytes, at: int, kind: int) -> tuple[Value, int]:
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
+    if at < len(data) and data[at] < 0x80:
+        return data[at], at + 1  # most are one byte: serial types, small sizes
     value = 0
     for i in range(9):
         if at + i >= len(data):

@@ -180,6 +180,8 @@ def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]], take: Take) 
                 continue
             reader.table(entry[3], table, take)
             for index in entries:
+                if table.index_complete:
+                    break  # one whole index names every row: the others add nothing
                 if index[0] == "index" and index[2] == name and type(index[3]) is int:
                     reader.index(index[3], table)
         broken = [t for t in scan.tables.values() if t.aliased and not t.complete]

@@ -69,10 +69,7 @@ _ADVICE = {
     "SQLITE_BUSY": "another process holds it: run one edge-app per outbox file",
     "SQLITE_LOCKED": "another process holds it: run one edge-app per outbox file",
     "SQLITE_IOERR": "I/O error: check the storage device (worn SD card, unplugged disk)",
-    "SQLITE_CORRUPT": (
-        "it is damaged: stop edge-app, move the file aside (keep it), restart, then copy its "
-        "events back with `edge-app outbox --db <outbox> salvage <moved file>`"
-    ),
+    "SQLITE_CORRUPT": "it is damaged: restart edge-app, which salvages a damaged outbox",
     "SQLITE_NOTADB": "it is not an outbox database: point outbox.path at another file",
 }
 
