@@ -212,13 +212,23 @@ def _source_columns(
         return target
     scratch = sqlite3.connect(":memory:")
     try:
+        # Text from a damaged file: a CREATE ... AS SELECT would run its query here.
+        scratch.set_authorizer(_no_queries)
         scratch.execute(sql)
+        scratch.set_authorizer(None)
         name = str(entry[1]) if entry is not None else ""
         return columns_of(scratch, f'"{name}"') or target
     except sqlite3.Error:
         return target
     finally:
         scratch.close()
+
+
+def _no_queries(action: int, *_: str | None) -> int:
+    """SQLite authorizer: a statement may declare a table, not run queries or functions."""
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _tree_page(image: PageImage, number: int, kinds: tuple[int, int]) -> BTreePage:

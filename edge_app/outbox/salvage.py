@@ -14,9 +14,10 @@ never writing to it) and copies, in one transaction of the target connection:
 * ``meta.last_seq``: the highest of the target's, the damaged file's, every seq seen and
   ``reserved_seq``, so seq never repeats.
 
-A plain (JSON text) body must parse, and an event's must name its row's ``id`` and ``seq``: a
-body damaged inside an intact page would otherwise break every batch it rides in. A body stored
-as bytes (encrypted at rest) is copied unchecked; its authentication tag is checked when read.
+A plain body (JSON object text, starting with ``{``) must parse, and an event's must name its
+row's ``id`` and ``seq``: a body damaged inside an intact page would otherwise break every batch
+it rides in. A body in another stored form (bytes, or text in a self-describing sealed form:
+encrypted at rest) is copied unchecked; its authentication tag is checked when it is read.
 
 The report counts what was copied and what is known lost. ``exact`` says the loss count is
 complete: the events table, or one of its indexes, was read whole (the index names every seq the
@@ -338,31 +339,35 @@ def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def _body_ok(body: Value) -> bool:
-    if isinstance(body, bytes):
-        return True  # encrypted at rest: authenticated when decrypted, not here
+def _plain(body: Value) -> Any:
+    """A plain (JSON object text) body parsed; ``_SEALED`` for a body in another stored form,
+    copied unchecked; None for one that is damaged."""
+    if isinstance(body, bytes) or (isinstance(body, str) and not body.startswith("{")):
+        return _SEALED  # e.g. encrypted at rest: authenticated when it is read, not here
     if not isinstance(body, str):
-        return False
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
-
-
-def _event_ok(row: dict[str, Value], seq: int) -> bool:
-    event_id, body = row.get("id"), row.get("body")
-    if not isinstance(event_id, str) or not event_id or seq < 1:
-        return False
-    if isinstance(body, bytes):
-        return True
-    if not isinstance(body, str):
-        return False
+        return None
     try:
         doc = json.loads(body)
     except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+_SEALED = object()
+
+
+def _body_ok(body: Value) -> bool:
+    return _plain(body) is not None
+
+
+def _event_ok(row: dict[str, Value], seq: int) -> bool:
+    event_id = row.get("id")
+    if not isinstance(event_id, str) or not event_id or seq < 1:
         return False
-    return isinstance(doc, dict) and doc.get("id") == event_id and doc.get("seq") == seq
+    doc = _plain(row.get("body"))
+    if doc is _SEALED:
+        return True
+    return doc is not None and doc.get("id") == event_id and doc.get("seq") == seq
 
 
 def _gaps(have: set[int], first: int, last: int) -> list[tuple[int, int]]:
