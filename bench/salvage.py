@@ -1,7 +1,7 @@
 """Salvage of a damaged outbox: events salvaged against events stored, per place damaged, and
 what the salvage costs at startup.
 
-    python bench/salvage.py [--json] [--events 100000]
+    python bench/salvage.py [--json] [--events 100000] [--case NAME ...]
 
 Builds one real outbox with ``Outbox.enqueue`` (``--events`` events of the size the pipeline
 raises, ~520 B of JSON each, plus 1,000 metric rows in the lane), on tmpfs when /dev/shm exists
@@ -111,6 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--case", action="append", choices=CASES, help="only these cases")
     parser.add_argument("--open", type=Path, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.open is not None:
@@ -125,7 +126,7 @@ def main() -> int:
         build(source, args.events)
         build_s = time.perf_counter() - t0
         rows = []
-        for case in CASES:
+        for case in args.case or CASES:
             db = work / case.replace(" ", "-") / "outbox.db"
             db.parent.mkdir()
             for name in os.listdir(source.parent):

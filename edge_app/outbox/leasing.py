@@ -90,9 +90,6 @@ def lease_batch(
         return _take(tables, encoder, device, batch_id, taken=taken, dropped=dropped)
 
 
-_ONE = "SELECT id, rule, body FROM events WHERE seq = ?"
-
-
 def _undecodable(exc: sqlite3.OperationalError) -> bool:
     """True if ``exc`` is Python's sqlite3 failing to decode stored text as UTF-8."""
     return str(exc).startswith("Could not decode to UTF-8")

@@ -3,12 +3,14 @@
 Three passes over a ``pages.PageImage`` (the file with its usable WAL frames):
 
 1. The schema, from the b-tree rooted at page 1 (it survives a damaged file header).
-2. Each wanted table's b-tree from its root page, and each of its indexes. A damaged page loses
-   the rows on it (and, for an interior page, the link to the pages below it); every other page
-   is read. An index names the rowids its table held, so rows lost are counted, not guessed.
-3. Only if a table with an ``INTEGER PRIMARY KEY`` (events, dead letters, lane rows) lost pages,
-   or the schema itself is unreadable: every leaf page no tree reached (cut off below a damaged
-   interior page) and not on the freelist, matched to that table by the shape of its rows.
+2. Each wanted table's b-tree from its root page, and, if it lost anything, its indexes. A
+   damaged page loses the rows on it (and, for an interior page, the link to the pages below
+   it); every other page is read. An index names the rowids its table held, so rows lost are
+   counted, not guessed.
+3. Only if a table with an ``INTEGER PRIMARY KEY`` (events, dead letters, lane rows) lost pages
+   (or a WAL frame was skipped, so its tree may be an older image), or the schema itself is
+   unreadable: every leaf page no tree reached (cut off below a damaged interior page) and not
+   on the freelist, matched to that table by the shape of its rows.
 
 A row counts only if its values fit its table's columns (storage class per declared type, NOT
 NULL, the rowid alias stored as NULL) and the caller's ``take`` accepts it; a cell that does not
@@ -134,7 +136,7 @@ class TableRows:
 
     def lost(self) -> set[int]:
         """Rowids known to have been stored whose rows could not be read."""
-        return (self.indexed | self.invalid) - self.seen
+        return (self.indexed - self.seen) | (self.invalid - self.seen)
 
 
 Take = Callable[[TableRows, int, tuple[Value, ...]], bool]
@@ -168,6 +170,11 @@ def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]], take: Take) 
             entries.append(values)
             return True
 
+        def sound(table: TableRows) -> bool:
+            """Its tree was read whole, and no WAL frame was skipped (a page of it may then
+            be an older image): nothing of it was lost."""
+            return table.complete and not image.wal.damaged
+
         schema = TableRows("sqlite_master", _MASTER)
         reader.table(1, schema, keep)
         scan = RowScan({}, image.wal, image.header_ok, schema.complete, reader.damaged)
@@ -180,11 +187,11 @@ def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]], take: Take) 
                 continue
             reader.table(entry[3], table, take)
             for index in entries:
-                if table.index_complete:
-                    break  # one whole index names every row: the others add nothing
+                if sound(table) or table.index_complete:
+                    break  # nothing lost, or one whole index names every row already
                 if index[0] == "index" and index[2] == name and type(index[3]) is int:
                     reader.index(index[3], table)
-        broken = [t for t in scan.tables.values() if t.aliased and not t.complete]
+        broken = [t for t in scan.tables.values() if t.aliased and not sound(t)]
         if broken:
             scan.orphan_rows = reader.orphans(broken, take)
     return scan

@@ -179,9 +179,8 @@ class _Copy:
 
     def __init__(self, db: sqlite3.Connection, into: dict[str, tuple[Column, ...]]) -> None:
         self.db, self.into = db, into
-        self.copied: set[int] = set()
-        self.present: set[int] = set()
-        self.conflicts: set[int] = set()
+        # Counts, not sets: the scan keeps the seqs taken (``TableRows.seen``), once.
+        self.copied = self.present = self.conflicts = 0
         self.lane_rows = self.dead_letters = self.drops = 0
         self.source_last_seq: int | None = None
         self._lanes_held: set[tuple[str, float, bytes]] | None = None
@@ -209,13 +208,16 @@ class _Copy:
             return False
         row["lease_id"] = None  # leases are void: the batch is sent again
         held = self.db.execute("SELECT id FROM events WHERE seq = ?", (seq,)).fetchone()
-        if held is not None:
-            (self.present if held[0] == row["id"] else self.conflicts).add(seq)
-        elif self.db.execute("SELECT 1 FROM events WHERE id = ?", (row["id"],)).fetchone():
-            self.present.add(seq)
+        if held is not None and held[0] != row["id"]:
+            self.conflicts += 1  # left in the damaged file: its seq is another event's here
+        elif (
+            held is not None
+            or self.db.execute("SELECT 1 FROM events WHERE id = ?", (row["id"],)).fetchone()
+        ):
+            self.present += 1
         else:
             _insert(self.db, "events", row)
-            self.copied.add(seq)
+            self.copied += 1
         return True
 
     def _dead_letter(self, seq: int, row: dict[str, Value]) -> bool:
@@ -280,32 +282,30 @@ class _Copy:
     ) -> SalvageReport:
         """The report of the copy, once ``scan`` is over; sets the target's ``last_seq``."""
         events, lanes = scan.tables["events"], scan.tables["lane_rows"]
-        had = self.copied | self.present | self.conflicts
+        had = events.seen  # copied, present or in conflict: not lost
         known_lost = events.lost()
         row = self.db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         before = int(row[0]) if row else 0
-        seen = had | known_lost
-        last_issued = self.source_last_seq
-        if last_issued is None:
-            last_issued = max(seen, default=0)
+        top = max(max(had, default=0), max(known_lost, default=0))
+        last_issued = top if self.source_last_seq is None else self.source_last_seq
         exact = (events.complete or events.index_complete) and not scan.wal.damaged
         lost = seq_ranges(known_lost)
         if not exact:  # name every seq unaccounted for: the cloud has the ones delivered
             lost += _gaps(had, 1, last_issued)
-        new_last = max(before, last_issued, max(seen, default=0), reserved_seq)
+        new_last = max(before, last_issued, top, reserved_seq)
         if new_last > before:
             _set_meta(self.db, "last_seq", str(new_last))
         floor = max(last_issued, before)
         return SalvageReport(
             kept_at=kept_at,
             problem=problem,
-            events=len(self.copied),
+            events=self.copied,
             unreadable=len(known_lost),
             exact=exact,
             seq_lost=tuple(_cap(_merge(lost))),
             seq_skipped=(floor + 1, new_last) if new_last > floor else None,
-            present=len(self.present),
-            conflicts=len(self.conflicts),
+            present=self.present,
+            conflicts=self.conflicts,
             lane_rows=self.lane_rows,
             lane_unreadable=len(lanes.lost()),
             dead_letter=self.dead_letters,
