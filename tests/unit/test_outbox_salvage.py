@@ -141,6 +141,28 @@ def test_carried_over_drops_dead_letters_and_lanes(tmp_path: Path) -> None:
         assert len(snaps.peek(10)) == 1
 
 
+def test_leases_are_void_and_drops_in_flight_are_pending_again(tmp_path: Path) -> None:
+    """A batch out on the wire when the file was damaged: its events are sent again and the
+    drop counts that rode in it are reported again (at-least-once; the cloud dedupes)."""
+    db = tmp_path / "outbox.db"
+    written = write_outbox(db, n=30)
+    with open_box(db) as box:
+        batch = box.lease(5, 1 << 20)
+        assert batch is not None
+        assert batch.dropped == {"intrusion": {"medium": written.drops}}
+        box.close()  # no PUBACK came: the batch stays leased in the file
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE lease_id IS NOT NULL").fetchone() == (5,)
+    conn.close()
+    damage(db, pages(db, "meta")[0])
+    with open_box(db) as box:
+        assert box.recovery is not None
+        again = box.lease(100, 1 << 20)
+        assert again is not None
+        assert again.dropped == batch.dropped
+        assert [json.loads(b) for b in again.events] == list(written.events.values())
+
+
 def test_sound_file_reads_the_same_as_sqlite(tmp_path: Path) -> None:
     """The page reader against SQLite on an undamaged file: every table, overflow included."""
     db = tmp_path / "outbox.db"
