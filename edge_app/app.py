@@ -177,14 +177,11 @@ class EdgeApp:
                 self._resources.callback(detector.close)
             self.detector = detector
             self._live = RuntimeHolder(Runtime(snapshot, detector))
-            if self.outbox.recovered_from is not None:
-                # The cloud must learn that undelivered events were set aside with the file.
-                self.outbox.enqueue(
+            if self.outbox.recovery is not None:
+                # The cloud must learn what was salvaged and which seqs were lost with the file.
+                self.outbox.report_recovery(
                     recovery_event(
-                        cfg.device.thing_name,
-                        detector.model,
-                        self.outbox.recovered_from,
-                        self._clock,
+                        cfg.device.thing_name, detector.model, self.outbox.recovery, self._clock
                     )
                 )
             ctx = EventContext(cfg.device.thing_name, detector.model, effective.version)

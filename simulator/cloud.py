@@ -21,6 +21,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge_app.outbox import RECOVERY_RULE
 from simulator.peer import SubscribingPeer
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class AuditReport:
     max_delivery_delay_s: float
     last_seq: int
     dropped: int = 0
+    explained: int = 0
+    """Absent seqs a device's recovery event named as lost with a damaged outbox (or skipped)."""
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Audit:
     out_of_order: int = 0
     max_delay_s: float = 0.0
     dropped: int = 0  # events the device reported evicted or dead-lettered (batch "dropped")
+    # device -> seq ranges its outbox-recovered events named as lost or skipped
+    lost_ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     _last_batch_seq: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +85,11 @@ class Audit:
                     continue
                 self.ids.add(event["id"])
                 seen.add(int(event["seq"]))
+                if event.get("rule") == RECOVERY_RULE:
+                    ranges = [*event.get("seq_lost", []), event.get("seq_skipped")]
+                    self.lost_ranges.setdefault(device, []).extend(
+                        (int(r[0]), int(r[1])) for r in ranges if r
+                    )
                 self.events.append(event)
                 ts = datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
                 self.max_delay_s = max(self.max_delay_s, now - ts)
@@ -89,8 +99,16 @@ class Audit:
         with self._lock:
             # seq starts at 1 on a device: every absent seq below the highest seen is missing,
             # unless the device said it dropped it (eviction, dead letter: counted, not named)
-            gaps = sum(max(s) - len(s) for s in self.seqs.values() if s)
-            missing = max(0, gaps - self.dropped)
+            # or its recovery event named it lost with a damaged outbox (named by range)
+            gaps = explained = 0
+            for device, s in self.seqs.items():
+                if not s:
+                    continue
+                absent = set(range(1, max(s) + 1)) - s
+                gaps += len(absent)
+                ranges = self.lost_ranges.get(device, [])
+                explained += sum(1 for q in absent if any(a <= q <= b for a, b in ranges))
+            missing = max(0, gaps - explained - self.dropped)
             return AuditReport(
                 received=self.received,
                 unique=len(self.ids),
@@ -101,6 +119,7 @@ class Audit:
                 max_delivery_delay_s=round(self.max_delay_s, 3),
                 last_seq=max((max(s) for s in self.seqs.values() if s), default=0),
                 dropped=self.dropped,
+                explained=explained,
             )
 
     def wait_for_seq(self, last_seq: int, timeout: float) -> bool:
