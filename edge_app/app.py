@@ -43,7 +43,7 @@ from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.telemetry import DiskUsage, load_token, sd_notify
+from edge_app.telemetry import DiskUsage, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
@@ -102,7 +102,8 @@ class EdgeApp:
         watchdog_s: float | None = None,
     ) -> None:
         """``disk_usage``, ``notify`` (sd_notify) and ``watchdog_s`` (default: from
-        ``$WATCHDOG_USEC``) are seams for tests of health and the systemd watchdog."""
+        ``$WATCHDOG_USEC``) are seams for tests of health, the systemd watchdog and the start
+        timeout extended while a damaged outbox is salvaged."""
         self.config = config  # the local file; ``snapshot`` is what runs
         self._disk_usage = disk_usage
         self._notify = notify
@@ -163,6 +164,8 @@ class EdgeApp:
                     max_bytes=cfg.outbox.max_bytes,
                     max_age_s=cfg.outbox.max_age_days * 86400,
                     sealer=self._sealer,
+                    # A salvage of a large damaged outbox can outlast TimeoutStartSec=.
+                    progress=TimeoutExtender(self._clock, notify=self._notify),
                 )
             )
             catalog = self._catalog or load_manifest()

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,12 @@ class Written:
         return {e["id"] for e in self.events.values()}
 
 
-def open_box(path: Path, clock: FakeClock | None = None, sealer: Sealer | None = None) -> Outbox:
+def open_box(
+    path: Path,
+    clock: FakeClock | None = None,
+    sealer: Sealer | None = None,
+    progress: Callable[[], None] | None = None,
+) -> Outbox:
     return Outbox(
         path,
         clock=clock or FakeClock(),
@@ -50,6 +55,7 @@ def open_box(path: Path, clock: FakeClock | None = None, sealer: Sealer | None =
         max_age_s=1e9,
         encoder=encode_batch,
         sealer=sealer,
+        progress=progress,
     )
 
 

@@ -16,12 +16,13 @@ A row counts only if its values fit its table's columns (storage class per decla
 NULL, the rowid alias stored as NULL) and the caller's ``take`` accepts it; a cell that does not
 decode, fit or pass is *invalid*: its rowid is known, its content is not. Rows are handed to
 ``take`` as they are read, never all held at once (an outbox holds hundreds of megabytes).
-Nothing here writes to the file.
+Nothing here writes to the file. ``progress`` is called once per page visited, so a caller
+can show that a long scan (seconds for a large outbox) is still moving.
 """
 
 from __future__ import annotations
 
-__all__ = ["Column", "RowScan", "TableRows", "columns_of", "scan_rows"]
+__all__ = ["Column", "Progress", "RowScan", "TableRows", "columns_of", "scan_rows"]
 
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -158,12 +159,27 @@ class RowScan:
     """Rows found on leaf pages cut off from their tree (pass 3)."""
 
 
-def scan_rows(path: Path, wanted: Mapping[str, tuple[Column, ...]], take: Take) -> RowScan:
+Progress = Callable[[], None]
+"""Called on the scanning thread once per page visited; must return quickly (it is on the
+scan's path) and not raise."""
+
+
+def _no_progress() -> None:
+    pass
+
+
+def scan_rows(
+    path: Path,
+    wanted: Mapping[str, tuple[Column, ...]],
+    take: Take,
+    *,
+    progress: Progress | None = None,
+) -> RowScan:
     """Read the tables ``wanted`` ({name: columns the salvaged rows go into}) from the damaged
-    file ``path`` and its ``-wal``, handing each row to ``take``. Raises ``OSError`` if the
-    file cannot be read at all."""
+    file ``path`` and its ``-wal``, handing each row to ``take`` and calling ``progress`` once
+    per page visited. Raises ``OSError`` if the file cannot be read at all."""
     with PageImage(path) as image:
-        reader = _Reader(image)
+        reader = _Reader(image, progress or _no_progress)
         entries: list[tuple[Value, ...]] = []
 
         def keep(_: TableRows, __: int, values: tuple[Value, ...]) -> bool:
@@ -250,10 +266,11 @@ class _Reader:
     """Walks the trees of one ``PageImage``, remembering every page it used (``visited``:
     b-tree and overflow pages) and every page it could not read (``damaged``)."""
 
-    def __init__(self, image: PageImage) -> None:
+    def __init__(self, image: PageImage, progress: Progress) -> None:
         self.image = image
         self.visited: set[int] = set()
         self.damaged: list[int] = []
+        self._progress = progress
 
     def table(self, root: int, table: TableRows, take: Take) -> None:
         """Offer every row of the table tree at ``root`` to ``take``."""
@@ -289,6 +306,7 @@ class _Reader:
         skip = self.visited | (image.freelist or set()) | {lock_page}
         found = 0
         for number in range(2, image.pages + 1):
+            self._progress()
             if number in skip:
                 continue
             try:
@@ -311,6 +329,7 @@ class _Reader:
         stack = [root]
         while stack:
             number = stack.pop()
+            self._progress()
             if number in self.visited:
                 yield None
                 continue

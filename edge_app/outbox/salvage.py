@@ -40,7 +40,7 @@ from typing import Any
 
 from edge_app.outbox.lane import ensure_lane_tables
 from edge_app.outbox.pages import Value
-from edge_app.outbox.rowscan import Column, RowScan, TableRows, columns_of, scan_rows
+from edge_app.outbox.rowscan import Column, Progress, RowScan, TableRows, columns_of, scan_rows
 
 TABLES = ("events", "dead_letter", "lane_rows", "meta", "drops", "lane_drops")
 _MAX_RANGES = 100  # ranges named in a report; more are merged across their smallest gaps
@@ -131,19 +131,21 @@ def salvage_into(
     kept_at: Path | None = None,
     reserved_seq: int = 0,
     pending: bool = False,
+    progress: Progress | None = None,
 ) -> SalvageReport:
     """Copy every readable row of the damaged outbox ``source`` (and its ``-wal``) into
     ``target`` (an open outbox connection in autocommit mode; the caller owns it) in one
     transaction, and return the report. ``kept_at`` is where the damaged file will be kept
     (default: ``source``). ``pending`` also stores the report as ``meta.recovery`` for the
-    daemon to announce. Raises ``OSError`` if ``source`` cannot be read and ``sqlite3.Error``
-    if ``target`` cannot be written; nothing is half copied."""
+    daemon to announce. ``progress`` is called once per page of ``source`` read (see
+    ``rowscan``). Raises ``OSError`` if ``source`` cannot be read and ``sqlite3.Error`` if
+    ``target`` cannot be written; nothing is half copied."""
     ensure_lane_tables(target)
     into = {name: columns_of(target, name) for name in TABLES}
     target.execute("BEGIN IMMEDIATE")
     try:
         copy = _Copy(target, into)
-        scan = scan_rows(source, into, copy.take)
+        scan = scan_rows(source, into, copy.take, progress=progress)
         report = copy.report(scan, str(kept_at or source), problem, reserved_seq=reserved_seq)
         if pending:
             _set_meta(target, "recovery", json.dumps(report.to_json()))

@@ -34,17 +34,21 @@ from urllib.parse import quote
 from edge_app.clock import Clock
 from edge_app.errors import OutboxError
 from edge_app.outbox.recovery import fsync_dir, move_aside, quarantine, quarantine_target
+from edge_app.outbox.rowscan import Progress
 from edge_app.outbox.salvage import SalvageReport, salvage_into
 from edge_app.outbox.schema import CorruptError, integrity_problem, open_db
 
 _log = logging.getLogger(__name__)
 
 
-def open_checked(path: Path, clock: Clock, reserved_seq: int) -> sqlite3.Connection:
+def open_checked(
+    path: Path, clock: Clock, reserved_seq: int, *, progress: Progress | None = None
+) -> sqlite3.Connection:
     """Open the outbox at ``path``, salvaging it first if it is damaged (see the module).
 
     Returns the connection (the caller closes it). ``reserved_seq`` is the highest seq that
     may have been issued (``SeqReservation``): a salvaged outbox continues above it.
+    ``progress`` is called once per page of the damaged file read by a salvage.
     """
     _finish_swap(path)
     problem = integrity_problem(path)
@@ -53,7 +57,7 @@ def open_checked(path: Path, clock: Clock, reserved_seq: int) -> sqlite3.Connect
             return open_db(path)
         except CorruptError as exc:  # damage the check did not see, met creating the tables
             problem = str(exc)
-    report = _salvage_aside(path, clock.time(), reserved_seq, problem)
+    report = _salvage_aside(path, clock.time(), reserved_seq, problem, progress)
     _log.error(
         "outbox %s was damaged (%s): %s; the damaged file is kept at %s; seq continues after %d",
         path,
@@ -65,7 +69,9 @@ def open_checked(path: Path, clock: Clock, reserved_seq: int) -> sqlite3.Connect
     return open_db(path)
 
 
-def _salvage_aside(path: Path, wall: float, reserved_seq: int, problem: str) -> SalvageReport:
+def _salvage_aside(
+    path: Path, wall: float, reserved_seq: int, problem: str, progress: Progress | None
+) -> SalvageReport:
     kept = quarantine_target(path, wall)
     build = path.with_name(path.name + ".salvage-tmp")
     try:
@@ -73,7 +79,13 @@ def _salvage_aside(path: Path, wall: float, reserved_seq: int, problem: str) -> 
         conn = open_db(build)
         try:
             report = salvage_into(
-                path, conn, problem=problem, kept_at=kept, reserved_seq=reserved_seq, pending=True
+                path,
+                conn,
+                problem=problem,
+                kept_at=kept,
+                reserved_seq=reserved_seq,
+                pending=True,
+                progress=progress,
             )
             # One self-contained file, so that renaming it moves everything it holds.
             (mode,) = conn.execute("PRAGMA journal_mode=DELETE").fetchone()

@@ -68,6 +68,7 @@ from edge_app.outbox.deadletter import count_dead_letters, park
 from edge_app.outbox.eviction import evict_expired, evict_over_capacity
 from edge_app.outbox.leasing import lease_batch
 from edge_app.outbox.recovery import SeqReservation
+from edge_app.outbox.rowscan import Progress
 from edge_app.outbox.salvage import SalvageReport
 from edge_app.outbox.schema import MERGE_DROPS
 from edge_app.outbox.sealed import check_store_key, seal_body
@@ -106,9 +107,12 @@ class Outbox:
         encoder: BatchEncoder | None = None,
         boot_id: str | None = None,
         sealer: Sealer | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """``boot_id`` (default: this boot's, with ``SystemClock``; none with other clocks)
-        tags stored events for clock correction (see ``timefix``)."""
+        tags stored events for clock correction (see ``timefix``). ``progress`` is called on
+        this thread once per page read while a damaged file is salvaged here (seconds for a
+        large outbox), e.g. to extend a service manager's start timeout."""
         if max_bytes <= 0:
             raise OutboxError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
         if not max_age_s > 0:
@@ -129,7 +133,7 @@ class Outbox:
         self._watch = ClockWatch(clock)
         self.times_corrected = 0
         """Events whose UTC time was corrected after a clock step (see ``timefix``)."""
-        conn = open_checked(path, clock, self._seqs.reserved)
+        conn = open_checked(path, clock, self._seqs.reserved, progress=progress)
         # The table mirrors, kept under the lock so stats() and eviction need no full scan.
         self._t = EventTables(conn, path)
         try:

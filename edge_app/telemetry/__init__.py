@@ -24,7 +24,12 @@ from edge_app.telemetry.sinks import (
     pack_emf,
     plan_requests,
 )
-from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
+from edge_app.telemetry.systemd import (
+    TimeoutExtender,
+    Watchdog,
+    sd_notify,
+    watchdog_interval_s,
+)
 from edge_app.telemetry.token import BearerToken, load_token
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "MinuteAggregator",
     "Registry",
     "TelemetryLoop",
+    "TimeoutExtender",
     "Watchdog",
     "aws_client",
     "emf_documents",

@@ -31,8 +31,15 @@ def test_corrupt_outbox_at_startup_is_moved_aside_and_reported(
     config = app_config(tmp_path, clip, default_model, enabled=False)
     config.outbox_path.parent.mkdir(parents=True, exist_ok=True)
     config.outbox_path.write_bytes(b"\x00garbage from a worn SD card" * 512)
+    notes: list[str] = []
 
-    with EdgeApp(config) as app:
+    def notify(state: str) -> bool:
+        notes.append(state)
+        return True
+
+    with EdgeApp(config, notify=notify) as app:
+        # The salvage ran in start(), before any thread: systemd heard of it first.
+        assert notes[:1] == ["EXTEND_TIMEOUT_USEC=30000000"]
         app.wait()
         raised = app.stats().events
 
