@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_app.config import ConfigSnapshot
+from edge_app.domain import ModelRef
 from edge_app.errors import FieldError
 
 REPORT_MAX_BYTES = 1024
@@ -95,27 +96,31 @@ def bounded_errors(
     return shown, len(errors) - len(shown)
 
 
-def config_status(snapshot: ConfigSnapshot) -> dict[str, Any]:
-    """The ``reported.config`` keys that say what runs: shadow version, digest and source."""
+def config_status(snapshot: ConfigSnapshot, model: ModelRef) -> dict[str, Any]:
+    """The ``reported.config`` keys that say what runs: shadow version, digest, source and
+    the model in force (as events name it; a name longer than ``FIELD_MAX_BYTES``, possible
+    for a model given by path, is clipped so that a rejection report keeps room for errors)."""
     return {
         "version": snapshot.remote_version,
         "digest": snapshot.digest,
         "source": snapshot.source,
+        "model": {**model.to_json(), "name": clip(model.name, FIELD_MAX_BYTES)},
     }
 
 
 def rejected_report(
     current: ConfigSnapshot,
+    model: ModelRef,
     version: int | None,
     errors: Sequence[FieldError],
     token: str | None,
 ) -> dict[str, Any]:
-    """The ``update`` document reporting that ``version`` was rejected and ``current`` kept:
-    at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit. At least one always
-    fits: the rest is bounded too, as the handler passes 64-bit versions and client tokens of
-    at most 64 printable ASCII characters."""
+    """The ``update`` document reporting that ``version`` was rejected and ``current`` (run by
+    ``model``) kept: at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit. At least
+    one always fits: the rest is bounded too, as the handler passes 64-bit versions and client
+    tokens of at most 64 printable ASCII characters, and model names are clipped."""
     config: dict[str, Any] = {
-        **config_status(current),
+        **config_status(current, model),
         "status": "rejected",
         "rejected_version": version,
         "errors": [],

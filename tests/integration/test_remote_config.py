@@ -327,7 +327,7 @@ def test_switch_to_a_broken_model_is_rejected_and_the_old_keeps_running(
         )
         frames = app.stats().frames
         assert wait_until(lambda: app.stats().frames > frames + 5)  # still detecting
-        model = app.detector.model.name
+        model = app.runtime.detector.model.name
         doc = shadow.document("rc-5")
         snap = app.snapshot
         app.request_stop()

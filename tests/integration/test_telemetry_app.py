@@ -23,34 +23,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
-from edge_app.domain import Detections, ModelRef
+from edge_app.domain import Detections
 from edge_app.uplink import stop_network_loop
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.fakes import FakeDetector
 from tests.integration.test_app import tls
 from tests.telemetry.test_http_guard import get as get_from
 from tests.telemetry.test_http_guard import lan_address
 
 
-class GatedDetector:
+class GatedDetector(FakeDetector):
     """Detects nothing; ``detect`` blocks while ``gate`` is clear (a hung accelerator)."""
 
     def __init__(self) -> None:
+        super().__init__(LabelMap.empty(), name="gated")
         self.gate = threading.Event()
         self.gate.set()
 
-    @property
-    def model(self) -> ModelRef:
-        return ModelRef("gated", "000000000000")
-
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap.empty()
-
-    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections:
+    def see(self, image_bgr: NDArray[np.uint8]) -> Detections:
         self.gate.wait()
         return Detections.empty()
 
