@@ -100,7 +100,7 @@ class MqttTransport:
         rng: random.Random | None = None,
     ) -> None:
         if not 1 <= inflight <= 65535:
-            raise UplinkError(f"inflight must be 1..65535 publishes, got {inflight}")
+            raise ValueError(f"inflight must be 1..65535 publishes, got {inflight}")
         if (tls is None) != insecure_plaintext:
             raise ValueError(
                 "MqttTransport needs tls=TlsConfig(...) for mutual TLS, or tls=None with "
@@ -204,10 +204,11 @@ class MqttTransport:
         """Send ``payload`` to ``topic``; the handle completes on PUBACK (QoS 1) or send (QoS 0).
 
         Never raises for a down link: the returned handle has failed instead. Raises
-        ``UplinkError`` for an invalid topic or QoS (a programming error).
+        ``ValueError`` for a QoS other than 0 or 1 and ``UplinkError`` for a topic paho
+        refuses (both programming errors: topics come from the validated config).
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             if not self._connected:
                 return PublishHandle.failed(topic, UplinkError("not connected to the broker"))
@@ -233,7 +234,7 @@ class MqttTransport:
         work to another thread instead of blocking there.
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
             callbacks.append(callback)
