@@ -159,6 +159,7 @@ class EdgeApp:
         if self._running is not None:
             raise RuntimeError("EdgeApp.start(): the app is already running; stop() it first")
         self._flush_s = 0.0
+        self._parts = None  # a new start builds new parts
         with ExitStack() as stack:
             self._parts = build_app(
                 self._config,

@@ -8,8 +8,8 @@ it registers their stops on the same stack. Nothing here starts a thread except 
 writer's, which lives and dies with the ``ClipWriter`` (closed on the stack like the rest).
 
 Where the live configuration is: ``AppParts.live`` (config snapshot + detector in force). The
-local file (``AppParts.config``) is only read for what remote config can never change: paths,
-broker, certificates, identities.
+local file is only read for what remote config can never change: paths, broker, certificates,
+identities.
 """
 
 from __future__ import annotations
@@ -81,15 +81,14 @@ class UplinkParts:
     drain_stop: threading.Event
     shadow: ShadowClient
     shadow_stop: threading.Event
-    snapshots: SnapshotSender | None
 
 
 @dataclass(frozen=True, slots=True)
 class AppParts:
     """Every long-lived part of one app, built and opened; the threads are not started.
-    ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread."""
+    ``intake`` is where any producer of events hands them in; ``stop_capture`` ends every
+    camera loop, ``retention_stop`` the retention thread."""
 
-    config: AppConfig
     outbox: Outbox
     live: RuntimeHolder
     telemetry: Telemetry
@@ -236,11 +235,8 @@ def build_app(
             stop=shadow_stop,
             on_outcome=on_config_outcome,
         )
-        uplink = UplinkParts(
-            wire.transport, wire.drain, wire.drain_stop, shadow, shadow_stop, wire.snapshots
-        )
+        uplink = UplinkParts(wire.transport, wire.drain, wire.drain_stop, shadow, shadow_stop)
     return AppParts(
-        config=config,
         outbox=outbox,
         live=live,
         telemetry=telemetry,
