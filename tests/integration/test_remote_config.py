@@ -422,7 +422,8 @@ def test_a_rejected_huge_version_does_not_freeze_remote_config(
         assert wait_until(lambda: outcome_of(app, HUGE) == "rejected")
         version = shadow.set_desired("rc-6", {"detector": {"score_threshold": 0.66}})
         assert shadow.wait_for(lambda d: reported(d).get("version") == version, "rc-6", WAIT_S)
-        assert outcome_of(app, version) == "applied"
+        # the report is published before the outcome hook runs: wait for the hook too
+        assert wait_until(lambda: outcome_of(app, version) == "applied")
         assert app.snapshot.config.detector.score_threshold == 0.66
         app.request_stop()
 
