@@ -1,0 +1,26 @@
+"""Device onboarding in AWS IoT: ``edge-app aws provision``, ``aws check`` and the policy.
+
+Needs the ``edge-app[aws]`` extra (boto3, cryptography, certifi). The daemon never imports
+this package; the CLI imports it only when an ``aws`` command runs.
+"""
+
+from edge_app.aws.iot import IotCalls, iot_client
+from edge_app.aws.policy import DEFAULT_POLICY_NAME, THING, device_policy
+from edge_app.aws.provision import ProvisionReport, Step, provision
+from edge_app.aws.record import ProvisionRecord, load_record
+from edge_app.aws.teardown import TeardownReport, teardown
+
+__all__ = [
+    "DEFAULT_POLICY_NAME",
+    "THING",
+    "IotCalls",
+    "ProvisionRecord",
+    "ProvisionReport",
+    "Step",
+    "TeardownReport",
+    "device_policy",
+    "iot_client",
+    "load_record",
+    "provision",
+    "teardown",
+]

@@ -1,0 +1,59 @@
+"""The starting config file ``edge-app aws provision`` writes beside the device's credentials.
+
+It holds what provisioning knows (thing name, IoT endpoint, region, the three TLS files by
+relative path, so the folder can be moved as a whole) and one placeholder camera to replace.
+It is validated with the real schema before it is written, so it always loads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["render_device_config"]
+
+import json
+from pathlib import Path
+
+from edge_app.aws.record import CA_FILE, CERT_FILE, KEY_FILE
+from edge_app.config.loader import parse_config, read_yaml
+
+_TEMPLATE = """\
+# edge-app configuration of thing {thing_q}, written by `edge-app aws provision`.
+# Relative paths are resolved against this file's folder. Replace the camera below with
+# yours (see deploy/edge-app.example.yaml), then: edge-app aws check --config {name}
+version: 1
+device:
+  thing_name: {thing_q}          # = the MQTT client id the IoT policy allows
+  data_dir: data                 # outbox, snapshots and clips (0700; files 0600)
+cameras:
+  - name: cam
+    source: {{type: usb, index: 0}}  # placeholder: /dev/video0
+uplink:
+  host: {endpoint_q}   # aws iot describe-endpoint --endpoint-type iot:Data-ATS
+  port: 8883
+  tls:
+    ca: {ca}         # Amazon Root CA 1 (from certifi; fingerprint checked)
+    cert: {cert}        # signed by AWS IoT from this device's CSR
+    key: {key}       # made on this device, never sent anywhere (0600)
+aws:
+  region: {region_q}
+"""
+
+
+def render_device_config(folder: Path, name: str, *, thing: str, endpoint: str, region: str) -> str:
+    """The YAML text of ``folder/name`` for ``thing`` on ``endpoint`` in ``region``.
+
+    Values are written as JSON strings (valid YAML), so a thing named ``1`` or ``yes`` stays a
+    string. Raises ``ConfigError`` if the result does not validate (a bug, or a value the
+    schema refuses).
+    """
+    text = _TEMPLATE.format(
+        thing_q=json.dumps(thing),
+        endpoint_q=json.dumps(endpoint),
+        region_q=json.dumps(region),
+        name=name,
+        ca=CA_FILE,
+        cert=CERT_FILE,
+        key=KEY_FILE,
+    )
+    source = str(folder / name)
+    parse_config(read_yaml(text.encode(), source), source, folder)
+    return text
