@@ -4,16 +4,23 @@ Needs the ``edge-app[aws]`` extra (boto3, cryptography, certifi). The daemon nev
 this package; the CLI imports it only when an ``aws`` command runs.
 """
 
+from edge_app.aws.doctor import CheckStep, run_check
 from edge_app.aws.iot import IotCalls, iot_client
-from edge_app.aws.policy import DEFAULT_POLICY_NAME, THING, device_policy
+from edge_app.aws.policy import DEFAULT_POLICY_NAME, THING, TOPIC_PREFIX, device_policy
+from edge_app.aws.probe import Answer, MqttProbe
 from edge_app.aws.provision import ProvisionReport, Step, provision
 from edge_app.aws.record import ProvisionRecord, load_record
+from edge_app.aws.registry import region_of, registry_check
 from edge_app.aws.teardown import TeardownReport, teardown
 
 __all__ = [
     "DEFAULT_POLICY_NAME",
     "THING",
+    "TOPIC_PREFIX",
+    "Answer",
+    "CheckStep",
     "IotCalls",
+    "MqttProbe",
     "ProvisionRecord",
     "ProvisionReport",
     "Step",
@@ -22,5 +29,8 @@ __all__ = [
     "iot_client",
     "load_record",
     "provision",
+    "region_of",
+    "registry_check",
+    "run_check",
     "teardown",
 ]

@@ -21,18 +21,25 @@ _TEMPLATE = """\
 # yours (see deploy/edge-app.example.yaml), then: edge-app aws check --config {name}
 version: 1
 device:
-  thing_name: {thing_q}          # = the MQTT client id the IoT policy allows
-  data_dir: data                 # outbox, snapshots and clips (0700; files 0600)
+  # the AWS IoT thing, and the MQTT client id the IoT policy allows
+  thing_name: {thing_q}
+  # outbox, snapshots and clips (created 0700, files 0600)
+  data_dir: data
 cameras:
+  # a placeholder (/dev/video0): replace it with your camera
   - name: cam
-    source: {{type: usb, index: 0}}  # placeholder: /dev/video0
+    source: {{type: usb, index: 0}}
 uplink:
-  host: {endpoint_q}   # aws iot describe-endpoint --endpoint-type iot:Data-ATS
+  # this account's endpoint: aws iot describe-endpoint --endpoint-type iot:Data-ATS
+  host: {endpoint_q}
   port: 8883
   tls:
-    ca: {ca}         # Amazon Root CA 1 (from certifi; fingerprint checked)
-    cert: {cert}        # signed by AWS IoT from this device's CSR
-    key: {key}       # made on this device, never sent anywhere (0600)
+    # Amazon Root CA 1 (from certifi, fingerprint checked)
+    ca: {ca}
+    # signed by AWS IoT from this device's certificate signing request
+    cert: {cert}
+    # made on this device and never sent anywhere (mode 0600)
+    key: {key}
 aws:
   region: {region_q}
 """

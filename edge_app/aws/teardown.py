@@ -54,12 +54,14 @@ def teardown(
     iot: IotCalls,
     folder: Path,
     *,
+    thing: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     conflict_wait_s: float = 30.0,
 ) -> TeardownReport:
     """Remove what ``folder/provision.json`` says was created. ``ProvisionError`` when there
-    is no record, it is for another region, or AWS refuses a call (re-running continues)."""
+    is no record, it is for another ``thing`` (if given) or region, or AWS refuses a call
+    (re-running continues)."""
     started = clock()
     record = load_record(folder)
     if record is None:
@@ -67,6 +69,8 @@ def teardown(
             f"no {RECORD_FILE} in {folder}: nothing to tear down (--teardown removes only what "
             "provision recorded there)"
         )
+    if thing is not None and record.thing != thing:
+        raise ProvisionError(f"{folder} holds thing {record.thing!r}, not {thing!r}: check --out")
     if record.region != iot.region:
         raise ProvisionError(
             f"{record.thing!r} was provisioned in {record.region}: pass --region {record.region}"
