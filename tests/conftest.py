@@ -18,11 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from edge_app.aws import device_policy
+from simulator.acl import policy_acl
 from simulator.broker import BrokerError, Mosquitto, free_port
 from simulator.certs import Pki, make_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALWORLD = REPO_ROOT / ".." / "shared" / "realworld"
+FLEET = ("thing-a", "thing-b")
+"""The devices of ``policy_broker``: each has its own certificate (CN = thing name)."""
+POLICY_ACCOUNT = ("aws", "us-east-1", "123456789012")
+"""Partition, region and account of the device policy ``policy_broker`` enforces."""
 
 
 @pytest.fixture(scope="session")
@@ -31,16 +37,37 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Mosquitto]:
-    """A running Mosquitto with a plain and a mutual-TLS listener, stopped at session end."""
+def _mosquitto(workdir: Path, pki: Pki, acl: str | None = None) -> Mosquitto:
     try:
-        mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto"), pki)
+        return Mosquitto(workdir, pki, acl=acl)
     except BrokerError as exc:
         if os.environ.get("CI", "").lower() not in {"", "0", "false"}:
             pytest.fail(f"CI needs a real Mosquitto: {exc}")
         pytest.skip(f"no Mosquitto broker: {exc}")
-    with mosquitto:
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Mosquitto]:
+    """A running Mosquitto with a plain and a mutual-TLS listener, stopped at session end."""
+    with _mosquitto(tmp_path_factory.mktemp("mosquitto"), pki) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture(scope="session")
+def fleet(pki: Pki) -> dict[str, Pki]:
+    """A client certificate for each thing of ``FLEET``, signed by the session's test CA."""
+    return {thing: make_pki(pki.ca.parent, thing) for thing in FLEET}
+
+
+@pytest.fixture(scope="session")
+def policy_broker(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, fleet: dict[str, Pki]
+) -> Iterator[Mosquitto]:
+    """A Mosquitto whose mutual-TLS listener enforces the IoT device policy of
+    ``edge-app aws provision`` (``simulator.acl``) for ``FLEET``; its plain listener is the
+    unrestricted cloud side (shadow emulator, consumers)."""
+    acl = policy_acl(device_policy(*POLICY_ACCOUNT), FLEET)
+    with _mosquitto(tmp_path_factory.mktemp("policy-mosquitto"), pki, acl) as mosquitto:
         yield mosquitto
 
 

@@ -32,7 +32,10 @@ class CsrSigningClient:
         return getattr(self._client, name)
 
     def create_certificate_from_csr(
-        self, *, certificateSigningRequest: str, setAsActive: bool = False
+        self,
+        *,
+        certificateSigningRequest: str,  # noqa: N803  (boto3 names)
+        setAsActive: bool = False,  # noqa: N803
     ) -> dict[str, Any]:
         csr = x509.load_pem_x509_csr(certificateSigningRequest.encode())
         now = datetime.datetime.now(datetime.UTC)
