@@ -8,7 +8,8 @@ Steps, in order; the first failure stops the walk (the later steps need it) and 
     registry   (optional, needs AWS credentials) the certificate is known to AWS IoT, ACTIVE,
                attached to the thing and to a policy
     endpoint   the broker's host name resolves
-    tls        TCP connect and TLS handshake; the broker's certificate verified against the CA
+    tls        TCP connect and TLS handshake; the broker's certificate verified against the CA,
+               and (TLS 1.3) up to 1 s for the broker to refuse the device's certificate
     mqtt       CONNECT answered by a successful CONNACK
     publish    a QoS 1 publish to the device's own status topic is acknowledged
     shadow     the named shadow ``edge-config`` answers a ``get`` (a 404, no shadow yet, is fine)
@@ -43,6 +44,8 @@ from edge_app.remote import ShadowTopics
 from edge_app.uplink import tls_context
 
 Status = Literal["ok", "fail", "skip"]
+_ALERT_WAIT_S = 1.0
+"""How long the tls step waits for a TLS 1.3 broker to refuse the client certificate, seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +217,32 @@ def _tls(walk: _Walk) -> CheckStep:
             context.wrap_socket(raw, server_hostname=up.host) as tls,
         ):
             version = tls.version()
+            if version == "TLSv1.3" and _refused_after_handshake(tls, walk.timeout_s):
+                return CheckStep(
+                    "tls",
+                    "fail",
+                    "the broker closed the connection after the handshake",
+                    fixes.ALERT,
+                )
     except ssl.SSLCertVerificationError as exc:
         return CheckStep("tls", "fail", f"{exc.verify_message}", fixes.server_cert(exc, up))
     except ssl.SSLError as exc:
-        return CheckStep("tls", "fail", f"TLS handshake failed: {exc.reason or exc}", fixes.ALERT)
+        return CheckStep("tls", "fail", f"the broker ended TLS: {exc.reason or exc}", fixes.ALERT)
     except OSError as exc:
         return CheckStep("tls", "fail", _socket_error(exc), fixes.network(exc, up.host, up.port))
     walk.context = context
     return CheckStep("tls", "ok", f"{version} with {up.host}; its certificate verified")
+
+
+def _refused_after_handshake(tls: ssl.SSLSocket, timeout_s: float) -> bool:
+    """TLS 1.3 completes the client's handshake before the server has checked the client
+    certificate; a refusal arrives as an alert on the first read. Wait briefly for one: the
+    broker sends nothing else before our CONNECT. Raises the alert's ``ssl.SSLError``."""
+    tls.settimeout(min(timeout_s, _ALERT_WAIT_S))
+    try:
+        return tls.recv(1) == b""
+    except TimeoutError:
+        return False
 
 
 def _socket_error(exc: OSError) -> str:
