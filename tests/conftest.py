@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +16,9 @@ import pytest
 
 from edge_app.aws import device_policy
 from simulator.acl import policy_acl
-from simulator.broker import BrokerError, Mosquitto, free_port
+from simulator.broker import BrokerError, Mosquitto
 from simulator.certs import Pki, make_pki
+from tests.moto import MotoStartError, start_moto
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALWORLD = REPO_ROOT / ".." / "shared" / "realworld"
@@ -79,40 +76,16 @@ def realworld() -> Path:
     return REALWORLD.resolve()
 
 
-# moto's server, with AWS IoT certificate ids computed as AWS does (SHA-256 of the DER; moto's
-# default hashes the PEM text for backwards compatibility). moto reads that option only from
-# its in-process config, so the server is started from a two-line launcher.
-_MOTO_LAUNCHER = """
-import sys
-from moto.core.config import default_user_config
-default_user_config["iot"] = {"use_valid_cert": True}
-from moto.server import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto server running for the session."""
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
         pytest.skip("moto server not installed: pip install 'moto[server]'")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _MOTO_LAUNCHER, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 30.0
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1.0):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start on port {port}")
-                time.sleep(0.1)
+        proc, url = start_moto()
+    except MotoStartError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url
     finally:
         proc.terminate()

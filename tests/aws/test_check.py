@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_app.aws import CheckStep, IotCalls, provision, registry_check, run_check
+from edge_app.aws import Answer, CheckStep, IotCalls, fixes, provision, registry_check, run_check
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki, make_pki
 from simulator.shadow import ShadowService
@@ -244,3 +245,48 @@ def test_the_registry_reports_an_unknown_certificate(
     path = write_config(tmp_path, "thing-a", policy_broker.tls_port, tls_of(fleet["thing-a"]))
     step = stopped_at(walk(path, registry=lookup(iot)), "registry")
     assert "is not registered in AWS IoT in us-east-1" in step.detail
+
+
+def test_a_host_the_broker_certificate_is_not_for_stops_at_tls(
+    tmp_path: Path, policy_broker: Mosquitto, fleet: dict[str, Pki]
+) -> None:
+    # Another name of this machine: it reaches the broker, but the broker's certificate is
+    # for localhost and 127.0.0.1 only (as IoT Core's is for *.iot.REGION.amazonaws.com).
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        address = ""
+    if name == "localhost" or address != "127.0.0.1":
+        pytest.skip(f"this machine's name {name!r} does not resolve to 127.0.0.1")
+    path = write_config(
+        tmp_path, "thing-a", policy_broker.tls_port, tls_of(fleet["thing-a"]), host=name
+    )
+    step = stopped_at(walk(path), "tls")
+    assert f"Hostname mismatch, certificate is not valid for '{name}'" in step.detail
+    assert f"the broker's certificate is not for {name}" in step.fix
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (Answer(False, "Not authorized (reason code 135)", 135), "not authorized: the policy"),
+        (Answer(False, "Client identifier not valid", 133), "not authorized: the policy"),
+        (
+            Answer(False, "the broker closed the connection (Unspecified error)", closed=True),
+            "AWS IoT Core closes the connection without a CONNACK when (a) the certificate",
+        ),
+        (
+            Answer(False, "closed: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert", closed=True),
+            "the broker refused this device's certificate",
+        ),
+        (Answer(False, "no CONNACK within 3 s"), "the broker accepted TLS but did not answer"),
+    ],
+)
+def test_each_connect_refusal_gets_its_fix(answer: Answer, expected: str) -> None:
+    # IoT Core's own answers to a CONNECT its policy refuses (Mosquitto cannot give them).
+    fix = fixes.connect(answer, "intruder", "cam-1", None)
+    assert fix.startswith(expected)
+    if answer.code is not None:
+        assert "client id 'intruder'" in fix
+        assert "attach-thing-principal --thing-name cam-1" in fix
