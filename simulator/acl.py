@@ -17,6 +17,13 @@ each device's certificate CN is its identity (``use_identity_as_username``):
   client id is then refused on each topic instead of at CONNECT;
 * ``iot:RetainPublish`` and the policy's conditions have no Mosquitto counterpart and are
   left out (the broker allows retain wherever it allows write).
+
+``claims`` adds claim certificates (fleet provisioning by claim): each CN gets exactly the
+topics of its policy (``edge_app.aws.claim_policy``), as ``user`` lines, and every thing's
+topic tree denied.
+
+The mirror knows identities by certificate CN, so its guarantees hold for the certificates it
+is told about (``fleet`` and ``claims``); IoT Core binds every certificate through the registry.
 """
 
 from __future__ import annotations
@@ -35,19 +42,17 @@ _ACCESS[("iot:Subscribe", "topicfilter")] = "read"
 _IGNORED = {"iot:Connect", "iot:RetainPublish"}
 
 
-def policy_acl(policy: Mapping[str, Any], fleet: Iterable[str]) -> str:
+def policy_acl(
+    policy: Mapping[str, Any],
+    fleet: Iterable[str],
+    *,
+    claims: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
     """The ``acl_file`` text for ``policy`` and the certificate CNs (= thing names) of
-    ``fleet``. Raises ``ValueError`` for a statement it cannot mirror exactly (a Deny, an
-    unknown action or resource, a wildcard inside a level)."""
-    patterns: list[tuple[str, str]] = []
-    for statement in policy["Statement"]:
-        if statement.get("Effect") != "Allow":
-            raise ValueError(f"only Allow statements are mirrored: {statement}")
-        for action in _as_list(statement["Action"]):
-            for resource in _as_list(statement["Resource"]):
-                line = _pattern(action, resource)
-                if line is not None and line not in patterns:
-                    patterns.append(line)
+    ``fleet``; ``claims`` maps a claim certificate's CN to its policy. Raises ``ValueError``
+    for a statement it cannot mirror exactly (a Deny, an unknown action or resource, a
+    wildcard inside a level)."""
+    patterns = _rules(policy)
     # Each pattern's levels up to and including the thing: "edge-app/%c", "$aws/things/%c".
     roots = list(dict.fromkeys(t[: t.index("%c") + 2] for _, t in patterns if "%c" in t))
     things = list(fleet)
@@ -57,9 +62,32 @@ def policy_acl(policy: Mapping[str, Any], fleet: Iterable[str]) -> str:
         for other in things:
             if other != thing:
                 lines += [f"topic deny {root.replace('%c', other)}/#" for root in roots]
+    for identity, claim in (claims or {}).items():
+        # A claim certificate is no thing: every thing's topic tree is closed to it, whatever
+        # client id it connects with (IoT Core: its policy names no device topic).
+        lines.append(f"user {identity}")
+        lines += [f"topic deny {root.replace('%c', '+')}/#" for root in roots]
+        for access, topic in _rules(claim):
+            if "%c" in topic:
+                raise ValueError(f"a claim policy names no thing: {topic}")
+            lines.append(f"topic {access} {topic}")
     lines.append("")
     lines += [f"pattern {access} {topic}" for access, topic in patterns]
     return "\n".join(lines) + "\n"
+
+
+def _rules(policy: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(access, topic) of every statement of ``policy``, in order, without repeats."""
+    rules: list[tuple[str, str]] = []
+    for statement in policy["Statement"]:
+        if statement.get("Effect") != "Allow":
+            raise ValueError(f"only Allow statements are mirrored: {statement}")
+        for action in _as_list(statement["Action"]):
+            for resource in _as_list(statement["Resource"]):
+                rule = _pattern(action, resource)
+                if rule is not None and rule not in rules:
+                    rules.append(rule)
+    return rules
 
 
 def _pattern(action: str, resource: str) -> tuple[str, str] | None:

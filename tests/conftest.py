@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.aws import device_policy
+from edge_app.aws import claim_policy, device_policy
 from simulator.acl import policy_acl
 from simulator.broker import BrokerError, Mosquitto
 from simulator.certs import Pki, make_pki
@@ -26,6 +26,10 @@ FLEET = ("thing-a", "thing-b")
 """The devices of ``policy_broker``: each has its own certificate (CN = thing name)."""
 POLICY_ACCOUNT = ("aws", "us-east-1", "123456789012")
 """Partition, region and account of the device policy ``policy_broker`` enforces."""
+CLAIM = "claim-fleet"
+"""The CN of the claim certificate (fleet provisioning by claim) ``policy_broker`` knows."""
+TEMPLATE = "edge-app"
+"""The provisioning template the claim certificate may use."""
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +61,21 @@ def fleet(pki: Pki) -> dict[str, Pki]:
 
 
 @pytest.fixture(scope="session")
+def claim_pki(pki: Pki) -> Pki:
+    """The claim certificate (CN ``CLAIM``) a batch of devices would share."""
+    return make_pki(pki.ca.parent, CLAIM)
+
+
+@pytest.fixture(scope="session")
 def policy_broker(
     tmp_path_factory: pytest.TempPathFactory, pki: Pki, fleet: dict[str, Pki]
 ) -> Iterator[Mosquitto]:
     """A Mosquitto whose mutual-TLS listener enforces the IoT device policy of
-    ``edge-app aws provision`` (``simulator.acl``) for ``FLEET``; its plain listener is the
-    unrestricted cloud side (shadow emulator, consumers)."""
-    acl = policy_acl(device_policy(*POLICY_ACCOUNT), FLEET)
+    ``edge-app aws provision`` (``simulator.acl``) for ``FLEET``, and the claim policy for the
+    ``CLAIM`` certificate; its plain listener is the unrestricted cloud side (shadow emulator,
+    fleet provisioning, consumers)."""
+    claims = {CLAIM: claim_policy(*POLICY_ACCOUNT, TEMPLATE)}
+    acl = policy_acl(device_policy(*POLICY_ACCOUNT), FLEET, claims=claims)
     with _mosquitto(tmp_path_factory.mktemp("policy-mosquitto"), pki, acl) as mosquitto:
         yield mosquitto
 

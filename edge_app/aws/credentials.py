@@ -23,6 +23,7 @@ __all__ = [
     "load_private_key",
     "new_private_key",
     "public_key_pem",
+    "write_amazon_root_ca1",
 ]
 
 import base64
@@ -41,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from edge_app.errors import ProvisionError
-from edge_app.files import PRIVATE_FILE, loose_bits, read_nofollow, write_atomic
+from edge_app.files import PRIVATE_FILE, loose_bits, private_dir, read_nofollow, write_atomic
 
 AMAZON_ROOT_CA1_SHA256 = "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e"
 """SHA-256 of Amazon Root CA 1 (DER), as published at https://www.amazontrust.com/repository/."""
@@ -169,3 +170,14 @@ def amazon_root_ca1() -> bytes:
         f"{AMAZON_ROOT_CA1_SHA256}): upgrade certifi (pip install -U certifi), or download "
         "https://www.amazontrust.com/repository/AmazonRootCA1.pem and check its fingerprint"
     )
+
+
+def write_amazon_root_ca1(path: Path) -> None:
+    """Write Amazon Root CA 1 (``amazon_root_ca1``) to ``path`` (0600; its folder is made
+    0700 if missing). Raises ``ProvisionError``."""
+    pem = amazon_root_ca1()
+    try:
+        private_dir(path.parent)
+        write_atomic(path, pem)
+    except OSError as exc:
+        raise ProvisionError(f"cannot write {path}: {exc.strerror}") from exc

@@ -32,9 +32,9 @@ cameras:
 uplink:
   # this account's endpoint: aws iot describe-endpoint --endpoint-type iot:Data-ATS
   host: {endpoint_q}
-  port: 8883
+  port: {port}
   tls:
-    # Amazon Root CA 1 (from certifi, fingerprint checked)
+    # {ca_note}
     ca: {ca}
     # signed by AWS IoT from this device's certificate signing request
     cert: {cert}
@@ -45,8 +45,18 @@ aws:
 """
 
 
-def render_device_config(folder: Path, name: str, *, thing: str, endpoint: str, region: str) -> str:
-    """The YAML text of ``folder/name`` for ``thing`` on ``endpoint`` in ``region``.
+def render_device_config(
+    folder: Path,
+    name: str,
+    *,
+    thing: str,
+    endpoint: str,
+    region: str,
+    port: int = 8883,
+    ca: Path | None = None,
+) -> str:
+    """The YAML text of ``folder/name`` for ``thing`` on ``endpoint:port`` in ``region``;
+    ``ca`` is the broker's CA file (default: Amazon Root CA 1 beside the config).
 
     Values are written as JSON strings (valid YAML), so a thing named ``1`` or ``yes`` stays a
     string. Raises ``ConfigError`` if the result does not validate (a bug, or a value the
@@ -57,7 +67,11 @@ def render_device_config(folder: Path, name: str, *, thing: str, endpoint: str, 
         endpoint_q=json.dumps(endpoint),
         region_q=json.dumps(region),
         name=name,
-        ca=CA_FILE,
+        port=port,
+        ca=json.dumps(str(ca)) if ca is not None else CA_FILE,
+        ca_note="the CA of the broker's certificate"
+        if ca is not None
+        else "Amazon Root CA 1 (from certifi, fingerprint checked)",
         cert=CERT_FILE,
         key=KEY_FILE,
     )

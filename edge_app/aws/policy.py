@@ -25,6 +25,7 @@ __all__ = [
     "THING",
     "TOPIC_PREFIX",
     "UPLINK_TOPICS",
+    "claim_policy",
     "device_policy",
 ]
 
@@ -60,6 +61,15 @@ JOBS_RECEIVE = (
 """IoT Jobs answers and notifications a device subscribes to and receives."""
 _ARN_PART = re.compile(r"^[a-z0-9-]{1,64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
+_TEMPLATE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
+
+
+def _arn(partition: str, region: str, account: str) -> str:
+    if not (_ARN_PART.match(partition) and _ARN_PART.match(region)):
+        raise ValueError(f"invalid partition {partition!r} or region {region!r}")
+    if not _ACCOUNT.match(account):
+        raise ValueError(f"invalid AWS account id {account!r}: 12 digits")
+    return f"arn:{partition}:iot:{region}:{account}"
 
 
 def device_policy(partition: str, region: str, account: str) -> dict[str, Any]:
@@ -68,11 +78,7 @@ def device_policy(partition: str, region: str, account: str) -> dict[str, Any]:
     ``partition`` is ``aws`` (or ``aws-cn``, ``aws-us-gov``). Raises ``ValueError`` for a
     malformed partition, region or account id: they are spliced into every ARN.
     """
-    if not (_ARN_PART.match(partition) and _ARN_PART.match(region)):
-        raise ValueError(f"invalid partition {partition!r} or region {region!r}")
-    if not _ACCOUNT.match(account):
-        raise ValueError(f"invalid AWS account id {account!r}: 12 digits")
-    arn = f"arn:{partition}:iot:{region}:{account}"
+    arn = _arn(partition, region, account)
     own = TOPIC_PREFIX.format(thing=THING)
     shadow = ShadowTopics(THING)
     jobs = f"$aws/things/{THING}/jobs"
@@ -116,6 +122,52 @@ def device_policy(partition: str, region: str, account: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": "iot:Receive",
                 "Resource": [f"{arn}:topic/{t}" for t in receive],
+            },
+        ],
+    }
+
+
+def claim_policy(partition: str, region: str, account: str, template: str) -> dict[str, Any]:
+    """The policy of a *claim* certificate (fleet provisioning by claim, ``edge-app aws
+    claim``): shared by a batch of devices, it allows only the two provisioning requests for
+    ``template`` and their answers; no device topic, no shadow. Raises ``ValueError`` for
+    malformed ARN parts or template name."""
+    arn = _arn(partition, region, account)
+    if not _TEMPLATE.match(template):
+        raise ValueError(f"invalid template name {template!r}: 1-36 of A-Z a-z 0-9 _ -")
+    requests = [
+        "$aws/certificates/create-from-csr/json",
+        f"$aws/provisioning-templates/{template}/provision/json",
+    ]
+    answers = [f"{r}/{outcome}" for r in requests for outcome in ("accepted", "rejected")]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # The devices of a batch share the claim certificate and have no thing yet,
+                # so no client id can be named; all the certificate allows is below.
+                "Sid": "ConnectToProvision",
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": f"{arn}:client/*",
+            },
+            {
+                "Sid": "AskForCertificateAndThing",
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": [f"{arn}:topic/{t}" for t in requests],
+            },
+            {
+                "Sid": "SubscribeToAnswers",
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": [f"{arn}:topicfilter/{t}" for t in answers],
+            },
+            {
+                "Sid": "ReceiveAnswers",
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": [f"{arn}:topic/{t}" for t in answers],
             },
         ],
     }

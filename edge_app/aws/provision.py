@@ -18,7 +18,7 @@ Re-running with the same arguments changes nothing and creates nothing. ``teardo
 
 from __future__ import annotations
 
-__all__ = ["ProvisionReport", "Step", "provision"]
+__all__ = ["ProvisionReport", "Step", "load_or_make_key", "provision"]
 
 import json
 import re
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.aws.credentials import (
-    amazon_root_ca1,
     certificate_facts,
     csr_pem,
     load_private_key,
     new_private_key,
     public_key_pem,
+    write_amazon_root_ca1,
 )
 from edge_app.aws.deviceconfig import render_device_config
 from edge_app.aws.iot import IotCalls
@@ -112,6 +112,15 @@ def provision(
     return ProvisionReport(run.record, tuple(run.steps), config, clock() - started)
 
 
+def load_or_make_key(folder: Path) -> tuple[Any, bool]:
+    """The device key in ``folder`` (a private ``KEY_FILE``), made now if there is none;
+    and whether it was made now. Raises ``ProvisionError``."""
+    path = folder / KEY_FILE
+    if path.exists() or path.is_symlink():
+        return load_private_key(path), False
+    return new_private_key(path), True
+
+
 def _check_name(what: str, value: str, pattern: str, allowed: str) -> None:
     if not re.match(pattern, value):
         raise ProvisionError(f"invalid {what} {value!r}: use {allowed}")
@@ -165,13 +174,9 @@ class _Run:
         self.steps.append(Step(kind, name, outcome))
 
     def key(self) -> Any:
-        path = self.folder / KEY_FILE
-        if path.exists() or path.is_symlink():
-            key = load_private_key(path)
-            self._step("private key", str(path), "reused (made on this device earlier)")
-            return key
-        key = new_private_key(path)
-        self._step("private key", str(path), "made on this device (EC P-256, 0600)")
+        key, made = load_or_make_key(self.folder)
+        outcome = "made on this device (EC P-256, 0600)" if made else "reused (made here earlier)"
+        self._step("private key", str(self.folder / KEY_FILE), outcome)
         return key
 
     def thing(self) -> tuple[str, str, str]:
@@ -290,7 +295,7 @@ class _Run:
         self._step("endpoint", str(self.record.endpoint), "iot:Data-ATS")
 
     def files(self) -> Path:
-        self._write(CA_FILE, amazon_root_ca1())
+        write_amazon_root_ca1(self.folder / CA_FILE)
         config = self.folder / CONFIG_FILE
         if config.exists():
             self._step("config", str(config), "exists: kept as it is")

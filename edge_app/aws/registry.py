@@ -10,7 +10,7 @@ itself normally has no such credentials: run the check where the installer's are
 
 from __future__ import annotations
 
-__all__ = ["region_of", "registry_check"]
+__all__ = ["region_of", "region_of_host", "registry_check"]
 
 import re
 
@@ -24,11 +24,15 @@ from edge_app.errors import ProvisionError
 _IOT_HOST = re.compile(r"\.iot\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
+def region_of_host(host: str) -> str | None:
+    """The AWS region in an IoT endpoint's name (``xxx-ats.iot.REGION.amazonaws.com``)."""
+    match = _IOT_HOST.search(host)
+    return match.group(1) if match else None
+
+
 def region_of(config: AppConfig) -> str:
-    """The AWS region of the config's IoT endpoint (``xxx-ats.iot.REGION.amazonaws.com``),
-    else ``aws.region``."""
-    match = _IOT_HOST.search(config.uplink.host)
-    return match.group(1) if match else config.aws.region
+    """The AWS region of the config's IoT endpoint, else ``aws.region``."""
+    return region_of_host(config.uplink.host) or config.aws.region
 
 
 def registry_check(iot: IotCalls, facts: CertificateFacts, thing: str) -> CheckStep:

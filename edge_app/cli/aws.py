@@ -1,4 +1,4 @@
-"""``edge-app aws provision|check|policy``: onboarding a device in AWS IoT Core.
+"""``edge-app aws provision|claim|check|policy``: onboarding a device in AWS IoT Core.
 
 ``edge_app.aws`` (boto3, cryptography, certifi: the ``edge-app[aws]`` extra) is imported only
 when one of these commands runs, so ``edge-app run`` never loads boto3 for them.
@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from edge_app.config import TlsConfig
 from edge_app.errors import EdgeAppError
 
 IotFactory = Callable[[str | None, str | None, str | None], Any]
@@ -69,6 +70,38 @@ def register(
         "them; then the key, certificate and CA files. The config and data stay.",
     )
     prov.set_defaults(func=lambda a: _provision(a, iot_factory))
+
+    claim = cmds.add_parser(
+        "claim",
+        help="fleet provisioning by claim: get this device's own certificate and thing over "
+        "MQTT with a shared claim certificate (no AWS credentials needed)",
+        description="Makes the private key here, sends a CSR to "
+        "$aws/certificates/create-from-csr/json with the claim certificate, then registers the "
+        "thing through $aws/provisioning-templates/TEMPLATE/provision/json with the ownership "
+        "token and --param values; writes device.pem.crt and (if absent) edge-app.yaml beside "
+        "the key in --out (0600). A folder that already holds device.pem.crt is refused.",
+    )
+    claim.add_argument("--endpoint", required=True, help="the iot:Data-ATS endpoint host")
+    claim.add_argument("--port", type=int, default=8883, help="MQTT port (8883)")
+    claim.add_argument("--claim-cert", type=Path, required=True, help="claim certificate (PEM)")
+    claim.add_argument("--claim-key", type=Path, required=True, help="its private key (PEM)")
+    claim.add_argument(
+        "--ca", type=Path, help="CA of the endpoint (default: Amazon Root CA 1, from certifi)"
+    )
+    claim.add_argument("--template", required=True, help="fleet provisioning template name")
+    claim.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter, e.g. SerialNumber=0042 (repeatable)",
+    )
+    claim.add_argument("--out", type=Path, required=True, help="folder for the device's files")
+    claim.add_argument("--region", help="AWS region for the config (default: from --endpoint)")
+    claim.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (10)"
+    )
+    claim.set_defaults(func=_claim)
 
     check = cmds.add_parser(
         "check",
@@ -158,6 +191,45 @@ def _teardown(args: argparse.Namespace, aws: ModuleType, make: IotFactory, folde
     print(f"tore down thing {done.thing} ({done.seconds:.2f} s):")
     _print_steps(done.steps)
     return 0
+
+
+def _claim(args: argparse.Namespace) -> int:
+    aws = _aws()
+    if aws is None:
+        return _EXIT_ERROR
+    try:
+        parameters = dict(_key_value(p) for p in args.param)
+        ca = args.ca
+        if ca is None:
+            ca = args.out / "AmazonRootCA1.pem"
+            aws.write_amazon_root_ca1(ca)
+        tls = TlsConfig(ca=ca, cert=args.claim_cert, key=args.claim_key)
+        region = args.region or aws.region_of_host(args.endpoint) or "us-east-1"
+        report = aws.claim(
+            args.endpoint,
+            args.port,
+            claim_tls=tls,
+            template=args.template,
+            parameters=parameters,
+            folder=args.out,
+            region=region,
+            timeout_s=args.timeout,
+        )
+    except EdgeAppError as exc:
+        print(f"edge-app aws claim: {exc}", file=sys.stderr)
+        return _EXIT_ERROR
+    print(
+        f"claimed thing {report.thing} (certificate {report.certificate_id}); config: "
+        f"{report.config}; next: edge-app aws check --config {report.config}"
+    )
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise EdgeAppError(f"--param {text!r}: write KEY=VALUE, e.g. --param SerialNumber=0042")
+    return key, value
 
 
 def _print_steps(steps: Any) -> None:

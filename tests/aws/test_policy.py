@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_app.aws import THING, IotCalls, device_policy, provision
+from edge_app.aws import THING, IotCalls, claim_policy, device_policy, provision
 from simulator.acl import policy_acl
 
 ACCOUNT = ("aws", "eu-west-1", "123456789012")
@@ -131,3 +131,26 @@ def test_the_mosquitto_mirror_is_never_wider_than_the_policy() -> None:
     ):
         with pytest.raises(ValueError):
             policy_acl({"Statement": [statement]}, ["a"])
+
+
+def test_the_claim_policy_allows_only_provisioning() -> None:
+    policy = claim_policy(*ACCOUNT, "edge-app")
+    actions = {a for s in policy["Statement"] for a in as_list(s["Action"])}
+    assert actions == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+    by_action = {s["Action"]: [ARN.match(r)["rest"] for r in as_list(s["Resource"])]  # type: ignore[index]
+                 for s in policy["Statement"]}  # fmt: skip
+    assert by_action["iot:Publish"] == [
+        "topic/$aws/certificates/create-from-csr/json",
+        "topic/$aws/provisioning-templates/edge-app/provision/json",
+    ]
+    answers = {name.split("/", 1)[1] for name in by_action["iot:Receive"]}
+    assert answers == {f"{r}/{o}" for r in (
+        "$aws/certificates/create-from-csr/json",
+        "$aws/provisioning-templates/edge-app/provision/json",
+    ) for o in ("accepted", "rejected")}  # fmt: skip
+    assert {n.split("/", 1)[1] for n in by_action["iot:Subscribe"]} == answers
+    topics = [n.split("/", 1)[1] for k, ns in by_action.items() if k != "iot:Connect" for n in ns]
+    prefixes = ("$aws/certificates/create-from-csr/", "$aws/provisioning-templates/edge-app/")
+    assert all(t.startswith(prefixes) for t in topics), topics  # no device topic, no shadow
+    with pytest.raises(ValueError, match="invalid template name"):
+        claim_policy(*ACCOUNT, "a/b")
