@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from edge_app.cli import aws as aws_cmd
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
@@ -30,6 +31,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     models_cmd.register,
     outbox_cmd.register,
     keys_cmd.register,
+    aws_cmd.register,
     demo_cmd.register,
 )
 

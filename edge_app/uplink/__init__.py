@@ -11,7 +11,7 @@ from edge_app.uplink.batcher import (
 )
 from edge_app.uplink.drain import MALFORMED_REASON_CODES, DrainLoop, DrainStats
 from edge_app.uplink.lanes import LanePublish, LaneSender, StoredLaneSender
-from edge_app.uplink.mqtt import MqttTransport, status_payload, stop_network_loop
+from edge_app.uplink.mqtt import MqttTransport, status_payload, stop_network_loop, tls_context
 from edge_app.uplink.ratelimit import (
     IOT_CORE_MAX_BYTES_PER_S,
     IOT_CORE_MAX_PUBLISHES_PER_S,
@@ -56,5 +56,6 @@ __all__ = [
     "snapshot_row",
     "status_payload",
     "stop_network_loop",
+    "tls_context",
     "topic_matches",
 ]

@@ -18,7 +18,7 @@ Failures are logged once per change of state, with the reason but never key or c
 
 from __future__ import annotations
 
-__all__ = ["MqttTransport", "status_payload", "stop_network_loop"]
+__all__ = ["MqttTransport", "status_payload", "stop_network_loop", "tls_context"]
 
 import json
 import logging
@@ -153,7 +153,7 @@ class MqttTransport:
         Raises ``UplinkError`` only for problems retrying cannot fix: unreadable TLS files or a
         second call. A down broker is retried forever (logged once per change of reason).
         """
-        context = None if self._tls is None else self._tls_context(self._tls)
+        context = None if self._tls is None else tls_context(self._tls)
         with self._lock:
             if self._used:
                 raise UplinkError(
@@ -412,19 +412,23 @@ class MqttTransport:
         delay = self._backoff.next()
         self._client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]  # floats work
 
-    def _tls_context(self, tls: TlsConfig) -> ssl.SSLContext:
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(str(tls.cert), str(tls.key))
-        except (OSError, ssl.SSLError) as exc:
-            # Paths only: the files' contents (the key) must never reach a log.
-            raise UplinkError(
-                f"cannot load TLS files (ca={tls.ca}, cert={tls.cert}, key={tls.key}): "
-                f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc.args[-1]}; "
-                "check the paths, that the key matches the certificate and is not encrypted"
-            ) from exc
-        return context
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The client TLS context of ``tls``: TLS 1.2 or newer, the broker's certificate and host
+    name verified against ``tls.ca``, ``tls.cert``/``tls.key`` presented. Raises
+    ``UplinkError`` naming the files (never their contents) when they cannot be loaded."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    except (OSError, ssl.SSLError) as exc:
+        # Paths only: the files' contents (the key) must never reach a log.
+        raise UplinkError(
+            f"cannot load TLS files (ca={tls.ca}, cert={tls.cert}, key={tls.key}): "
+            f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc.args[-1]}; "
+            "check the paths, that the key matches the certificate and is not encrypted"
+        ) from exc
+    return context
 
 
 def _safe_call(callback: ConnectionCallback, connected: bool) -> None:
