@@ -52,6 +52,7 @@ from edge_app.uplink import (
     RateLimiter,
     SnapshotSender,
     Transport,
+    codec,
     snapshot_row,
     status_payload,
 )
@@ -316,6 +317,7 @@ class EdgeApp:
                 bytes_per_s=up.max_bytes_per_s,
             ),
             lanes=self._open_side_lanes(),
+            compression=codec(up.compression),
         )
         live = self._live
         assert live is not None  # start() built it before the uplink

@@ -184,6 +184,15 @@ class UplinkConfig(Model):
         "this many (oldest dropped first); 0: do not upload snapshots.",
     )
     batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
+    compression: Literal["none", "gzip", "zlib", "zstd"] = Field(
+        "none",
+        description="Compress events batches: none, gzip or zlib (standard library) or zstd "
+        "(pip install 'edge-app[zstd]'). Marked with the MQTT 5 content type "
+        "application/json+<codec> (uncompressed: application/json); batch.max_bytes and the "
+        "byte rate cap then count compressed bytes, so a batch carries several times more "
+        "events. Every consumer must decode it (the Lambda in deploy/lambda and `python -m "
+        "simulator cloud` do). Local file only.",
+    )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Reconnect backoff."
     )
