@@ -13,16 +13,17 @@
 * ``status`` (rule ``StatusRule``): the device's retained ``online``/``offline``/``stopped``
   status: stored, and ``DeviceConnected`` (1/0) put.
 * ``sweep`` (every minute, EventBridge): per device ``DeviceConnected`` and ``SeqMissing``,
-  and fleet-wide ``DevicesOffline`` (not online for longer than ``OFFLINE_AFTER_S``), so the
-  alarms see a value every minute even when no device says anything.
+  and fleet-wide ``DevicesOffline`` (not online for longer than ``OFFLINE_AFTER_MINUTES``), so
+  the alarms see a value every minute even when no device says anything.
 
 Failures of AWS itself (throttling, an unreachable table) do raise: Lambda retries the
 invocation, which is safe because every step is idempotent (``edge_cloud.store``), and after
 the retries the input goes to the function's dead-letter queue.
 
 Environment: ``BUCKET``, ``EVENT_IDS_TABLE``, ``DEVICES_TABLE``, ``REVIEW_QUEUE_URL``,
-``METRICS_NAMESPACE`` (default ``EdgeApp/Cloud``), ``DEDUP_DAYS`` (30), ``OFFLINE_AFTER_S``
-(300); ``AWS_ENDPOINT_URL`` is honoured by boto3 itself (the tests point it at moto).
+``METRICS_NAMESPACE`` (default ``EdgeApp/Cloud``), ``DEDUP_DAYS`` (30),
+``OFFLINE_AFTER_MINUTES`` (5); ``AWS_ENDPOINT_URL`` is honoured by boto3 itself (the tests
+point it at moto).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
 
 
 def _offline_after_s() -> float:
-    return float(os.environ.get("OFFLINE_AFTER_S", "300"))
+    return 60 * float(os.environ.get("OFFLINE_AFTER_MINUTES", "5"))
 
 
 def process(

@@ -102,7 +102,7 @@ def cloud(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Cloud:
         "DEVICES_TABLE": f"devices-{tag}",
         "REVIEW_QUEUE_URL": queue,
         "METRICS_NAMESPACE": f"EdgeApp/Cloud-{tag}",
-        "OFFLINE_AFTER_S": "300",
+        "OFFLINE_AFTER_MINUTES": "5",
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
