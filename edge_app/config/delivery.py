@@ -296,6 +296,18 @@ class HealthConfig(Model):
     disk_low_fraction: float = Field(0.05, ge=0, le=1, description="Free share below: low.")
     uplink_down_s: float = Field(300.0, gt=0, description="Uplink down this long: degraded.")
     outbox_full_fraction: float = Field(0.9, gt=0, le=1, description="Outbox fill: near full.")
+    clock_unsynced_s: float = Field(
+        600.0,
+        gt=0,
+        description="The OS says the wall clock is not synchronised this long: a "
+        "clock_unsynced health event (the health state stays as it is).",
+    )
+    events: bool = Field(
+        True,
+        description="Raise health changes as events (rule `health`, label the kind: "
+        "camera_stale, detector_stuck, disk_low, outbox_full, clock_unsynced; `start` when "
+        "it begins, `end` when it clears), stored and delivered like any event.",
+    )
 
     @property
     def exposed(self) -> bool:
