@@ -21,7 +21,8 @@ invocation, which is safe because every step is idempotent (``edge_cloud.store``
 the retries the input goes to the function's dead-letter queue.
 
 Environment: ``BUCKET``, ``EVENT_IDS_TABLE``, ``DEVICES_TABLE``, ``REVIEW_QUEUE_URL``,
-``METRICS_NAMESPACE`` (default ``EdgeApp/Cloud``), ``DEDUP_DAYS`` (30),
+``METRICS_NAMESPACE`` (default ``EdgeApp/Cloud``), ``METRICS_SINK`` (``emf``: metrics as
+Embedded Metric Format log lines, the default; ``api``: PutMetricData), ``DEDUP_DAYS`` (30),
 ``OFFLINE_AFTER_MINUTES`` (5); ``AWS_ENDPOINT_URL`` is honoured by boto3 itself (the tests
 point it at moto).
 """
@@ -66,6 +67,7 @@ def services_from_env(env: dict[str, str] | None = None) -> Services:
         queue=env["REVIEW_QUEUE_URL"],
         namespace=env.get("METRICS_NAMESPACE", "EdgeApp/Cloud"),
         dedup_days=float(env.get("DEDUP_DAYS", "30")),
+        metrics_sink=env.get("METRICS_SINK", "emf"),
         endpoint=env.get("AWS_ENDPOINT_URL", ""),
     )
 
@@ -79,6 +81,7 @@ def _services(
     queue: str,
     namespace: str,
     dedup_days: float,
+    metrics_sink: str,
     endpoint: str,  # part of the cache key only: boto3 reads AWS_ENDPOINT_URL itself
 ) -> Services:
     # Built once per warm container (and per configuration, for the tests). One connection per
@@ -95,6 +98,7 @@ def _services(
         review_queue_url=queue,
         namespace=namespace,
         dedup_days=dedup_days,
+        metrics_sink=metrics_sink,
     )
 
 

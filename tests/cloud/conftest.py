@@ -102,6 +102,7 @@ def cloud(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Cloud:
         "DEVICES_TABLE": f"devices-{tag}",
         "REVIEW_QUEUE_URL": queue,
         "METRICS_NAMESPACE": f"EdgeApp/Cloud-{tag}",
+        "METRICS_SINK": "api",  # moto keeps what PutMetricData sends; EMF: test_emf_metrics
         "OFFLINE_AFTER_MINUTES": "5",
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

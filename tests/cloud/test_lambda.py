@@ -258,3 +258,24 @@ def test_the_lambda_decodes_every_codec_the_device_has(name: str) -> None:
     if name != "none":  # plain JSON is at most IoT Core's 128 KB: nothing to inflate
         with pytest.raises(ValueError, match="inflates to more than"):
             inflate(c.compress(b" " * (MAX_DECODED_BYTES + 1)), c.content_type)
+
+
+def test_emf_metrics_are_one_json_line_per_dimension_set(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default sink: Embedded Metric Format on stdout, which CloudWatch Logs turns into
+    the same metrics without a PutMetricData request."""
+    monkeypatch.setenv("METRICS_SINK", "emf")
+    handler(rule_input(events(range(1, 8))), None)
+    handler({"kind": "sweep"}, None)
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    batch, per_device, fleet = docs
+    (directive,) = batch["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == cloud.env["METRICS_NAMESPACE"]
+    assert directive["Dimensions"] == [["device"]]
+    assert (batch["device"], batch["EventsAccepted"], batch["SeqGaps"]) == (DEVICE, 7, 0)
+    assert {m["Name"] for m in directive["Metrics"]} <= set(batch)
+    assert per_device["SeqMissing"] == 0
+    assert fleet["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [[]]
+    assert (fleet["DevicesOffline"], "device" in fleet) == (0, False)
+    assert cloud.metric_sum("EventsAccepted", DEVICE) == 0  # no API request was made
