@@ -43,7 +43,7 @@ from edge_app.pipeline import CameraStats, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.telemetry import DiskUsage, TimeoutExtender, load_token, sd_notify
+from edge_app.telemetry import DiskUsage, HealthEvents, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
@@ -52,6 +52,7 @@ from edge_app.uplink import (
     RateLimiter,
     SnapshotSender,
     Transport,
+    codec,
     snapshot_row,
     status_payload,
 )
@@ -125,6 +126,7 @@ class EdgeApp:
         self._stop_retention = threading.Event()
         self._drain_thread: threading.Thread | None = None
         self._retention_thread: threading.Thread | None = None
+        self._health_events: HealthEvents | None = None
         self._started = False
         self._sealer: Sealer | None = None
         self._clip_writer: ClipWriter | None = None
@@ -214,6 +216,18 @@ class EdgeApp:
             retention = self.retention = Retention.for_config(
                 effective, pending=self._undelivered, stop=self._stop_retention
             )
+            live = self._live
+            self._health_events = (
+                # into the cameras' sink: stored and delivered like their events
+                HealthEvents(
+                    self._store,
+                    device=cfg.device.thing_name,
+                    model=lambda: live.current.detector.model,
+                    clock=self._clock,
+                )
+                if cfg.health.events
+                else None
+            )
             self.telemetry = Telemetry(
                 cfg,
                 clock=self._clock,
@@ -227,6 +241,7 @@ class EdgeApp:
                 watchdog_s=self._watchdog_s,
                 logs_may_send=self._logs_may_send,
                 health_token=health_token,
+                on_health=self._health_events.observe if self._health_events else None,
             )
             self._resources.callback(self.telemetry.lane.close)
         except BaseException:
@@ -316,6 +331,7 @@ class EdgeApp:
                 bytes_per_s=up.max_bytes_per_s,
             ),
             lanes=self._open_side_lanes(),
+            compression=codec(up.compression),
         )
         live = self._live
         assert live is not None  # start() built it before the uplink
@@ -462,6 +478,8 @@ class EdgeApp:
         self._stop_shadow.set()
         if self._shadow_thread is not None:
             self._shadow_thread.join()
+        if self._health_events is not None:
+            self._health_events.close()  # ends open conditions, before the last delivery
         self._stop_retention.set()  # before the outbox it asks is closed
         if self._retention_thread is not None:
             self._retention_thread.join()

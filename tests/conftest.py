@@ -1,5 +1,5 @@
-"""Session fixtures shared by every test: a test PKI, a real Mosquitto, moto in server mode,
-the real-world data.
+"""Session fixtures shared by every test: a test PKI, a real Mosquitto, moto in server mode
+(reached by real boto3 clients over HTTP), the real-world data.
 
 A missing mosquitto skips broker tests on a developer machine, but fails them when ``CI`` is
 set: CI must never pass by silently skipping the integration tests.

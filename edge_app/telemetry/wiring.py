@@ -23,7 +23,12 @@ from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
-from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
+from edge_app.telemetry.health import (
+    HealthMonitor,
+    HealthReport,
+    HealthThresholds,
+    ProgressCounters,
+)
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
 from edge_app.telemetry.metricslane import MetricsLaneSender
@@ -95,10 +100,12 @@ class Telemetry:
         environ: Mapping[str, str] | None = None,
         logs_may_send: Callable[[], bool] = lambda: True,
         health_token: BearerToken | None = None,
+        on_health: Callable[[HealthReport], None] | None = None,
     ) -> None:
         """``logs_may_send`` says whether CloudWatch Logs may be shipped now; the app passes
         "the MQTT drain has nothing waiting", so logs yield the link to events, snapshots
-        and metrics. ``health_token`` (from ``load_token``) guards the HTTP endpoint."""
+        and metrics. ``health_token`` (from ``load_token``) guards the HTTP endpoint.
+        ``on_health`` gets every health report of the telemetry thread (``HealthEvents``)."""
         self.config = config
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -142,8 +149,10 @@ class Telemetry:
                 h.disk_low_fraction,
                 h.uplink_down_s,
                 h.outbox_full_fraction,
+                h.clock_unsynced_s,
             ),
         )
+        self._on_health = on_health
         m = config.metrics
         self.loop = TelemetryLoop(
             aggregator=MinuteAggregator(self.registry, period_s=m.period_s),
@@ -184,7 +193,9 @@ class Telemetry:
 
     def _tick(self) -> None:
         self.collector.collect()
-        self.health.check()  # keeps progress tracking current between probes
+        report = self.health.check()  # keeps progress tracking current between probes
+        if self._on_health is not None:
+            self._on_health(report)
         if self.logs is not None:
             self.logs.tick()
 
@@ -210,7 +221,12 @@ class Telemetry:
                 # health is an aid, not the job: the cameras and the outbox run without it
                 _log.error("%s; running without the health endpoint", exc)
         bodies: list[tuple[str, Callable[[], None]]] = [("watchdog", self.watchdog.run)]
-        if self.config.metrics.enabled or h.enabled or self.logs is not None:
+        if (
+            self.config.metrics.enabled
+            or h.enabled
+            or self.logs is not None
+            or self._on_health is not None
+        ):
             bodies.append(("telemetry", self.loop.run))
         for name, body in bodies:
             thread = threading.Thread(target=body, name=name)

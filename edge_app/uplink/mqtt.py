@@ -31,6 +31,8 @@ from typing import Any, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_app.config import TlsConfig
@@ -199,12 +201,20 @@ class MqttTransport:
         _log.info("disconnected from MQTT broker %s:%d", self._host, self._port)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        content_type: str | None = None,
     ) -> PublishHandle:
         """Send ``payload`` to ``topic``; the handle completes on PUBACK (QoS 1) or send (QoS 0).
 
-        Never raises for a down link: the returned handle has failed instead. Raises
-        ``UplinkError`` for an invalid topic or QoS (a programming error).
+        ``content_type`` is sent as the MQTT 5 Content Type property (AWS IoT rules read it
+        with ``get_mqtt_property('content_type')``). Never raises for a down link: the
+        returned handle has failed instead. Raises ``UplinkError`` for an invalid topic or QoS
+        (a programming error).
         """
         if qos not in (0, 1):
             raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
@@ -215,7 +225,9 @@ class MqttTransport:
         try:
             # Not under our lock: paho calls on_publish while holding its own message lock,
             # which publish() also takes, so holding ours here could deadlock.
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            info = self._client.publish(
+                topic, payload, qos=qos, retain=retain, properties=_properties(content_type)
+            )
         except ValueError as exc:
             raise UplinkError(f"cannot publish to {topic!r}: {exc}") from exc
         return self._track(topic, info, epoch)
@@ -429,6 +441,15 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
             "check the paths, that the key matches the certificate and is not encrypted"
         ) from exc
     return context
+
+
+def _properties(content_type: str | None) -> Properties | None:
+    """PUBLISH properties carrying ``content_type`` (None: no properties at all)."""
+    if content_type is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: untyped
+    props.ContentType = content_type
+    return props
 
 
 def _safe_call(callback: ConnectionCallback, connected: bool) -> None:

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
 from edge_app.domain import Detections, ModelRef
+from edge_app.outbox import OutboxReader
 from edge_app.uplink import stop_network_loop
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
@@ -234,6 +235,19 @@ def test_a_camera_that_stops_delivering_frames_is_stale(
         app.wait()  # the clip ended: no frame will come
         assert until(lambda: any("camera yard stale" in r for r in health(app)["reasons"]))
         assert health(app)["state"] == "degraded"
+        # ... and a health event was stored like any event (the uplink is down: no broker)
+        assert until(lambda: health_events(cfg) != [])
+    # stopping ends the open condition; both wait in the outbox for delivery
+    (start, end) = health_events(cfg)
+    assert (start["rule"], start["label"], start["camera"]) == ("health", "camera_stale", "yard")
+    assert (start["phase"], start["severity"], end["phase"]) == ("start", "high", "end")
+    assert (end["start_id"], end["end_reason"]) == (start["id"], "stopped")
+
+
+def health_events(cfg: AppConfig) -> list[dict[str, Any]]:
+    with OutboxReader(cfg.outbox_path) as reader:
+        bodies = [json.loads(b) for b in reader.bodies()]
+    return [b for b in bodies if b["rule"] == "health"]
 
 
 def test_an_exposed_endpoint_serves_only_with_the_token_from_the_environment(
