@@ -140,7 +140,7 @@ class ModelRef:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An anomaly event (DESIGN.md "Events"). ``seq`` is assigned by the outbox on commit."""
+    """An anomaly event (docs/events.md). ``seq`` is assigned by the outbox on commit."""
 
     id: str
     device: str
@@ -166,7 +166,7 @@ class Event:
         return replace(self, seq=seq)
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form (DESIGN.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
+        """The wire form (docs/events.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
         doc: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,

@@ -144,7 +144,7 @@ class CameraWorker:
         """Have the source's reader thread resize each frame for the detector, when every
         frame goes to the detector (no motion gate, no fps limit): the resize then overlaps
         the previous frame's inference instead of preceding this one's. Gated or thinned
-        cameras would resize frames they skip, so they resize in ``detect`` as before.
+        cameras would resize frames they skip, so they resize in ``detect``.
         Also notes the model's input size, which motion crop windows take their shape from."""
         detector = self._detector
         sized = detector if isinstance(detector, PreparingDetector) else None
@@ -325,7 +325,7 @@ class CameraWorker:
             event = self._sink(event)
         except EdgeAppError as exc:
             # the local action (snapshot) already happened; the frame loop must go on even
-            # when the store cannot take the event (disk full); issue 3 adds a spill file
+            # when the store cannot take the event (disk full): it is counted and logged
             self.stats.events_unstored += 1
             log.error("event %s of rule %s could not be stored: %s", event.id, event.rule, exc)
             return

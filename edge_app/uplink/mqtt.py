@@ -1,6 +1,7 @@
 """``MqttTransport``: the ``Transport`` over paho-mqtt 2, MQTT 5, QoS 1, mutual TLS.
 
-Behaviour that matters for never losing data (STYLE.md 9, the bugs Frigate users report):
+Behaviour that matters for never losing data (the bugs Frigate users report against its
+MQTT client: a publish dropped while disconnected, a failed CONNACK taken for success):
 
 * ``connected`` is true only after a CONNACK with a success reason code.
 * ``connect()`` never raises because the broker is down: paho's network thread

@@ -385,7 +385,7 @@ def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto, pki
     stop_network_loop(sender)
 
 
-# -- issue 10: the version bar, shadow deletion, bounded rejection reports ------------------
+# -- the version bar, shadow deletion, bounded rejection reports -----------------------------
 
 HUGE = 2**62  # a valid shadow version, far above any real one
 
