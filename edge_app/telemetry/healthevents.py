@@ -1,4 +1,4 @@
-"""Health changes as events (DESIGN.md "The cloud half"): a camera gone stale, a stuck
+"""Health changes as events: a camera gone stale, a stuck
 detector, a low disk, a nearly full outbox, a clock that does not synchronise.
 
 ``HealthEvents.observe`` is fed every ``HealthReport`` the telemetry thread computes. A
