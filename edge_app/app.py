@@ -8,8 +8,9 @@ registers its close, and every thread and connection its stop, on one ``ExitStac
 it exists, so a start that fails at any step stops and closes exactly what it had started, and
 ``stop`` unwinds the same stack. The order of that unwinding is the shutdown contract of the
 no-loss promise: stop taking frames, let the camera loops finish the frame in hand and close
-their episodes (those events are committed), stop remote config and retention, keep delivering
-for ``uplink.flush_timeout_s``, stop telemetry (its last minute is stored), the drain and the
+their episodes (those events are committed), stop remote config and retention, end the open
+health conditions (``end_reason: stopped``, committed too), keep delivering for
+``uplink.flush_timeout_s``, stop telemetry (its last minute is stored), the drain and the
 connection, then close the sources, the detectors, the lanes and last the store.
 
 Configuration in force is ``local file + last-good overlay`` at boot, then whatever the named
@@ -192,9 +193,14 @@ class EdgeApp:
             _start_thread(stack, up.drain.run, "uplink-drain", up.drain_stop)
         step("telemetry start")
         stack.callback(parts.telemetry.stop)  # also stops a start that failed half-way
-        parts.telemetry.start(status=self._status)
         if up is not None:
             stack.callback(self._flush, up, parts.outbox)  # once every producer has stopped
+        health = parts.health_events
+        if health is not None:
+            # The telemetry thread feeds it from its start: the open conditions end before
+            # the last delivery (and in a start that fails half-way too).
+            stack.callback(health.close)
+        parts.telemetry.start(status=self._status, on_health=health.observe if health else None)
         step("retention thread")
         _start_thread(stack, parts.retention.run, "retention", parts.retention_stop)
         if up is not None:

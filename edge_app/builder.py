@@ -1,11 +1,12 @@
 """Builds every part of the appliance from its config: opened, wired, not started.
 
 ``build_app`` opens the parts in dependency order (outbox, detector, uplink lanes, transport,
-drain, telemetry, intake, retention, sources and camera loops, remote config) and registers
-each one's close on the caller's ``ExitStack`` the moment it exists, so a failure half-way
-closes exactly what was opened, newest first. Starting the threads is ``EdgeApp.start``'s job;
-it registers their stops on the same stack. Nothing here starts a thread except the clip
-writer's, which lives and dies with the ``ClipWriter`` (closed on the stack like the rest).
+drain, telemetry, intake, health events, retention, sources and camera loops, remote config)
+and registers each one's close on the caller's ``ExitStack`` the moment it exists, so a
+failure half-way closes exactly what was opened, newest first. Starting the threads is
+``EdgeApp.start``'s job; it registers their stops on the same stack. Nothing here starts a
+thread except the clip writer's, which lives and dies with the ``ClipWriter`` (closed on the
+stack like the rest).
 
 Where the live configuration is: ``AppParts.live`` (config snapshot + detector in force). The
 local file is only read for what remote config can never change: paths, broker, certificates,
@@ -35,7 +36,7 @@ from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
-from edge_app.telemetry import DiskUsage, TimeoutExtender, load_token, sd_notify
+from edge_app.telemetry import DiskUsage, HealthEvents, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
 from edge_app.uplink import (
     DrainLoop,
@@ -44,6 +45,7 @@ from edge_app.uplink import (
     RateLimiter,
     SnapshotSender,
     Transport,
+    codec,
     status_payload,
 )
 from edge_app.vision.detector import Detector, open_detector
@@ -86,13 +88,15 @@ class UplinkParts:
 @dataclass(frozen=True, slots=True)
 class AppParts:
     """Every long-lived part of one app, built and opened; the threads are not started.
-    ``intake`` is where any producer of events hands them in; ``stop_capture`` ends every
-    camera loop, ``retention_stop`` the retention thread."""
+    ``intake`` is where any producer of events hands them in; ``health_events`` (None with
+    ``health.events: false``) turns the telemetry thread's health reports into events through
+    it; ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread."""
 
     outbox: Outbox
     live: RuntimeHolder
     telemetry: Telemetry
     intake: EventIntake
+    health_events: HealthEvents | None
     retention: Retention
     retention_stop: threading.Event
     workers: tuple[CameraWorker, ...]
@@ -188,6 +192,17 @@ def build_app(
         snapshots=wire.snapshot_lane,
         wake=wire.drain.notify if wire.drain is not None else None,
     )
+    health_events = (
+        # the cameras' sink: stored and delivered like their events
+        HealthEvents(
+            intake.accept,
+            device=config.device.thing_name,
+            model=lambda: live.current.detector.model,
+            clock=clock,
+        )
+        if config.health.events
+        else None
+    )
     retention_stop = threading.Event()
     retention = Retention.for_config(
         effective, pending=lambda ids: wire.undelivered(outbox, ids), stop=retention_stop
@@ -241,6 +256,7 @@ def build_app(
         live=live,
         telemetry=telemetry,
         intake=intake,
+        health_events=health_events,
         retention=retention,
         retention_stop=retention_stop,
         workers=tuple(workers),
@@ -302,6 +318,7 @@ def _drain(
             clock=clock, publishes_per_s=up.max_publishes_per_s, bytes_per_s=up.max_bytes_per_s
         ),
         lanes=lanes,
+        compression=codec(up.compression),
     )
 
 

@@ -143,7 +143,8 @@ class UpdateReason(StrEnum):
 
 
 class EndReason(StrEnum):
-    """Why an episode, a track's event sequence or a tamper condition ended (``end_reason``)."""
+    """Why an episode, a track's event sequence, a tamper or a health condition ended
+    (``end_reason``)."""
 
     GONE = "gone"
     PRESENT = "present"
@@ -153,6 +154,10 @@ class EndReason(StrEnum):
     SOURCE_ENDED = "source ended"
     CONFIG_CHANGED = "config changed"
     """A remote config changed the camera's rules or zones."""
+    CLEARED = "cleared"
+    """A health condition is gone (``telemetry.HealthEvents``)."""
+    STOPPED = "stopped"
+    """The app stopped while a health condition was open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,13 +183,13 @@ class SnapshotRef:
     bytes: int
 
     def to_json(self) -> dict[str, object]:
-        """The wire form (DESIGN.md ``snapshot``)."""
+        """The wire form (``snapshot`` in docs/events.md)."""
         return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes}
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An anomaly event (DESIGN.md "Events"). ``seq`` is assigned by the outbox on commit.
+    """An anomaly event (docs/events.md). ``seq`` is assigned by the outbox on commit.
 
     ``extra`` holds the fields of the wire form that depend on the kind of event (``start_id``,
     ``duration_s``, ``count``, tamper measurements, ...), in wire order; reasons in it are
@@ -228,7 +233,7 @@ class Event:
         return reason if isinstance(reason, EndReason) else None
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form (DESIGN.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
+        """The wire form (docs/events.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
         doc: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,

@@ -161,7 +161,7 @@ class CameraWorker:
         """Have the source's reader thread resize each frame for the detector, when every
         frame goes to the detector (no motion gate, no fps limit): the resize then overlaps
         the previous frame's inference instead of preceding this one's. Gated or thinned
-        cameras would resize frames they skip, so they resize in ``detect`` as before."""
+        cameras would resize frames they skip, so they resize in ``detect``."""
         detector = self._detector
         every_frame = self._gate is None and self._interval == 0.0
         # Only with a core to spare: when inference keeps every core busy, a resize on the
@@ -332,7 +332,7 @@ class CameraWorker:
             event = self._sink(event)
         except EdgeAppError as exc:
             # the local action (snapshot) already happened; the frame loop must go on even
-            # when the store cannot take the event (disk full); issue 3 adds a spill file
+            # when the store cannot take the event (disk full): it is counted and logged
             self.stats.events_unstored += 1
             log.error("event %s of rule %s could not be stored: %s", event.id, event.rule, exc)
             return

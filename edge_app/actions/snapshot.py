@@ -3,12 +3,12 @@
 Three files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
 in red), ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for training
 data without drawn boxes), and ``<event id>.crop.jpg``, the event's object with some context
-around it (``crop_box``), clean. The event's ``snapshot`` names the annotated one (DESIGN.md:
-``file``, ``sha256``, ``bytes``); the other two lie beside it (``sibling``). Their paths are
-not repeated in the event: it travels in every batch, and at IoT Core's 512 KB/s every byte of
-it costs drain throughput (two paths would add ~110 bytes, a fifth of an event). A per-object
-``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
-track's new best sighting), so every such update points at its own new files.
+around it (``crop_box``), clean. The event's ``snapshot`` names the annotated one (``file``,
+``sha256``, ``bytes``; docs/events.md); the other two lie beside it (``sibling``). Their paths
+are not repeated in the event: it travels in every batch, and at IoT Core's 512 KB/s every byte
+of it costs drain throughput (two paths would add ~110 bytes, a fifth of an event). A
+per-object ``start`` gets one, and so does each ``update`` raised for a better snapshot (the
+frame is the track's new best sighting), so every such update points at its own new files.
 
 Files are 0600 in 0700 folders, written atomically and durably (``edge_app.files``). Works with
 no network. A snapshot that cannot be written (disk full, read-only) is logged and the event

@@ -1,6 +1,6 @@
 """The durable outbox: events committed to SQLite before anyone calls them raised.
 
-Guarantees (DESIGN.md "Outbox guarantees"):
+Guarantees (docs/delivery.md):
 
 * ``enqueue`` assigns ``seq = last_seq + 1`` and stores the event in one WAL transaction with
   ``synchronous=FULL``; once it returns, the event survives kill -9 and power loss.

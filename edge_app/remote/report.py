@@ -1,12 +1,12 @@
 """What a rejection tells the cloud, kept within fixed byte budgets.
 
 A desired document may name hundreds of invalid fields, each costing ~200 bytes of reason:
-copied in full, 700 bad keys in a 6 KB delta made a 131 KB ``reported`` document (the shadow
-service refuses state documents over 8 KB) and a 131 KB audit event (over the 128 KB publish
-limit, so it was dead-lettered): the rejection never reached the cloud. Both now carry the
-first errors that fit their budget, each field and reason clipped, and ``more_errors``, the
-count of those left out. Sizes are of the compact JSON the device sends (ASCII, escapes
-counted), so a budget holds whatever characters the input had.
+copied in full, the errors of a 6 KB delta naming 700 bad keys would make a 131 KB
+``reported`` document (the shadow service refuses state documents over 8 KB) and a 131 KB
+audit event (over the 128 KB publish limit, so dead-lettered): the rejection would never reach
+the cloud. Both carry the first errors that fit their budget, each field and reason clipped,
+and ``more_errors``, the count of those left out. Sizes are of the compact JSON the device
+sends (ASCII, escapes counted), so a budget holds whatever characters the input had.
 """
 
 from __future__ import annotations

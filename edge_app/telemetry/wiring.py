@@ -23,7 +23,12 @@ from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
-from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
+from edge_app.telemetry.health import (
+    HealthMonitor,
+    HealthReport,
+    HealthThresholds,
+    ProgressCounters,
+)
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
 from edge_app.telemetry.metricslane import MetricsLaneSender
@@ -146,8 +151,10 @@ class Telemetry:
                 h.disk_low_fraction,
                 h.uplink_down_s,
                 h.outbox_full_fraction,
+                h.clock_unsynced_s,
             ),
         )
+        self._on_health: Callable[[HealthReport], None] | None = None
         self.loop = TelemetryLoop(
             aggregator=MinuteAggregator(self.registry, period_s=m.period_s),
             lane=self.lane,
@@ -191,12 +198,21 @@ class Telemetry:
 
     def _tick(self) -> None:
         self.collector.collect()
-        self.health.check()  # keeps progress tracking current between probes
+        report = self.health.check()  # keeps progress tracking current between probes
+        if self._on_health is not None:
+            self._on_health(report)
         if self.logs is not None:
             self.logs.tick()
 
-    def start(self, status: Callable[[], dict[str, Any]]) -> None:
-        """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint."""
+    def start(
+        self,
+        status: Callable[[], dict[str, Any]],
+        on_health: Callable[[HealthReport], None] | None = None,
+    ) -> None:
+        """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint.
+        ``status`` gives the body of ``/status``; ``on_health`` (``HealthEvents.observe``) gets
+        every health report of the telemetry thread, from now until ``stop``."""
+        self._on_health = on_health
         if self._log_buffer is not None:
             logging.getLogger().addHandler(self._log_buffer)
         h = self.config.health
@@ -217,7 +233,12 @@ class Telemetry:
                 # health is an aid, not the job: the cameras and the outbox run without it
                 _log.error("%s; running without the health endpoint", exc)
         bodies: list[tuple[str, Callable[[], None]]] = [("watchdog", self.watchdog.run)]
-        if self.config.metrics.enabled or h.enabled or self.logs is not None:
+        if (
+            self.config.metrics.enabled
+            or h.enabled
+            or self.logs is not None
+            or self._on_health is not None
+        ):
             bodies.append(("telemetry", self.loop.run))
         for name, body in bodies:
             thread = threading.Thread(target=body, name=name)

@@ -1,7 +1,7 @@
 """Side lanes below the events: what they send, and how the drain loop sends them.
 
 The uplink carries four kinds of data in a fixed priority order: events, snapshots, metrics,
-logs (issue 3). Events are the drain loop's own business (``Outbox`` batches). Every lane
+logs. Events are the drain loop's own business (``Outbox`` batches). Every lane
 below them is a ``LaneSender``, handed to ``DrainLoop`` as an ordered list, highest first;
 ``SideLanes`` keeps their publishes in flight and settles them.
 

@@ -74,7 +74,7 @@ def test_save_writes_a_decodable_jpeg_where_the_contract_says(tmp_path: Path) ->
     assert image is not None
     assert image.shape == (H, W, 3)
     assert writer.failures == 0
-    assert set(snapshot.to_json()) == {"file", "sha256", "bytes"}  # DESIGN.md's; siblings by name
+    assert set(snapshot.to_json()) == {"file", "sha256", "bytes"}  # wire keys; siblings by name
     assert sibling(snapshot.file, "clean") == Path(f"dock/2026-09-21/{ev.id}.clean.jpg")
     clean = cv2.imread(str(tmp_path / "snaps" / sibling(snapshot.file, "clean")))
     assert clean is not None

@@ -1,6 +1,7 @@
 """The wire form of events does not change with the types behind it (``SnapshotRef``,
 ``UpdateReason``/``EndReason``): representative events of every kind, made by the real
-producers (rules, per-object lifecycle, tamper checks, the config audit, the outbox recovery),
+producers (rules, per-object lifecycle, tamper checks, the config audit, the outbox recovery,
+health events),
 stored in a real outbox and read back as the batch bodies the drain sends, are byte for byte
 the JSON the code produced before those types existed (``EXPECTED``, captured from that code
 with the same inputs; ids are random, so they are renamed ``ID<n>`` in order of appearance)."""
@@ -28,6 +29,7 @@ from edge_app.domain import (
 )
 from edge_app.outbox import Outbox, SalvageReport, recovery_event
 from edge_app.remote import ShadowHandler
+from edge_app.telemetry import Condition, HealthEvents, HealthReport
 from edge_app.vision.rules import EventContext, RuleEngine
 from edge_app.vision.tamper import TamperMonitor, tamper_event
 
@@ -40,6 +42,9 @@ P: Row = ("person", [0.1, 0.2, 0.3, 0.9], 0.6)
 BETTER: Row = ("person", [0.1, 0.2, 0.3, 0.9], 0.8)
 OUT: Row = ("person", [0.7, 0.2, 0.9, 0.9], 0.6)  # outside the zone "bay"
 BAY = [{"name": "bay", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]
+# config_digest of the audited v7 config: a hash of the whole config document, so it follows
+# the schema (a field added anywhere changes it), not the wire form of events.
+DIGEST_V7 = "7032376ff599fb50"
 
 
 def dets(*rows: Row) -> Detections:
@@ -262,6 +267,21 @@ def recovery_events() -> list[Event]:
     return [recovery_event("cam-001", MODEL, r, clock) for r in (salvaged, failed)]
 
 
+def health_events() -> list[Event]:
+    """A condition that clears (``cleared``) and one open when the app stops (``stopped``)."""
+    clock = FakeClock(wall=W0)
+    out: list[Event] = []
+    events = HealthEvents(out.append, device="cam-001", model=lambda: MODEL, clock=clock)
+    stale = Condition("camera_stale", "dock", "camera dock stale: no frame for 31 s")
+    disk = Condition("disk_low", "", "disk low: 3% free")
+    events.observe(HealthReport("degraded", conditions=(stale,)))
+    clock.advance(12.34)
+    events.observe(HealthReport("degraded", conditions=(disk,)))
+    clock.advance(5)
+    events.close()
+    return out
+
+
 def renamed(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``docs`` with each event id (and the ids that refer to one) renamed ``ID<n>``."""
     names: dict[str, str] = {}
@@ -282,12 +302,12 @@ def renamed(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # seqs of EXPECTED among the events made (the starts of most episodes are left out: they are
 # made as every other start is)
-PICKED = (1, 2, 4, 6, 8, 10, 11, 12, 13, 14, 17, 20, 23, 24, 25, 26, 27, 28, 29)
+PICKED = (1, 2, 4, 6, 8, 10, 11, 12, 13, 14, 17, 20, 23, 24, 25, 26, 27, 28, 29, 30, 31, 33)
 
 
 def test_every_kind_of_event_has_the_wire_form_it_had(tmp_path: Path, outbox: Outbox) -> None:
     made = rule_events() + object_events() + tamper_events()
-    made += audit_events(tmp_path) + recovery_events()
+    made += audit_events(tmp_path) + recovery_events() + health_events()
     for event in made:
         outbox.enqueue(event)
     batch = outbox.lease(1000, 1 << 20)
@@ -646,7 +666,7 @@ EXPECTED: list[dict[str, Any]] = [
         "config": {
             "status": "applied",
             "version": 7,
-            "digest": "0ed7ede3bab5d84d",
+            "digest": DIGEST_V7,
             "errors": [],
             "more_errors": 0,
         },
@@ -671,7 +691,7 @@ EXPECTED: list[dict[str, Any]] = [
         "config": {
             "status": "rejected",
             "version": 8,
-            "digest": "0ed7ede3bab5d84d",
+            "digest": DIGEST_V7,
             "errors": [
                 {
                     "field": "uplink.host",
@@ -741,5 +761,66 @@ EXPECTED: list[dict[str, Any]] = [
         "dead_letter_salvaged": 0,
         "damaged_pages": [],
         "salvage_error": "disk full",
+    },
+    {
+        "id": "ID30",
+        "seq": 30,
+        "device": "cam-001",
+        "camera": "dock",
+        "rule": "health",
+        "phase": "start",
+        "severity": "high",
+        "ts": "2026-09-21T14:13:20.000Z",
+        "label": "camera_stale",
+        "score": 1.0,
+        "bbox": [0.0, 0.0, 0.0, 0.0],
+        "zone": None,
+        "track_id": None,
+        "model": {"name": "ssd_mobilenet_v2_coco", "sha256": "7046f31a72ec"},
+        "config_version": 0,
+        "review": False,
+        "detail": "camera dock stale: no frame for 31 s",
+    },
+    {
+        "id": "ID31",
+        "seq": 31,
+        "device": "cam-001",
+        "camera": "dock",
+        "rule": "health",
+        "phase": "end",
+        "severity": "high",
+        "ts": "2026-09-21T14:13:32.340Z",
+        "label": "camera_stale",
+        "score": 1.0,
+        "bbox": [0.0, 0.0, 0.0, 0.0],
+        "zone": None,
+        "track_id": None,
+        "model": {"name": "ssd_mobilenet_v2_coco", "sha256": "7046f31a72ec"},
+        "config_version": 0,
+        "review": False,
+        "start_id": "ID30",
+        "duration_s": 12.3,
+        "end_reason": "cleared",
+    },
+    {
+        "id": "ID33",
+        "seq": 33,
+        "device": "cam-001",
+        "camera": "system",
+        "rule": "health",
+        "phase": "end",
+        "severity": "medium",
+        "ts": "2026-09-21T14:13:37.340Z",
+        "label": "disk_low",
+        "score": 1.0,
+        "bbox": [0.0, 0.0, 0.0, 0.0],
+        "zone": None,
+        "track_id": None,
+        "model": {"name": "ssd_mobilenet_v2_coco", "sha256": "7046f31a72ec"},
+        "config_version": 0,
+        "review": False,
+        "start_id": "ID32",
+        "duration_s": 5.0,
+        "end_reason": "stopped",
     },
 ]
