@@ -1,4 +1,4 @@
-"""Builders of domain objects shared by the tests."""
+"""Builders of domain objects, and the waiting helpers, shared by the tests."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ WAIT_S = 30.0
 ``DrainLoop.flush`` of what can all be sent): how long a failing test waits, never a timing
 check, so generous enough for a loaded machine."""
 FLUSH_STEP_S = 0.05
-"""Real-time budget, seconds, of each ``flush`` that ``flush_until`` drives. Any budget works:
-every flush runs at least one drain cycle however slow the machine (and settles what was
-acknowledged), so what the tests count is cycles, not how many fit into the budget."""
+"""Real-time budget, seconds, of each ``flush`` the helpers below drive. Without a ``run()``
+thread every flush runs at least one drain cycle however slow the machine, and settles what was
+acknowledged before it returns (InMemoryTransport acknowledges at once), so the helpers count
+cycles, never how many fit into the budget."""
 
 
 def make_event(
@@ -88,7 +89,9 @@ def flush_until_stalled(
     (True: the outbox is empty). Fails the test if the drain still sends after ``timeout`` s.
 
     This is how a test says "at this fake time exactly N go out": counting what a real-time
-    budget let through would depend on the machine's speed."""
+    budget let through would depend on the machine's speed. Sound because each flush starts
+    with nothing in flight (the one before settled or released it) and never holds back a
+    partial batch, so a cycle that may send does send."""
     last = False
 
     def stalled() -> bool:
