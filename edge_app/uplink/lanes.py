@@ -164,8 +164,11 @@ class SideLanes:
         self._inflight: list[_Sent] = []
         self._retry = retry
         self._paused_until: float | None = None  # clock.monotonic() after a refusal
-        # Rate headroom kept for events: a quarter of each cap (at least one publish).
-        self._reserve_publishes = max(1, limiter.publishes_per_s // 4)
+        # Rate headroom kept for events: a quarter of each cap (at least one publish), but never
+        # all of it: under a cap of one publish a second, reserving it would starve the lanes.
+        self._reserve_publishes = min(
+            max(1, limiter.publishes_per_s // 4), limiter.publishes_per_s - 1
+        )
         self._reserve_bytes = limiter.bytes_per_s // 4
         self.sent = 0
         self.failures = 0

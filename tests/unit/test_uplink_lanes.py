@@ -179,6 +179,25 @@ def test_lanes_leave_a_quarter_of_the_rate_caps_to_events(tmp_path: Path) -> Non
         assert metrics.stats().rows == 2 * 30 - 2 * 6
 
 
+def test_lanes_share_a_cap_of_one_publish_a_second(tmp_path: Path) -> None:
+    # max_publishes_per_s: 1 is valid config; a reserve for events would leave the lanes
+    # nothing, and the drain used to raise UplinkError out of its loop instead of sending.
+    clock = FakeClock()
+    transport = InMemoryTransport()
+    transport.connect()
+    limiter = RateLimiter(clock=clock, publishes_per_s=1, bytes_per_s=64 * 1024)
+    with lanes_and_drain(tmp_path, transport, clock, window=100, limiter=limiter) as (
+        outbox, _, metrics, *_, drain,
+    ):  # fmt: skip
+        store_minutes(metrics, 3)
+        flush_until_stalled(drain, transport)
+        assert kinds(transport) == ["metrics"]  # one publish in the frozen second
+        outbox.enqueue(make_event(clock))
+        clock.advance(RATE_WINDOW_S)
+        assert flush_until(drain, lambda: outbox.stats().depth == 0)
+        assert kinds(transport)[:2] == ["metrics", "events"]  # the event goes first
+
+
 def test_side_lanes_respect_the_byte_cap_across_lanes(tmp_path: Path) -> None:
     clock = FakeClock()
     transport = InMemoryTransport()
