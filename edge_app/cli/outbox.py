@@ -25,6 +25,7 @@ from edge_app.atrest import Sealer, load_sealer
 from edge_app.config import AppConfig, load_config
 from edge_app.domain import format_utc
 from edge_app.errors import ConfigError, EncryptionError, OutboxError
+from edge_app.files import atomic_writer
 from edge_app.outbox import OutboxReader, OutboxSummary, salvage_file
 
 _KEY_HELP = (
@@ -105,9 +106,11 @@ def _run(args: argparse.Namespace, action: str) -> int:
             else:
                 n = 0
                 bodies = reader.bodies(sealer=sealer)  # a missing or wrong key fails here
-                with args.file.open("w", encoding="utf-8") as out:
+                # Events name people's whereabouts: the copy is as private as the outbox
+                # (0600 whatever the umask), and a failure midway leaves no partial file.
+                with atomic_writer(args.file) as out:
                     for body in bodies:
-                        out.write(body + "\n")
+                        out.file.write(body.encode() + b"\n")
                         n += 1
                 print(f"exported {n} event(s) to {args.file}")
             return _report_unreadable(reader)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +58,19 @@ def test_peek_and_export(
     assert main(["outbox", "--db", str(outbox.path), "export", str(out)]) == 0
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seq"] for e in exported] == [1, 2, 3, 4, 5]
+
+
+def test_export_is_private_whatever_the_umask(outbox: Outbox, tmp_path: Path) -> None:
+    out = tmp_path / "export.jsonl"
+    out.write_text("stale\n")
+    out.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        assert main(["outbox", "--db", str(outbox.path), "export", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert len(out.read_text().splitlines()) == 5
 
 
 def test_reader_never_releases_the_daemons_leases(outbox: Outbox) -> None:
