@@ -80,12 +80,25 @@ def check_store_key(
         (n,) = conn.execute("SELECT COUNT(*) FROM events WHERE typeof(body) = 'blob'").fetchone()
         raise EncryptionError(
             f"outbox {path} holds {n} encrypted event(s) (the oldest is seq {seq}) and no key "
-            f"was given: {how}; nothing was changed"
+            f"was given: {how}; {_what_changed(conn)}"
         )
     stored_id = sealed_key_id(body)
     if stored_id != sealer.key_id:
         raise EncryptionError(
             f"wrong key for outbox {path}: its encrypted events (the oldest is seq {seq}) were "
             f"written with key id {stored_id}, but {sealer.source} is key id {sealer.key_id}; "
-            f"{how}; nothing was changed"
+            f"{how}; {_what_changed(conn)}"
         )
+
+
+def _what_changed(conn: sqlite3.Connection) -> str:
+    """The end of a refusal: "nothing was changed", unless this outbox is the fresh copy a
+    salvage made of a damaged file (at this open or an earlier one), which the user should
+    know was set aside."""
+    pending = conn.execute("SELECT 1 FROM meta WHERE key = 'recovery'").fetchone()
+    if pending is None:
+        return "nothing was changed"
+    return (
+        "it was salvaged from a damaged file (kept aside beside it, see the log) and is "
+        "otherwise unchanged"
+    )
