@@ -18,6 +18,7 @@ from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
 from edge_app.cli import health as health_cmd
+from edge_app.cli import install as install_cmd
 from edge_app.cli import keys as keys_cmd
 from edge_app.cli import models as models_cmd
 from edge_app.cli import outbox as outbox_cmd
@@ -34,6 +35,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     outbox_cmd.register,
     keys_cmd.register,
     aws_cmd.register,
+    install_cmd.register,
     demo_cmd.register,
 )
 
