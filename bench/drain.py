@@ -89,7 +89,7 @@ def _window_max(stamps: list[tuple[float, int]]) -> tuple[int, int]:
 def realistic_event(i: int, clock: Any) -> Any:
     """The ``i``-th of a series of events like the rules emit (track id, zone, snapshot
     reference), stamped with ``clock``; an ``edge_app.domain.Event`` without seq."""
-    from edge_app.domain import Event, ModelRef, Phase, Severity
+    from edge_app.domain import Event, ModelRef, Phase, Severity, SnapshotRef
     from edge_app.ids import new_ulid
 
     event_id = new_ulid(clock.time())
@@ -109,11 +109,11 @@ def realistic_event(i: int, clock: Any) -> Any:
         zone="gate-a",
         track_id=i % 997,
         # as SnapshotWriter records it: every pipeline event carries one
-        snapshot={
-            "file": f"dock/2026-11-26/{event_id}.jpg",
-            "sha256": hashlib.sha256(event_id.encode()).hexdigest(),
-            "bytes": 41_000 + i % 9000,
-        },
+        snapshot=SnapshotRef(
+            f"dock/2026-11-26/{event_id}.jpg",
+            hashlib.sha256(event_id.encode()).hexdigest(),
+            41_000 + i % 9000,
+        ),
     )
 
 

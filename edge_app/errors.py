@@ -17,6 +17,11 @@
      └── InstallError           installing edge-app on this machine failed (`edge-app install`)
 
 Third-party exceptions are wrapped with ``raise X(...) from exc`` at the boundary that sees them.
+
+The tree is for operational failures: disk, network, bad user input or config, a bad model.
+Misuse by a programmer (an argument out of range that the config schema would have refused,
+a QoS of 2) raises ``ValueError`` or ``TypeError`` instead, so it is never handled as if the
+device could recover from it.
 """
 
 from __future__ import annotations

@@ -190,12 +190,12 @@ class CloudConsumer(SubscribingPeer):
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("cloud", help="consume the events topic and print a delivery audit")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--topic", default="edge-app/+/events")
-    parser.add_argument("--ca", type=Path)
-    parser.add_argument("--cert", type=Path)
-    parser.add_argument("--key", type=Path)
+    parser.add_argument("--host", default="127.0.0.1", help="broker host")
+    parser.add_argument("--port", type=int, default=1883, help="broker port")
+    parser.add_argument("--topic", default="edge-app/+/events", help="topic filter to audit")
+    parser.add_argument("--ca", type=Path, help="CA certificate (PEM): mutual TLS")
+    parser.add_argument("--cert", type=Path, help="client certificate (PEM)")
+    parser.add_argument("--key", type=Path, help="client private key (PEM)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to listen")
     parser.add_argument("--json", action="store_true", help="print the audit as one JSON object")
     parser.set_defaults(func=main)

@@ -8,7 +8,7 @@ only when a thing of that name is attached to the certificate that connected. So
   only with a thing attached to its certificate, and only with a clean session (the one connect
   attribute allowed is ``LastWill``, the retained ``offline`` status);
 * publish only its own events, metrics, status and snapshots (``edge-app/<thing>/...``, the
-  MQTT contract of DESIGN.md) and retain only its status;
+  MQTT contract, docs/events.md) and retain only its status;
 * talk only to its own ``edge-config`` named shadow (publish ``get`` and ``update``, receive the
   answers ``ShadowClient`` subscribes to; never ``delete``) and its own IoT Jobs topics.
 
@@ -41,7 +41,7 @@ THING = "${iot:Connection.Thing.ThingName}"
 TOPIC_PREFIX = "edge-app/{thing}"
 """The default ``uplink.topic_prefix``; the policy covers this prefix only."""
 UPLINK_TOPICS = ("events", "metrics", "status", "snapshots/*")
-"""What the daemon publishes under its prefix (DESIGN.md, MQTT contract); ``*`` is one event id."""
+"""What the daemon publishes under its prefix (docs/events.md); ``*`` is one event id."""
 _RETAINED = ("status",)
 """The one topic published with the retain flag (``online``/``offline``/``stopped``)."""
 JOBS_PUBLISH = ("get", "start-next", "*/get", "*/update")

@@ -6,7 +6,7 @@ errors, error lines, summaries, the daemon's log lines and the demo's output ali
 
 from __future__ import annotations
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 import argparse
 import sys

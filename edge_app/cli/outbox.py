@@ -49,11 +49,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(func=_status)
     peek = cmds.add_parser("peek", help="print the oldest N stored events, one JSON per line")
-    peek.add_argument("n", type=int, nargs="?", default=10)
+    peek.add_argument("n", type=int, nargs="?", default=10, help="how many events (default 10)")
     peek.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     peek.set_defaults(func=_peek)
     export = cmds.add_parser("export", help="write every stored event to FILE as JSON lines")
-    export.add_argument("file", type=Path)
+    export.add_argument("file", type=Path, help="JSON-lines file to write")
     export.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     export.set_defaults(func=_export)
     salvage = cmds.add_parser(

@@ -117,9 +117,9 @@ class LaneStore:
     ) -> None:
         """``clock`` enables time correction; ``boot_id`` defaults as ``Outbox``'s does."""
         if not lane.isidentifier():
-            raise OutboxError(f"lane name must be an identifier like 'metrics', got {lane!r}")
+            raise ValueError(f"lane name must be an identifier like 'metrics', got {lane!r}")
         if max_rows < 1:
-            raise OutboxError(f"lane max_rows must be >= 1, got {max_rows}")
+            raise ValueError(f"lane max_rows must be >= 1, got {max_rows}")
         self._path = path
         self._lane = lane
         self._max_rows = max_rows

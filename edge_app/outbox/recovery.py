@@ -49,7 +49,7 @@ class SeqReservation:
 
     def __init__(self, path: Path, block: int = SEQ_BLOCK) -> None:
         if block < 1:
-            raise OutboxError(f"seq reservation block must be >= 1, got {block}")
+            raise ValueError(f"seq reservation block must be >= 1, got {block}")
         self._path, self._block = path, block
         self.reserved = self._read()
 

@@ -1,6 +1,6 @@
 """The durable outbox: events committed to SQLite before anyone calls them raised.
 
-Guarantees (DESIGN.md "Outbox guarantees"):
+Guarantees (docs/delivery.md):
 
 * ``enqueue`` assigns ``seq = last_seq + 1`` and stores the event in one WAL transaction with
   ``synchronous=FULL``; once it returns, the event survives kill -9 and power loss.
@@ -114,9 +114,9 @@ class Outbox:
         this thread once per page read while a damaged file is salvaged here (seconds for a
         large outbox), e.g. to extend a service manager's start timeout."""
         if max_bytes <= 0:
-            raise OutboxError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
+            raise ValueError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
         if not max_age_s > 0:
-            raise OutboxError(f"outbox max_age_s must be > 0 seconds, got {max_age_s}")
+            raise ValueError(f"outbox max_age_s must be > 0 seconds, got {max_age_s}")
         self._path = path
         self._clock = clock
         self._device = device
@@ -263,7 +263,7 @@ class Outbox:
         caller must ``ack`` or ``release`` the batch.
         """
         if max_events < 1 or max_bytes < 1:
-            raise OutboxError(
+            raise ValueError(
                 f"lease needs max_events >= 1 and max_bytes >= 1 bytes, got "
                 f"{max_events} and {max_bytes}"
             )

@@ -1,4 +1,4 @@
-"""Health changes as events (DESIGN.md "The cloud half"): a camera gone stale, a stuck
+"""Health changes as events: a camera gone stale, a stuck
 detector, a low disk, a nearly full outbox, a clock that does not synchronise.
 
 ``HealthEvents.observe`` is fed every ``HealthReport`` the telemetry thread computes. A
@@ -6,8 +6,8 @@ condition that appears gives a ``start`` event (rule ``health``, ``label`` its k
 ``camera`` the camera's name or ``system``, severity by kind), one that clears gives the
 matching ``end`` (``start_id``, ``duration_s``, ``end_reason: cleared``); ``close`` ends what
 is still open when the app stops (``end_reason: stopped``). The events go to the same sink as
-the camera loops' events, so they are stored in the outbox and delivered like any other, and
-the cloud sees them after an outage too.
+the camera loops' events (the app's ``EventIntake.accept``), so they are stored in the outbox
+and delivered like any other, and the cloud sees them after an outage too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_app.clock import Clock
-from edge_app.domain import Event, ModelRef, Phase, Severity
+from edge_app.domain import EndReason, Event, ModelRef, Phase, Severity
 from edge_app.errors import EdgeAppError
 from edge_app.ids import new_ulid
 from edge_app.telemetry.health import Condition, HealthReport
@@ -48,9 +48,10 @@ class _Open:
 
 
 class HealthEvents:
-    """Turns health conditions into start/end events handed to ``sink`` (the app's event
-    sink: it stores the event and wakes the drain). ``model`` gives the running model, for the
-    events' lineage. Thread-safe; the telemetry thread calls ``observe``."""
+    """Turns health conditions into start/end events handed to ``sink`` (the app's
+    ``EventIntake.accept``: it stores the event and wakes the drain). ``model`` gives the
+    running model, for the events' lineage. Thread-safe; the telemetry thread calls
+    ``observe``."""
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class HealthEvents:
                 return
             now = {(c.kind, c.subject): c for c in report.conditions}
             for key in [k for k in self._open if k not in now]:
-                self._end(key, "cleared")
+                self._end(key, EndReason.CLEARED)
             for key, condition in now.items():
                 if key not in self._open:
                     self._start(key, condition)
@@ -86,7 +87,7 @@ class HealthEvents:
         with self._lock:
             self._closed = True
             for key in list(self._open):
-                self._end(key, "stopped")
+                self._end(key, EndReason.STOPPED)
 
     def _event(self, kind: str, subject: str, phase: Phase, extra: dict[str, object]) -> Event:
         wall, mono = self._clock.time(), self._clock.monotonic()
@@ -121,7 +122,7 @@ class HealthEvents:
         if self._emit(event):
             self._open[key] = _Open(event.id, event.mono)
 
-    def _end(self, key: tuple[str, str], reason: str) -> None:
+    def _end(self, key: tuple[str, str], reason: EndReason) -> None:
         opened = self._open[key]
         duration = round(self._clock.monotonic() - opened.mono, 1)
         extra = {"start_id": opened.event_id, "duration_s": duration, "end_reason": reason}

@@ -3,7 +3,7 @@
 An events batch is ~517 bytes of JSON per event, and JSON of similar events compresses well;
 AWS IoT Core caps a connection at 512 KB/s and bills messages in 5 KB units, so compressed
 batches carry several times more events per second and per billed unit within the same caps.
-The codec is named by the publish's MQTT 5 ``content_type`` (DESIGN.md): ``application/json``
+The codec is named by the publish's MQTT 5 ``content_type`` (docs/events.md): ``application/json``
 for a plain batch, ``application/json+gzip`` (``+zlib``, ``+zstd``) for a compressed one.
 
 ``decode_payload`` is the consumers' side (the simulator's cloud, tests). It bounds the

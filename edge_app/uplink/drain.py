@@ -113,12 +113,12 @@ class DrainLoop:
         compression: Codec | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1024 or window < 1:
-            raise UplinkError(
+            raise ValueError(
                 "DrainLoop needs max_events >= 1, max_bytes >= 1024 bytes and window >= 1, got "
                 f"{max_events}, {max_bytes} and {window}"
             )
         if max_wait_s < 0 or not ack_timeout_s > 0:
-            raise UplinkError(
+            raise ValueError(
                 f"DrainLoop needs max_wait_s >= 0 and ack_timeout_s > 0 seconds, got "
                 f"{max_wait_s} and {ack_timeout_s}"
             )

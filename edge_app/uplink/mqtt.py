@@ -1,6 +1,7 @@
 """``MqttTransport``: the ``Transport`` over paho-mqtt 2, MQTT 5, QoS 1, mutual TLS.
 
-Behaviour that matters for never losing data (STYLE.md 9, the bugs Frigate users report):
+Behaviour that matters for never losing data (the bugs Frigate users report against its
+MQTT client: a publish dropped while disconnected, a failed CONNACK taken for success):
 
 * ``connected`` is true only after a CONNACK with a success reason code.
 * ``connect()`` never raises because the broker is down: paho's network thread
@@ -102,7 +103,7 @@ class MqttTransport:
         rng: random.Random | None = None,
     ) -> None:
         if not 1 <= inflight <= 65535:
-            raise UplinkError(f"inflight must be 1..65535 publishes, got {inflight}")
+            raise ValueError(f"inflight must be 1..65535 publishes, got {inflight}")
         if (tls is None) != insecure_plaintext:
             raise ValueError(
                 "MqttTransport needs tls=TlsConfig(...) for mutual TLS, or tls=None with "
@@ -213,11 +214,12 @@ class MqttTransport:
 
         ``content_type`` is sent as the MQTT 5 Content Type property (AWS IoT rules read it
         with ``get_mqtt_property('content_type')``). Never raises for a down link: the
-        returned handle has failed instead. Raises ``UplinkError`` for an invalid topic or QoS
-        (a programming error).
+        returned handle has failed instead. Raises ``ValueError`` for a QoS other than 0 or 1
+        and ``UplinkError`` for a topic paho refuses (both programming errors: topics come from
+        the validated config).
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             if not self._connected:
                 return PublishHandle.failed(topic, UplinkError("not connected to the broker"))
@@ -245,7 +247,7 @@ class MqttTransport:
         work to another thread instead of blocking there.
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
             callbacks.append(callback)

@@ -20,6 +20,7 @@ from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.factories import WAIT_S
 
 RULES = [
     {"name": "person", "labels": ["person"], "severity": "high"},
@@ -110,7 +111,8 @@ def test_offline_then_reconnect_delivers_every_event(
             network.up()
             assert audit.wait_for_seq(offline.last_seq, timeout=30.0)
         finally:
-            app.stop(flush_timeout_s=5.0)
+            # generous: stop returns once the last PUBACKs are in (asserted below)
+            app.stop(flush_timeout_s=WAIT_S)
     report = audit.report()
     assert report.missing == 0
     assert report.unique == offline.last_seq

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.clock import FakeClock
-from edge_app.domain import Event, ModelRef, Phase, Severity
+from edge_app.domain import EndReason, Event, ModelRef, Phase, Severity
 from edge_app.errors import OutboxError
 from edge_app.outbox import OutboxStats
 from edge_app.telemetry import HealthEvents, HealthMonitor, HealthThresholds
@@ -70,6 +70,7 @@ def test_a_stale_camera_starts_once_and_ends_when_frames_flow_again() -> None:
     end = raised[-1]
     assert (end.phase, end.label, end.extra["start_id"]) == (Phase.END, "camera_stale", start.id)
     assert (end.extra["end_reason"], end.extra["duration_s"]) == ("cleared", 5.0)
+    assert end.end_reason is EndReason.CLEARED  # typed, like the rules' reasons
     assert end.to_json()["start_id"] == start.id  # a top-level field on the wire
 
 
@@ -116,6 +117,7 @@ def test_close_ends_what_is_open_and_ignores_later_reports() -> None:
     assert [(e.phase, e.extra.get("end_reason")) for e in raised] == [
         (Phase.START, None), (Phase.END, "stopped"),
     ]  # fmt: skip
+    assert raised[-1].end_reason is EndReason.STOPPED
     events.observe(monitor.check())
     assert len(raised) == 2
 

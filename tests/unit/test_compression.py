@@ -25,7 +25,7 @@ from edge_app.uplink import (
     decode_batch,
     decode_payload,
 )
-from tests.factories import make_event
+from tests.factories import WAIT_S, flush_until_stalled, make_event
 
 TOPIC = "edge-app/cam-001/events"
 
@@ -109,7 +109,8 @@ def test_batches_pack_to_the_compressed_size_limit(
     transport.connect()
     drain = drain_for(outbox, transport, clock, max_bytes=8192, compression=codec(name))
     clock_steps = 0
-    while not drain.flush(0.5):  # the limiter's window moves only when the fake clock does
+    # The limiter's window moves only when the fake clock does: send what it allows, then move.
+    while not flush_until_stalled(drain, transport):
         clock.advance(1.1)
         clock_steps += 1
         assert clock_steps < 100
@@ -135,7 +136,8 @@ def test_the_byte_rate_cap_counts_compressed_bytes(outbox: Outbox, clock: FakeCl
     drain = drain_for(
         outbox, transport, clock, max_bytes=4096, limiter=limiter, compression=codec("gzip")
     )
-    assert drain.flush(0.5) is False  # the fake clock stands still: one window's worth
+    # The fake clock stands still: one window's worth.
+    assert flush_until_stalled(drain, transport) is False
     sent = sum(len(m.payload) for m in transport.published)
     assert 0 < sent <= 16_384
     assert len(seqs(transport)) > 4 * 16_384 / event_bytes
@@ -146,7 +148,7 @@ def test_uncompressed_batches_say_application_json(outbox: Outbox, clock: FakeCl
         outbox.enqueue(make_event(clock))
     transport = InMemoryTransport()
     transport.connect()
-    assert drain_for(outbox, transport, clock).flush(5.0) is True
+    assert drain_for(outbox, transport, clock).flush(WAIT_S) is True
     assert [m.content_type for m in transport.published] == ["application/json"]
     assert json.loads(transport.published[0].payload)["last_seq"] == 5
 
@@ -163,7 +165,7 @@ def test_a_batch_that_compresses_too_large_is_leased_again_smaller(
     transport = InMemoryTransport()
     transport.connect()
     drain = drain_for(outbox, transport, clock, max_bytes=4096, compression=codec("zlib"))
-    while not drain.flush(0.5):
+    while not flush_until_stalled(drain, transport):
         clock.advance(1.1)
     assert seqs(transport) == list(range(1, 61))
     assert max(len(m.payload) for m in transport.published) <= 4096

@@ -17,7 +17,7 @@ from edge_app.clock import Clock, FakeClock, SystemClock
 from edge_app.errors import UplinkError
 from edge_app.outbox import Outbox
 from edge_app.uplink import Backoff, DrainLoop, InMemoryTransport, decode_batch, encode_batch
-from tests.factories import DEVICE, make_event, wait_until
+from tests.factories import DEVICE, flush_until_stalled, make_event, wait_until
 
 TOPIC = "edge-app/cam-001/events"
 WAIT_S = 10.0
@@ -119,7 +119,7 @@ def test_failed_publish_keeps_the_data_and_retries_after_backoff(
     drain = make_drain(outbox, transport, clock, stop)
 
     # The retry delay runs on the fake clock, which stands still: nothing more is sent.
-    assert drain.flush(0.3) is False
+    assert flush_until_stalled(drain, transport) is False
     stats = outbox.stats()
     assert (stats.depth, stats.leased) == (3, 0)
     assert drain.stats().publish_failures == 1
@@ -251,7 +251,7 @@ def test_flush_while_run_is_active_lets_run_deliver_without_holding_back(
     transport = InMemoryTransport()
     transport.connect()
     drain = make_drain(outbox, transport, clock, stop, max_events=50, max_wait_s=30.0)
-    assert drain.flush(1.0) is True  # nothing stored: done at once
+    assert drain.flush(WAIT_S) is True  # nothing stored: done at once
     with running(drain, stop) as thread:
         for _ in range(3):
             outbox.enqueue(make_event(clock))

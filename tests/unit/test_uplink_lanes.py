@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from edge_app.uplink import (
     snapshot_row,
 )
 from edge_app.uplink.ratelimit import RATE_WINDOW_S
-from tests.factories import make_event, wait_until
+from tests.factories import flush_until, flush_until_stalled, make_event, wait_until
 
 PREFIX = "edge-app/cam-001"
 EVENTS = f"{PREFIX}/events"
@@ -105,8 +104,8 @@ def test_events_go_first_then_snapshots_then_metrics(tmp_path: Path) -> None:
     with lanes_and_drain(tmp_path, transport, clock) as (outbox, snaps, metrics, _, ms, drain):
         store_minutes(metrics, 4)
         ids = [add_snapshot(outbox, snaps, tmp_path, clock) for _ in range(3)]
-        for _ in range(10):  # each call: at least one cycle, then PUBACKs settled
-            drain.flush(0.05)
+        # flush returns once the events are out: drive it on until the lanes are acknowledged
+        assert flush_until(drain, lambda: snaps.stats().rows == metrics.stats().rows == 0)
         order = kinds(transport)
         assert order == ["events"] + ["snapshots"] * 3 + ["metrics"] * 4
         snap_topics = [m.topic for m in transport.published if "/snapshots/" in m.topic]
@@ -115,8 +114,6 @@ def test_events_go_first_then_snapshots_then_metrics(tmp_path: Path) -> None:
         stamps = [d["_aws"]["Timestamp"] for d in docs]
         assert stamps == sorted(stamps)  # oldest minute first, original timestamps kept
         assert {"FramesProcessed", "Detections"} <= docs[0].keys()
-        assert snaps.stats().rows == 0
-        assert metrics.stats().rows == 0  # deleted on PUBACK
         assert ms.sent == 8
         assert drain.stats().lane_publishes == 7
 
@@ -147,12 +144,15 @@ def test_a_new_event_overtakes_a_metrics_backlog(tmp_path: Path) -> None:
             transport.ack_pending(4)  # the metrics only; the event batch stays unacknowledged
             assert wait_until(lambda: kinds(transport).count("events") == 2)
             assert kinds(transport)[5] == "events"
-            while metrics.stats().rows:  # then the metrics backlog drains
+
+            def metrics_drained() -> bool:  # then the metrics backlog drains
                 transport.ack_pending()
-                time.sleep(0.005)
                 clock.advance(1.0)  # the rate limiter's window moves on
                 drain.notify()
-                assert thread.is_alive()
+                return metrics.stats().rows == 0
+
+            assert wait_until(metrics_drained)
+            assert thread.is_alive()
         finally:
             stop.set()
             thread.join(WAIT_S)
@@ -169,14 +169,12 @@ def test_lanes_leave_a_quarter_of_the_rate_caps_to_events(tmp_path: Path) -> Non
         outbox, _, metrics, *_, drain,
     ):  # fmt: skip
         store_minutes(metrics, 30)
-        for _ in range(5):
-            drain.flush(0.05)
+        flush_until_stalled(drain, transport)
         assert kinds(transport) == ["metrics"] * 6  # 8 per second less the reserve of 2
         outbox.enqueue(make_event(clock))
-        assert drain.flush(1.0) is True  # the reserve lets the event out at once
+        assert drain.flush(WAIT_S) is True  # the reserve lets the event out at once
         assert kinds(transport) == ["metrics"] * 6 + ["events"]
-        for _ in range(5):
-            drain.flush(0.05)
+        flush_until_stalled(drain, transport)
         assert len(transport.published) == 7  # nothing above the cap in the frozen second
         assert metrics.stats().rows == 2 * 30 - 2 * 6
 
@@ -213,19 +211,17 @@ def test_a_refused_metrics_publish_keeps_its_rows_and_is_retried(tmp_path: Path)
     with lanes_and_drain(tmp_path, transport, clock) as (outbox, _, metrics, _, ms, drain):
         store_minutes(metrics, 1)
         transport.fail_next(1, 0x97)  # quota exceeded
-        drain.flush(0.05)
-        drain.flush(0.05)
+        flush_until_stalled(drain, transport)
         assert len(transport.rejected) == 1
         assert metrics.stats().rows == 2  # kept
         assert transport.published == []  # backing off: nothing sent before the retry delay
         assert drain.stats().lane_failures == 1
         outbox.enqueue(make_event(clock))  # the lanes' pause is theirs: events still go
-        drain.flush(0.05)
+        assert drain.flush(WAIT_S) is True
         assert [m.topic for m in transport.published] == [EVENTS]
         transport.published.clear()
         clock.advance(6.0)  # past the longest backoff delay
-        drain.flush(0.05)
-        drain.flush(0.05)
+        flush_until_stalled(drain, transport)
         assert [m.topic for m in transport.published] == [METRICS]
         assert transport.published[0].payload == transport.rejected[0].payload  # same document
         assert metrics.stats().rows == 0
@@ -295,7 +291,7 @@ def test_metrics_sender_skips_rows_it_can_never_send(tmp_path: Path) -> None:
         assert sender.next_publish() == first  # offered again, unchanged
         sender.delivered(first)
         assert not sender.waiting()
-    with pytest.raises(UplinkError, match="max_bytes >= 1024"):
+    with pytest.raises(ValueError, match="max_bytes >= 1024"):
         MetricsLaneSender(lane, topic=METRICS, namespace="EdgeApp", max_bytes=10)
 
 
@@ -315,7 +311,7 @@ def test_snapshot_rows_with_extra_keys_are_sent(tmp_path: Path) -> None:
 
 
 def test_a_lane_publish_carries_rows() -> None:
-    with pytest.raises(UplinkError, match="at least one row"):
+    with pytest.raises(ValueError, match="at least one row"):
         LanePublish(METRICS, b"{}", ())
 
 

@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from edge_app.clock import FakeClock
-from edge_app.errors import UplinkError
 from edge_app.outbox import Outbox, OutboxReader
 from edge_app.uplink import (
     Backoff,
@@ -18,7 +17,7 @@ from edge_app.uplink import (
     decode_batch,
 )
 from edge_app.uplink.ratelimit import RATE_WINDOW_S
-from tests.factories import make_event
+from tests.factories import WAIT_S, flush_until_stalled, make_event
 
 TOPIC = "edge-app/cam-001/events"
 
@@ -61,9 +60,9 @@ def test_limiter_never_lets_a_one_second_window_exceed_either_cap() -> None:
 
 
 def test_limiter_refuses_caps_above_iot_core() -> None:
-    with pytest.raises(UplinkError, match="configure them lower"):
+    with pytest.raises(ValueError, match="configure them lower"):
         RateLimiter(clock=FakeClock(), publishes_per_s=101)
-    with pytest.raises(UplinkError, match="configure them lower"):
+    with pytest.raises(ValueError, match="configure them lower"):
         RateLimiter(clock=FakeClock(), bytes_per_s=600_000)
 
 
@@ -75,13 +74,13 @@ def test_drain_publishes_at_most_the_cap_per_second(outbox: Outbox, clock: FakeC
     limiter = RateLimiter(clock=clock, publishes_per_s=100)
     drain = drain_for(outbox, transport, clock, limiter=limiter)
     # The fake clock stands still: one second's allowance and no more.
-    assert drain.flush(0.5) is False
+    assert flush_until_stalled(drain, transport) is False
     assert len(transport.published) == 100
     clock.advance(RATE_WINDOW_S)
-    drain.flush(0.5)
+    assert flush_until_stalled(drain, transport) is False
     assert len(transport.published) == 200
     clock.advance(RATE_WINDOW_S)
-    assert drain.flush(5.0) is True
+    assert drain.flush(WAIT_S) is True
     assert delivered_seqs(transport) == list(range(1, 251))
 
 
@@ -92,7 +91,7 @@ def test_drain_respects_the_byte_cap(outbox: Outbox, clock: FakeClock) -> None:
         outbox.enqueue(make_event(clock))
     limiter = RateLimiter(clock=clock, bytes_per_s=4096)
     drain = drain_for(outbox, transport, clock, limiter=limiter, max_events=3)
-    drain.flush(0.5)
+    assert flush_until_stalled(drain, transport) is False  # the fake clock stands still
     sent = sum(len(m.payload) for m in transport.published)
     assert 0 < sent <= 4096
     assert outbox.stats().depth == 40 - len(delivered_seqs(transport))
@@ -105,10 +104,11 @@ def test_quota_exceeded_backs_off_and_keeps_the_batch(outbox: Outbox, clock: Fak
         outbox.enqueue(make_event(clock))
     transport.fail_next(1, reason_code=0x97)
     drain = drain_for(outbox, transport, clock, max_events=5)
-    assert drain.flush(0.3) is False  # backing off on a standing clock
+    assert flush_until_stalled(drain, transport) is False  # backing off on a standing clock
     assert outbox.stats().depth == 5
+    assert len(transport.rejected) == 1
     clock.advance(10.0)
-    assert drain.flush(5.0) is True
+    assert drain.flush(WAIT_S) is True
     assert delivered_seqs(transport) == [1, 2, 3, 4, 5]
     assert drain.stats().dead_lettered == 0
 
@@ -123,7 +123,7 @@ def test_malformed_batch_is_split_and_the_bad_event_dead_lettered(
     # The broker refuses [1..4], then [1..2], then [1] alone: payload format invalid.
     transport.fail_next(3, reason_code=0x99)
     drain = drain_for(outbox, transport, clock, max_events=4)
-    assert drain.flush(5.0) is True
+    assert drain.flush(WAIT_S) is True
     assert [len(decode_batch(m.payload)["events"]) for m in transport.rejected] == [4, 2, 1]
     assert sorted(delivered_seqs(transport)) == [2, 3, 4]
     assert drain.stats().dead_lettered == 1
