@@ -13,7 +13,8 @@
      ├── UplinkError            the MQTT side failed
      │    └── PublishRejectedError   broker answered a publish with a failure reason code
      ├── TelemetryError         a metrics or log sink failed (CloudWatch, EMF file, ...)
-     └── ProvisionError         onboarding a device in AWS IoT failed (`edge-app aws ...`)
+     ├── ProvisionError         onboarding a device in AWS IoT failed (`edge-app aws ...`)
+     └── InstallError           installing edge-app on this machine failed (`edge-app install`)
 
 Third-party exceptions are wrapped with ``raise X(...) from exc`` at the boundary that sees them.
 
@@ -31,6 +32,7 @@ __all__ = [
     "EdgeAppError",
     "EncryptionError",
     "FieldError",
+    "InstallError",
     "ModelError",
     "ModelNotFoundError",
     "OutboxError",
@@ -122,3 +124,10 @@ class ProvisionError(EdgeAppError):
     AWS refused a call, credentials are missing, or the local files are unusable. Messages
     name what was refused and what to do; what was created so far is recorded for a re-run
     or ``--teardown``."""
+
+
+class InstallError(EdgeAppError):
+    """Installing edge-app as a system service (``edge-app install --systemd``) failed: a
+    step could not be done (not root, a command failed, a file could not be written). The
+    message names the step and what to do; the steps before it stay done, and running the
+    install again picks up from there (every step is idempotent)."""

@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, str] = {
     "cloud": "simulator.cloud",
     "shadow": "simulator.shadow_cli",
     "outage": "simulator.outage",
+    "certs": "simulator.certs_cli",
 }
 
 

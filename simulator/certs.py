@@ -7,7 +7,7 @@ same kind of subject, so a broker that accepts it is not checking the chain.
 Files (all in one directory, private keys mode 0600)::
 
     ca.crt ca.key               the test CA (EC P-256, short validity)
-    server.crt server.key       CN=localhost, SAN DNS:localhost, IP:127.0.0.1
+    server.crt server.key       CN=localhost, SAN DNS:localhost, IP:127.0.0.1 (+ server_names)
     client-{thing}.crt/.key     signed by the CA, CN={thing}
     rogue.crt rogue.key         self-signed, CN=rogue-{thing}; no CA signed it
 
@@ -32,6 +32,7 @@ VALIDITY_DAYS = 30
 # A certificate that expires within this many seconds is regenerated rather than reused.
 _MIN_REMAINING_S = 86_400
 _THING_RE = re.compile(r"[A-Za-z0-9_:-]{1,128}")
+_DNS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _CURVE = "prime256v1"
 
 
@@ -52,15 +53,23 @@ class Pki:
     rogue_key: Path
 
 
-def make_pki(directory: Path, thing: str = DEFAULT_THING) -> Pki:
+def make_pki(
+    directory: Path, thing: str = DEFAULT_THING, *, server_names: tuple[str, ...] = ()
+) -> Pki:
     """Create (or reuse) a CA, server, client and rogue certificate in ``directory``.
 
     ``thing`` becomes the client certificate's CN, which Mosquitto (``use_identity_as_username``)
-    and AWS IoT policies see as the device identity. The caller owns ``directory``; it is created
-    if missing. Raises ``PkiError`` when openssl is missing or fails, with its stderr.
+    and AWS IoT policies see as the device identity. ``server_names``: DNS names the server
+    certificate holds besides ``localhost`` (a broker reached as ``mosquitto`` in a compose
+    network); a reused server certificate without them is made again. The caller owns
+    ``directory``; it is created if missing. Raises ``PkiError`` when openssl is missing or
+    fails, with its stderr.
     """
     if not _THING_RE.fullmatch(thing):
         raise PkiError(f"invalid thing name {thing!r}: use 1-128 characters from A-Z a-z 0-9 _ : -")
+    bad = [name for name in server_names if not _DNS_RE.fullmatch(name)]
+    if bad:
+        raise PkiError(f"invalid DNS name(s) {bad}: use letters, digits, '-' and '.'")
     openssl = shutil.which("openssl")
     if openssl is None:
         raise PkiError("openssl not found on PATH: install it (apt-get install -y openssl)")
@@ -90,7 +99,12 @@ def make_pki(directory: Path, thing: str = DEFAULT_THING) -> Pki:
             ],
         )
     # Certificates signed by a replaced CA are useless, so a new CA forces new leaves.
-    if fresh_ca or not tool.usable(pki.server_cert, pki.server_key):
+    sans = ",".join(["DNS:localhost", *(f"DNS:{n}" for n in server_names), "IP:127.0.0.1"])
+    if (
+        fresh_ca
+        or not tool.usable(pki.server_cert, pki.server_key)
+        or not tool.names_all(pki.server_cert, server_names)
+    ):
         tool.signed(
             pki.server_cert,
             pki.server_key,
@@ -100,7 +114,7 @@ def make_pki(directory: Path, thing: str = DEFAULT_THING) -> Pki:
                 "basicConstraints=critical,CA:FALSE",
                 "keyUsage=critical,digitalSignature,keyAgreement",
                 "extendedKeyUsage=serverAuth",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                f"subjectAltName={sans}",
             ],
         )
     if fresh_ca or not tool.usable(pki.client_cert, pki.client_key):
@@ -159,6 +173,17 @@ class _OpenSsl:
         except PkiError:
             return False
         return True
+
+    def names_all(self, cert: Path, names: tuple[str, ...]) -> bool:
+        """True when ``cert``'s subjectAltName holds ``DNS:<name>`` for each of ``names``."""
+        if not names:
+            return True
+        try:
+            text = self.run("x509", "-in", str(cert), "-noout", "-ext", "subjectAltName")
+        except PkiError:
+            return False
+        held = {part.strip() for part in text.replace("\n", ",").split(",")}
+        return all(f"DNS:{name}" in held for name in names)
 
     def self_signed(self, cert: Path, key: Path, subject: str, extensions: list[str]) -> None:
         _reserve_private(key)

@@ -78,6 +78,12 @@ def _invocation(action: argparse.Action) -> str:
     return flags if action.nargs == 0 else f"{flags} {_metavar(action)}"
 
 
+def _name(action: argparse.Action) -> str:
+    """An argument as a member of a mutually exclusive group: its longest flag, or the
+    metavar of a positional (``config validate FILE | --config-env VAR``)."""
+    return max(action.option_strings, key=len) if action.option_strings else _metavar(action)
+
+
 def _default(action: argparse.Action) -> str:
     value = action.default
     if action.nargs == 0 or value in (None, argparse.SUPPRESS):
@@ -92,7 +98,7 @@ def _default(action: argparse.Action) -> str:
 def _notes(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     for group in parser._mutually_exclusive_groups:
         if action in group._group_actions:
-            others = " / ".join(max(a.option_strings, key=len) for a in group._group_actions)
+            others = " / ".join(_name(a) for a in group._group_actions)
             return f"one of {others}" + (" (required)" if group.required else "")
     return "required" if action.required and action.option_strings else ""
 

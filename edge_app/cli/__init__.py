@@ -17,6 +17,8 @@ from edge_app.cli import aws as aws_cmd
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
+from edge_app.cli import health as health_cmd
+from edge_app.cli import install as install_cmd
 from edge_app.cli import keys as keys_cmd
 from edge_app.cli import models as models_cmd
 from edge_app.cli import outbox as outbox_cmd
@@ -26,12 +28,14 @@ from edge_app.redact import redacted_output
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 _COMMANDS: tuple[Registrar, ...] = (
     run_cmd.register,
+    health_cmd.register,
     detect_cmd.register,
     config_cmd.register,
     models_cmd.register,
     outbox_cmd.register,
     keys_cmd.register,
     aws_cmd.register,
+    install_cmd.register,
     demo_cmd.register,
 )
 

@@ -1,4 +1,4 @@
-"""``edge-app config validate FILE``, ``config show FILE`` and ``config schema``."""
+"""``edge-app config validate FILE|--config-env VAR``, ``config show FILE``, ``config schema``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 
 import yaml
 
+from edge_app.cli.configarg import CONFIG_ENV_HELP, config_source, load_config_arg
 from edge_app.config import (
     AppConfig,
     ConfigSnapshot,
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     cmds = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     validate = cmds.add_parser("validate", help="check a YAML config; exit 1 if it is invalid")
-    validate.add_argument("file", help="YAML configuration file")
+    source = validate.add_mutually_exclusive_group(required=True)
+    source.add_argument("config", nargs="?", metavar="FILE", help="YAML configuration file")
+    source.add_argument("--config-env", metavar="VAR", help=CONFIG_ENV_HELP)
     validate.set_defaults(func=_validate)
     show = cmds.add_parser(
         "show", help="print the configuration and where it comes from (file, last-good, remote)"
@@ -46,15 +49,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = load_config_arg(args)
     except ConfigError as exc:
         print(f"{exc.source}: {len(exc.errors)} error(s)", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
     print(
-        f"{args.file}: ok (device {config.device.thing_name}, {len(config.cameras)} camera(s), "
-        f"{len(config.rules)} rule(s), version {config.version})"
+        f"{config_source(args)}: ok (device {config.device.thing_name}, "
+        f"{len(config.cameras)} camera(s), {len(config.rules)} rule(s), version {config.version})"
     )
     return 0
 

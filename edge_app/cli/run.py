@@ -1,4 +1,4 @@
-"""``edge-app run --config FILE``: the daemon."""
+"""``edge-app run --config FILE`` (or ``--config-env VAR``): the daemon."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import threading
 from types import FrameType
 
 from edge_app.app import EdgeApp
-from edge_app.config import AppConfig, load_config
+from edge_app.cli.configarg import add_config_options, load_config_arg
+from edge_app.config import AppConfig
 from edge_app.errors import ConfigError, EdgeAppError
 from edge_app.logs import configure_logging
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("run", help="run the appliance (until SIGINT/SIGTERM or sources end)")
-    parser.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    add_config_options(parser)
     parser.set_defaults(func=_run)
 
 
@@ -37,7 +38,7 @@ def run_app(app: EdgeApp, stop: threading.Event) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config: AppConfig = load_config(args.config)
+        config: AppConfig = load_config_arg(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 
 from edge_app.config.holder import ConfigSnapshot, SnapshotHolder
 from edge_app.config.lastgood import LAST_GOOD_FILE, LastGood, LastGoodStore, effective_config
-from edge_app.config.loader import field_errors, load_config, parse_config
+from edge_app.config.loader import field_errors, load_config, load_config_env, parse_config
 from edge_app.config.remote import (
     MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
@@ -78,6 +78,7 @@ __all__ = [
     "field_errors",
     "is_loopback",
     "load_config",
+    "load_config_env",
     "merge_delta",
     "parse_config",
     "parse_payload",

@@ -14,11 +14,14 @@ __all__ = [
     "field_error",
     "field_errors",
     "load_config",
+    "load_config_env",
     "parse_config",
     "read_yaml",
 ]
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +169,25 @@ def load_config(path: Path | str) -> AppConfig:
             why = "is a directory; give the path of a YAML config file"
         raise ConfigError(str(path), [FieldError("", why)]) from exc
     return parse_config(read_yaml(data, str(path)), str(path), path.resolve().parent)
+
+
+def load_config_env(name: str, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read and validate the config held by the environment variable ``name`` (``environ``,
+    default ``os.environ``): YAML text, or JSON, which is YAML too (a Greengrass component's
+    ``{configuration:/config}`` interpolation gives JSON). Relative paths are resolved
+    against the current directory (a Greengrass component's work folder). Raises
+    ``ConfigError`` naming ``$name`` when it is unset, empty or invalid."""
+    source = f"${name}"
+    text = (os.environ if environ is None else environ).get(name, "")
+    if not text.strip():
+        why = (
+            "is not set or empty: put the configuration document (YAML or JSON) in it, "
+            "or give a file with --config"
+        )
+        raise ConfigError(source, [FieldError("", why)])
+    # surrogateescape: the bytes the OS gave, so read_yaml reports an undecodable one
+    data = text.encode("utf-8", "surrogateescape")
+    return parse_config(read_yaml(data, source), source, Path.cwd())
 
 
 def _resolve_paths(model: Any, base: Path, loc: tuple[str | int, ...]) -> Any:

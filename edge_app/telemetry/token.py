@@ -51,6 +51,11 @@ class BearerToken:
         same = hmac.compare_digest(presented, self._secret)
         return same and scheme.lower() == "bearer"
 
+    def authorization(self) -> str:
+        """The ``Authorization`` header value a client sends (``edge-app health``); it holds
+        the secret, so it goes into a request header and nowhere else."""
+        return f"Bearer {self._secret.decode('ascii')}"
+
     def __repr__(self) -> str:
         return "BearerToken(<redacted>)"
 
