@@ -219,6 +219,7 @@ function reviewCell(item) {
     td.append(text("span", `${item.verdict.verdict}: ${item.verdict.label}`, "verdict"));
     return td;
   }
+  if (!ev.snapshot) return td;  // config, health, tamper ends: nothing a person can box
   if (ev.review) td.append(text("div", "needs review", "error"));
   const label = document.createElement("input");
   label.size = 8;
