@@ -46,6 +46,7 @@ class Verdict:
     ok: bool
     status: int = 200
     message: str = ""
+    location: str | None = None  # a redirect's target
 
 
 _OK = Verdict(True)
@@ -69,6 +70,8 @@ class Access:
                 "page as http://127.0.0.1:<port>/ui/\n",
             )
         if self.token is not None and path != LOGIN_PATH and not self.authenticated(headers):
+            if method == "GET" and path in ("/ui", "/ui/"):  # a person opening the page
+                return Verdict(False, 303, "sign in first\n", LOGIN_PATH)
             return Verdict(
                 False,
                 401,

@@ -235,6 +235,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
             self.send_response(verdict.status)
             if verdict.status == HTTPStatus.UNAUTHORIZED:
                 self.send_header("WWW-Authenticate", 'Bearer realm="edge-app"')
+            if verdict.location is not None:
+                self.send_header("Location", verdict.location)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
