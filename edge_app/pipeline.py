@@ -253,9 +253,10 @@ class CameraWorker:
         config = self._runtime.snapshot.config
         camera = next(c for c in config.cameras if c.name == self.camera)
         lines = tuple(
-            (r.name, r.line) for r in config.rules if r.line is not None and r.camera in
-            (None, self.camera)
-        )  # fmt: skip
+            (r.name, r.line)
+            for r in config.rules
+            if r.line is not None and r.camera in (None, self.camera)
+        )
         slot.put(
             Preview(
                 frame=frame,

@@ -83,17 +83,29 @@ def annotate(preview: Preview) -> Image:
     for track_id, _, box in preview.tracks:
         x, y = px((box[0], box[3]))
         cv2.putText(
-            out, f"#{track_id}", (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, _TRACK,
-            thick, cv2.LINE_AA,
-        )  # fmt: skip
+            out,
+            f"#{track_id}",
+            (x, max(12, y - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            _TRACK,
+            thick,
+            cv2.LINE_AA,
+        )
     state = [f"v{preview.config_version}"]
     if preview.motion is not None:
         state.append("motion" if preview.motion else "still")
     state.extend(f"TAMPER {kind}" for kind in preview.tamper)
     cv2.putText(
-        out, "  ".join(state), (4, h - 6), cv2.FONT_HERSHEY_SIMPLEX, scale,
-        (0, 0, 230) if preview.tamper else _TRACK, thick, cv2.LINE_AA,
-    )  # fmt: skip
+        out,
+        "  ".join(state),
+        (4, h - 6),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 230) if preview.tamper else _TRACK,
+        thick,
+        cv2.LINE_AA,
+    )
     return as_image(out)
 
 

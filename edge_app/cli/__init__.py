@@ -20,6 +20,7 @@ from edge_app.cli import detect as detect_cmd
 from edge_app.cli import keys as keys_cmd
 from edge_app.cli import models as models_cmd
 from edge_app.cli import outbox as outbox_cmd
+from edge_app.cli import review as review_cmd
 from edge_app.cli import run as run_cmd
 from edge_app.redact import redacted_output
 
@@ -30,6 +31,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     config_cmd.register,
     models_cmd.register,
     outbox_cmd.register,
+    review_cmd.register,
     keys_cmd.register,
     aws_cmd.register,
     demo_cmd.register,

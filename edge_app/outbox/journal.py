@@ -92,9 +92,16 @@ class EventJournal:
                 self._conn.execute(
                     "INSERT OR IGNORE INTO journal (id, wall, camera, rule, review, review_of,"
                     " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.id, event.wall, event.camera, event.rule, int(event.review),
-                     review_of, body),
-                )  # fmt: skip
+                    (
+                        event.id,
+                        event.wall,
+                        event.camera,
+                        event.rule,
+                        int(event.review),
+                        review_of,
+                        body,
+                    ),
+                )
                 self._added += 1
                 if self._added % _PRUNE_EVERY == 0:
                     self._conn.execute(
@@ -127,8 +134,10 @@ class EventJournal:
             where.append("n < ?")
             args.append(before)
         if pending_review:
-            where.append("review = 1 AND id NOT IN (SELECT review_of FROM journal"
-                         " WHERE review_of IS NOT NULL)")  # fmt: skip
+            where.append(
+                "review = 1 AND id NOT IN (SELECT review_of FROM journal"
+                " WHERE review_of IS NOT NULL)"
+            )
         sql = f"SELECT n, id, body FROM journal WHERE {' AND '.join(where)} ORDER BY n DESC LIMIT ?"  # noqa: S608  # only fixed clauses are joined
         return self._rows(sql, (*args, max(1, min(limit, 500))))
 

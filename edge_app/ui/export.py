@@ -147,12 +147,16 @@ def _coco(items: list[_Item], names: list[str]) -> dict[str, Any]:
                     "id": len(annotations) + 1,
                     "image_id": n,
                     "category_id": ids[label],
-                    "bbox": [round(x1 * item.width, 2), round(y1 * item.height, 2),
-                             round(w, 2), round(h, 2)],
+                    "bbox": [
+                        round(x1 * item.width, 2),
+                        round(y1 * item.height, 2),
+                        round(w, 2),
+                        round(h, 2),
+                    ],
                     "area": round(w * h, 2),
                     "iscrowd": 0,
                 }
-            )  # fmt: skip
+            )
     categories = [{"id": i, "name": name} for name, i in ids.items()]
     return {"images": images, "annotations": annotations, "categories": categories}
 

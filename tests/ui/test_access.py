@@ -94,8 +94,13 @@ def test_a_lan_bound_page_and_its_api_refuse_access_without_the_token(
 ) -> None:
     host, port, app = lan_app
     assert wait_until(lambda: app.stats().events >= 1)
-    for path in ("/ui/api/state", "/ui/api/events", "/ui/live/yard.jpg", "/ui/static/app.js",
-                 "/ui/api/zones?camera=yard"):  # fmt: skip
+    for path in (
+        "/ui/api/state",
+        "/ui/api/events",
+        "/ui/live/yard.jpg",
+        "/ui/static/app.js",
+        "/ui/api/zones?camera=yard",
+    ):
         code, _, body = call(host, port, "GET", path)
         assert code == 401, path
         assert b"sign in at /ui/login" in body
@@ -104,13 +109,14 @@ def test_a_lan_bound_page_and_its_api_refuse_access_without_the_token(
     review = json.dumps({"event_id": "0" * 26, "verdict": "confirmed"}).encode()
     assert call(host, port, "POST", "/ui/api/review", review)[0] == 401
     # a wrong session cookie is no session
-    assert call(host, port, "GET", "/ui/api/state", headers={"Cookie": "edge_app_session=x"})[
-        0
-    ] == 401
+    assert (
+        call(host, port, "GET", "/ui/api/state", headers={"Cookie": "edge_app_session=x"})[0] == 401
+    )
     # the token as a bearer header opens the API (scripts, probes)
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     code, _, body = call(host, port, "GET", "/ui/api/state", headers=bearer)
-    assert code == 200 and json.loads(body)["device"] == "ui-access"
+    assert code == 200
+    assert json.loads(body)["device"] == "ui-access"
 
 
 def test_login_sets_a_strict_httponly_session_and_posts_need_the_csrf_secret(
@@ -124,7 +130,8 @@ def test_login_sets_a_strict_httponly_session_and_posts_need_the_csrf_secret(
     plain = {"Content-Type": "application/x-www-form-urlencoded"}
     wrong = urlencode({"csrf": csrf, "token": "not-the-token-at-all-000"}).encode()
     code, headers, _ = call(host, port, "POST", "/ui/login", wrong, plain)
-    assert code == 401 and "Set-Cookie" not in headers
+    assert code == 401
+    assert "Set-Cookie" not in headers
     # a cross-site login (another site's form cannot know the CSRF secret) is refused
     forged = urlencode({"token": TOKEN}).encode()
     assert call(host, port, "POST", "/ui/login", forged, plain)[0] == 403
@@ -132,11 +139,13 @@ def test_login_sets_a_strict_httponly_session_and_posts_need_the_csrf_secret(
     code, headers, _ = call(host, port, "POST", "/ui/login", right, plain)
     assert code == 303
     cookie = headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
     assert TOKEN not in cookie
     session = {"Cookie": cookie.split(";", 1)[0]}
     code, _, page = call(host, port, "GET", "/ui/", headers=session)
-    assert code == 200 and csrf_of(page) == csrf
+    assert code == 200
+    assert csrf_of(page) == csrf
     assert call(host, port, "GET", "/ui/api/state", headers=session)[0] == 200
 
     assert wait_until(lambda: app.stats().events >= 1)
@@ -153,7 +162,8 @@ def test_login_sets_a_strict_httponly_session_and_posts_need_the_csrf_secret(
     assert app.outbox.stats().last_seq == depth
     ok = {**session, **json_type, "X-CSRF-Token": csrf, "Origin": f"http://{host}:{port}"}
     code, _, body = call(host, port, "POST", "/ui/api/review", verdict, ok)
-    assert code == 200 and json.loads(body)["verdict"] == "rejected"
+    assert code == 200
+    assert json.loads(body)["verdict"] == "rejected"
     assert app.outbox.stats().last_seq == depth + 1
 
 
@@ -169,12 +179,14 @@ def test_loopback_refuses_a_forged_cross_site_post_and_a_rebound_host_name(
         zones = json.dumps({"camera": "yard", "zones": []}).encode()
         forged = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
         code, _, body = call(host, port, "POST", "/ui/api/zones", zones, forged)
-        assert code == 403 and b"X-CSRF-Token" in body
+        assert code == 403
+        assert b"X-CSRF-Token" in body
         before = app.snapshot.digest
         # DNS rebinding: evil.example resolving to 127.0.0.1 sends its own name as Host
         rebound = {"Host": f"evil.example:{port}"}
         code, _, body = call(host, port, "GET", "/ui/api/state", headers=rebound)
-        assert code == 421 and b"Host" in body
+        assert code == 421
+        assert b"Host" in body
         # the page itself works: same origin, with the secret
         code, _, page = call(host, port, "GET", "/ui/")
         assert code == 200
@@ -182,7 +194,8 @@ def test_loopback_refuses_a_forged_cross_site_post_and_a_rebound_host_name(
         area = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
         change = json.dumps({"camera": "yard", "zones": [{"name": "all", "polygon": area}]})
         code, _, body = call(host, port, "POST", "/ui/api/zones", change.encode(), signed)
-        assert code == 200 and json.loads(body)["status"] == "applied"
+        assert code == 200
+        assert json.loads(body)["status"] == "applied"
         assert app.snapshot.digest != before
 
 

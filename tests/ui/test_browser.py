@@ -107,9 +107,7 @@ def test_the_page_on_a_real_clip(
     shadow = ShadowService(broker.host, broker.port, client_id=f"shadow-{time.monotonic_ns()}")
     network = TcpProxy(free_port(), broker.host, broker.tls_port)
     cache = model_dir(tmp_path, default_model)
-    config = page_config(
-        tmp_path, realworld / CLIP, cache, network.listen_port, pki, http_port
-    )
+    config = page_config(tmp_path, realworld / CLIP, cache, network.listen_port, pki, http_port)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with cloud, shadow, network, EdgeApp(config) as app:
@@ -119,8 +117,11 @@ def test_the_page_on_a_real_clip(
 
         # the live image loads, then updates (a new JPEG replaces it)
         def live_src() -> str | None:
-            done = js(browser, "const i = document.getElementById('live');"
-                      "return i.complete && i.naturalWidth > 0 ? i.src : null;")  # fmt: skip
+            done = js(
+                browser,
+                "const i = document.getElementById('live');"
+                "return i.complete && i.naturalWidth > 0 ? i.src : null;",
+            )
             return done if isinstance(done, str) else None
 
         until(live_src, "the first live frame")
@@ -131,10 +132,13 @@ def test_the_page_on_a_real_clip(
         # a new event appears with its thumbnail
         thumb = "#events tbody tr[data-rule='person'] img.thumb"
         until(
-            lambda: js(browser, f"const i = document.querySelector(\"{thumb}\");"
-                       "return i !== null && i.complete && i.naturalWidth > 0;"),
+            lambda: js(
+                browser,
+                f'const i = document.querySelector("{thumb}");'
+                "return i !== null && i.complete && i.naturalWidth > 0;",
+            ),
             "a person event with its thumbnail",
-        )  # fmt: skip
+        )
         browser.save_screenshot(str(shots / "1-live-and-event.png"))
 
         # the health panel follows the link: down, then up again
@@ -144,8 +148,10 @@ def test_the_page_on_a_real_clip(
         until(lambda: uplink_shown() == "up", "the panel showing the uplink up")
         network.down()
         until(lambda: uplink_shown() == "down", "the panel showing the uplink down")
-        until(lambda: browser.find_element(By.ID, "health-state").text == "degraded",
-              "health degraded")  # fmt: skip
+        until(
+            lambda: browser.find_element(By.ID, "health-state").text == "degraded",
+            "health degraded",
+        )
         assert "uplink" in browser.find_element(By.ID, "reasons").text
         browser.save_screenshot(str(shots / "2-broker-down.png"))
         network.up()
@@ -165,13 +171,16 @@ def test_the_page_on_a_real_clip(
             ).click().perform()
         browser.find_element(By.ID, "zone-finish").click()
         browser.find_element(By.ID, "zone-save").click()
-        until(lambda: browser.find_element(By.ID, "zone-status").text.startswith("applied"),
-              "the zone change applied")  # fmt: skip
+        until(
+            lambda: browser.find_element(By.ID, "zone-status").text.startswith("applied"),
+            "the zone change applied",
+        )
         browser.save_screenshot(str(shots / "3-zone.png"))
         zones = app.snapshot.config.cameras[0].zones
         assert [z.name for z in zones] == ["table"]
         for (x, y), (fx, fy) in zip(zones[0].polygon, corners, strict=True):
-            assert abs(x - fx) < 0.02 and abs(y - fy) < 0.02
+            assert abs(x - fx) < 0.02
+            assert abs(y - fy) < 0.02
         digest = app.snapshot.digest
         # the shadow agrees: desired holds the zone, reported what runs; no delta to undo it
         until(lambda: _reported_digest(shadow.document(THING)) == digest, "the shadow report")
@@ -180,10 +189,14 @@ def test_the_page_on_a_real_clip(
         assert doc["state"]["desired"]["cameras"]["desk"]["zones"][0]["name"] == "table"
         assert "delta" not in doc["state"]
         until(
-            lambda: any(e["rule"] == "config" and e["config"].get("origin") == "local"
-                        and e["config"]["digest"] == digest for e in delivered),
+            lambda: any(
+                e["rule"] == "config"
+                and e["config"].get("origin") == "local"
+                and e["config"]["digest"] == digest
+                for e in delivered
+            ),
             "the audit event of the local change delivered",
-        )  # fmt: skip
+        )
 
         # a review verdict: stored, shown in the list, delivered linked to the original
         button = "#events tbody tr[data-rule='person'] button.review-confirmed"
@@ -192,19 +205,29 @@ def test_the_page_on_a_real_clip(
         reviewed = row.get_attribute("data-id")
         browser.find_element(By.CSS_SELECTOR, button).click()
         shown = f"#events tbody tr[data-id='{reviewed}'] .verdict"
-        until(lambda: "confirmed" in " ".join(
-            e.text for e in browser.find_elements(By.CSS_SELECTOR, shown)), "the verdict shown")  # fmt: skip
         until(
-            lambda: any(e["rule"] == "review" and e.get("review_of") == reviewed
-                        and e["verdict"] == "confirmed" for e in delivered),
+            lambda: (
+                "confirmed"
+                in " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, shown))
+            ),
+            "the verdict shown",
+        )
+        until(
+            lambda: any(
+                e["rule"] == "review"
+                and e.get("review_of") == reviewed
+                and e["verdict"] == "confirmed"
+                for e in delivered
+            ),
             "the review event delivered",
-        )  # fmt: skip
+        )
         browser.save_screenshot(str(shots / "4-reviewed.png"))
         events = json.loads(
             urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ui/api/events?limit=200").read()
         )["events"]
-        assert any(i["event"]["id"] == reviewed and i["verdict"]["verdict"] == "confirmed"
-                   for i in events)  # fmt: skip
+        assert any(
+            i["event"]["id"] == reviewed and i["verdict"]["verdict"] == "confirmed" for i in events
+        )
     for png in shots.iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
