@@ -94,7 +94,7 @@ def annotate(preview: Preview) -> Image:
         )
     state = [f"v{preview.config_version}"]
     if preview.motion is not None:
-        state.append("motion" if preview.motion else "still")
+        state.append("detecting" if preview.motion else "still: gated")
     state.extend(f"TAMPER {kind}" for kind in preview.tamper)
     cv2.putText(
         out,

@@ -14,7 +14,7 @@ __all__ = ["LiveView"]
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -28,15 +28,23 @@ _QUALITY = 75
 class _Cached:
     preview: Preview | None = None
     jpeg: bytes | None = None
-    made: float = float("-inf")  # time.monotonic() of the encode
+    made: float = float("-inf")  # LiveView's now() at the encode
 
 
 class LiveView:
-    """The live JPEGs of the cameras in ``slots`` (camera name -> slot)."""
+    """The live JPEGs of the cameras in ``slots`` (camera name -> slot). ``now`` (seconds)
+    paces the encodes: the viewers' real time by default, whatever clock the frames carry."""
 
-    def __init__(self, slots: Mapping[str, PreviewSlot], *, fps: float) -> None:
+    def __init__(
+        self,
+        slots: Mapping[str, PreviewSlot],
+        *,
+        fps: float,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         if fps <= 0:
             raise ValueError("fps must be > 0")
+        self._now = now
         self._slots = dict(slots)
         self._interval = 1.0 / fps
         self._locks = {name: threading.Lock() for name in slots}
@@ -55,7 +63,7 @@ class LiveView:
             return None
         with self._locks[camera]:
             cached = self._cache[camera]
-            now = time.monotonic()
+            now = self._now()
             if cached.jpeg is not None and now - cached.made < self._interval:
                 return cached.jpeg
             preview = slot.take()
