@@ -18,10 +18,11 @@ class UiConfig(Model):
     )
     live_fps: float = Field(
         2.0,
-        gt=0,
+        ge=0.5,
         le=15,
         description="Most live-view JPEGs encoded per second per camera, shared by every "
-        "viewer; encoded on the viewers' HTTP threads, never on the frame loop.",
+        "viewer, and most answers per second on each connection (a faster client waits); "
+        "encoded on the viewers' HTTP threads, never on the frame loop.",
     )
     journal_rows: int = Field(
         5000,
