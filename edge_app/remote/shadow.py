@@ -30,7 +30,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from edge_app.errors import EdgeAppError
 from edge_app.remote.handler import Kind, Outcome, ShadowHandler
 from edge_app.uplink import Transport
 
@@ -185,12 +184,13 @@ class ShadowClient:
     # -- internals -------------------------------------------------------------------------
 
     def _send_local(self, body: bytes) -> None:
+        """Publish a local change's report, or keep it for the next connect when the link is
+        down (a failed publish does not raise: the handle fails)."""
         self._unsent = body
-        try:
-            self._transport.publish(self.topics.update, body, qos=1)
-        except EdgeAppError as exc:
-            log.warning("local config change not yet in the shadow (%s); sent on reconnect", exc)
+        if not self._transport.is_connected:
+            log.warning("local config change not yet in the shadow: sent on reconnect")
             return
+        self._transport.publish(self.topics.update, body, qos=1)
         self._unsent = None
 
     def _received(self, topic: str, payload: bytes) -> None:
