@@ -84,7 +84,7 @@ def test_verdicts_export_as_coco_and_yolo_with_the_model_of_each_decision(
         confirmed, relabelled, rejected, gone, unreviewed = (
             recorded(journal, writer, clock, seq) for seq in range(1, 6)
         )
-        verdicts = [
+        verdicts: list[tuple[Event, dict[str, object]]] = [
             (confirmed, {"verdict": "confirmed"}),
             (relabelled, {"verdict": "confirmed"}),  # changed later: the last one wins
             (relabelled, {"verdict": "relabelled", "label": "cat", "bbox": CORRECTED}),
@@ -124,6 +124,7 @@ def test_verdicts_export_as_coco_and_yolo_with_the_model_of_each_decision(
     for out in ("coco", "yolo"):
         for file in (tmp_path / out / "images").iterdir():
             image = cv2.imread(str(file))  # the clean frame: a JPEG any tool reads, no boxes
+            assert image is not None
             assert image.shape == (120, 160, 3)
             assert os.stat(file).st_mode & 0o077 == 0
         manifest = json.loads((tmp_path / out / "manifest.json").read_text())
