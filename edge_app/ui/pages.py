@@ -44,7 +44,6 @@ from edge_app.errors import EdgeAppError
 from edge_app.outbox import EventJournal, LaneStats, Outbox
 from edge_app.pipeline import EventSink, RuntimeHolder
 from edge_app.redact import redact
-from edge_app.telemetry.access import LOGIN_PATH
 from edge_app.telemetry.pages import Request, Response
 from edge_app.ui.live import LiveView
 from edge_app.ui.review import ReviewError, parse_verdict, review_event
@@ -136,8 +135,6 @@ class StatusPages:
     # -- the page ----------------------------------------------------------------------------
 
     def _page(self, request: Request) -> Response:
-        if not request.access.authenticated(request.headers):
-            return Response(303, "text/plain", b"", (("Location", LOGIN_PATH),))
         cameras = [c.name for c in self._s.live.current.snapshot.config.cameras]
         text = _resource("index.html")
         text = text.replace("{{CSRF}}", html.escape(request.access.csrf))
