@@ -17,8 +17,6 @@ from pathlib import Path
 from edge_app.atrest import load_sealer
 from edge_app.config import load_config
 from edge_app.errors import ConfigError, EdgeAppError
-from edge_app.outbox import EventJournal
-from edge_app.ui import export_reviews
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # imported here: the other commands need neither the store nor OpenCV
+    from edge_app.outbox import EventJournal  # noqa: PLC0415
+    from edge_app.ui import export_reviews  # noqa: PLC0415
+
     try:
         config = load_config(args.config)
         path = config.journal_path
