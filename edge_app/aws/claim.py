@@ -116,14 +116,9 @@ def claim(
     config = folder / CONFIG_FILE
     if not config.exists():
         text = render_device_config(
-            folder,
-            CONFIG_FILE,
-            thing=thing,
-            endpoint=host,
-            region=region,
-            port=port,
+            folder, CONFIG_FILE, thing=thing, endpoint=host, region=region, port=port,
             ca=claim_tls.ca,
-        )
+        )  # fmt: skip
         _write(config, text.encode())
     return ClaimReport(thing, facts.certificate_id, config)
 
