@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv mosquitto model bench clean
+.PHONY: demo test lint typecheck unit venv mosquitto chromium model bench clean
 
 demo: venv mosquitto model
 	$(BIN)/edge-app demo
@@ -19,7 +19,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: venv mosquitto model
+unit: venv mosquitto chromium model
 	$(BIN)/pytest
 
 venv: $(STAMP)
@@ -39,6 +39,17 @@ mosquitto:
 		{ apt-get update -qq && apt-get install -y -qq mosquitto; }; \
 	else \
 		echo "mosquitto is missing: install it with 'sudo apt-get install -y mosquitto'" >&2; exit 1; \
+	fi
+
+# Headless Chromium drives the status page's browser tests (tests/ui); same rule as mosquitto.
+chromium:
+	@if test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (apt-get)"; \
+		apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }; \
+	else \
+		echo "chromium is missing: install it with 'sudo apt-get install -y chromium chromium-driver'" >&2; exit 1; \
 	fi
 
 model: venv

@@ -41,6 +41,7 @@ from edge_app.pipeline import CameraStats, Runtime
 from edge_app.remote import Outcome
 from edge_app.telemetry import DiskUsage, sd_notify
 from edge_app.telemetry.wiring import Telemetry
+from edge_app.ui import LiveView, StatusPages, UiSources, ZoneEditor
 from edge_app.uplink import Transport
 from edge_app.vision.detector import Detector
 
@@ -200,7 +201,11 @@ class EdgeApp:
             # The telemetry thread feeds it from its start: the open conditions end before
             # the last delivery (and in a start that fails half-way too).
             stack.callback(health.close)
-        parts.telemetry.start(status=self._status, on_health=health.observe if health else None)
+        parts.telemetry.start(
+            status=self._status,
+            on_health=health.observe if health else None,
+            pages=self._pages(parts),
+        )
         step("retention thread")
         _start_thread(stack, parts.retention.run, "retention", parts.retention_stop)
         if up is not None:
@@ -211,6 +216,28 @@ class EdgeApp:
         for worker in parts.workers:
             thread = _start_thread(stack, worker.run, f"camera-{worker.camera}", parts.stop_capture)
             self._cameras.append(thread)
+
+    def _pages(self, parts: AppParts) -> StatusPages | None:
+        """The local status page over the built parts (None when ``ui`` is off)."""
+        ui = parts.ui
+        if ui is None:
+            return None
+        change = parts.config_change
+        # the editor waits for the config thread within the HTTP answer's own deadline
+        wait_s = max(1.0, self._config.health.request_timeout_s / 2)
+        sources = UiSources(
+            config=self._config,
+            live=parts.live,
+            journal=ui.journal,
+            outbox=parts.outbox,
+            accept=parts.intake.accept,
+            lanes=ui.lanes,
+            status=self._status,
+            zones=ZoneEditor(parts.live, change, timeout_s=wait_s) if change else None,
+            sealer=ui.sealer,
+            clock=self._seams.clock,
+        )
+        return StatusPages(sources, LiveView(ui.slots, fps=self._config.ui.live_fps))
 
     def _flush(self, up: UplinkParts, outbox: Outbox) -> None:
         """Deliver what is stored, for up to ``stop``'s deadline (none after a failed start)."""

@@ -15,15 +15,23 @@ identities.
 
 from __future__ import annotations
 
-__all__ = ["AppParts", "Seams", "UplinkParts", "build_app"]
+__all__ = ["AppParts", "Seams", "UiParts", "UplinkParts", "build_app"]
 
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
-from edge_app.actions import ClipRecorder, ClipWriter, Retention, SnapshotWriter, ram_scratch
+from edge_app.actions import (
+    ClipRecorder,
+    ClipWriter,
+    PreviewSlot,
+    Retention,
+    SnapshotWriter,
+    ram_scratch,
+)
 from edge_app.atrest import Sealer, load_sealer
 from edge_app.clock import Clock
 from edge_app.config import AppConfig, ConfigSnapshot, LastGoodStore, effective_config
@@ -31,7 +39,7 @@ from edge_app.errors import ConfigError, FieldError
 from edge_app.files import loose_bits, private_dir
 from edge_app.intake import EventIntake
 from edge_app.models import Catalog, load_manifest
-from edge_app.outbox import LaneStore, Outbox, recovery_event
+from edge_app.outbox import EventJournal, LaneStats, LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
@@ -52,6 +60,10 @@ from edge_app.vision.detector import Detector, open_detector
 from edge_app.vision.fairlock import FairLock
 
 log = logging.getLogger(__name__)
+
+ConfigChange = Callable[[dict[str, Any], float], Outcome]
+"""Decides on a change made on the device (``ShadowHandler.handle_local``), waiting up to the
+given seconds; the status page's zone editor calls it."""
 
 Step = Callable[[str], None]
 """Called with a step's name before the step runs (``EdgeApp.on_start_step``)."""
@@ -86,11 +98,25 @@ class UplinkParts:
 
 
 @dataclass(frozen=True, slots=True)
+class UiParts:
+    """What the local status page reads besides the app's other parts: the event
+    ``journal``, each camera's live-view ``slots``, the at-rest ``sealer`` (snapshots and
+    clips may be encrypted) and the side ``lanes``' stats by name."""
+
+    journal: EventJournal
+    slots: dict[str, PreviewSlot]
+    sealer: Sealer | None
+    lanes: dict[str, Callable[[], LaneStats | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class AppParts:
     """Every long-lived part of one app, built and opened; the threads are not started.
     ``intake`` is where any producer of events hands them in; ``health_events`` (None with
     ``health.events: false``) turns the telemetry thread's health reports into events through
-    it; ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread."""
+    it; ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread;
+    ``config_change`` decides changes made on the device (None when the page is off and
+    there is no remote config)."""
 
     outbox: Outbox
     live: RuntimeHolder
@@ -102,6 +128,8 @@ class AppParts:
     workers: tuple[CameraWorker, ...]
     stop_capture: threading.Event
     uplink: UplinkParts | None
+    ui: UiParts | None = None
+    config_change: ConfigChange | None = None
 
 
 def build_app(
@@ -186,11 +214,13 @@ def build_app(
         health_token=health_token,
     )
     stack.callback(telemetry.close)
+    ui = _ui_parts(config, effective, sealer, stack, wire=wire, telemetry=telemetry)
     intake = EventIntake(
         outbox,
         registry=telemetry.registry,
         snapshots=wire.snapshot_lane,
         wake=wire.drain.notify if wire.drain is not None else None,
+        journal=ui.journal if ui is not None else None,
     )
     health_events = (
         # the cameras' sink: stored and delivered like their events
@@ -221,19 +251,21 @@ def build_app(
             sealer=sealer,
             clock=clock,
             stack=stack,
+            slots=ui.slots if ui is not None else {},
         )
     )
-    uplink: UplinkParts | None = None
-    if wire.transport is not None and wire.drain is not None:
-        step("remote config")
-        applier = RuntimeApplier(
+    uplink, config_change = _config_changes(
+        config,
+        wire,
+        page=ui is not None,
+        applier=lambda: RuntimeApplier(
             live,
             catalog=catalog,
             detector_lock=lock,
             retire=lambda replaced: detectors.callback(replaced.close),
-            set_batching=wire.drain.set_batching,
-        )
-        handler = ShadowHandler(
+            set_batching=wire.drain.set_batching if wire.drain is not None else None,
+        ),
+        handler=lambda applier: ShadowHandler(
             config,
             applier,
             store,
@@ -241,16 +273,10 @@ def build_app(
             clock=clock,
             audit=intake.accept,
             last=last,
-        )
-        shadow_stop = threading.Event()
-        shadow = ShadowClient(
-            wire.transport,
-            handler,
-            config.device.thing_name,
-            stop=shadow_stop,
-            on_outcome=on_config_outcome,
-        )
-        uplink = UplinkParts(wire.transport, wire.drain, wire.drain_stop, shadow, shadow_stop)
+        ),
+        step=step,
+        on_config_outcome=on_config_outcome,
+    )
     return AppParts(
         outbox=outbox,
         live=live,
@@ -262,7 +288,81 @@ def build_app(
         workers=tuple(workers),
         stop_capture=stop_capture,
         uplink=uplink,
+        ui=ui,
+        config_change=config_change,
     )
+
+
+def _config_changes(
+    config: AppConfig,
+    wire: _Wire,
+    *,
+    page: bool,
+    applier: Callable[[], RuntimeApplier],
+    handler: Callable[[RuntimeApplier], ShadowHandler],
+    step: Step,
+    on_config_outcome: Callable[[Outcome], None],
+) -> tuple[UplinkParts | None, ConfigChange | None]:
+    """Remote config (with an uplink) and the decider of changes made on the device (with
+    the status page): one ``ShadowHandler`` serves both, so a local change takes the remote
+    one's path. Returns the uplink parts and the local decider (None: neither is needed)."""
+    transport, drain = wire.transport, wire.drain
+    if transport is not None and drain is not None:
+        step("remote config")
+        decider = handler(applier())
+        shadow_stop = threading.Event()
+        shadow = ShadowClient(
+            transport,
+            decider,
+            config.device.thing_name,
+            stop=shadow_stop,
+            on_outcome=on_config_outcome,
+        )
+        # the remote-config thread decides local changes too, in turn with shadow messages
+        uplink = UplinkParts(transport, drain, wire.drain_stop, shadow, shadow_stop)
+        return uplink, shadow.local_change
+    if page:
+        return None, _serialised(handler(applier()))
+    return None, None
+
+
+def _serialised(handler: ShadowHandler) -> ConfigChange:
+    """``handler.handle_local`` for an app without remote config: no client thread exists,
+    so a lock keeps its decisions one at a time (the handler is single-threaded)."""
+    lock = threading.Lock()
+
+    def change(state: dict[str, Any], timeout_s: float) -> Outcome:
+        if not lock.acquire(timeout=timeout_s):
+            raise TimeoutError("another config change is being applied")
+        try:
+            return handler.handle_local(state)
+        finally:
+            lock.release()
+
+    return change
+
+
+def _ui_parts(
+    config: AppConfig,
+    effective: AppConfig,
+    sealer: Sealer | None,
+    stack: ExitStack,
+    *,
+    wire: _Wire,
+    telemetry: Telemetry,
+) -> UiParts | None:
+    """The status page's journal (closed on ``stack``) and live-view slots; None when the
+    page is off (``ui.enabled`` or ``health.enabled`` false)."""
+    if not (config.ui.enabled and config.health.enabled):
+        return None
+    journal = stack.enter_context(
+        EventJournal(config.journal_path, max_rows=config.ui.journal_rows, sealer=sealer)
+    )
+    lanes: dict[str, Callable[[], LaneStats | None]] = {"metrics": telemetry.lane.stats}
+    if wire.snapshot_lane is not None:
+        lanes["snapshots"] = wire.snapshot_lane.stats
+    slots = {camera.name: PreviewSlot() for camera in effective.cameras}
+    return UiParts(journal, slots, sealer, lanes)
 
 
 @dataclass(slots=True)
@@ -333,6 +433,7 @@ def _camera_loops(
     sealer: Sealer | None,
     clock: Clock,
     stack: ExitStack,
+    slots: dict[str, PreviewSlot],
 ) -> list[CameraWorker]:
     """One loop per camera of ``effective``, each with its source opened (closed on
     ``stack``); cameras with ``clips`` share one clip writer (its thread closed on ``stack``)."""
@@ -357,7 +458,9 @@ def _camera_loops(
                 fps=c.fps,
                 width=c.width,
             )
-        parts = CameraParts(source, live, intake.accept, stop, clock, lock, snapshots, clips)
+        parts = CameraParts(
+            source, live, intake.accept, stop, clock, lock, snapshots, clips, slots.get(camera.name)
+        )
         workers.append(CameraWorker(camera, parts))
     return workers
 

@@ -8,7 +8,9 @@ hands it to ``EventIntake.accept``, which
 2. queues its snapshot for upload on the snapshot lane, whose JPEG bytes count against the
    outbox byte budget: over budget, the oldest snapshots give way, never an event;
 3. counts it in the ``Events`` metric (by rule and severity);
-4. wakes the drain loop (``uplink.DrainLoop``), which batches it to MQTT and deletes it from
+4. records it in the local page's journal (``EventJournal``; None: no page), so the page
+   lists it after delivery too;
+5. wakes the drain loop (``uplink.DrainLoop``), which batches it to MQTT and deletes it from
    the outbox on the PUBACK.
 
 Only step 1 can fail the call (``OutboxError``): an event that is stored but whose picture
@@ -24,7 +26,7 @@ from collections.abc import Callable
 
 from edge_app.domain import Event
 from edge_app.errors import OutboxError
-from edge_app.outbox import LaneStore, Outbox
+from edge_app.outbox import EventJournal, LaneStore, Outbox
 from edge_app.telemetry import Registry
 from edge_app.uplink import snapshot_row
 
@@ -38,7 +40,7 @@ class EventIntake:
     ``outbox`` and the ``snapshots`` lane (None: snapshots are not uploaded) are owned by the
     composition root and stay open while the intake is used; ``registry`` receives the
     ``Events`` counter; ``wake`` (the drain loop's ``notify``; None without an uplink) is called
-    after each stored event.
+    after each stored event; ``journal`` (owned by the root) records it for the local page.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class EventIntake:
         registry: Registry,
         snapshots: LaneStore | None = None,
         wake: Callable[[], None] | None = None,
+        journal: EventJournal | None = None,
     ) -> None:
         self._outbox = outbox
+        self._journal = journal
         self._registry = registry
         self._snapshots = snapshots
         self._wake = wake
@@ -70,6 +74,11 @@ class EventIntake:
         self._registry.counter(
             "Events", "Count", "Events raised", rule=stored.rule, severity=stored.severity.value
         ).inc()
+        if self._journal is not None:
+            try:
+                self._journal.record(stored)
+            except OutboxError as exc:  # the event is stored; only the page will miss it
+                log.warning("event %s not recorded for the local page: %s", stored.id, exc)
         if self._wake is not None:
             self._wake()
         return stored

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from edge_app.actions import ClipRecorder, SnapshotWriter
+from edge_app.actions import ClipRecorder, Preview, PreviewSlot, SnapshotWriter
 from edge_app.clock import Clock
 from edge_app.config import AppConfig, CameraConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
 from edge_app.domain import Detections, EndReason, Event, Frame, Phase, UpdateReason
@@ -94,7 +94,8 @@ class CameraParts:
     raised; the loop runs until ``stop`` is set or the source ends; ``clock`` is what frame
     lateness (``camera.max_lag_s``) is measured on; ``detector_lock`` is held around each
     ``detect`` (cameras sharing one detector pass the same lock); ``snapshots`` and ``clips``
-    are the local actions (None: none).
+    are the local actions (None: none); ``preview`` is the live view's slot (filled only while
+    a viewer asks).
     """
 
     source: FrameSource
@@ -105,6 +106,7 @@ class CameraParts:
     detector_lock: AbstractContextManager[object] = field(default_factory=threading.Lock)
     snapshots: SnapshotWriter | None = None
     clips: ClipRecorder | None = None
+    preview: PreviewSlot | None = None
 
 
 class CameraWorker:
@@ -134,6 +136,9 @@ class CameraWorker:
         self._lock = parts.detector_lock
         self._snapshots = parts.snapshots
         self._clips = parts.clips
+        self.preview = parts.preview
+        self._last_detections = Detections.empty()
+        self._motion: bool | None = None
         self._tamper_starts: dict[str, str] = {}
         self._gate: DetectionGate | None = None
         self._tamper: TamperMonitor | None = None
@@ -218,23 +223,52 @@ class CameraWorker:
                     stats.skipped_rate += 1
                     continue
                 next_due = frame.mono + self._interval
-                if self._late(frame):
-                    stats.dropped_late += 1
-                    continue
-                if self._tamper is not None:
-                    self._check_tamper(frame)
-                gate = self._gate
-                if gate is not None and not gate.should_detect(
-                    frame.mono, frame.image, self._rules.busy
-                ):
-                    stats.skipped_motion += 1
-                    continue
-                self._detect(frame)
+                self._step(frame)
+                if self.preview is not None and self.preview.wanted:
+                    self._publish(self.preview, frame)
         except EdgeAppError:
             log.exception("camera %s stopped", self.camera)
             raise
         finally:
             self._finish(last)
+
+    def _step(self, frame: Frame) -> None:
+        """A frame due at this camera's fps: lateness, tamper checks, motion gate, detection."""
+        stats = self.stats
+        if self._late(frame):
+            stats.dropped_late += 1
+            return
+        if self._tamper is not None:
+            self._check_tamper(frame)
+        gate = self._gate
+        if gate is not None:
+            self._motion = gate.should_detect(frame.mono, frame.image, self._rules.busy)
+            if not self._motion:
+                stats.skipped_motion += 1
+                return
+        self._detect(frame)
+
+    def _publish(self, slot: PreviewSlot, frame: Frame) -> None:
+        """Hand the live view this frame and what was decided on it (references only)."""
+        config = self._runtime.snapshot.config
+        camera = next(c for c in config.cameras if c.name == self.camera)
+        lines = tuple(
+            (r.name, r.line)
+            for r in config.rules
+            if r.line is not None and r.camera in (None, self.camera)
+        )
+        slot.put(
+            Preview(
+                frame=frame,
+                detections=self._last_detections,
+                tracks=tuple(self._rules.tracks),
+                motion=self._motion if self._gate is not None else None,
+                tamper=tuple(self._tamper_starts),
+                zones=tuple((z.name, tuple(z.polygon)) for z in camera.zones),
+                lines=lines,
+                config_version=config.version,
+            )
+        )
 
     def _late(self, frame: Frame) -> bool:
         return self._max_lag is not None and self._clock.monotonic() - frame.mono > self._max_lag
@@ -264,6 +298,7 @@ class CameraWorker:
             stats.detecting = False
         if window is not None:
             detections = to_frame(detections, window, frame.size)
+        self._last_detections = detections
         stats.processed += 1
         if len(detections):
             stats.detections += len(detections)

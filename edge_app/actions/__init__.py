@@ -1,6 +1,7 @@
 """Local actions taken at once, with or without a network, and local retention of their files."""
 
 from edge_app.actions.clips import ClipRecorder, ClipWriter, ram_scratch
+from edge_app.actions.preview import Preview, PreviewSlot, annotate
 from edge_app.actions.retention import (
     GRACE_S,
     PendingFn,
@@ -16,9 +17,12 @@ __all__ = [
     "ClipRecorder",
     "ClipWriter",
     "PendingFn",
+    "Preview",
+    "PreviewSlot",
     "PruneResult",
     "Retention",
     "SnapshotWriter",
+    "annotate",
     "draw_detections",
     "prune_clips",
     "prune_snapshots",

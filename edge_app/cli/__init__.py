@@ -22,6 +22,7 @@ from edge_app.cli import install as install_cmd
 from edge_app.cli import keys as keys_cmd
 from edge_app.cli import models as models_cmd
 from edge_app.cli import outbox as outbox_cmd
+from edge_app.cli import review as review_cmd
 from edge_app.cli import run as run_cmd
 from edge_app.redact import redacted_output
 
@@ -33,6 +34,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     config_cmd.register,
     models_cmd.register,
     outbox_cmd.register,
+    review_cmd.register,
     keys_cmd.register,
     aws_cmd.register,
     install_cmd.register,

@@ -28,6 +28,7 @@ __all__ = [
     "SourceConfig",
     "TamperConfig",
     "TlsConfig",
+    "UiConfig",
     "UplinkConfig",
     "UrlSourceConfig",
     "UsbSourceConfig",
@@ -74,6 +75,7 @@ from edge_app.config.detection import (
     RuleConfig,
     ScheduleConfig,
 )
+from edge_app.config.ui import UiConfig
 
 _MAX_TOPIC_BYTES = 256
 """Longest topic AWS IoT Core accepts, UTF-8 bytes."""
@@ -110,6 +112,9 @@ class AppConfig(Model):
     )
     health: HealthConfig = Field(
         default_factory=HealthConfig, description="Local health/metrics HTTP endpoint."
+    )
+    ui: UiConfig = Field(
+        default_factory=UiConfig, description="Local status page served on the health endpoint."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written to stderr."
@@ -175,6 +180,11 @@ class AppConfig(Model):
     def snapshot_dir(self) -> Path:
         """``<data_dir>/snapshots``: ``<camera>/<YYYY-MM-DD>/<event id>.jpg`` and siblings."""
         return self.device.data_dir / "snapshots"
+
+    @property
+    def journal_path(self) -> Path:
+        """The local page's event journal (``EventJournal``)."""
+        return self.device.data_dir / "journal.db"
 
     def clip_dir(self, camera: str) -> Path:
         """``<data_dir>/clips/<camera>``: that camera's ``<event id>.mp4`` clips."""

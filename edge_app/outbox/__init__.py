@@ -2,6 +2,7 @@
 (the snapshot lane shares the event store's byte budget as its ``Spill``). A damaged store is
 salvaged when opened (``SalvageReport``); ``salvage_file`` does the same for a file set aside."""
 
+from edge_app.outbox.journal import EventJournal, JournalRow
 from edge_app.outbox.lane import LaneRow, LaneStats, LaneStore
 from edge_app.outbox.reader import OutboxReader, OutboxSummary
 from edge_app.outbox.recovery import RECOVERY_RULE, SeqReservation, recovery_event
@@ -14,6 +15,8 @@ __all__ = [
     "RECOVERY_RULE",
     "Batch",
     "BatchEncoder",
+    "EventJournal",
+    "JournalRow",
     "LaneRow",
     "LaneStats",
     "LaneStore",

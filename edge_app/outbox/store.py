@@ -370,6 +370,16 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise self._t.error("holding", exc) from exc
 
+    def whereabouts(self, ids: Sequence[str]) -> dict[str, str]:
+        """``stored`` or ``dead-lettered`` for each of event ``ids`` still held (the local
+        page's delivery state; an absent id was delivered or dropped). Thread-safe."""
+        with self._lock:
+            self._check_open()
+            try:
+                return self._t.whereabouts(ids)
+            except sqlite3.Error as exc:
+                raise self._t.error("whereabouts", exc) from exc
+
     def stats(self) -> OutboxStats:
         """Depth, bytes, oldest event's wall time, last seq, leased events, pending drops."""
         with self._lock:

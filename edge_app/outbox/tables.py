@@ -92,6 +92,17 @@ class EventTables:
         )
         return {str(i) for (i,) in rows}
 
+    def whereabouts(self, ids: Sequence[str]) -> dict[str, str]:
+        """``stored`` (waiting or out in a batch) or ``dead-lettered`` for those of ``ids``
+        held here; delivered (or dropped) ones are absent."""
+        rows = self.conn.execute(
+            "SELECT id, 'stored' FROM events WHERE id IN (SELECT value FROM json_each(?1))"
+            " UNION ALL SELECT id, 'dead-lettered' FROM dead_letter"
+            " WHERE id IN (SELECT value FROM json_each(?1))",
+            (json.dumps(list(ids)),),
+        )
+        return {str(i): str(state) for i, state in rows}
+
     def count_drops(self, drops: Counter[tuple[str, int]], why: str) -> None:
         """Add ``drops`` ({(rule, severity rank): n}) to the counts the next batch reports."""
         if not drops:

@@ -205,6 +205,45 @@ class ShadowHandler:
             "applied", version, snapshot.digest, (), self._applied_report(version, token)
         )
 
+    def handle_local(self, state: dict[str, Any]) -> Outcome:
+        """A change made on the device (the status page's zone editor), ``state`` a partial
+        desired document (``{"cameras": {name: {"zones": [...]}}, "rules": [...]}``): the same
+        validate, apply, persist and audit as a remote delta, laid over the desired document
+        in force. The report writes ``state`` into the shadow's ``desired`` as well as what
+        runs into ``reported``, so the shadow agrees and sends no delta that would undo it.
+        The version bar does not move (the shadow numbers the update itself); a rejected
+        change is audited and answered, never reported."""
+        desired = merge_delta(self._desired, state)
+        try:
+            _, effective = validate_overlay(desired, self._local, self._models)
+        except ConfigError as exc:
+            return self._local_rejected(exc.errors)
+        current = self._applier.current()
+        effective = effective.model_copy(update={"version": current.config.version})
+        try:
+            snapshot = self._applier.apply(effective, current.remote_version or 0)
+        except EdgeAppError as exc:
+            return self._local_rejected([FieldError("", str(exc))])
+        self._desired = desired
+        try:
+            self._store.save(LastGood(desired, max(self._bar, 0), snapshot.digest))
+        except ConfigError as exc:
+            log.error("local config change applied but not persisted: %s", exc)
+        self._record("applied", None, snapshot, (), origin="local")
+        report = self._applied_report(self._bar, None)
+        report["state"]["desired"] = state
+        log.info("local config change in force (%s)", snapshot.digest)
+        return Outcome("applied", None, snapshot.digest, (), report)
+
+    def _local_rejected(self, errors: list[FieldError]) -> Outcome:
+        current = self._applier.current()
+        log.warning(
+            "local config change rejected: %s",
+            "; ".join(str(e) for e in errors[:5]),
+        )
+        self._record("rejected", None, current, tuple(errors), origin="local")
+        return Outcome("rejected", None, current.digest, tuple(errors))
+
     def deleted(self, payload: bytes) -> None:
         """``delete/accepted``: the shadow is gone, and with it the history the bar belongs
         to; reset the bar. The payload (``{"version", "timestamp"}``) only goes to the log."""
@@ -311,6 +350,8 @@ class ShadowHandler:
         version: int | None,
         snapshot: ConfigSnapshot,
         errors: tuple[FieldError, ...],
+        *,
+        origin: str = "shadow",
     ) -> None:
         if self._audit is None:
             return
@@ -337,6 +378,8 @@ class ShadowHandler:
                     "digest": snapshot.digest,
                     "errors": shown,
                     "more_errors": more,
+                    # only a device-made change says so: shadow audits keep their wire form
+                    **({"origin": origin} if origin != "shadow" else {}),
                 }
             },
         )

@@ -26,7 +26,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from edge_app.remote.handler import Kind, Outcome, ShadowHandler
 from edge_app.uplink import Transport
@@ -139,6 +141,24 @@ class ShadowClient:
         self._on_outcome = on_outcome
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
         self.outcomes = 0
+        self._local: dict[int, tuple[dict[str, Any], Future[Outcome]]] = {}
+        self._local_n = 0
+        self._local_lock = threading.Lock()
+        # The last local change's report, until a publish of it succeeds: a reconnect sends
+        # it before the get, so the shadow's desired never undoes a change made offline.
+        self._unsent: bytes | None = None
+
+    def local_change(self, state: dict[str, Any], timeout_s: float) -> Outcome:
+        """Decide on a change made on the device (``ShadowHandler.handle_local``) on this
+        client's thread, in turn with shadow messages; waits up to ``timeout_s`` for the
+        outcome (``TimeoutError`` if the thread is busy that long, e.g. loading a model)."""
+        future: Future[Outcome] = Future()
+        with self._local_lock:
+            self._local_n += 1
+            key = self._local_n
+            self._local[key] = (state, future)
+        self._put("local", str(key).encode())
+        return future.result(timeout_s)
 
     def attach(self) -> None:
         """Subscribe to the response topics and ask for the document on every connect."""
@@ -163,6 +183,16 @@ class ShadowClient:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _send_local(self, body: bytes) -> None:
+        """Publish a local change's report, or keep it for the next connect when the link is
+        down (a failed publish does not raise: the handle fails)."""
+        self._unsent = body
+        if not self._transport.is_connected:
+            log.warning("local config change not yet in the shadow: sent on reconnect")
+            return
+        self._transport.publish(self.topics.update, body, qos=1)
+        self._unsent = None
+
     def _received(self, topic: str, payload: bytes) -> None:
         self._put(topic, payload)
 
@@ -179,7 +209,21 @@ class ShadowClient:
     def _dispatch(self, topic: str, payload: bytes) -> None:
         t = self.topics
         if topic == "connected":
+            if self._unsent is not None:
+                self._send_local(self._unsent)
             self._transport.publish(t.get, self._handler.get_request(), qos=1)
+            return
+        if topic == "local":
+            with self._local_lock:
+                state, future = self._local.pop(int(payload))
+            try:
+                local = self._handler.handle_local(state)
+            except Exception as exc:
+                future.set_exception(exc)
+                raise
+            future.set_result(local)
+            if local.report is not None:
+                self._send_local(json.dumps(local.report, separators=(",", ":")).encode())
             return
         if topic == t.get_rejected:
             self._handler.get_rejected(payload)

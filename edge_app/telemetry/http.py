@@ -1,4 +1,5 @@
-"""The local HTTP endpoint: ``/healthz``, ``/metrics`` (Prometheus text), ``/status`` (JSON).
+"""The local HTTP endpoint: ``/healthz``, ``/metrics`` (Prometheus text), ``/status`` (JSON),
+and whatever ``pages`` serves (the local status page under ``/ui/``, ``edge_app.ui``).
 
 stdlib ``http.server`` (hardened: ``httpserver.GuardedHTTPServer``) on its own thread, bound to
 127.0.0.1 by default: it reveals the device's state, so exposing it on the network is an
@@ -18,12 +19,14 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from edge_app.config import is_loopback
 from edge_app.errors import TelemetryError
 from edge_app.redact import redact
 from edge_app.telemetry.health import HealthMonitor
-from edge_app.telemetry.httpserver import GuardedHandler, GuardedHTTPServer
+from edge_app.telemetry.httpserver import MAX_REQUEST_BYTES, GuardedHandler, GuardedHTTPServer
+from edge_app.telemetry.pages import Pages, Request, Response
 from edge_app.telemetry.prometheus import CONTENT_TYPE, render
 from edge_app.telemetry.registry import Registry
 from edge_app.telemetry.token import BearerToken
@@ -36,7 +39,8 @@ class HealthServer:
 
     ``token``: every request must carry it (401 otherwise); required when ``host`` is not
     loopback (``ValueError``). ``timeout_s``: seconds a client has to send its request, and
-    again to read the answer. ``max_connections``: connections served at once.
+    again to read the answer. ``max_connections``: connections served at once. ``pages``
+    answers every other path (the local status page, ``edge_app.ui``), GET and POST.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class HealthServer:
         token: BearerToken | None = None,
         timeout_s: float = 10.0,
         max_connections: int = 8,
+        pages: Pages | None = None,
     ) -> None:
         if token is None and not is_loopback(host):
             raise ValueError(f"a health endpoint on {host!r} (not loopback) needs a token")
@@ -57,21 +62,39 @@ class HealthServer:
 
         class Handler(GuardedHandler):
             def do_GET(self) -> None:  # noqa: N802  # the name http.server dispatches to
+                self._answer(b"")
+
+            def do_POST(self) -> None:  # noqa: N802
                 try:
-                    code, ctype, text = server._route(self.path.split("?", 1)[0])
-                except Exception:  # a broken probe answer must not kill the server thread
-                    _log.exception("health endpoint failed on %s", self.path)
-                    code, ctype, text = 500, "text/plain", "internal error\n"
-                body = redact(text).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_REQUEST_BYTES:
+                    self._send(Response(400, "text/plain", b"bad or too long Content-Length\n"))
+                    return
+                self._answer(self.rfile.read(length))
+
+            def _answer(self, body: bytes) -> None:
+                try:
+                    self._send(server._route(self.command, self.path, self.headers, body))
+                except Exception:  # a broken answer must not kill the server thread
+                    _log.exception("health endpoint failed on %s", self.path.split("?", 1)[0])
+                    self._send(Response(500, "text/plain", b"internal error\n"))
+
+            def _send(self, answer: Response) -> None:
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.content_type)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.send_header("Cache-Control", "no-store")
+                for name, value in answer.headers:
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(answer.body)
 
         self._registry = registry
         self._health = health
         self._status = status
+        self._pages = pages
         self._exposed = not is_loopback(host)
         try:
             self._httpd = GuardedHTTPServer(
@@ -115,7 +138,20 @@ class HealthServer:
             self._thread = None
         self._httpd.server_close()
 
-    def _route(self, path: str) -> tuple[int, str, str]:
+    def _route(self, method: str, target: str, headers: Any, body: bytes) -> Response:
+        url = urlsplit(target)
+        if method == "GET" and url.path in ("/healthz", "/metrics", "/status"):
+            code, ctype, text = self._probe(url.path)
+            return Response(code, ctype, redact(text).encode())
+        if self._pages is not None:
+            query = dict(parse_qsl(url.query))
+            request = Request(method, url.path, query, headers, body, self._httpd.access)
+            answer = self._pages.handle(request)
+            if answer is not None:
+                return answer
+        return Response(404, "text/plain", b"not found: try /healthz, /metrics, /status or /ui/\n")
+
+    def _probe(self, path: str) -> tuple[int, str, str]:
         if path == "/healthz":
             report = self._health.check()
             doc = {"state": report.state, "reasons": list(report.reasons)}
@@ -123,8 +159,6 @@ class HealthServer:
             return code, "application/json", json.dumps(doc)
         if path == "/metrics":
             return 200, CONTENT_TYPE, render(self._registry)
-        if path == "/status":
-            report = self._health.check()
-            doc = {**self._status(), "health": report.state, "reasons": list(report.reasons)}
-            return 200, "application/json", json.dumps(doc, default=str)
-        return 404, "text/plain", "not found: try /healthz, /metrics or /status\n"
+        report = self._health.check()  # /status
+        doc = {**self._status(), "health": report.state, "reasons": list(report.reasons)}
+        return 200, "application/json", json.dumps(doc, default=str)

@@ -13,9 +13,9 @@ forever: 200 idle connections held 200 threads indefinitely. ``GuardedHTTPServer
 * answers one request per connection (HTTP/1.0), so those deadlines bound the whole exchange.
 
 ``GuardedHandler.parse_request`` is the one gate every request passes before any ``do_*``
-method runs: with a ``BearerToken``, a request without it gets 401 and reaches no handler. A
-handler added later (state-changing requests of a local page) inherits the check, and its CSRF
-check belongs in the same place.
+method runs (``access.Access.check``): with a ``BearerToken``, a request without it (or the
+local page's session cookie) gets 401 and reaches no handler; every ``POST`` must pass the CSRF
+check; without a token the ``Host`` must be an address, not a name (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
 
+from edge_app.telemetry.access import Access
 from edge_app.telemetry.token import BearerToken
 
 if TYPE_CHECKING:
@@ -49,10 +50,6 @@ _DISPLACE_WAIT_S = 1.0
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
     b"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n"
-)
-_UNAUTHORIZED = (
-    b"401 unauthorized: send the token of health.token_file or health.token_env as the "
-    b"header 'Authorization: Bearer <token>'\n"
 )
 
 
@@ -107,6 +104,7 @@ class GuardedHTTPServer(HTTPServer):
             raise ValueError("timeout_s must be > 0 and max_connections >= 1")
         self.timeout_s = timeout_s
         self.token = token
+        self.access = Access(token)
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         # Sockets whose request is still being read, oldest first: who may be displaced.
@@ -231,14 +229,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return False
         self.server.request_read(self.connection)
         self.connection.settimeout(self.server.timeout_s)  # the answer's own deadline
-        token = self.server.token
-        if token is not None and not token.matches(self.headers.get("Authorization")):
-            self.send_response(HTTPStatus.UNAUTHORIZED)
-            self.send_header("WWW-Authenticate", 'Bearer realm="edge-app"')
+        verdict = self.server.access.check(self.command, self.path.split("?", 1)[0], self.headers)
+        if not verdict.ok:
+            body = verdict.message.encode()
+            self.send_response(verdict.status)
+            if verdict.status == HTTPStatus.UNAUTHORIZED:
+                self.send_header("WWW-Authenticate", 'Bearer realm="edge-app"')
+            if verdict.location is not None:
+                self.send_header("Location", verdict.location)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(_UNAUTHORIZED)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(_UNAUTHORIZED)
+            self.wfile.write(body)
             self.close_connection = True
             return False
         return True

@@ -32,6 +32,7 @@ from edge_app.telemetry.health import (
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
 from edge_app.telemetry.metricslane import MetricsLaneSender
+from edge_app.telemetry.pages import Pages
 from edge_app.telemetry.registry import Registry
 from edge_app.telemetry.shipper import TelemetryLoop
 from edge_app.telemetry.sinks import CloudWatchSink, EmfFileSink, MetricsSink
@@ -208,10 +209,12 @@ class Telemetry:
         self,
         status: Callable[[], dict[str, Any]],
         on_health: Callable[[HealthReport], None] | None = None,
+        pages: Pages | None = None,
     ) -> None:
         """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint.
         ``status`` gives the body of ``/status``; ``on_health`` (``HealthEvents.observe``) gets
-        every health report of the telemetry thread, from now until ``stop``."""
+        every health report of the telemetry thread, from now until ``stop``; ``pages`` (the
+        local status page) answers the endpoint's other paths."""
         self._on_health = on_health
         if self._log_buffer is not None:
             logging.getLogger().addHandler(self._log_buffer)
@@ -227,6 +230,7 @@ class Telemetry:
                     token=self._health_token,
                     timeout_s=h.request_timeout_s,
                     max_connections=h.max_connections,
+                    pages=pages,
                 )
                 self.server.start()
             except TelemetryError as exc:

@@ -80,6 +80,11 @@ class ObjectLifecycle:
         return bool(self._tracker.tracks)
 
     @property
+    def tracks(self) -> list[Track]:
+        """The tracks matched on the last frame (what a live view labels with track ids)."""
+        return [t for t in self._tracker.tracks if t.seen_now]
+
+    @property
     def open_tracks(self) -> list[int]:
         """Ids of the tracks with a started, not yet ended event sequence."""
         return [i for i, s in self._states.items() if s.confirmed]

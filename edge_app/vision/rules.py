@@ -240,6 +240,12 @@ class RuleEngine:
         )
 
     @property
+    def tracks(self) -> list[tuple[int, str, tuple[float, float, float, float]]]:
+        """``(track id, label, normalised box)`` of the tracks seen on the last frame, of
+        every per-object rule (a live view draws them)."""
+        return [(t.track_id, t.label, t.box) for o in self._objects for t in o.tracks]
+
+    @property
     def active(self) -> list[str]:
         """Names of the rules with an open episode."""
         names = [w.rule.name for w in self._watches if w.episode.active]
