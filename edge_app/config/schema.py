@@ -28,6 +28,7 @@ __all__ = [
     "SourceConfig",
     "TamperConfig",
     "TlsConfig",
+    "TrackingConfig",
     "UplinkConfig",
     "UrlSourceConfig",
     "UsbSourceConfig",
@@ -74,6 +75,7 @@ from edge_app.config.detection import (
     RuleConfig,
     ScheduleConfig,
 )
+from edge_app.config.tracking import TrackingConfig
 
 _MAX_TOPIC_BYTES = 256
 """Longest topic AWS IoT Core accepts, UTF-8 bytes."""

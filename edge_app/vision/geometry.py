@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["anchor_points", "points_in_polygon"]
+__all__ = ["anchor_points", "inside_share", "points_in_polygon"]
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,3 +33,12 @@ def points_in_polygon(
     crossings = straddles & (x < x_cross)
     inside: NDArray[np.bool_] = (np.count_nonzero(crossings, axis=1) % 2) == 1
     return inside
+
+
+def inside_share(box: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Share of ``box``'s area (4,: x1 y1 x2 y2) lying inside each of ``others`` (N, 4)."""
+    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    share: NDArray[np.float32] = (w * h / area).astype(np.float32)
+    return share

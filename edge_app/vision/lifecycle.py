@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_app.config import RuleConfig
+from edge_app.config import RuleConfig, TrackingConfig
 from edge_app.domain import Detection, Detections, Phase
+from edge_app.vision.appearance import Appearance
+from edge_app.vision.evidence import TrackEvidence
 from edge_app.vision.geometry import points_in_polygon
 from edge_app.vision.tracker import Track, Tracker
 
@@ -61,16 +63,31 @@ class _State:
 
 
 class ObjectLifecycle:
-    """The per-object lifecycle of one rule on one camera. Not thread-safe."""
+    """The per-object lifecycle of one rule on one camera. Not thread-safe.
 
-    def __init__(self, rule: RuleConfig, zone: NDArray[np.float32] | None) -> None:
+    ``tracking`` (the camera's) sets the tracker's weak floor and which evidence keeps lost
+    tracks alive; ``reid`` is the camera's re-identification descriptor (None: the tracker
+    uses detections only, as without pixels).
+    """
+
+    def __init__(
+        self,
+        rule: RuleConfig,
+        zone: NDArray[np.float32] | None,
+        tracking: TrackingConfig | None = None,
+        reid: Appearance | None = None,
+    ) -> None:
         self.rule = rule
         self._labels = frozenset(rule.labels)
         self._zone = zone
+        tracking = tracking or TrackingConfig()
         self._tracker = Tracker(
             high_score=rule.min_score,
-            low_score=rule.min_score * 0.6,
+            low_score=min(tracking.low_score, rule.min_score),
             max_age_s=rule.end_after_s,
+            evidence=TrackEvidence(tracking, reid) if reid is not None else None,
+            max_lost_s=tracking.max_lost_s,
+            min_hits=rule.min_frames,
         )
         self._states: dict[int, _State] = {}
 
@@ -84,8 +101,11 @@ class ObjectLifecycle:
         """Ids of the tracks with a started, not yet ended event sequence."""
         return [i for i, s in self._states.items() if s.confirmed]
 
-    def update(self, mono: float, detections: Detections) -> list[Transition]:
-        """Feed one processed frame (``mono`` seconds); returns its lifecycle steps."""
+    def update(
+        self, mono: float, detections: Detections, image: NDArray[np.uint8] | None = None
+    ) -> list[Transition]:
+        """Feed one processed frame (``mono`` seconds, ``image`` its BGR pixels or None);
+        returns its lifecycle steps."""
         mask = np.fromiter((lb in self._labels for lb in detections.labels), bool, len(detections))
         if not mask.all():
             detections = Detections(
@@ -94,7 +114,7 @@ class ObjectLifecycle:
                 detections.class_ids[mask],
                 tuple(lb for lb, m in zip(detections.labels, mask, strict=True) if m),
             )
-        tracks, removed = self._tracker.update(mono, detections)
+        tracks, removed = self._tracker.update(mono, detections, image)
         out: list[Transition] = []
         for track in removed:
             state = self._states.pop(track.track_id, None)

@@ -15,7 +15,7 @@ for ``max_age_s`` seconds of frame time are removed.
 
 from __future__ import annotations
 
-__all__ = ["Track", "Tracker", "iou_matrix"]
+__all__ = ["JUMP_MISSES", "Track", "Tracker", "iou_matrix"]
 
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,6 +24,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.domain import Detections
+from edge_app.vision.evidence import TrackEvidence
+from edge_app.vision.geometry import inside_share
+
+JUMP_MISSES = 2
+"""Most processed frames in a row a track may have gone unmatched and still be matched by
+centre distance: the fallback bridges a fast mover's jump between frames, not a long loss."""
 
 
 def iou_matrix(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -62,6 +68,25 @@ class Track:
     seen_now: bool = True
     velocity: tuple[float, float] = (0.0, 0.0)
     """Smoothed centre velocity, normalised units per second of frame time."""
+    alive_mono: float = 0.0
+    """Last frame time with a detection or, while lost, evidence that the object is there."""
+    missed: int = 0
+    """Processed frames in a row that matched no detection to this track."""
+    established: bool = False
+    """Confirmed once (``min_hits`` detections, median score >= ``high_score``): only such
+    tracks are kept alive by evidence or resumed by re-identification."""
+    kept_by: str | None = None
+    """The evidence that last kept this lost track alive (``"motion"``, ``"appearance"``)."""
+    resumed: int = 0
+    """How many times a re-identification resumed this track."""
+    sighting: tuple[NDArray[np.uint8], tuple[float, float, float, float]] | None = None
+    """The frame (a reference, not a copy) and box of the last confident detection."""
+    remembered: bool = False
+    """Whether ``colour`` and ``signature`` describe ``sighting`` (computed once lost)."""
+    colour: NDArray[np.float32] | None = None
+    """Colour histogram of ``sighting`` (keep-alive evidence), once lost."""
+    signature: NDArray[np.float32] | None = None
+    """Re-identification descriptor of ``sighting``, once lost."""
 
     def predicted(self, mono: float) -> tuple[float, float, float, float]:
         """The box moved by the velocity to time ``mono`` (at most 1 s ahead)."""
@@ -83,7 +108,8 @@ class Track:
             # Half old, half new: steady walkers are predicted, one jittery box is damped.
             self.velocity = (0.5 * (self.velocity[0] + vx), 0.5 * (self.velocity[1] + vy))
         self.box = box
-        self.last_mono = mono
+        self.last_mono = self.alive_mono = mono
+        self.kept_by, self.missed = None, 0
         self.hits += 1
         self.scores.append(score)
         self.seen_now = True
@@ -99,7 +125,9 @@ class Tracker:
     ``match_iou``: lowest IoU for a match; ``max_age_s``: seconds of frame time a track survives
     unseen; ``max_jump``: the distance fallback's reach, in track box heights (0: off);
     ``duplicate_share``: a new detection lying more than this share inside a box matched in the
-    same frame is a duplicate and starts no track.
+    same frame is a duplicate and starts no track; ``evidence``: looks at the pixels of lost
+    tracks (None: detections only); ``max_lost_s``: seconds of frame time an evidence-kept
+    track survives without a detection; ``min_hits``: detections that establish a track.
     """
 
     def __init__(
@@ -111,6 +139,9 @@ class Tracker:
         max_age_s: float = 2.0,
         max_jump: float = 1.0,
         duplicate_share: float = 0.7,
+        evidence: TrackEvidence | None = None,
+        max_lost_s: float = float("inf"),
+        min_hits: int = 1,
     ) -> None:
         if not 0.0 <= low_score <= high_score <= 1.0:
             raise ValueError(
@@ -119,6 +150,7 @@ class Tracker:
         self.high_score, self.low_score = high_score, low_score
         self.match_iou, self.max_age_s, self.max_jump = match_iou, max_age_s, max_jump
         self.duplicate_share = duplicate_share
+        self.evidence, self.max_lost_s, self.min_hits = evidence, max_lost_s, min_hits
         self._tracks: list[Track] = []
         self._next_id = 1
 
@@ -127,21 +159,36 @@ class Tracker:
         """The live tracks, oldest first (do not modify)."""
         return self._tracks
 
-    def update(self, mono: float, detections: Detections) -> tuple[list[Track], list[Track]]:
-        """Feed one processed frame at ``mono`` seconds. Returns (live tracks, tracks removed
+    def update(
+        self, mono: float, detections: Detections, image: NDArray[np.uint8] | None = None
+    ) -> tuple[list[Track], list[Track]]:
+        """Feed one processed frame at ``mono`` seconds (``image``: its BGR pixels, for the
+        evidence of lost tracks; None: detections only). Returns (live tracks, tracks removed
         now because they were unseen for longer than ``max_age_s``)."""
+        evidence = self.evidence if image is not None else None
+        if evidence is not None:
+            assert image is not None
+            evidence.begin(image)
         for track in self._tracks:
             track.seen_now = False
         scores = detections.scores
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
-        unmatched = list(range(len(self._tracks)))
-        unmatched, leftover_high = self._associate(mono, detections, unmatched, high)
-        unmatched, _ = self._associate(mono, detections, unmatched, low)
+        # Established tracks choose first (ByteTrack matches unconfirmed tracks last): a young
+        # duplicate of an object must not take its confident box and leave it the weak ones.
+        older = [i for i, t in enumerate(self._tracks) if t.established]
+        younger = [i for i, t in enumerate(self._tracks) if not t.established]
+        older, leftover = self._associate(mono, detections, older, high)
+        younger, leftover_high = self._associate(
+            mono, detections, younger, np.asarray(leftover, np.intp)
+        )
+        unmatched, _ = self._associate(mono, detections, sorted(older + younger), low)
         if self.max_jump > 0:
             unmatched, leftover_high = self._by_distance(
                 mono, detections, unmatched, np.asarray(leftover_high, np.intp)
             )
+        if evidence is not None and evidence.config.reid_window_s > 0:
+            leftover_high = self._reidentify(mono, detections, unmatched, leftover_high)
         for i in self._births(detections, leftover_high):
             box = _box(detections.xyxy[i])
             track = Track(
@@ -150,10 +197,72 @@ class Tracker:
             track._hit(mono, box, float(scores[i]))
             self._next_id += 1
             self._tracks.append(track)
-        removed = [t for t in self._tracks if mono - t.last_mono > self.max_age_s]
+        if evidence is not None:
+            assert image is not None
+            self._look(evidence, image, mono)
+        for track in self._tracks:
+            track.missed += not track.seen_now
+            if track.seen_now and track.hits >= self.min_hits:
+                track.established |= track.median_score >= self.high_score
+        removed = [t for t in self._tracks if self._expired(t, mono)]
         if removed:
-            self._tracks = [t for t in self._tracks if mono - t.last_mono <= self.max_age_s]
+            self._tracks = [t for t in self._tracks if not self._expired(t, mono)]
         return self._tracks, removed
+
+    def _look(self, evidence: TrackEvidence, image: NDArray[np.uint8], mono: float) -> None:
+        """Note confident sightings; keep lost, established tracks alive while the pixels
+        say their object is still there (evidence seen on a frame after the track expired
+        comes too late: it is someone else's)."""
+        seen = [t.box for t in self._tracks if t.seen_now]
+        for track in self._tracks:
+            if track.seen_now:
+                if track.scores[-1] >= self.high_score:
+                    # A weak box may be loose (SSD's weak boxes often cover a whole wall):
+                    # what the object looks like is taken from confident sightings only.
+                    track.sighting, track.remembered = (image, track.box), False
+                    track.colour = track.signature = None
+                continue
+            if not track.established or self._expired(track, mono):
+                continue
+            if not track.remembered:
+                evidence.remember(track)
+                track.remembered = True
+            kind = evidence.present(track, mono, seen)
+            if kind is not None:
+                track.alive_mono, track.kept_by = mono, kind
+
+    def _expired(self, track: Track, mono: float) -> bool:
+        return mono - track.alive_mono > self.max_age_s or mono - track.last_mono > self.max_lost_s
+
+    def _reidentify(
+        self, mono: float, dets: Detections, track_ids: list[int], det_ids: list[int]
+    ) -> list[int]:
+        """Resume lost tracks with the confident detections left over (best score first);
+        returns the detections that resumed none."""
+        assert self.evidence is not None
+        window = self.evidence.config.reid_window_s
+        lost = [
+            self._tracks[t]
+            for t in track_ids
+            if self._tracks[t].remembered
+            and self._tracks[t].established
+            and mono - self._tracks[t].last_mono <= window
+        ]
+        if not lost:
+            return det_ids
+        left: list[int] = []
+        for d in sorted(det_ids, key=lambda i: -float(dets.scores[i])):
+            cls = int(dets.class_ids[d])
+            box = _box(dets.xyxy[d])
+            same = [t for t in lost if t.class_id == cls]
+            track = self.evidence.reidentify(box, same, mono) if same else None
+            if track is None:
+                left.append(d)
+                continue
+            lost.remove(track)
+            track._hit(mono, box, float(dets.scores[d]))
+            track.resumed += 1
+        return sorted(left)
 
     def _births(self, dets: Detections, candidates: list[int]) -> list[int]:
         """The unmatched confident detections that may start a track: not those lying mostly
@@ -164,7 +273,7 @@ class Tracker:
         born: list[int] = []
         for i in candidates:
             box = dets.xyxy[i]
-            if taken and float(np.max(_inside_share(box, np.array(taken, np.float32)))) > (
+            if taken and float(np.max(inside_share(box, np.array(taken, np.float32)))) > (
                 self.duplicate_share
             ):
                 continue
@@ -199,9 +308,23 @@ class Tracker:
         track_ids: list[int],
         det_ids: NDArray[np.intp],
     ) -> tuple[list[int], list[int]]:
-        """Fallback for fast movers: match by centre distance, in predicted box heights."""
-        if not track_ids or not len(det_ids):
+        """Fallback for fast movers: match by centre distance, in predicted box heights.
+        Only tracks missed on at most ``JUMP_MISSES`` frames: one lost for longer may have
+        moved anywhere, and only its appearance can tell it from a newcomer (``_reidentify``)."""
+        recent = [t for t in track_ids if self._tracks[t].missed <= JUMP_MISSES]
+        if not recent or not len(det_ids):
             return track_ids, [int(i) for i in det_ids]
+        stale = [t for t in track_ids if t not in recent]
+        left, dets_left = self._by_distance_among(mono, dets, recent, det_ids)
+        return sorted(left + stale), dets_left
+
+    def _by_distance_among(
+        self,
+        mono: float,
+        dets: Detections,
+        track_ids: list[int],
+        det_ids: NDArray[np.intp],
+    ) -> tuple[list[int], list[int]]:
         boxes = np.array([self._tracks[t].predicted(mono) for t in track_ids], np.float32)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         det_boxes = dets.xyxy[det_ids]
@@ -237,15 +360,6 @@ class Tracker:
                 d = int(det_ids[di])
                 self._tracks[track_ids[ti]]._hit(mono, _box(dets.xyxy[d]), float(dets.scores[d]))
         return [track_ids[t] for t in sorted(free_t)], [int(det_ids[d]) for d in sorted(free_d)]
-
-
-def _inside_share(box: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Share of ``box``'s area (4,) lying inside each of ``others`` (N, 4)."""
-    w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
-    share: NDArray[np.float32] = (w * h / area).astype(np.float32)
-    return share
 
 
 def _box(row: NDArray[np.float32]) -> tuple[float, float, float, float]:

@@ -1,0 +1,166 @@
+"""What an object looks like: descriptors of a box's pixels, compared to tell objects apart.
+
+The tracker uses them on lost tracks only (``edge_app.vision.evidence``): to decide whether a
+lost track's region still shows the object, and to re-identify a lost track in a new
+detection. Two descriptors share one protocol:
+
+* ``ColourHistogram``: a hue x saturation histogram of the box, read from a patch of at most
+  ``PATCH`` pixels (about 40 µs on a 768 x 432 frame). Needs no model; the default.
+* ``EmbeddingAppearance``: the feature vector of a TFLite image-embedding model (e.g. the
+  1024-d MobileNet v1 extractor, about 10 ms a crop on 2 cores), compared by cosine. Sharper
+  between people in similar colours, and costly enough to be computed only when a track is
+  lost or a re-identification candidate appears.
+
+A box whose pixels are nearly uniform (grey standard deviation below ``FLAT_STD``: a black,
+blank or tiny region) has no descriptor (None): nothing can be recognised in it, and a flat
+region would otherwise "match" every other flat region.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FLAT_STD",
+    "PATCH",
+    "Appearance",
+    "ColourHistogram",
+    "EmbeddingAppearance",
+    "open_appearance",
+    "patch",
+]
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.config import TrackingConfig
+from edge_app.errors import ModelError, UnsupportedModelError
+from edge_app.vision.preprocess import InputSpec
+from edge_app.vision.runtime import Interpreter, load_interpreter
+from edge_app.vision.tensors import TensorInfo, dequantize
+
+Box = tuple[float, float, float, float]
+Descriptor = NDArray[np.float32]
+
+PATCH = (24, 48)
+"""(width, height) in pixels that a box is shrunk to before it is described or compared."""
+FLAT_STD = 4.0
+"""Grey-level standard deviation below which a patch is too uniform to describe."""
+
+
+def patch(image: NDArray[np.uint8], box: Box, margin: float = 0.0) -> NDArray[np.uint8] | None:
+    """The pixels of ``box`` (normalised x1 y1 x2 y2, widened by ``margin`` of its size each
+    side, clipped to the frame) shrunk to ``PATCH``; None when less than 2 x 2 pixels remain."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    left, right = max(int((x1 - mx) * w), 0), min(int(np.ceil((x2 + mx) * w)), w)
+    top, bottom = max(int((y1 - my) * h), 0), min(int(np.ceil((y2 + my) * h)), h)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    small = cv2.resize(image[top:bottom, left:right], PATCH, interpolation=cv2.INTER_AREA)
+    return np.asarray(small, np.uint8)
+
+
+def _flat(small: NDArray[np.uint8]) -> bool:
+    return float(np.std(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))) < FLAT_STD
+
+
+class Appearance(Protocol):
+    """A descriptor of an object's pixels. ``threshold``: the similarity (0..1) at and above
+    which two descriptors are taken for the same object."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    def describe(self, image: NDArray[np.uint8], box: Box) -> Descriptor | None:
+        """The descriptor of ``box`` (normalised) in BGR ``image``; None if it has none."""
+
+    def similarity(self, a: Descriptor, b: Descriptor) -> float:
+        """0 (nothing alike) .. 1 (identical)."""
+
+
+class ColourHistogram:
+    """Hue (16 bins) x saturation (8 bins) histogram, compared by Bhattacharyya distance.
+
+    Measured on one-by-one-person-detection.mp4 with SSD v2 boxes: a person standing where
+    the detector lost them scores 0.72..0.96 against their last sighting; the same region
+    once they have left, 0.30..0.61. ``threshold`` lies between.
+    """
+
+    threshold = 0.7
+
+    def describe(self, image: NDArray[np.uint8], box: Box) -> Descriptor | None:
+        small = patch(image, box)
+        if small is None or _flat(small):
+            return None
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        hist = np.asarray(cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256]), np.float32)
+        return hist / max(float(hist.sum()), 1.0)
+
+    def similarity(self, a: Descriptor, b: Descriptor) -> float:
+        return 1.0 - float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
+
+
+class EmbeddingAppearance:
+    """Cosine similarity of a TFLite embedding model's output on the box's crop.
+
+    The model takes one uint8 RGB image and returns one feature vector (any shape; flattened,
+    dequantized). The crop is stretched to the model's input size. One interpreter with one
+    thread: owned by this object and used by one camera's thread only.
+    """
+
+    threshold = 0.8
+
+    def __init__(self, path: Path) -> None:
+        interpreter, _ = load_interpreter(path, threads=1)
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UnsupportedModelError(
+                f"embedding model {path} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                "tracking.embedding_model needs one image in and one feature vector out"
+            )
+        self._spec = InputSpec.from_details(inputs[0])
+        if self._spec.dtype != "uint8":
+            raise UnsupportedModelError(
+                f"embedding model {path} takes {self._spec.dtype} input; "
+                "tracking.embedding_model needs a quantized model with uint8 RGB input"
+            )
+        self._out = TensorInfo.from_details(outputs[0])
+        self._in_index = int(inputs[0]["index"])
+        self._interpreter: Interpreter = interpreter
+        self.path = path
+
+    def describe(self, image: NDArray[np.uint8], box: Box) -> Descriptor | None:
+        small = patch(image, box)
+        if small is None or _flat(small):
+            return None
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = box
+        left, top = min(max(int(x1 * w), 0), w - 2), min(max(int(y1 * h), 0), h - 2)
+        right, bottom = max(min(int(x2 * w), w), left + 2), max(min(int(y2 * h), h), top + 2)
+        crop = cv2.resize(image[top:bottom, left:right], self._spec.size)
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)[None]
+        try:
+            self._interpreter.set_tensor(self._in_index, rgb)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._out.index)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"embedding model {self.path} failed on a crop: {exc}") from exc
+        vector = dequantize(raw, self._out).ravel()
+        norm = float(np.linalg.norm(vector))
+        return (vector / norm).astype(np.float32) if norm > 0 else None
+
+    def similarity(self, a: Descriptor, b: Descriptor) -> float:
+        return max(0.0, float(np.dot(a, b)))
+
+
+def open_appearance(config: TrackingConfig) -> Appearance:
+    """The re-identification descriptor ``config.reid`` names. Raises ``ModelError`` when
+    the embedding model is missing or not loadable (naming the file and what to do)."""
+    if config.reid == "embedding":
+        assert config.embedding_model is not None  # the config refuses it otherwise
+        return EmbeddingAppearance(config.embedding_model)
+    return ColourHistogram()

@@ -1,0 +1,171 @@
+"""Evidence that a lost track's object is still there, and re-identification of lost tracks.
+
+A detector blinks: SSD MobileNet v2 scores a person in dark clothes seen from behind below
+0.3 for many seconds while they stand at a table. The tracker then holds a *lost* track
+(``Tracker``: no detection matched it on this frame), and this module looks at the frame's
+pixels to decide whether the object is still there:
+
+* **motion**: the track's predicted box, widened by a quarter of its size each side, compared
+  with the same region of the previous processed frame: at least ``MOTION_SHARE`` of its
+  pixels changed by more than ``MOTION_LEVEL`` grey levels (someone moving there);
+* **appearance**: the last box still looks like the track's last sighting (colour histogram
+  similarity at least ``ColourHistogram.threshold``): a person standing still changes
+  nothing, and the region turns to background once they have gone.
+
+Re-identification: a confident detection that would start a new track is first compared with
+the lost tracks of its class (lost at most ``reid_window_s`` ago): same size (height within
+``REID_SIZE`` times, width within twice), near the last box (centre within one box height
+plus one per second lost, at most ``REID_REACH``), and the same appearance (the configured
+descriptor, ``edge_app.vision.appearance``). The best such match resumes the lost track.
+
+Cost: descriptors of a track are computed once when it is lost (from the previous frame, the
+track's last sighting), of a candidate only when an eligible lost track exists; the motion
+and appearance checks (three patches of 24 x 48 pixels) run per lost track per processed
+frame, and nothing runs while every track is matched.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MOTION_LEVEL", "MOTION_SHARE", "REID_REACH", "REID_SIZE", "TrackEvidence"]
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_app.config import TrackingConfig
+from edge_app.vision.appearance import Appearance, ColourHistogram, patch
+from edge_app.vision.geometry import inside_share
+
+if TYPE_CHECKING:
+    from edge_app.vision.tracker import Track
+
+Box = tuple[float, float, float, float]
+
+MOTION_LEVEL = 25
+"""Grey levels a pixel must change by to count as moving (the motion gate's default)."""
+MOTION_SHARE = 0.02
+"""Share of a lost track's widened box that must move to count as evidence."""
+MOTION_MARGIN = 0.25
+"""How far around the box motion counts, as a share of its size each side."""
+EXPLAINED_SHARE = 0.7
+"""A lost track's box lying more than this share inside a matched track's box has no
+evidence of its own: it is a duplicate of that object, or hidden behind it."""
+REID_SIZE = 1.5
+"""Largest ratio of box heights for a re-identification (widths: twice this)."""
+REID_REACH = 3.0
+"""Farthest re-identification, in box heights between the centres."""
+
+
+class TrackEvidence:
+    """Looks at frames for one tracker: keeps the previous processed frame (a reference, not
+    a copy) and computes descriptors of lost tracks and re-identification candidates.
+
+    ``config`` says which evidence counts; ``reid`` is the re-identification descriptor
+    (shared by the trackers of one camera, used by that camera's thread only).
+    """
+
+    def __init__(self, config: TrackingConfig, reid: Appearance) -> None:
+        self.config = config
+        self.reid = reid
+        self._colour = ColourHistogram()
+        self._image: NDArray[np.uint8] | None = None
+        self._previous: NDArray[np.uint8] | None = None
+
+    def begin(self, image: NDArray[np.uint8]) -> None:
+        """Start a processed frame: ``image`` (BGR) is the current one from now on."""
+        self._previous, self._image = self._image, image
+        if self._previous is not None and self._previous.shape != image.shape:
+            self._previous = None  # a resized source: regions no longer correspond
+
+    def remember(self, track: Track) -> None:
+        """Describe ``track`` as it was last seen confidently (``track.sighting``)."""
+        if track.sighting is None:
+            return
+        image, box = track.sighting
+        track.colour = self._colour.describe(image, box)
+        if self.config.reid_window_s > 0:
+            same = isinstance(self.reid, ColourHistogram)
+            track.signature = track.colour if same else self.reid.describe(image, box)
+
+    def present(self, track: Track, mono: float, seen: list[Box]) -> str | None:
+        """Why ``track``'s object looks still there on the current frame: ``"motion"``,
+        ``"appearance"``, or None (no evidence). ``seen``: boxes of the tracks matched on this
+        frame; what happens inside them is their objects', not this one's."""
+        image = self._image
+        if image is None or track.sighting is None:
+            return None
+        last = track.sighting[1]
+        taken = np.array(seen, np.float32).reshape(-1, 4)
+        if len(taken) and float(np.max(inside_share(np.array(last, np.float32), taken))) > (
+            EXPLAINED_SHARE
+        ):
+            return None  # a duplicate, or hidden behind an object that is tracked
+        box = track.predicted(mono)
+        if self.config.motion and self._previous is not None:
+            region = _widened(box, MOTION_MARGIN)
+            now, before = patch(image, region), patch(self._previous, region)
+            if now is not None and before is not None:
+                grey = cv2.cvtColor(cv2.absdiff(now, before), cv2.COLOR_BGR2GRAY)
+                moved = grey > MOTION_LEVEL
+                for other in taken:
+                    _clear(moved, region, other)
+                if float(np.mean(moved)) >= MOTION_SHARE:
+                    return "motion"
+        if self.config.appearance and track.colour is not None:
+            # Where it was last seen: an object that moved on makes motion instead.
+            now_colour = self._colour.describe(image, last)
+            if now_colour is not None and self._colour.similarity(track.colour, now_colour) >= (
+                self._colour.threshold
+            ):
+                return "appearance"
+        return None
+
+    def reidentify(self, box: Box, candidates: list[Track], mono: float) -> Track | None:
+        """The lost track among ``candidates`` (same class, within the window) that a new
+        detection at ``box`` (current frame) is, or None."""
+        eligible = [t for t in candidates if t.signature is not None and _near(t, box, mono)]
+        if not eligible or self._image is None:
+            return None
+        seen = self.reid.describe(self._image, box)
+        if seen is None:
+            return None
+        best, best_sim = None, self.reid.threshold
+        for track in eligible:
+            assert track.signature is not None
+            sim = self.reid.similarity(track.signature, seen)
+            if sim >= best_sim:
+                best, best_sim = track, sim
+        return best
+
+
+def _widened(box: Box, margin: float) -> Box:
+    """``box`` grown by ``margin`` of its size each side, clipped to the frame."""
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return max(x1 - mx, 0.0), max(y1 - my, 0.0), min(x2 + mx, 1.0), min(y2 + my, 1.0)
+
+
+def _clear(moved: NDArray[np.bool_], region: Box, other: NDArray[np.float32]) -> None:
+    """Unset the pixels of ``moved`` (a patch of ``region``) that lie inside ``other``."""
+    ph, pw = moved.shape
+    x1, y1, x2, y2 = region
+    sx, sy = pw / max(x2 - x1, 1e-6), ph / max(y2 - y1, 1e-6)
+    left, right = int((other[0] - x1) * sx), int(np.ceil((other[2] - x1) * sx))
+    top, bottom = int((other[1] - y1) * sy), int(np.ceil((other[3] - y1) * sy))
+    moved[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = False
+
+
+def _near(track: Track, box: Box, mono: float) -> bool:
+    """Whether ``box`` has the size of ``track``'s last confident box and lies within reach."""
+    assert track.sighting is not None
+    x1, y1, x2, y2 = track.sighting[1]
+    w, h = max(x2 - x1, 1e-6), max(y2 - y1, 1e-6)
+    bw, bh = max(box[2] - box[0], 1e-6), max(box[3] - box[1], 1e-6)
+    if max(h / bh, bh / h) > REID_SIZE or max(w / bw, bw / w) > 2 * REID_SIZE:
+        return False
+    reach = min(1.0 + max(mono - track.last_mono, 0.0), REID_REACH) * h
+    dx = (box[0] + box[2] - x1 - x2) / 2
+    dy = (box[1] + box[3] - y1 - y2) / 2
+    return bool(np.hypot(dx, dy) <= reach)
