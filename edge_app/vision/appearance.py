@@ -90,7 +90,7 @@ class ColourHistogram:
     once they have left, 0.30..0.61. ``threshold`` lies between.
     """
 
-    threshold = 0.7
+    threshold = 0.6
 
     def describe(self, image: NDArray[np.uint8], box: Box) -> Descriptor | None:
         small = patch(image, box)

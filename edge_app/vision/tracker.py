@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from edge_app.domain import Detections
 from edge_app.vision.evidence import TrackEvidence
-from edge_app.vision.geometry import inside_share
+from edge_app.vision.geometry import inside_share, similar_size
 
 JUMP_MISSES = 2
 """Most processed frames in a row a track may have gone unmatched and still be matched by
@@ -174,21 +174,11 @@ class Tracker:
         scores = detections.scores
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
-        # Established tracks choose first (ByteTrack matches unconfirmed tracks last): a young
-        # duplicate of an object must not take its confident box and leave it the weak ones.
-        older = [i for i, t in enumerate(self._tracks) if t.established]
-        younger = [i for i, t in enumerate(self._tracks) if not t.established]
-        older, leftover = self._associate(mono, detections, older, high)
-        younger, leftover_high = self._associate(
-            mono, detections, younger, np.asarray(leftover, np.intp)
-        )
-        unmatched, _ = self._associate(mono, detections, sorted(older + younger), low)
+        unmatched, leftover_high = self._cascade(mono, detections, high, low)
         if self.max_jump > 0:
             unmatched, leftover_high = self._by_distance(
                 mono, detections, unmatched, np.asarray(leftover_high, np.intp)
             )
-        if evidence is not None and evidence.config.reid_window_s > 0:
-            leftover_high = self._reidentify(mono, detections, unmatched, leftover_high)
         for i in self._births(detections, leftover_high):
             box = _box(detections.xyxy[i])
             track = Track(
@@ -197,6 +187,9 @@ class Tracker:
             track._hit(mono, box, float(scores[i]))
             self._next_id += 1
             self._tracks.append(track)
+        absorbed: list[Track] = []
+        if evidence is not None and evidence.config.reid_window_s > 0:
+            absorbed = self._reidentify(evidence, mono)
         if evidence is not None:
             assert image is not None
             self._look(evidence, image, mono)
@@ -207,7 +200,7 @@ class Tracker:
         removed = [t for t in self._tracks if self._expired(t, mono)]
         if removed:
             self._tracks = [t for t in self._tracks if not self._expired(t, mono)]
-        return self._tracks, removed
+        return self._tracks, removed + absorbed
 
     def _look(self, evidence: TrackEvidence, image: NDArray[np.uint8], mono: float) -> None:
         """Note confident sightings; keep lost, established tracks alive while the pixels
@@ -231,38 +224,65 @@ class Tracker:
             if kind is not None:
                 track.alive_mono, track.kept_by = mono, kind
 
+    def _cascade(
+        self, mono: float, dets: Detections, high: NDArray[np.intp], low: NDArray[np.intp]
+    ) -> tuple[list[int], list[int]]:
+        """IoU association in tiers, each taking what the tiers before left: tracks seen on
+        the last frames before long-lost ones (DeepSORT's matching cascade: a stale box must
+        not take the detection of the object beside it), established tracks before young ones
+        (ByteTrack matches unconfirmed tracks last: a young duplicate must not take the
+        object's confident box). Weak detections then keep only established tracks seen on
+        the last frames (ByteTrack's second stage), so junk boxes can neither help a false
+        positive reach ``min_hits`` nor hold on to a lost track while its object re-appears
+        elsewhere. Returns the unmatched track positions and the confident detections left
+        over."""
+        tiers: list[list[int]] = [[], [], [], []]
+        for i, track in enumerate(self._tracks):
+            tiers[2 * (track.missed > JUMP_MISSES) + (not track.established)].append(i)
+        left, unmatched = high, []
+        for tier in tiers:
+            rest, left_ids = self._associate(mono, dets, tier, left)
+            left = np.asarray(left_ids, np.intp)
+            unmatched += rest
+        candidates = [i for i in tiers[0] if i in unmatched]
+        rest, _ = self._associate(mono, dets, candidates, low)
+        unmatched = [i for i in unmatched if i not in candidates or i in rest]
+        return sorted(unmatched), [int(i) for i in left]
+
     def _expired(self, track: Track, mono: float) -> bool:
         return mono - track.alive_mono > self.max_age_s or mono - track.last_mono > self.max_lost_s
 
-    def _reidentify(
-        self, mono: float, dets: Detections, track_ids: list[int], det_ids: list[int]
-    ) -> list[int]:
-        """Resume lost tracks with the confident detections left over (best score first);
-        returns the detections that resumed none."""
-        assert self.evidence is not None
-        window = self.evidence.config.reid_window_s
+    def _reidentify(self, evidence: TrackEvidence, mono: float) -> list[Track]:
+        """Young tracks seen now (born since, not established) that are a lost established
+        track come back: the lost track takes the sighting and the young one is dropped
+        (it raised no event: a track starts events only once established). Tried on every
+        frame until the young track is established, so a person stepping out from behind
+        something is recognised once enough of them shows. Returns the dropped tracks."""
+        window = evidence.config.reid_window_s
         lost = [
-            self._tracks[t]
-            for t in track_ids
-            if self._tracks[t].remembered
-            and self._tracks[t].established
-            and mono - self._tracks[t].last_mono <= window
+            t
+            for t in self._tracks
+            if not t.seen_now and t.remembered and t.established and mono - t.last_mono <= window
         ]
         if not lost:
-            return det_ids
-        left: list[int] = []
-        for d in sorted(det_ids, key=lambda i: -float(dets.scores[i])):
-            cls = int(dets.class_ids[d])
-            box = _box(dets.xyxy[d])
-            same = [t for t in lost if t.class_id == cls]
-            track = self.evidence.reidentify(box, same, mono) if same else None
-            if track is None:
-                left.append(d)
+            return []
+        absorbed: list[Track] = []
+        young = [t for t in self._tracks if t.seen_now and not t.established]
+        for track in sorted(young, key=lambda t: -t.scores[-1]):
+            same = [
+                t for t in lost if t.class_id == track.class_id and t.last_mono < track.first_mono
+            ]
+            match = evidence.reidentify(track.box, same, mono) if same else None
+            if match is None:
                 continue
-            lost.remove(track)
-            track._hit(mono, box, float(dets.scores[d]))
-            track.resumed += 1
-        return sorted(left)
+            lost.remove(match)
+            match._hit(mono, track.box, track.scores[-1])
+            match.hits += track.hits - 1
+            match.resumed += 1
+            absorbed.append(track)
+        if absorbed:
+            self._tracks = [t for t in self._tracks if t not in absorbed]
+        return absorbed
 
     def _births(self, dets: Detections, candidates: list[int]) -> list[int]:
         """The unmatched confident detections that may start a track: not those lying mostly
@@ -335,8 +355,15 @@ class Tracker:
             np.array([self._tracks[t].class_id for t in track_ids])[:, None]
             == (dets.class_ids[det_ids][None, :])
         )
+        # A fast mover keeps its size: SSD's loose boxes over half the scene must not take over.
+        fits = same_class & (dist <= self.max_jump) & similar_size(boxes, det_boxes)
+        if self.evidence is not None:
+            # ... and its looks: a track must not jump onto someone stepping out behind it.
+            for ti, di in zip(*np.nonzero(fits), strict=True):
+                track = self._tracks[track_ids[ti]]
+                fits[ti, di] = self.evidence.looks_like(track, _box(det_boxes[di]))
         # Closeness as a score in 0..1 so the greedy matcher can take the best pair first.
-        closeness = np.where(same_class & (dist <= self.max_jump), 1.0 / (1.0 + dist), -1.0)
+        closeness = np.where(fits, 1.0 / (1.0 + dist), -1.0)
         return self._greedy(mono, dets, track_ids, det_ids, closeness.astype(np.float32))
 
     def _greedy(
