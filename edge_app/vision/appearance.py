@@ -60,7 +60,11 @@ def patch(image: NDArray[np.uint8], box: Box, margin: float = 0.0) -> NDArray[np
     top, bottom = max(int((y1 - my) * h), 0), min(int(np.ceil((y2 + my) * h)), h)
     if right - left < 2 or bottom - top < 2:
         return None
-    small = cv2.resize(image[top:bottom, left:right], PATCH, interpolation=cv2.INTER_AREA)
+    # Every step-th pixel first (a view), then area averaging of what is left: about a tenth
+    # of the cost of averaging the whole box, and still two source pixels per patch pixel.
+    step = max(1, min((right - left) // (2 * PATCH[0]), (bottom - top) // (2 * PATCH[1])))
+    region = image[top:bottom:step, left:right:step]
+    small = cv2.resize(np.ascontiguousarray(region), PATCH, interpolation=cv2.INTER_AREA)
     return np.asarray(small, np.uint8)
 
 
@@ -112,7 +116,7 @@ class EmbeddingAppearance:
     thread: owned by this object and used by one camera's thread only.
     """
 
-    threshold = 0.8
+    threshold = 0.7
 
     def __init__(self, path: Path) -> None:
         interpreter, _ = load_interpreter(path, threads=1)
