@@ -40,8 +40,8 @@ from simulator.scene import (
     SceneTruth,
     TruthBox,
     _background,
-    _sprite,
     _skimage,
+    _sprite,
     _tile,
 )
 
@@ -140,7 +140,7 @@ def _crossing(frames: int, width: int, height: int, rng: random.Random) -> list[
 def _occlusion(
     frames: int, width: int, height: int, rng: random.Random
 ) -> tuple[list[_Walker], tuple[int, int, Image]]:
-    """One person crossing behind a pillar half again as wide as they are."""
+    """One person crossing behind a brick pillar half again as wide as they are."""
     name = rng.choice(sorted(_PEOPLE))
     sprite = _sprite(replace(_PEOPLE[name], height=0.62), height)
     sprite_h, sprite_w = sprite.shape[:2]
@@ -151,8 +151,9 @@ def _occlusion(
     walker = _Walker(1, sprite, "person", _walk(frames, start, end), top)
     pillar_w = round(sprite_w * 1.5)
     x1 = (width - pillar_w) // 2 + round(width * rng.uniform(-0.05, 0.05))
-    stone = np.stack([_tile(_skimage("gravel"), pillar_w, height) * g for g in (0.6, 0.6, 0.65)], -1)
-    texture = np.clip(stone, 0, 255).astype(np.uint8)
+    # Darker brick than the wall: a gravel pillar made SSD v2 see one frame-wide "person".
+    bricks = [_tile(_skimage("brick"), pillar_w, height) * g for g in (0.45, 0.5, 0.8)]
+    texture = np.clip(np.stack(bricks, axis=-1), 0, 255).astype(np.uint8)
     return [walker], (x1, x1 + pillar_w, texture)
 
 

@@ -6,8 +6,9 @@ A detector blinks: SSD MobileNet v2 scores a person in dark clothes seen from be
 pixels to decide whether the object is still there:
 
 * **motion**: the track's predicted box, widened by a quarter of its size each side, compared
-  with the same region of the previous processed frame: at least ``MOTION_SHARE`` of its
-  pixels changed by more than ``MOTION_LEVEL`` grey levels (someone moving there);
+  with the same region of the previous processed frame (if at most ``MOTION_WINDOW_S``
+  before): at least ``MOTION_SHARE`` of its pixels changed by more than ``MOTION_LEVEL`` grey
+  levels (someone moving there), outside the boxes of tracks matched on this frame;
 * **appearance**: the last box still looks like the track's last sighting (colour histogram
   similarity at least ``ColourHistogram.threshold``): a person standing still changes
   nothing, and the region turns to background once they have gone.
@@ -48,6 +49,9 @@ MOTION_LEVEL = 25
 """Grey levels a pixel must change by to count as moving (the motion gate's default)."""
 MOTION_SHARE = 0.02
 """Share of a lost track's widened box that must move to count as evidence."""
+MOTION_WINDOW_S = 0.5
+"""Longest gap (seconds of frame time) between two processed frames that motion is told
+across."""
 MOTION_MARGIN = 0.25
 """How far around the box motion counts, as a share of its size each side."""
 EXPLAINED_SHARE = 0.7
@@ -83,12 +87,18 @@ class TrackEvidence:
         self._colour = ColourHistogram()
         self._image: NDArray[np.uint8] | None = None
         self._previous: NDArray[np.uint8] | None = None
+        self._mono = float("-inf")
 
-    def begin(self, image: NDArray[np.uint8]) -> None:
-        """Start a processed frame: ``image`` (BGR) is the current one from now on."""
-        self._previous, self._image = self._image, image
-        if self._previous is not None and self._previous.shape != image.shape:
-            self._previous = None  # a resized source: regions no longer correspond
+    def begin(self, image: NDArray[np.uint8], mono: float) -> None:
+        """Start a processed frame (BGR ``image`` at ``mono`` seconds of frame time)."""
+        previous, self._image = self._image, image
+        recent = mono - self._mono <= MOTION_WINDOW_S
+        self._mono = mono
+        # Motion is told from the previous processed frame only if it is recent: between
+        # frames a second apart (a gated camera while nothing moves) anything may have moved,
+        # including the object walking away. A resized source's regions no longer correspond.
+        same = previous is not None and previous.shape == image.shape
+        self._previous = previous if same and recent else None
 
     def remember(self, track: Track) -> None:
         """Describe ``track`` as it was last seen confidently (``track.sighting``)."""

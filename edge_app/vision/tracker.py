@@ -168,7 +168,7 @@ class Tracker:
         evidence = self.evidence if image is not None else None
         if evidence is not None:
             assert image is not None
-            evidence.begin(image)
+            evidence.begin(image, mono)
         for track in self._tracks:
             track.seen_now = False
         scores = detections.scores
@@ -245,7 +245,9 @@ class Tracker:
             left = np.asarray(left_ids, np.intp)
             unmatched += rest
         candidates = [i for i in tiers[0] if i in unmatched]
-        rest, _ = self._associate(mono, dets, candidates, low)
+        # Of the object's size: SSD's weak boxes are often a part of it (a torso) or span
+        # half the scene, and taking one would leave the track's box unfit for the next frame.
+        rest, _ = self._associate(mono, dets, candidates, low, sized=True)
         unmatched = [i for i in unmatched if i not in candidates or i in rest]
         return sorted(unmatched), [int(i) for i in left]
 
@@ -307,9 +309,12 @@ class Tracker:
         dets: Detections,
         track_ids: list[int],
         det_ids: NDArray[np.intp],
+        *,
+        sized: bool = False,
     ) -> tuple[list[int], list[int]]:
         """Greedy IoU matching of ``det_ids`` to the tracks at ``track_ids`` (positions);
-        returns the positions still unmatched on each side."""
+        returns the positions still unmatched on each side. ``sized``: only boxes of the
+        track's size (``similar_size``) may match."""
         if not track_ids or not len(det_ids):
             return track_ids, [int(i) for i in det_ids]
         boxes = np.array([self._tracks[t].predicted(mono) for t in track_ids], np.float32)
@@ -318,7 +323,10 @@ class Tracker:
             np.array([self._tracks[t].class_id for t in track_ids])[:, None]
             == (dets.class_ids[det_ids][None, :])
         )
-        iou = np.where(same_class & (iou >= self.match_iou), iou, -1.0)
+        fits = same_class & (iou >= self.match_iou)
+        if sized:
+            fits &= similar_size(boxes, dets.xyxy[det_ids])
+        iou = np.where(fits, iou, -1.0)
         return self._greedy(mono, dets, track_ids, det_ids, iou)
 
     def _by_distance(
