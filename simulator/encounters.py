@@ -79,7 +79,10 @@ def generate_encounter(
     if kind not in KINDS:
         raise SceneError(f"unknown scene kind {kind!r}; choose one of {', '.join(KINDS)}")
     if fps <= 0 or frames < 20:
-        raise SceneError(f"{seconds} s at {fps} fps is {frames} frames; an encounter needs 20")
+        raise SceneError(
+            f"{seconds} s at {fps} fps is {frames} frames; an encounter needs at least 20: "
+            "raise --seconds or --fps"
+        )
     if width < _MIN_SIDE or height < _MIN_SIDE or width % 2 or height % 2:
         raise SceneError(f"size must be even and at least {_MIN_SIDE}x{_MIN_SIDE}, got {size}")
     rng = random.Random(seed)  # noqa: S311  # layout randomness, not security

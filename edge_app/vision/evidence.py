@@ -84,7 +84,8 @@ class TrackEvidence:
     def __init__(self, config: TrackingConfig, reid: Appearance) -> None:
         self.config = config
         self.reid = reid
-        self._colour = ColourHistogram()
+        # One band for "still there": the whole region as it was, not who is in it.
+        self._colour = ColourHistogram(stripes=1, threshold=STILL_THERE)
         self._image: NDArray[np.uint8] | None = None
         self._previous: NDArray[np.uint8] | None = None
         self._mono = float("-inf")
@@ -107,8 +108,7 @@ class TrackEvidence:
         image, box = track.sighting
         track.colour = self._colour.describe(image, box)
         if self.config.reid_window_s > 0:
-            same = isinstance(self.reid, ColourHistogram)
-            track.signature = track.colour if same else self.reid.describe(image, box)
+            track.signature = self.reid.describe(image, box)
 
     def present(self, track: Track, mono: float, seen: list[Box]) -> str | None:
         """Why ``track``'s object looks still there on the current frame: ``"motion"``,
@@ -138,7 +138,7 @@ class TrackEvidence:
             # Where it was last seen: an object that moved on makes motion instead.
             now_colour = self._colour.describe(image, last)
             if now_colour is not None and self._colour.similarity(track.colour, now_colour) >= (
-                STILL_THERE
+                self._colour.threshold
             ):
                 return "appearance"
         return None
@@ -152,7 +152,7 @@ class TrackEvidence:
         seen = self._colour.describe(self._image, box) if self._image is not None else None
         if seen is None or track.colour is None:
             return True
-        return self._colour.similarity(track.colour, seen) >= STILL_THERE
+        return self._colour.similarity(track.colour, seen) >= self._colour.threshold
 
     def reidentify(self, box: Box, candidates: list[Track], mono: float) -> Track | None:
         """The lost track among ``candidates`` (same class, within the window) that a new
