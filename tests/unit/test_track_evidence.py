@@ -30,7 +30,8 @@ def sprite(colours: tuple[tuple[int, int, int], tuple[int, int, int]]) -> NDArra
     out = np.zeros((PH, PW, 3), np.uint8)
     out[: PH // 2], out[PH // 2 :] = colours
     noise = np.random.default_rng(2).integers(-25, 25, out.shape)
-    return np.clip(out.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    textured: NDArray[np.uint8] = np.clip(out.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return textured
 
 
 RED, GREEN = sprite(RED_OVER_BLUE), sprite(GREEN_OVER_YELLOW)
