@@ -133,7 +133,8 @@ def _identities(
     detector: TFLiteDetector, clip: Path, truth: SceneTruth
 ) -> tuple[dict[int, set[int]], list[Event]]:
     """Which track ids the tracker gave each person (matched by IoU >= 0.5 on frames where at
-    least half of them shows), and the events of the issue's per-object person rule."""
+    least half of them shows), and the events of the issue's per-object person rule, with
+    the detector's default threshold (0.5)."""
     tracking = TrackingConfig()
     tracker = Tracker(
         high_score=0.5,
@@ -147,7 +148,8 @@ def _identities(
     found = []
     for index, image in frames(clip):
         people = detector.detect(image)
-        people = people.select(np.array([label == "person" for label in people.labels], bool))
+        keep = np.array([label == "person" for label in people.labels], bool)
+        people = people.select(keep & (people.scores >= 0.5))
         found.append(people)
         tracks, _ = tracker.update(index / truth.fps, people, image)
         seen = [t for t in tracks if t.seen_now and t.established]
@@ -161,7 +163,7 @@ def _identities(
         for row, box in zip(overlap, shown, strict=True):
             if row.max() >= 0.5:
                 ids[box.id].add(seen[int(row.argmax())].track_id)
-    events = replay(clip, found, [person_rule()], fps=truth.fps)
+    events = replay(clip, found, [person_rule()], fps=truth.fps, threshold=0.5)
     return ids, events
 
 
