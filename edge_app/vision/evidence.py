@@ -5,32 +5,45 @@ A detector blinks: SSD MobileNet v2 scores a person in dark clothes seen from be
 (``Tracker``: no detection matched it on this frame), and this module looks at the frame's
 pixels to decide whether the object is still there:
 
-* **motion**: the track's predicted box, widened by a quarter of its size each side, compared
-  with the same region of the previous processed frame (if at most ``MOTION_WINDOW_S``
-  before): at least ``MOTION_SHARE`` of its pixels changed by more than ``MOTION_LEVEL`` grey
-  levels (someone moving there), outside the boxes of tracks matched on this frame;
-* **appearance**: the last box still looks like the track's last sighting (colour histogram
-  similarity at least ``ColourHistogram.threshold``): a person standing still changes
-  nothing, and the region turns to background once they have gone.
+* **appearance**: the last confident box still looks as it did then (one-band colour
+  histogram similarity at least ``STILL_THERE``): a person standing still changes nothing,
+  and the region turns to background once they have gone;
+* **motion**: the track's predicted box, widened by ``MOTION_MARGIN`` of its size each side,
+  compared with the same region of the previous processed frame (if at most
+  ``MOTION_WINDOW_S`` before): at least ``MOTION_SHARE`` of its pixels changed by more than
+  ``MOTION_LEVEL`` grey levels, outside the boxes of tracks matched on this frame.
 
-Re-identification: a confident detection that would start a new track is first compared with
-the lost tracks of its class (lost at most ``reid_window_s`` ago): same size (height within
-``REID_SIZE`` times, width within twice), near the last box (centre within one box height
-plus one per second lost, at most ``REID_REACH``; a track that walked out of the frame only
-where it left), and the same appearance (the configured descriptor,
-``edge_app.vision.appearance``). The best such match resumes the lost track.
+A lost box lying mostly inside a matched one (``EXPLAINED_SHARE``) has no evidence of its own.
 
-Cost: descriptors of a track are computed once when it is lost (from the previous frame, the
-track's last sighting), of a candidate only when an eligible lost track exists; the motion
-and appearance checks (three patches of 24 x 48 pixels) run per lost track per processed
-frame, and nothing runs while every track is matched.
+Re-identification: a young track (not yet established, so without events) is compared with
+the established tracks of its class lost at most ``reid_window_s`` ago: height within
+``REID_SIZE`` times, centre within one box height plus one per second lost (at most
+``REID_REACH``), not on the other side of the frame from where a track walked out
+(``EXIT_SPEED``, ``EDGE``), and the same appearance (the configured descriptor,
+``edge_app.vision.appearance``). The best match takes the young track's place.
+
+Cost: descriptors of a track are computed once when it is lost (from its last confident
+sighting: a frame reference the tracker keeps), of a young track only while an eligible lost
+track exists; the checks above read one to three patches of 24 x 48 pixels per lost track
+per processed frame, and nothing runs while every track is matched. ``docs/tracking.md``
+has the figures.
 """
 
 from __future__ import annotations
 
-__all__ = ["MOTION_LEVEL", "MOTION_SHARE", "REID_REACH", "REID_SIZE", "TrackEvidence"]
-
-from typing import TYPE_CHECKING
+__all__ = [
+    "EDGE",
+    "EXIT_SPEED",
+    "EXPLAINED_SHARE",
+    "MOTION_LEVEL",
+    "MOTION_MARGIN",
+    "MOTION_SHARE",
+    "MOTION_WINDOW_S",
+    "REID_REACH",
+    "REID_SIZE",
+    "STILL_THERE",
+    "TrackEvidence",
+]
 
 import cv2
 import numpy as np
@@ -39,9 +52,7 @@ from numpy.typing import NDArray
 from edge_app.config import TrackingConfig
 from edge_app.vision.appearance import Appearance, ColourHistogram, patch
 from edge_app.vision.geometry import inside_share, similar_size
-
-if TYPE_CHECKING:
-    from edge_app.vision.tracker import Track
+from edge_app.vision.track import Track
 
 Box = tuple[float, float, float, float]
 
@@ -156,8 +167,8 @@ class TrackEvidence:
         return self._colour.similarity(track.colour, seen) >= self._colour.threshold
 
     def reidentify(self, box: Box, candidates: list[Track], mono: float) -> Track | None:
-        """The lost track among ``candidates`` (same class, within the window) that a new
-        detection at ``box`` (current frame) is, or None."""
+        """The lost track among ``candidates`` (same class, within the window) that the
+        object at ``box`` on the current frame is, or None."""
         eligible = [t for t in candidates if t.signature is not None and _near(t, box, mono)]
         if not eligible or self._image is None:
             return None
@@ -195,9 +206,8 @@ def _near(track: Track, box: Box, mono: float) -> bool:
     assert track.sighting is not None
     x1, y1, x2, y2 = last = track.sighting[1]
     # Heights only: the last sighting is often a sliver of someone stepping behind something.
-    if not similar_size(np.array([last], np.float32), np.array([box], np.float32), REID_SIZE, None)[
-        0, 0
-    ]:
+    sized = similar_size(np.array([last], np.float32), np.array([box], np.float32), REID_SIZE, None)
+    if not sized[0, 0]:
         return False
     side = _exit(track)
     if side is not None and not _touches(box, side):

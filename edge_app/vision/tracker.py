@@ -1,24 +1,37 @@
 """A ByteTrack-style IoU tracker driven by frame timestamps (deterministic on replay).
 
-Each processed frame's detections are associated with the live tracks of the same class in two
-stages, as ByteTrack does: confident detections first, then weak ones (score between
-``low_score`` and ``high_score``) for the tracks still unmatched, so a person whose score dips
-for a frame keeps their track instead of being dropped and re-born. Tracks are compared at
-their constant-velocity prediction for the frame's time. Matching is greedy on the IoU matrix
-(best pair first, ties broken by index), which is deterministic and, for the handful of objects
-a camera sees, as good as the Hungarian method. A last stage matches what is left by centre
-distance (within ``max_jump`` box heights): at 5 fps a person walking briskly out of view moves
-further than their own width between two frames, and IoU alone would re-birth them as a new
-object right before they leave. Unmatched confident detections start new tracks; tracks unseen
-for ``max_age_s`` seconds of frame time are removed.
+Each processed frame's detections are associated with the live tracks of the same class in
+stages, each taking what the ones before left:
+
+1. confident detections (``high_score`` and up) by IoU with the tracks' constant-velocity
+   predictions, in tiers: tracks matched on the last ``JUMP_MISSES`` frames before tracks lost
+   for longer (DeepSORT's matching cascade), established tracks before young ones (ByteTrack
+   matches unconfirmed tracks last);
+2. weak detections (``low_score`` up to ``high_score``) by IoU, for recent established tracks
+   only and only of the track's size, so a person whose score dips keeps their track while a
+   junk box can neither confirm a false positive nor hold a lost track in place;
+3. the rest by centre distance (within ``max_jump`` box heights, same size and, with pixels,
+   same colours), for tracks missed on at most ``JUMP_MISSES`` frames: at 5 fps a person
+   walking briskly out of view moves further than their own width between two frames;
+4. unmatched confident detections start tracks (not duplicates of a box matched now); a
+   young one that is a recently lost established track (``TrackEvidence.reidentify``) is
+   folded into it.
+
+Matching is greedy on the affinity matrix (best pair first, ties broken by index), which is
+deterministic and, for the handful of objects a camera sees, as good as the Hungarian method.
+
+Given the frame's pixels and a ``TrackEvidence`` (``edge_app.vision.evidence``), a track that no
+detection matched (*lost*) is not simply counted down: its region still looking as at its
+last confident sighting, or motion in it, keeps it alive, and it is removed only once such
+evidence has been gone for ``max_age_s`` (or it has gone ``max_lost_s`` without a detection).
+Both apply to tracks *established* by ``min_hits`` detections (median score at least
+``high_score``) only: a false positive seen once is not kept alive by the pixels it was found
+on. Without pixels, tracks unseen for ``max_age_s`` are removed, as before.
 """
 
 from __future__ import annotations
 
 __all__ = ["JUMP_MISSES", "Track", "Tracker", "iou_matrix"]
-
-from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +39,7 @@ from numpy.typing import NDArray
 from edge_app.domain import Detections
 from edge_app.vision.evidence import TrackEvidence
 from edge_app.vision.geometry import inside_share, similar_size
+from edge_app.vision.track import Track
 
 JUMP_MISSES = 2
 """Most processed frames in a row a track may have gone unmatched and still be matched by
@@ -47,74 +61,6 @@ def iou_matrix(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.flo
     out = np.zeros_like(inter, dtype=np.float32)
     np.divide(inter, union, out=out, where=union > 0)
     return out
-
-
-@dataclass(slots=True)
-class Track:
-    """One tracked object. ``box`` is the last matched box (normalised x1, y1, x2, y2);
-    times are frame ``mono`` seconds; ``scores`` holds the last ``history`` scores."""
-
-    track_id: int
-    label: str
-    class_id: int
-    box: tuple[float, float, float, float]
-    first_mono: float
-    last_mono: float
-    hits: int = 0
-    scores: deque[float] = field(default_factory=lambda: deque(maxlen=30))
-    best_score: float = 0.0
-    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    best_mono: float = 0.0
-    seen_now: bool = True
-    velocity: tuple[float, float] = (0.0, 0.0)
-    """Smoothed centre velocity, normalised units per second of frame time."""
-    alive_mono: float = 0.0
-    """Last frame time with a detection or, while lost, evidence that the object is there."""
-    missed: int = 0
-    """Processed frames in a row that matched no detection to this track."""
-    established: bool = False
-    """Confirmed once (``min_hits`` detections, median score >= ``high_score``): only such
-    tracks are kept alive by evidence or resumed by re-identification."""
-    kept_by: str | None = None
-    """The evidence that last kept this lost track alive (``"motion"``, ``"appearance"``)."""
-    resumed: int = 0
-    """How many times a re-identification resumed this track."""
-    sighting: tuple[NDArray[np.uint8], tuple[float, float, float, float]] | None = None
-    """The frame (a reference, not a copy) and box of the last confident detection."""
-    remembered: bool = False
-    """Whether ``colour`` and ``signature`` describe ``sighting`` (computed once lost)."""
-    colour: NDArray[np.float32] | None = None
-    """Colour histogram of ``sighting`` (keep-alive evidence), once lost."""
-    signature: NDArray[np.float32] | None = None
-    """Re-identification descriptor of ``sighting``, once lost."""
-
-    def predicted(self, mono: float) -> tuple[float, float, float, float]:
-        """The box moved by the velocity to time ``mono`` (at most 1 s ahead)."""
-        dt = min(max(mono - self.last_mono, 0.0), 1.0)
-        dx, dy = self.velocity[0] * dt, self.velocity[1] * dt
-        x1, y1, x2, y2 = self.box
-        return x1 + dx, y1 + dy, x2 + dx, y2 + dy
-
-    @property
-    def median_score(self) -> float:
-        """Median of the recent scores: robust to a single lucky frame."""
-        return float(np.median(np.fromiter(self.scores, float))) if self.scores else 0.0
-
-    def _hit(self, mono: float, box: tuple[float, float, float, float], score: float) -> None:
-        dt = mono - self.last_mono
-        if self.hits and dt > 0:
-            vx = ((box[0] + box[2]) - (self.box[0] + self.box[2])) / 2 / dt
-            vy = ((box[1] + box[3]) - (self.box[1] + self.box[3])) / 2 / dt
-            # Half old, half new: steady walkers are predicted, one jittery box is damped.
-            self.velocity = (0.5 * (self.velocity[0] + vx), 0.5 * (self.velocity[1] + vy))
-        self.box = box
-        self.last_mono = self.alive_mono = mono
-        self.kept_by, self.missed = None, 0
-        self.hits += 1
-        self.scores.append(score)
-        self.seen_now = True
-        if score > self.best_score:
-            self.best_score, self.best_box, self.best_mono = score, box, mono
 
 
 class Tracker:
@@ -184,7 +130,7 @@ class Tracker:
             track = Track(
                 self._next_id, detections.labels[i], int(detections.class_ids[i]), box, mono, mono
             )
-            track._hit(mono, box, float(scores[i]))
+            track.hit(mono, box, float(scores[i]))
             self._next_id += 1
             self._tracks.append(track)
         absorbed: list[Track] = []
@@ -278,7 +224,7 @@ class Tracker:
             if match is None:
                 continue
             lost.remove(match)
-            match._hit(mono, track.box, track.scores[-1])
+            match.hit(mono, track.box, track.scores[-1])
             match.hits += track.hits - 1
             match.resumed += 1
             absorbed.append(track)
@@ -393,7 +339,7 @@ class Tracker:
                 free_t.discard(ti)
                 free_d.discard(di)
                 d = int(det_ids[di])
-                self._tracks[track_ids[ti]]._hit(mono, _box(dets.xyxy[d]), float(dets.scores[d]))
+                self._tracks[track_ids[ti]].hit(mono, _box(dets.xyxy[d]), float(dets.scores[d]))
         return [track_ids[t] for t in sorted(free_t)], [int(det_ids[d]) for d in sorted(free_d)]
 
 
