@@ -10,8 +10,10 @@ event sequence:
   when its sighting in the current frame scores clearly better than the last one reported
   (a better snapshot: the event carries that sighting and the camera loop writes this frame
   as the update's own snapshot), at most once per ``UPDATE_EVERY_S`` of frame time;
-* ``end`` once the track has been unseen for ``end_after_s`` (the tracker drops it), or has
-  stayed out of the zone that long.
+* ``end`` once the tracker drops the track: no detection and no other evidence that the object
+  is still there (``cameras[].tracking``: its region unchanged, motion) for ``end_after_s``,
+  or ``tracking.max_lost_s`` without a detection; or once it has stayed out of the zone for
+  ``end_after_s``.
 
 Everything is driven by frame timestamps, so a replay yields the same events.
 """
