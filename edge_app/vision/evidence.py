@@ -23,10 +23,10 @@ the established tracks of its class lost at most ``reid_window_s`` ago: height w
 ``edge_app.vision.appearance``). The best match takes the young track's place.
 
 Cost: descriptors of a track are computed once when it is lost (from its last confident
-sighting: a frame reference the tracker keeps), of a young track only while an eligible lost
-track exists; the checks above read one to three patches of 24 x 48 pixels per lost track
-per processed frame, and nothing runs while every track is matched. ``docs/tracking.md``
-has the figures.
+sighting, whose frame the tracker holds until then and no longer), of a young track only
+while an eligible lost track exists; the checks above read one to three patches of 24 x 48
+pixels per lost track per processed frame, and nothing runs while every track is matched.
+``docs/tracking.md`` has the figures.
 """
 
 from __future__ import annotations
@@ -113,10 +113,11 @@ class TrackEvidence:
         self._previous = previous if same and recent else None
 
     def remember(self, track: Track) -> None:
-        """Describe ``track`` as it was last seen confidently (``track.sighting``)."""
-        if track.sighting is None:
+        """Describe ``track`` as it was last seen confidently (``track.sighting`` on
+        ``track.sighting_image``)."""
+        image, box = track.sighting_image, track.sighting
+        if image is None or box is None:
             return
-        image, box = track.sighting
         track.colour = self._colour.describe(image, box)
         if self.config.reid_window_s > 0:
             track.signature = self.reid.describe(image, box)
@@ -128,7 +129,7 @@ class TrackEvidence:
         image = self._image
         if image is None or track.sighting is None:
             return None
-        last = track.sighting[1]
+        last = track.sighting
         taken = np.array(seen, np.float32).reshape(-1, 4)
         if len(taken) and float(np.max(inside_share(np.array(last, np.float32), taken))) > (
             EXPLAINED_SHARE
@@ -159,8 +160,8 @@ class TrackEvidence:
         """Whether ``box`` on the current frame has the colours of ``track``'s last confident
         sighting (described now if it was not yet). True when either has no descriptor: no
         evidence against."""
-        if track.colour is None and track.sighting is not None:
-            track.colour = self._colour.describe(*track.sighting)
+        if track.colour is None and track.sighting_image is not None and track.sighting:
+            track.colour = self._colour.describe(track.sighting_image, track.sighting)
         seen = self._colour.describe(self._image, box) if self._image is not None else None
         if seen is None or track.colour is None:
             return True
@@ -204,7 +205,7 @@ def _clear(moved: NDArray[np.bool_], region: Box, other: NDArray[np.float32]) ->
 def _near(track: Track, box: Box, mono: float) -> bool:
     """Whether ``box`` has the size of ``track``'s last confident box and lies within reach."""
     assert track.sighting is not None
-    x1, y1, x2, y2 = last = track.sighting[1]
+    x1, y1, x2, y2 = last = track.sighting
     # Heights only: the last sighting is often a sliver of someone stepping behind something.
     sized = similar_size(np.array([last], np.float32), np.array([box], np.float32), REID_SIZE, None)
     if not sized[0, 0]:
@@ -229,7 +230,7 @@ def _exit(track: Track) -> int | None:
     towards it faster than ``EXIT_SPEED``, or None. Only the sides: the bottom edge is where a
     standing person's feet often are, and a box's jitter there is no exit."""
     assert track.sighting is not None
-    box, vx = track.sighting[1], track.velocity[0]
+    box, vx = track.sighting, track.velocity[0]
     if vx < -EXIT_SPEED and _touches(box, 0):
         return 0
     if vx > EXIT_SPEED and _touches(box, 2):

@@ -42,8 +42,11 @@ class Track:
     """The evidence that last kept this lost track alive (``"motion"``, ``"appearance"``)."""
     resumed: int = 0
     """How many times a re-identification resumed this track."""
-    sighting: tuple[NDArray[np.uint8], tuple[float, float, float, float]] | None = None
-    """The frame (a reference, not a copy) and box of the last confident detection."""
+    sighting: tuple[float, float, float, float] | None = None
+    """The box of the last confident detection (weak boxes are often loose)."""
+    sighting_image: NDArray[np.uint8] | None = None
+    """The frame of ``sighting`` (a reference, not a copy), kept until the track is lost and
+    described: a lost track holds no frame."""
     remembered: bool = False
     """Whether ``colour`` and ``signature`` describe ``sighting`` (computed once lost)."""
     colour: NDArray[np.float32] | None = None

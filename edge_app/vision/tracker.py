@@ -158,14 +158,16 @@ class Tracker:
                 if track.scores[-1] >= self.high_score:
                     # A weak box may be loose (SSD's weak boxes often cover a whole wall):
                     # what the object looks like is taken from confident sightings only.
-                    track.sighting, track.remembered = (image, track.box), False
+                    track.sighting, track.sighting_image = track.box, image
                     track.colour = track.signature = None
+                    track.remembered = False
                 continue
-            if not track.established or self._expired(track, mono):
-                continue
-            if not track.remembered:
+            if track.established and not track.remembered:
                 evidence.remember(track)
                 track.remembered = True
+            track.sighting_image = None  # described (or never will be): let the frame go
+            if not track.established or self._expired(track, mono):
+                continue
             kind = evidence.present(track, mono, seen)
             if kind is not None:
                 track.alive_mono, track.kept_by = mono, kind

@@ -257,3 +257,18 @@ def test_a_per_object_rule_raises_one_sequence_through_a_dropout() -> None:
     assert events([standing] * 50) == [Phase.START, Phase.END]
     flat = np.full((H, W, 3), 90, np.uint8)
     assert events([flat] * 50) == [Phase.START, Phase.END, Phase.START, Phase.END]
+
+
+def test_a_lost_track_holds_no_frame() -> None:
+    """Only tracks seen now keep a reference to a frame (their last confident sighting, to be
+    described if they get lost): a crowd of lost tracks must not pin a frame each."""
+    t = tracker()
+    standing = scene((RED, 80), (GREEN, 150))
+    run(t, [(standing, dets((0.9, box(80)), (0.9, box(150))))] * 3)
+    assert all(x.sighting_image is standing for x in t.tracks)
+    t.update(0.3, dets((0.9, box(150))), standing)  # the first one is lost, still there
+    lost, seen = t.tracks
+    assert lost.sighting_image is None
+    assert lost.colour is not None  # described first
+    assert lost.kept_by == "appearance"
+    assert seen.sighting_image is standing
