@@ -1,6 +1,7 @@
 """Drain of a large backlog: edge_app's batched drain vs a naive one-publish-per-event drain.
 
-    python bench/drain.py [--events 100000] [--naive-events 600] [--loopback-events 3000] [--json]
+    python bench/drain.py [--events 100000] [--naive-events 600] [--loopback-events 3000]
+                          [--codecs none,gzip,zstd] [--json]
 
 Fills an outbox (SQLite on the local disk) with ``--events`` realistic events, as a device
 offline for a long time would, then runs, side by side in one run against one real Mosquitto
@@ -23,7 +24,14 @@ and edge's speedup over that capped figure. That one has a ceiling the drain can
 512 KB/s and ~520 bytes per realistic event (with its snapshot reference) no sender delivers
 more than ~1,000 events/s, about 10x the capped 100 events/s.
 
-A cloud consumer (``simulator.cloud``) audits the edge drain: ``missing`` must be 0.
+The edge drain runs once per codec of ``--codecs`` (``uplink.compression``), each on a copy of
+the same backlog and under the same caps; the ``compression`` rows give, per codec: wire bytes
+per event, events/s, AWS IoT Core billed 5 KB units per 1,000 events (each publish is metered
+as its payload + topic + content type, rounded up to 5 KB), the drain process's CPU time per
+1,000 events (user + system, from the first publish to the last PUBACK) and the speedup over
+``none``. The top-level ``edge_*`` figures are those of ``none``.
+
+A cloud consumer (``simulator.cloud``) audits each edge drain: ``missing`` must be 0.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +59,9 @@ THING = "bench-drain"
 RECONNECT_MAX_S = 2.0
 # Both drains run over an emulated internet link (the outage proxy's latency): 20 ms each way.
 WAN_ONE_WAY_S = 0.02
+# AWS IoT Core meters a publish in units of 5 KB (payload, topic and MQTT 5 properties).
+BILLING_UNIT_BYTES = 5 * 1024
+EVENTS_TOPIC = f"edge-app/{THING}/events"
 
 
 def _rss_mb() -> float:
@@ -76,7 +89,7 @@ def _window_max(stamps: list[tuple[float, int]]) -> tuple[int, int]:
 def realistic_event(i: int, clock: Any) -> Any:
     """The ``i``-th of a series of events like the rules emit (track id, zone, snapshot
     reference), stamped with ``clock``; an ``edge_app.domain.Event`` without seq."""
-    from edge_app.domain import Event, ModelRef, Phase, Severity
+    from edge_app.domain import Event, ModelRef, Phase, Severity, SnapshotRef
     from edge_app.ids import new_ulid
 
     event_id = new_ulid(clock.time())
@@ -96,11 +109,11 @@ def realistic_event(i: int, clock: Any) -> Any:
         zone="gate-a",
         track_id=i % 997,
         # as SnapshotWriter records it: every pipeline event carries one
-        snapshot={
-            "file": f"dock/2026-11-26/{event_id}.jpg",
-            "sha256": hashlib.sha256(event_id.encode()).hexdigest(),
-            "bytes": 41_000 + i % 9000,
-        },
+        snapshot=SnapshotRef(
+            f"dock/2026-11-26/{event_id}.jpg",
+            hashlib.sha256(event_id.encode()).hexdigest(),
+            41_000 + i % 9000,
+        ),
     )
 
 
@@ -133,17 +146,43 @@ class _Recording:
     def is_connected(self) -> bool:
         return bool(self.inner.is_connected)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Any:
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, **kw: Any
+    ) -> Any:
         if topic.endswith("/events"):
             self.stamps.append((time.monotonic(), len(payload)))
-        return self.inner.publish(topic, payload, qos=qos, retain=retain)
+        return self.inner.publish(topic, payload, qos=qos, retain=retain, **kw)
 
 
-def edge_child(db: Path, port: int) -> int:
-    """Child process: drain ``db`` to 127.0.0.1:``port``; prints one JSON line of figures."""
+def _threads_cpu_s(names: tuple[str, ...]) -> float:
+    """CPU seconds (user + system) used so far by this process's threads whose names start
+    with one of ``names`` (Linux /proc): the drain and paho's network thread, without the
+    benchmark's own samplers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for thread in threading.enumerate():
+        if thread.native_id is None or not thread.name.startswith(names):
+            continue
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / tick
+
+
+_MEASURED_THREADS = ("drain", "paho-mqtt-client-")
+
+
+def edge_child(db: Path, port: int, compression: str) -> int:
+    """Child process: drain ``db`` to 127.0.0.1:``port`` with ``compression``; prints one JSON
+    line of figures."""
     from edge_app.clock import SystemClock
     from edge_app.outbox import Outbox
-    from edge_app.uplink import DrainLoop, MqttTransport, RateLimiter, encode_batch
+    from edge_app.uplink import DrainLoop, MqttTransport, RateLimiter, codec, encode_batch
+
+    wire_codec = codec(compression)
 
     clock = SystemClock()
     box = Outbox(db, clock=clock, device=THING, max_bytes=1 << 30, max_age_s=1e9)
@@ -161,8 +200,9 @@ def edge_child(db: Path, port: int) -> int:
     )
     stop = threading.Event()
     drain = DrainLoop(
-        box, transport, topic=f"edge-app/{THING}/events", clock=clock, stop=stop,
+        box, transport, topic=EVENTS_TOPIC, clock=clock, stop=stop,
         window=100, encoder=encode_batch, limiter=RateLimiter(clock=clock),
+        compression=wire_codec,
     )  # fmt: skip
     idle = _rss_mb()
     peak = [idle]
@@ -179,15 +219,16 @@ def edge_child(db: Path, port: int) -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     transport.connect()
-    runner = threading.Thread(target=drain.run, daemon=True)
+    runner = threading.Thread(target=drain.run, name="drain", daemon=True)
     runner.start()
     print("ready", flush=True)
     start = None
+    cpu_start = 0.0
     while drain.events_sent < total:
         if start is None and transport.stamps:
-            start = transport.stamps[0][0]
+            start, cpu_start = transport.stamps[0][0], _threads_cpu_s(_MEASURED_THREADS)
         time.sleep(0.01)
-    end = time.monotonic()
+    end, cpu = time.monotonic(), _threads_cpu_s(_MEASURED_THREADS) - cpu_start
     stop.set()
     runner.join()
     sampling.set()
@@ -196,6 +237,8 @@ def edge_child(db: Path, port: int) -> int:
     box.close()
     max_n, max_b = _window_max(transport.stamps)
     seconds = end - (start or end)
+    metered = len(EVENTS_TOPIC) + len(wire_codec.content_type)
+    units = sum(math.ceil((size + metered) / BILLING_UNIT_BYTES) for _, size in transport.stamps)
     print(
         json.dumps(
             {
@@ -208,6 +251,8 @@ def edge_child(db: Path, port: int) -> int:
                 "idle_rss_mb": idle,
                 "rss_growth_mb": peak[0] - idle,
                 "first_ack_wall": first_ack[0] if first_ack else None,
+                "billed_units": units,
+                "cpu_s": cpu,
             }
         ),
         flush=True,
@@ -243,9 +288,61 @@ def naive(db: Path, port: int, events: int) -> dict[str, float]:
     return {"events": len(bodies), "seconds": seconds}
 
 
-def run(events: int, naive_events: int, wan_events: int, work: Path) -> dict[str, Any]:
-    from simulator.broker import Mosquitto, free_port
+def _edge_run(broker: Any, db: Path, work: Path, events: int, compression: str) -> Any:
+    """The edge drain of a copy of ``db`` with ``compression``: (figures, audit, up wall)."""
+    from simulator.broker import free_port
     from simulator.cloud import CloudConsumer
+    from simulator.proxy import TcpProxy
+
+    work.mkdir()
+    copy = work / db.name
+    shutil.copyfile(db, copy)  # closed cleanly by fill(): no -wal file to copy
+    with (
+        TcpProxy(free_port(), broker.host, broker.port) as proxy,
+        CloudConsumer(broker.host, broker.port, topic=EVENTS_TOPIC) as cloud,
+    ):
+        proxy.slow(None, WAN_ONE_WAY_S)
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(copy), "--port", str(proxy.listen_port),
+             "--compression", compression],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert child.stdout is not None
+        child.stdout.readline()  # "ready": connecting to a proxy that is down
+        time.sleep(1.0)  # let it fail a connect attempt or two, as after an outage
+        up_wall = time.time()
+        proxy.up()
+        edge = json.loads(child.stdout.readline())
+        child.wait(30)
+        cloud.audit.wait_for_seq(events, 30.0)
+        audit = cloud.audit.report()
+    return edge, audit, up_wall
+
+
+def _codec_row(name: str, edge: dict[str, Any], audit: Any, base_rate: float) -> dict[str, Any]:
+    per_k = 1000 / edge["events"]
+    rate = edge["events"] / edge["seconds"]
+    return {
+        "codec": name,
+        "wire_bytes_per_event": round(edge["bytes"] / edge["events"], 1),
+        "events_per_s": round(rate, 1),
+        "drain_s": round(edge["seconds"], 1),
+        "publishes": edge["publishes"],
+        "billed_units_per_1000_events": round(edge["billed_units"] * per_k, 1),
+        "cpu_ms_per_1000_events": round(edge["cpu_s"] * 1000 * per_k, 1),
+        "max_publishes_per_s": edge["max_publishes_per_s"],
+        "max_bytes_per_s": edge["max_bytes_per_s"],
+        "speedup_vs_none": round(rate / base_rate, 1),
+        "missing": audit.missing + max(0, edge["events"] - audit.last_seq),
+    }
+
+
+def run(
+    events: int, naive_events: int, wan_events: int, work: Path, codecs: list[str]
+) -> dict[str, Any]:
+    from simulator.broker import Mosquitto, free_port
     from simulator.proxy import TcpProxy
 
     db = work / "outbox.db"
@@ -258,26 +355,10 @@ def run(events: int, naive_events: int, wan_events: int, work: Path) -> dict[str
             wan.up()
             wan.slow(None, WAN_ONE_WAY_S)
             naive_wan = naive(db, wan.listen_port, wan_events)
-        with (
-            TcpProxy(free_port(), broker.host, broker.port) as proxy,
-            CloudConsumer(broker.host, broker.port, topic=f"edge-app/{THING}/events") as cloud,
-        ):
-            proxy.slow(None, WAN_ONE_WAY_S)
-            child = subprocess.Popen(
-                [sys.executable, __file__, "--child", str(db), "--port", str(proxy.listen_port)],
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-            assert child.stdout is not None
-            child.stdout.readline()  # "ready": connecting to a proxy that is down
-            time.sleep(1.0)  # let it fail a connect attempt or two, as after an outage
-            up_wall = time.time()
-            proxy.up()
-            edge = json.loads(child.stdout.readline())
-            child.wait(30)
-            cloud.audit.wait_for_seq(events, 30.0)
-            audit = cloud.audit.report()
+        runs = {}
+        for name in codecs:
+            runs[name] = _edge_run(broker, db, work / name, events, name)
+    edge, audit, up_wall = runs[codecs[0]]
     loop_rate = naive_loop["events"] / naive_loop["seconds"]
     loop_capped = min(loop_rate, 100.0)
     wan_rate = naive_wan["events"] / naive_wan["seconds"]
@@ -311,6 +392,7 @@ def run(events: int, naive_events: int, wan_events: int, work: Path) -> dict[str
         "received": audit.received,
         "duplicates": audit.duplicates,
         "missing": audit.missing + max(0, events - audit.last_seq),
+        "compression": [_codec_row(name, e, a, edge_rate) for name, (e, a, _) in runs.items()],
     }
 
 
@@ -325,20 +407,34 @@ def main() -> int:
     parser.add_argument(
         "--loopback-events", type=int, default=3000, help="naive subset on loopback"
     )
+    parser.add_argument(
+        "--codecs",
+        default="none,gzip,zstd",
+        help="uplink.compression values to drain with, the first is the baseline",
+    )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compression", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        return edge_child(args.child, args.port)
+        return edge_child(args.child, args.port, args.compression)
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
-        result = run(args.events, args.loopback_events, args.naive_events, Path(tmp))
+        codecs = args.codecs.split(",")
+        result = run(args.events, args.loopback_events, args.naive_events, Path(tmp), codecs)
     if args.json:
         print(json.dumps(result))
     else:
+        rows = result.pop("compression")
         for key, value in result.items():
             print(f"{key:>30}  {value}")
-    return 0 if result["missing"] == 0 else 1
+        print()
+        print(" | ".join(rows[0]))
+        for row in rows:
+            print(" | ".join(str(v) for v in row.values()))
+        result["compression"] = rows
+    missing = result["missing"] + sum(row["missing"] for row in result["compression"])
+    return 0 if missing == 0 else 1
 
 
 if __name__ == "__main__":

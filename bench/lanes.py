@@ -46,9 +46,11 @@ PREFIX = f"edge-app/{THING}"
 class _RecordingAll(_Recording):
     """Stamps every publish, whatever its topic."""
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Any:
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, **kw: Any
+    ) -> Any:
         self.stamps.append((time.monotonic(), len(payload)))
-        return self.inner.publish(topic, payload, qos=qos, retain=retain)
+        return self.inner.publish(topic, payload, qos=qos, retain=retain, **kw)
 
 
 def _jpeg(seed: int) -> bytes:

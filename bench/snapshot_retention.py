@@ -101,12 +101,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             frame = Frame("dock", events, clock.monotonic(), now, image)
             snap = writer.save(frame, Detections.empty(), event)
             assert snap is not None, "a snapshot could not be written"
-            folder = root / Path(snap["file"]).parent
+            folder = root / Path(snap.file).parent
             for path in folder.glob(f"{event.id}.*"):
                 written += path.stat().st_size
                 os.utime(path, (now, now))
             stored = box.enqueue(replace(event, snapshot=snap))
-            lane.add([(now, snapshot_row(stored.id, snap["file"], snap["bytes"]))])
+            lane.add([(now, snapshot_row(stored.id, snap.file, snap.bytes))])
             events += 1
             if not outage[0] <= now - start < outage[1]:
                 while (batch := box.lease(100, 1 << 20)) is not None:

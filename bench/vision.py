@@ -1,4 +1,4 @@
-"""Vision figures of issue 4, side by side in one run: P1, P2, P3 (estimate) and P6.
+"""Vision figures side by side in one run: P1, P2, P3 (estimate) and P6 (docs/benchmarks.md).
 
     python bench/vision.py [--json] [--clip FILE] [--model NAME|FILE] [--soak-video-s 1800]
         [--only p1|p2|p3|p6] [--p1-baseline DIR] [--p3-trial-s 15] [--p3-start 4]

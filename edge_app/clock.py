@@ -25,7 +25,8 @@ if sys.platform == "linux":
 def os_clock_synchronized() -> bool | None:
     """The kernel's word on the wall clock: True once a time service has synchronised it, False
     while it has not (just after boot on a board without a clock battery), None where the
-    platform cannot say. A read-only ``adjtimex`` call: needs no privilege, costs ~1 us."""
+    platform cannot say. A read-only ``adjtimex`` call: needs no privilege, costs about a
+    microsecond (docs/benchmarks.md)."""
     if _adjtimex is None:
         return None
     state = _adjtimex(ctypes.create_string_buffer(_TIMEX_BYTES))

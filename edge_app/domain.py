@@ -9,12 +9,15 @@ from __future__ import annotations
 __all__ = [
     "Detection",
     "Detections",
+    "EndReason",
     "Event",
     "Frame",
     "Image",
     "ModelRef",
     "Phase",
     "Severity",
+    "SnapshotRef",
+    "UpdateReason",
     "as_image",
     "format_utc",
 ]
@@ -130,6 +133,33 @@ class Phase(StrEnum):
     END = "end"
 
 
+class UpdateReason(StrEnum):
+    """Why a per-object ``update`` event was raised (its ``update_reason``)."""
+
+    ENTERED_ZONE = "entered zone"
+    LEFT_ZONE = "left zone"
+    BETTER_SNAPSHOT = "better snapshot"
+    """The frame is the track's new best sighting: the event gets a snapshot of its own."""
+
+
+class EndReason(StrEnum):
+    """Why an episode, a track's event sequence, a tamper or a health condition ended
+    (``end_reason``)."""
+
+    GONE = "gone"
+    PRESENT = "present"
+    """An absence rule's awaited object is seen again."""
+    LEFT_ZONE = "left zone"
+    OUTSIDE_SCHEDULE = "outside schedule"
+    SOURCE_ENDED = "source ended"
+    CONFIG_CHANGED = "config changed"
+    """A remote config changed the camera's rules or zones."""
+    CLEARED = "cleared"
+    """A health condition is gone (``telemetry.HealthEvents``)."""
+    STOPPED = "stopped"
+    """The app stopped while a health condition was open."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRef:
     """Lineage of a decision: the model's name and the first 12 hex digits of its sha256."""
@@ -137,10 +167,34 @@ class ModelRef:
     name: str
     sha256: str
 
+    def to_json(self) -> dict[str, str]:
+        """The wire form, as events, ``/status`` and the shadow's ``reported`` carry it."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRef:
+    """An event's snapshot: ``file`` (the annotated JPEG, relative to the snapshot directory),
+    ``sha256`` (hex) and ``bytes`` (size) of the clear JPEG, whether or not it is stored
+    encrypted. Its siblings are named after ``file`` (``edge_app.actions.sibling``)."""
+
+    file: str
+    sha256: str
+    bytes: int
+
+    def to_json(self) -> dict[str, object]:
+        """The wire form (``snapshot`` in docs/events.md)."""
+        return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes}
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An anomaly event (DESIGN.md "Events"). ``seq`` is assigned by the outbox on commit."""
+    """An anomaly event (docs/events.md). ``seq`` is assigned by the outbox on commit.
+
+    ``extra`` holds the fields of the wire form that depend on the kind of event (``start_id``,
+    ``duration_s``, ``count``, tamper measurements, ...), in wire order; reasons in it are
+    ``UpdateReason``/``EndReason`` members, read back through ``update_reason``/``end_reason``.
+    """
 
     id: str
     device: str
@@ -158,15 +212,28 @@ class Event:
     zone: str | None = None
     track_id: int | None = None
     review: bool = False
-    snapshot: dict[str, Any] | None = None
+    snapshot: SnapshotRef | None = None
     seq: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_seq(self, seq: int) -> Event:
         return replace(self, seq=seq)
 
+    @property
+    def update_reason(self) -> UpdateReason | None:
+        """Why this ``update`` was raised; None for other phases and non-object rules."""
+        reason = self.extra.get("update_reason")
+        return reason if isinstance(reason, UpdateReason) else None
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        """Why this ``end`` was raised; None for other phases and condition ends that carry
+        their measurements instead (a tamper condition that cleared)."""
+        reason = self.extra.get("end_reason")
+        return reason if isinstance(reason, EndReason) else None
+
     def to_json(self) -> dict[str, Any]:
-        """The wire form (DESIGN.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
+        """The wire form (docs/events.md): ``ts`` as UTC ISO 8601, bbox rounded to 4 decimals."""
         doc: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,
@@ -181,11 +248,11 @@ class Event:
             "bbox": [round(v, 4) for v in self.bbox],
             "zone": self.zone,
             "track_id": self.track_id,
-            "model": {"name": self.model.name, "sha256": self.model.sha256},
+            "model": self.model.to_json(),
             "config_version": self.config_version,
             "review": self.review,
         }
         if self.snapshot is not None:
-            doc["snapshot"] = self.snapshot
+            doc["snapshot"] = self.snapshot.to_json()
         doc.update(self.extra)
         return doc

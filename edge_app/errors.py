@@ -12,9 +12,15 @@
      │                          an item that does not decrypt (altered, or moved)
      ├── UplinkError            the MQTT side failed
      │    └── PublishRejectedError   broker answered a publish with a failure reason code
-     └── TelemetryError         a metrics or log sink failed (CloudWatch, EMF file, ...)
+     ├── TelemetryError         a metrics or log sink failed (CloudWatch, EMF file, ...)
+     └── ProvisionError         onboarding a device in AWS IoT failed (`edge-app aws ...`)
 
 Third-party exceptions are wrapped with ``raise X(...) from exc`` at the boundary that sees them.
+
+The tree is for operational failures: disk, network, bad user input or config, a bad model.
+Misuse by a programmer (an argument out of range that the config schema would have refused,
+a QoS of 2) raises ``ValueError`` or ``TypeError`` instead, so it is never handled as if the
+device could recover from it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "ModelError",
     "ModelNotFoundError",
     "OutboxError",
+    "ProvisionError",
     "PublishRejectedError",
     "SourceError",
     "TelemetryError",
@@ -108,3 +115,10 @@ class PublishRejectedError(UplinkError):
 
 class TelemetryError(EdgeAppError):
     """A metrics or log sink could not deliver; the data stays in its outbox lane."""
+
+
+class ProvisionError(EdgeAppError):
+    """Onboarding a device in AWS IoT (``edge-app aws provision``) or tearing it down failed:
+    AWS refused a call, credentials are missing, or the local files are unusable. Messages
+    name what was refused and what to do; what was created so far is recorded for a re-run
+    or ``--teardown``."""

@@ -4,15 +4,17 @@ One ``CameraWorker`` per camera; the composition root runs each on its own threa
 the hot path: per frame it does the rate check, one ``detect`` call and the rule update, and
 nothing else unless an event is raised.
 
-Remote configuration reaches the loop through a ``RuntimeHolder``: at the top of each frame the
-worker compares the holder's ``Runtime`` with the one it runs and, when it changed, adopts the
-new one before the frame (rules, zones, fps, detector). Adopting costs well under a frame: it
-builds a ``RuleEngine`` at most, the new detector was loaded and test-run before the swap.
+A worker is built from its camera's config and its ``CameraParts`` (source, runtime holder,
+event sink, stop event, clock, ...). Its detector and rules come from the ``RuntimeHolder``:
+at the top of each frame the worker compares the holder's ``Runtime`` with the one it runs
+and, when it changed, adopts the new one before the frame (rules, zones, fps, detector).
+Adopting costs well under a frame: it builds a ``RuleEngine`` at most, the new detector was
+loaded and test-run before the swap.
 """
 
 from __future__ import annotations
 
-__all__ = ["CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder"]
+__all__ = ["CameraParts", "CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder"]
 
 import logging
 import os
@@ -25,19 +27,12 @@ from dataclasses import dataclass, field, replace
 
 from edge_app.actions import ClipRecorder, SnapshotWriter
 from edge_app.clock import Clock
-from edge_app.config import (
-    AppConfig,
-    ConfigSnapshot,
-    MotionConfig,
-    RuleConfig,
-    SnapshotHolder,
-    TamperConfig,
-)
-from edge_app.domain import Detections, Event, Frame, Phase
+from edge_app.config import AppConfig, CameraConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
+from edge_app.domain import Detections, EndReason, Event, Frame, Phase, UpdateReason
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource, PreparesFrames
 from edge_app.vision.crop import Window, motion_window, to_frame
-from edge_app.vision.detector import Detector, PreparingDetector
+from edge_app.vision.detector import Detector, Preparer
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.preprocess import PreparedInput
 from edge_app.vision.rules import EventContext, RuleEngine
@@ -46,7 +41,8 @@ from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[Event], Event]
-"""Stores an event durably and returns it with its ``seq`` (``Outbox.enqueue``)."""
+"""Stores an event durably and returns it with its ``seq`` (``EventIntake.accept``); raises
+``EdgeAppError`` when it cannot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,75 +85,93 @@ class CameraStats:
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
 
 
-class CameraWorker:
-    """Runs one camera's loop until its source ends or ``stop`` is set."""
+@dataclass(frozen=True, slots=True)
+class CameraParts:
+    """What one camera loop works with besides its camera's config. The composition root owns
+    every part: it closes ``source`` once the loop has ended, and the detectors of ``live``.
 
-    def __init__(
-        self,
-        source: FrameSource,
-        detector: Detector,
-        rules: RuleEngine,
-        sink: EventSink,
-        *,
-        stop: threading.Event,
-        fps: float | None = None,
-        snapshots: SnapshotWriter | None = None,
-        detector_lock: AbstractContextManager[object] | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        live: RuntimeHolder | None = None,
-        motion: MotionConfig | None = None,
-        tamper: TamperConfig | None = None,
-        clips: ClipRecorder | None = None,
-        clock: Clock | None = None,
-        max_lag_s: float | None = None,
-    ) -> None:
-        self.camera = source.camera
-        self.stats = CameraStats()
-        self._source = source
-        self._detector = detector
-        self._rules = rules
-        self._sink = sink
-        self._stop = stop
-        # a frame is due 1 ms early so float jitter in timestamps never skips a frame
-        self._interval = (1.0 / fps - 1e-3) if fps else 0.0
-        self._snapshots = snapshots
-        self._lock: AbstractContextManager[object] = detector_lock or threading.Lock()
-        self._on_event = on_event
-        self._live = live
-        # Motion gating (camera.motion): None detects on every processed frame.
-        self._gate = DetectionGate(motion) if motion is not None else None
-        self._tamper = TamperMonitor(tamper) if tamper is not None else None
+    ``live`` holds the runtime in force (detector and config); ``sink`` stores each event
+    raised; the loop runs until ``stop`` is set or the source ends; ``clock`` is what frame
+    lateness (``camera.max_lag_s``) is measured on; ``detector_lock`` is held around each
+    ``detect`` (cameras sharing one detector pass the same lock); ``snapshots`` and ``clips``
+    are the local actions (None: none).
+    """
+
+    source: FrameSource
+    live: RuntimeHolder
+    sink: EventSink
+    stop: threading.Event
+    clock: Clock
+    detector_lock: AbstractContextManager[object] = field(default_factory=threading.Lock)
+    snapshots: SnapshotWriter | None = None
+    clips: ClipRecorder | None = None
+
+
+class CameraWorker:
+    """Runs one camera's loop until its source ends or ``stop`` is set.
+
+    ``camera`` is this camera's section of the config in force (``parts.live``), and
+    ``parts.source`` its source; ``ValueError`` otherwise.
+    """
+
+    def __init__(self, camera: CameraConfig, parts: CameraParts) -> None:
+        runtime = parts.live.current
+        config = runtime.snapshot.config
+        if camera not in config.cameras:
+            raise ValueError(f"camera {camera.name!r} is not a camera of the config in force")
+        if parts.source.camera != camera.name:
+            raise ValueError(f"source of camera {parts.source.camera!r} given for {camera.name!r}")
+        self.camera = camera.name
+        self.stats = CameraStats(config_version=config.version)
+        self._source = parts.source
+        self._live = parts.live
+        self._runtime = runtime
+        self._detector = runtime.detector
+        self._rules = RuleEngine(camera, config.rules, _context(runtime))
+        self._sink = parts.sink
+        self._stop = parts.stop
+        self._clock = parts.clock
+        self._lock = parts.detector_lock
+        self._snapshots = parts.snapshots
+        self._clips = parts.clips
         self._tamper_starts: dict[str, str] = {}
-        self._clips = clips
+        self._gate: DetectionGate | None = None
+        self._tamper: TamperMonitor | None = None
+        self._configure(camera, None)
+        self._preparer: Preparer | None = None
+        self._bind_detector()
+
+    def _configure(self, camera: CameraConfig, frame: Frame | None) -> None:
+        """Take fps, motion gating, tamper checks and lateness from ``camera``; tamper
+        conditions of a replaced monitor end at ``frame``."""
+        # a frame is due 1 ms early so float jitter in timestamps never skips a frame
+        self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
         # Late frames (live/realtime sources): dropped and counted, so a camera that cannot
         # keep up falls behind by at most max_lag_s instead of queueing.
-        self._clock = clock
-        self._max_lag = max_lag_s
-        self._runtime = live.current if live is not None else None
-        if self._runtime is not None:
-            self.stats.config_version = self._runtime.snapshot.config.version
-        self._preparing: PreparingDetector | None = None
-        self._input_size: tuple[int, int] | None = None
-        self._bind_detector()
+        self._max_lag = camera.max_lag_s
+        # Motion gating (camera.motion): None detects on every processed frame.
+        if camera.motion != (self._gate.config if self._gate is not None else None):
+            self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
+        if camera.tamper != (self._tamper.config if self._tamper is not None else None):
+            if frame is not None:
+                self._finish_tamper(frame)
+            self._tamper = TamperMonitor(camera.tamper) if camera.tamper is not None else None
 
     def _bind_detector(self) -> None:
         """Have the source's reader thread resize each frame for the detector, when every
         frame goes to the detector (no motion gate, no fps limit): the resize then overlaps
         the previous frame's inference instead of preceding this one's. Gated or thinned
-        cameras would resize frames they skip, so they resize in ``detect`` as before.
-        Also notes the model's input size, which motion crop windows take their shape from."""
+        cameras would resize frames they skip, so they resize in ``detect``."""
         detector = self._detector
-        sized = detector if isinstance(detector, PreparingDetector) else None
-        self._input_size = sized.input_size if sized is not None else None
         every_frame = self._gate is None and self._interval == 0.0
         # Only with a core to spare: when inference keeps every core busy, a resize on the
         # reader thread preempts one of its threads and the whole invoke waits for that
         # straggler (P1 on 2 cores, 2 threads: 0.877 of the bound with it, 0.878 without).
-        spare_core = sized is not None and sized.threads < (os.cpu_count() or 1)
-        preparing = sized if every_frame and spare_core else None
-        self._preparing = preparing
+        spare_core = detector.threads < (os.cpu_count() or 1)
+        preparer = detector.preparer() if every_frame and spare_core else None
+        self._preparer = preparer
         if isinstance(self._source, PreparesFrames):
-            self._source.prepare = preparing.prepare if preparing is not None else None
+            self._source.prepare_with(preparer)
 
     def _adopt(self, runtime: Runtime, frame: Frame) -> None:
         """Switch to ``runtime`` before processing ``frame`` (top of the loop, this thread)."""
@@ -167,20 +181,15 @@ class CameraWorker:
         camera = next((c for c in config.cameras if c.name == self.camera), None)
         if camera is None:  # remote config cannot remove cameras; keep going as we were
             return
-        self._interval = (1.0 / camera.fps - 1e-3) if camera.fps else 0.0
-        if camera.motion != (self._gate.config if self._gate is not None else None):
-            self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
-        if camera.tamper != (self._tamper.config if self._tamper is not None else None):
-            self._finish_tamper(frame)
-            self._tamper = TamperMonitor(camera.tamper) if camera.tamper is not None else None
+        self._configure(camera, frame)
         self._detector = runtime.detector
-        ctx = EventContext(config.device.thing_name, runtime.detector.model, config.version)
-        if old is not None and _same_rules(old.snapshot.config, config, self.camera):
+        ctx = _context(runtime)
+        if _same_rules(old.snapshot.config, config, self.camera):
             self._rules.context = ctx  # open episodes carry on under the new version
         else:
             # Rules or zones changed: episodes of the old rules end here, the new ones start
             # from scratch (a rule that no longer exists must not stay open forever).
-            for event in self._rules.finish(frame.mono, frame.wall, reason="config changed"):
+            for event in self._rules.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED):
                 self._raise(event, None, Detections.empty())
             self._rules = RuleEngine(camera, config.rules, ctx)
         self._bind_detector()
@@ -198,7 +207,7 @@ class CameraWorker:
         stats = self.stats
         try:
             for frame in self._source.frames(self._stop):
-                if self._live is not None and self._live.current is not self._runtime:
+                if self._live.current is not self._runtime:
                     self._adopt(self._live.current, frame)
                 stats.frames += 1
                 stats.last_frame_mono = frame.mono
@@ -228,9 +237,7 @@ class CameraWorker:
             self._finish(last)
 
     def _late(self, frame: Frame) -> bool:
-        if self._max_lag is None or self._clock is None:
-            return False
-        return self._clock.monotonic() - frame.mono > self._max_lag
+        return self._max_lag is not None and self._clock.monotonic() - frame.mono > self._max_lag
 
     def _detect(self, frame: Frame) -> None:
         stats = self.stats
@@ -248,9 +255,9 @@ class CameraWorker:
                 return
             stats.detecting = True
             started = time.perf_counter()
-            preparing, prepared = self._preparing, frame.prepared
-            if preparing is not None and isinstance(prepared, PreparedInput):
-                detections = preparing.detect_prepared(image, prepared)
+            preparer, prepared = self._preparer, frame.prepared
+            if preparer is not None and isinstance(prepared, PreparedInput):
+                detections = preparer.detect_prepared(image, prepared)
             else:
                 detections = self._detector.detect(image)
             stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
@@ -268,12 +275,12 @@ class CameraWorker:
     def _crop_window(self, frame: Frame) -> Window | None:
         """The window around small motion to detect on (``camera.motion.crop``), or None."""
         gate = self._gate
-        if gate is None or gate.crop_region is None or self._input_size is None:
+        if gate is None or gate.crop_region is None:
             return None
         return motion_window(
             gate.crop_region,
             frame.size,
-            self._input_size,
+            self._detector.input_size,
             max_share=gate.config.crop_max_share,
         )
 
@@ -325,7 +332,7 @@ class CameraWorker:
             event = self._sink(event)
         except EdgeAppError as exc:
             # the local action (snapshot) already happened; the frame loop must go on even
-            # when the store cannot take the event (disk full); issue 3 adds a spill file
+            # when the store cannot take the event (disk full): it is counted and logged
             self.stats.events_unstored += 1
             log.error("event %s of rule %s could not be stored: %s", event.id, event.rule, exc)
             return
@@ -339,16 +346,18 @@ class CameraWorker:
             event.label,
             event.score,
         )
-        if self._on_event is not None:
-            self._on_event(event)
 
 
 def _wants_snapshot(event: Event) -> bool:
     """A ``start``, and an ``update`` for a better snapshot: its frame is the track's new best
     sighting, so it gets files of its own instead of pointing at the start's."""
-    return event.phase is Phase.START or (
-        event.phase is Phase.UPDATE and event.extra.get("update_reason") == "better snapshot"
-    )
+    return event.phase is Phase.START or event.update_reason is UpdateReason.BETTER_SNAPSHOT
+
+
+def _context(runtime: Runtime) -> EventContext:
+    """What the events raised under ``runtime`` carry: device, model and config version."""
+    config = runtime.snapshot.config
+    return EventContext(config.device.thing_name, runtime.detector.model, config.version)
 
 
 def _same_rules(old: AppConfig, new: AppConfig, camera: str) -> bool:

@@ -70,8 +70,8 @@ class RuntimeApplier:
             snapshot = ConfigSnapshot.of(config, "remote", remote_version)
             with self._detector_lock:  # between two frames of every camera
                 threshold = config.detector.score_threshold
-                if getattr(detector, "score_threshold", threshold) != threshold:
-                    detector.score_threshold = threshold  # type: ignore[attr-defined]
+                if detector.score_threshold != threshold:
+                    detector.set_score_threshold(threshold)
                 self._live.swap(Runtime(snapshot, detector))
             if self._set_batching is not None:
                 b = config.uplink.batch

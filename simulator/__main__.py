@@ -8,7 +8,7 @@ not slow down the others.
 
 from __future__ import annotations
 
-__all__ = ["SUBCOMMANDS", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 import argparse
 import importlib
@@ -50,16 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(list(sys.argv[1:] if argv is None else argv))
 
 
-def _main(argv: list[str]) -> int:
+def build_parser(names: Sequence[str] = tuple(SUBCOMMANDS)) -> argparse.ArgumentParser:
+    """The ``python -m simulator`` parser with the subcommands ``names`` (their modules are
+    imported here); the CLI reference in ``docs/cli.md`` is generated from it."""
     parser = argparse.ArgumentParser(
         prog="python -m simulator", description="edge_app simulator tools"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # Only the chosen subcommand's module is imported: its name is the first non-option word.
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    names = [chosen] if chosen in SUBCOMMANDS else list(SUBCOMMANDS)
     for name in names:
         _load(SUBCOMMANDS[name]).register(subparsers)
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    # Only the chosen subcommand's module is imported: its name is the first non-option word.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([chosen] if chosen in SUBCOMMANDS else list(SUBCOMMANDS))
     args = parser.parse_args(argv)
     return _load(SUBCOMMANDS[args.command]).main(args)
 

@@ -4,7 +4,9 @@ Two listeners, like AWS IoT Core seen from a device:
 
 * a plain listener that accepts anonymous clients (tests, the simulator's cloud side);
 * with a ``Pki``, a mutual-TLS listener (TLS 1.2+, client certificate required and verified
-  against the test CA, certificate CN used as the MQTT username), as IoT Core does on 8883.
+  against the test CA, certificate CN used as the MQTT username), as IoT Core does on 8883;
+  given ``acl`` (the text of a Mosquitto ``acl_file``, e.g. ``simulator.acl.policy_acl`` of
+  the device policy), that listener enforces it, as IoT Core enforces the policy.
 
 Mosquitto 2 started as root drops to user ``mosquitto`` *before* it opens its log file and
 loads certificates, so everything it reads or writes lives in a run directory owned by that
@@ -120,9 +122,13 @@ class Mosquitto:
         *,
         port: int | None = None,
         tls_port: int | None = None,
+        acl: str | None = None,
     ) -> None:
+        if acl is not None and pki is None:
+            raise BrokerError("acl applies to the TLS listener: pass pki=make_pki(...) as well")
         self._workdir = workdir
         self._pki = pki
+        self._acl = acl
         self._port = port if port is not None else free_port()
         self._tls_port: int | None = None
         if pki is not None:
@@ -325,6 +331,10 @@ class Mosquitto:
                 "use_identity_as_username true",
                 "tls_version tlsv1.2",
             ]
+            if self._acl is not None:
+                (run_dir / "acl").write_text(self._acl, encoding="utf-8")
+                (run_dir / "acl").chmod(0o600)
+                lines.append(f"acl_file {run_dir / 'acl'}")
         config = run_dir / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         if owner is not None:

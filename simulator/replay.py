@@ -28,7 +28,9 @@ from edge_app.sources import open_video
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("replay", help="run the appliance with video files as cameras")
-    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    parser.add_argument(
+        "videos", nargs="+", type=Path, metavar="VIDEO", help="video files, one camera each"
+    )
     parser.add_argument("--config", "-c", type=Path, required=True, help="appliance config (YAML)")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="deliver frames at the file's fps")

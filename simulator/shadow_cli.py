@@ -55,8 +55,8 @@ def desired_from_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--host", default="127.0.0.1")
-    common.add_argument("--port", type=int, default=1883)
+    common.add_argument("--host", default="127.0.0.1", help="broker host")
+    common.add_argument("--port", type=int, default=1883, help="broker port")
     common.add_argument("--name", default="edge-config", help="shadow name")
     parser = sub.add_parser(
         "shadow",

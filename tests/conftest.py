@@ -1,4 +1,5 @@
-"""Session fixtures shared by every test: a test PKI, a real Mosquitto, the real-world data.
+"""Session fixtures shared by every test: a test PKI, a real Mosquitto, moto in server mode
+(reached by real boto3 clients over HTTP), the real-world data.
 
 A missing mosquitto skips broker tests on a developer machine, but fails them when ``CI`` is
 set: CI must never pass by silently skipping the integration tests.
@@ -6,17 +7,29 @@ set: CI must never pass by silently skipping the integration tests.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge_app.aws import claim_policy, device_policy
+from simulator.acl import policy_acl
 from simulator.broker import BrokerError, Mosquitto
 from simulator.certs import Pki, make_pki
+from tests.moto import MotoStartError, start_moto
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALWORLD = REPO_ROOT / ".." / "shared" / "realworld"
+FLEET = ("thing-a", "thing-b")
+"""The devices of ``policy_broker``: each has its own certificate (CN = thing name)."""
+POLICY_ACCOUNT = ("aws", "us-east-1", "123456789012")
+"""Partition, region and account of the device policy ``policy_broker`` enforces."""
+CLAIM = "claim-fleet"
+"""The CN of the claim certificate (fleet provisioning by claim) ``policy_broker`` knows."""
+TEMPLATE = "edge-app"
+"""The provisioning template the claim certificate may use."""
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +38,45 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Mosquitto]:
-    """A running Mosquitto with a plain and a mutual-TLS listener, stopped at session end."""
+def _mosquitto(workdir: Path, pki: Pki, acl: str | None = None) -> Mosquitto:
     try:
-        mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto"), pki)
+        return Mosquitto(workdir, pki, acl=acl)
     except BrokerError as exc:
         if os.environ.get("CI", "").lower() not in {"", "0", "false"}:
             pytest.fail(f"CI needs a real Mosquitto: {exc}")
         pytest.skip(f"no Mosquitto broker: {exc}")
-    with mosquitto:
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Mosquitto]:
+    """A running Mosquitto with a plain and a mutual-TLS listener, stopped at session end."""
+    with _mosquitto(tmp_path_factory.mktemp("mosquitto"), pki) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture(scope="session")
+def fleet(pki: Pki) -> dict[str, Pki]:
+    """A client certificate for each thing of ``FLEET``, signed by the session's test CA."""
+    return {thing: make_pki(pki.ca.parent, thing) for thing in FLEET}
+
+
+@pytest.fixture(scope="session")
+def claim_pki(pki: Pki) -> Pki:
+    """The claim certificate (CN ``CLAIM``) a batch of devices would share."""
+    return make_pki(pki.ca.parent, CLAIM)
+
+
+@pytest.fixture(scope="session")
+def policy_broker(
+    tmp_path_factory: pytest.TempPathFactory, pki: Pki, fleet: dict[str, Pki]
+) -> Iterator[Mosquitto]:
+    """A Mosquitto whose mutual-TLS listener enforces the IoT device policy of
+    ``edge-app aws provision`` (``simulator.acl``) for ``FLEET``, and the claim policy for the
+    ``CLAIM`` certificate; its plain listener is the unrestricted cloud side (shadow emulator,
+    fleet provisioning, consumers)."""
+    claims = {CLAIM: claim_policy(*POLICY_ACCOUNT, TEMPLATE)}
+    acl = policy_acl(device_policy(*POLICY_ACCOUNT), FLEET, claims=claims)
+    with _mosquitto(tmp_path_factory.mktemp("policy-mosquitto"), pki, acl) as mosquitto:
         yield mosquitto
 
 
@@ -44,3 +86,19 @@ def realworld() -> Path:
     if not REALWORLD.is_dir():
         pytest.skip(f"real-world test data not found at {REALWORLD.resolve()}")
     return REALWORLD.resolve()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto server running for the session."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        pytest.skip("moto server not installed: pip install 'moto[server]'")
+    try:
+        proc, url = start_moto()
+    except MotoStartError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,14 +1,14 @@
 """Local action: a pre/post clip per event, from a ring buffer, written off the frame loop.
 
 ``ClipRecorder`` keeps the last ``pre_s`` seconds of frames of one camera (downscaled to at
-most ``width`` pixels, thinned to ``fps`` and held as JPEG, so ten seconds cost about 2 MB
-instead of 35 MB of raw 640 px frames). When
-an event starts, ``begin`` takes the buffered frames and keeps collecting for ``post_s``; the
-finished clip goes to one writer thread through a bounded queue and is written as ``mp4v`` with
-OpenCV. The frame loop only appends references and never waits on the disk: when the queue is
-full the clip is dropped and counted. Clips are 0600 files in a 0700 folder, written to a
-unique temp name and renamed once complete (``edge_app.files.atomic_writer``);
-``edge_app.actions.retention`` deletes them by total size and age.
+most ``width`` pixels, thinned to ``fps`` and held as JPEG, a small fraction of the raw frames'
+size; docs/benchmarks.md). When an event starts, ``begin`` takes the buffered frames and keeps
+collecting for ``post_s``; the finished clip goes to one writer thread through a bounded queue
+and is written as ``mp4v`` with OpenCV. The frame loop only appends references and never waits
+on the disk: when the queue is full the clip is dropped and counted. Clips are 0600 files in a
+0700 folder, written to a unique temp name and renamed once complete
+(``edge_app.files.atomic_writer``); ``edge_app.actions.retention`` deletes them by total size
+and age.
 
 With a ``Sealer`` that seals new items (``encryption.enabled``), a clip is stored encrypted as
 ``<name>.mp4.enc`` (written the same way, with ``edge_app.files.write_atomic``). OpenCV's
@@ -168,8 +168,8 @@ class ClipRecorder:
         self.directory = Path(directory)
         self._writer = writer
         self.pre_s, self.post_s, self.fps, self.width = pre_s, post_s, fps, width
-        # JPEG bytes, not arrays: a raw 640x360 frame is 691 KB, its JPEG (quality 90) about
-        # 35 KB, and encoding one costs about 0.5 ms, less than the resize before it. Clips
+        # JPEG bytes, not arrays: a JPEG (quality 90) is a twentieth of the raw frame and
+        # costs less to encode than the resize before it (docs/benchmarks.md). Clips
         # waiting for their post_s or for the writer hold the same bytes.
         self._ring: deque[tuple[float, bytes]] = deque()
         self._jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]

@@ -3,12 +3,12 @@
 Three files per snapshot: ``<event id>.jpg``, annotated (every detection boxed, the event's own
 in red), ``<event id>.clean.jpg``, the frame as the camera saw it (for review, or for training
 data without drawn boxes), and ``<event id>.crop.jpg``, the event's object with some context
-around it (``crop_box``), clean. The event's ``snapshot`` names the annotated one (DESIGN.md:
-``file``, ``sha256``, ``bytes``); the other two lie beside it (``sibling``). Their paths are
-not repeated in the event: it travels in every batch, and at IoT Core's 512 KB/s every byte of
-it costs drain throughput (two paths would add ~110 bytes, a fifth of an event). A per-object
-``start`` gets one, and so does each ``update`` raised for a better snapshot (the frame is the
-track's new best sighting), so every such update points at its own new files.
+around it (``crop_box``), clean. The event's ``snapshot`` names the annotated one (``file``,
+``sha256``, ``bytes``; docs/events.md); the other two lie beside it (``sibling``). Their paths
+are not repeated in the event: it travels in every batch, and at IoT Core's 512 KB/s every byte
+of it costs drain throughput (two paths would add ~110 bytes, a fifth of an event). A
+per-object ``start`` gets one, and so does each ``update`` raised for a better snapshot (the
+frame is the track's new best sighting), so every such update points at its own new files.
 
 Files are 0600 in 0700 folders, written atomically and durably (``edge_app.files``). Works with
 no network. A snapshot that cannot be written (disk full, read-only) is logged and the event
@@ -31,12 +31,12 @@ import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 
 from edge_app.atrest import Sealer, sealed_file
-from edge_app.domain import BBox, Detections, Event, Frame, Image, as_image
+from edge_app.domain import BBox, Detections, Event, Frame, Image, SnapshotRef, as_image
 from edge_app.files import private_dir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def draw_detections(image: Image, detections: Detections, highlight: int | None 
 
 class SnapshotWriter:
     """Writes ``<root>/<camera>/<YYYY-MM-DD>/<event id>.jpg``, ``.clean.jpg`` and ``.crop.jpg``;
-    returns the event's ``snapshot``: ``file``, ``sha256`` and ``bytes`` of the annotated JPEG
-    (the one uploaded); ``sibling(file, kind)`` names the other two. With ``sealer`` sealing
+    returns the event's ``SnapshotRef``: ``file``, ``sha256`` and ``bytes`` of the annotated
+    JPEG (the one uploaded); ``sibling(file, kind)`` names the other two. With ``sealer`` sealing
     new items, each is written encrypted as ``<name>.enc``."""
 
     def __init__(self, root: Path, quality: int = 85, *, sealer: Sealer | None = None) -> None:
@@ -105,7 +105,7 @@ class SnapshotWriter:
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self.failures = 0
 
-    def save(self, frame: Frame, detections: Detections, event: Event) -> dict[str, Any] | None:
+    def save(self, frame: Frame, detections: Detections, event: Event) -> SnapshotRef | None:
         """Write the three JPEGs of ``frame``; ``None`` (and a log line) if any cannot be."""
         highlight = next(
             (
@@ -132,11 +132,7 @@ class SnapshotWriter:
             stored, body = sealed_file(self._sealer, path, data)
             if not self._write(stored, body, event, last=path is rel):
                 return None
-        return {
-            "file": str(rel),
-            "sha256": hashlib.sha256(annotated).hexdigest(),
-            "bytes": len(annotated),
-        }
+        return SnapshotRef(str(rel), hashlib.sha256(annotated).hexdigest(), len(annotated))
 
     def _encode(self, image: Image, event: Event) -> bytes | None:
         ok, jpeg = cv2.imencode(".jpg", image, self._params)

@@ -6,13 +6,14 @@ errors, error lines, summaries, the daemon's log lines and the demo's output ali
 
 from __future__ import annotations
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from edge_app.cli import aws as aws_cmd
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
@@ -30,6 +31,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     models_cmd.register,
     outbox_cmd.register,
     keys_cmd.register,
+    aws_cmd.register,
     demo_cmd.register,
 )
 

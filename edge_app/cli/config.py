@@ -22,7 +22,9 @@ from edge_app.models import load_manifest
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("config", help="validate a config file or print its JSON Schema")
+    parser = sub.add_parser(
+        "config", help="validate or show a config file, or print the configuration's JSON Schema"
+    )
     cmds = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     validate = cmds.add_parser("validate", help="check a YAML config; exit 1 if it is invalid")
     validate.add_argument("file", help="YAML configuration file")

@@ -21,12 +21,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "generate",
         help="write a new random 256-bit key to FILE (base64, mode 0600); never overwrites",
     )
-    generate.add_argument("file", type=Path)
+    generate.add_argument("file", type=Path, help="key file to create; it must not exist")
     generate.set_defaults(func=_generate)
     check = cmds.add_parser(
         "check", help="check that FILE holds a key edge-app accepts; print its key id"
     )
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="key file to check")
     check.set_defaults(func=_check)
 
 

@@ -1,10 +1,13 @@
-"""``edge-app outbox status|peek|export``: what is stored and not yet delivered.
+"""``edge-app outbox status|peek|export|salvage``: what is stored and not yet delivered.
 
-Read-only (``OutboxReader``): safe to run while the daemon is delivering, and it writes and
-creates nothing beside the file (no -wal/-shm), so it also works in a read-only folder.
-``peek`` and ``export`` decrypt encrypted events with ``--key FILE`` or the key of
-``--config``'s ``encryption`` section; without a key (or with another one) they say so and
-print nothing. The key itself is never printed.
+``status``, ``peek`` and ``export`` are read-only (``OutboxReader``): safe to run while the
+daemon is delivering, and they write and create nothing beside the file (no -wal/-shm), so they
+also work in a read-only folder. ``peek`` and ``export`` decrypt encrypted events with
+``--key FILE`` or the key of ``--config``'s ``encryption`` section; without a key (or with
+another one) they say so and print nothing. The key itself is never printed.
+
+``salvage`` writes: it copies a damaged file's events into the outbox, which must not be in
+use. Encrypted bodies are copied as the bytes they are (no key needed), and decrypt as before.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from edge_app.atrest import Sealer, load_sealer
 from edge_app.config import AppConfig, load_config
 from edge_app.domain import format_utc
 from edge_app.errors import ConfigError, EncryptionError, OutboxError
-from edge_app.outbox import OutboxReader, OutboxSummary
+from edge_app.outbox import OutboxReader, OutboxSummary, salvage_file
 
 _KEY_HELP = (
     "key file to decrypt encrypted events with (base64 or raw, mode 0600); default with "
@@ -34,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "outbox",
         help="inspect the stored, undelivered events (read-only: creates no file beside the "
-        "outbox, works while the daemon runs)",
+        "outbox, works while the daemon runs), or salvage a damaged file",
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", "-c", type=Path, help="config file (its outbox.path)")
@@ -46,13 +49,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.set_defaults(func=_status)
     peek = cmds.add_parser("peek", help="print the oldest N stored events, one JSON per line")
-    peek.add_argument("n", type=int, nargs="?", default=10)
+    peek.add_argument("n", type=int, nargs="?", default=10, help="how many events (default 10)")
     peek.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     peek.set_defaults(func=_peek)
     export = cmds.add_parser("export", help="write every stored event to FILE as JSON lines")
-    export.add_argument("file", type=Path)
+    export.add_argument("file", type=Path, help="JSON-lines file to write")
     export.add_argument("--key", type=Path, metavar="FILE", help=_KEY_HELP)
     export.set_defaults(func=_export)
+    salvage = cmds.add_parser(
+        "salvage",
+        help="copy every readable event of a damaged outbox FILE into this outbox",
+        description=(
+            "Copy every readable event (keeping its id and seq), side-lane row and drop count "
+            "of the damaged outbox FILE (and its FILE-wal) into the outbox named by --db or "
+            "--config, for the daemon to deliver on its next start. FILE is only read. The "
+            "outbox must not be in use: stop edge-app first. Events it already holds (same id) "
+            "are not copied again. Encrypted events are copied as stored (no key needed) and "
+            "decrypt with the key they were written with."
+        ),
+    )
+    salvage.add_argument("file", type=Path, help="the damaged file, e.g. outbox.db.corrupt-<time>")
+    salvage.add_argument(
+        "--create", action="store_true", help="salvage into a new file (it must not exist)"
+    )
+    salvage.add_argument(
+        "--again", action="store_true", help="copy FILE even though it was salvaged here before"
+    )
+    salvage.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    salvage.set_defaults(func=_salvage)
 
 
 def _sealer(args: argparse.Namespace, config: AppConfig | None) -> Sealer | None:
@@ -104,6 +128,20 @@ def _report_unreadable(reader: OutboxReader) -> int:
     for seq, why in reader.unreadable:
         print(f"  seq {seq}: {why}", file=sys.stderr)
     return 1
+
+
+def _salvage(args: argparse.Namespace) -> int:
+    try:
+        target: Path = args.db if args.db is not None else load_config(args.config).outbox_path
+        report = salvage_file(args.file, target, create=args.create, again=args.again)
+    except (ConfigError, OutboxError, OSError) as exc:
+        print(f"edge-app outbox salvage: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"{args.file} -> {target}: {report.summary()}; seq continues after {report.last_seq}")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ class DeviceConfig(Model):
 
 
 class FileSourceConfig(Model):
-    type: Literal["file"] = "file"
+    type: Literal["file"] = Field("file", description="Source kind: a video file replayed.")
     path: FilePath = Field(description="Video file to replay (mp4, avi, gif, ...).")
     realtime: bool = Field(
         False,
@@ -61,12 +61,12 @@ class FileSourceConfig(Model):
 
 
 class UsbSourceConfig(Model):
-    type: Literal["usb"] = "usb"
+    type: Literal["usb"] = Field("usb", description="Source kind: a V4L2 camera.")
     index: int = Field(0, ge=0, description="V4L2 device index (/dev/videoN).")
 
 
 class UrlSourceConfig(Model):
-    type: Literal["url"] = "url"
+    type: Literal["url"] = Field("url", description="Source kind: an RTSP/HTTP stream.")
     url: Url = Field(
         pattern=r"^(rtsp|rtsps|http|https|rtmp)://",
         description="RTSP/HTTP stream address, opened through OpenCV's FFmpeg backend. "
@@ -76,7 +76,7 @@ class UrlSourceConfig(Model):
 
 
 class ImageDirSourceConfig(Model):
-    type: Literal["images"] = "images"
+    type: Literal["images"] = Field("images", description="Source kind: a folder of images.")
     path: FilePath = Field(description="Directory of .jpg/.png/.bmp images, read in name order.")
     fps: float = Field(1.0, gt=0, description="Nominal rate used to stamp the images.")
 
@@ -100,7 +100,7 @@ class MotionConfig(Model):
         160, ge=32, le=1920, description="Width in pixels of the grey frame motion is computed on."
     )
     threshold: int = Field(
-        25, ge=1, le=255, description="Grey-level difference from the background that counts."
+        25, ge=1, le=255, description="Grey-level difference from the previous frame that counts."
     )
     min_area: float = Field(
         0.002, ge=0.0, le=1.0, description="Smallest changed share of the frame that is motion."

@@ -184,6 +184,15 @@ class UplinkConfig(Model):
         "this many (oldest dropped first); 0: do not upload snapshots.",
     )
     batch: BatchConfig = Field(default_factory=BatchConfig, description="Batching of events.")
+    compression: Literal["none", "gzip", "zlib", "zstd"] = Field(
+        "none",
+        description="Compress events batches: none, gzip or zlib (standard library) or zstd "
+        "(pip install 'edge-app[zstd]'). Marked with the MQTT 5 content type "
+        "application/json+<codec> (uncompressed: application/json); batch.max_bytes and the "
+        "byte rate cap then count compressed bytes, so a batch carries several times more "
+        "events. Every consumer must decode it (the Lambda in deploy/lambda and `python -m "
+        "simulator cloud` do). Local file only.",
+    )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Reconnect backoff."
     )
@@ -287,6 +296,18 @@ class HealthConfig(Model):
     disk_low_fraction: float = Field(0.05, ge=0, le=1, description="Free share below: low.")
     uplink_down_s: float = Field(300.0, gt=0, description="Uplink down this long: degraded.")
     outbox_full_fraction: float = Field(0.9, gt=0, le=1, description="Outbox fill: near full.")
+    clock_unsynced_s: float = Field(
+        600.0,
+        gt=0,
+        description="The OS says the wall clock is not synchronised this long: a "
+        "clock_unsynced health event (the health state stays as it is).",
+    )
+    events: bool = Field(
+        True,
+        description="Raise health changes as events (rule `health`, label the kind: "
+        "camera_stale, detector_stuck, disk_low, outbox_full, clock_unsynced; `start` when "
+        "it begins, `end` when it clears), stored and delivered like any event.",
+    )
 
     @property
     def exposed(self) -> bool:

@@ -85,6 +85,10 @@ class OutboxStats:
     dropped_total: Mapping[str, int] = field(default_factory=dict)
     """Events dropped since the store was opened (evicted for space or age, or dead-lettered),
     by severity value ("low", "medium", "high"); only grows, for metrics."""
+    salvaged: Mapping[str, int] = field(default_factory=dict)
+    """Rows salvaged from a damaged file when the store was opened ("events", "lane_rows")."""
+    unreadable: Mapping[str, int] = field(default_factory=dict)
+    """Rows of that damaged file known lost: stored, but unreadable ("events", "lane_rows")."""
 
     @property
     def pending(self) -> int:

@@ -17,18 +17,28 @@ from edge_app.outbox.tables import EventTables
 _log = logging.getLogger(__name__)
 
 
-def park(tables: EventTables, seqs: list[int], reason: str, now_wall: float) -> None:
+_DELETE = "DELETE FROM events WHERE seq = ? RETURNING id, rule, severity, bytes, body, lease_id"
+# Text damaged in place (not UTF-8) cannot be read as text: take its bytes as they are.
+_DELETE_RAW = (
+    "DELETE FROM events WHERE seq = ? RETURNING CAST(id AS BLOB), CAST(rule AS BLOB),"
+    " severity, bytes, CAST(body AS BLOB), lease_id"
+)
+
+
+def park(
+    tables: EventTables, seqs: list[int], reason: str, now_wall: float, *, raw: bool = False
+) -> None:
     """Move events ``seqs`` (leased or not) to the dead-letter lane, inside a transaction.
-    ``now_wall`` (Unix s) is stored as the time they were parked."""
+    ``now_wall`` (Unix s) is stored as the time they were parked. ``raw``: their text is
+    damaged (not UTF-8); the body is kept as the bytes stored, id and rule made readable."""
     drops: Counter[tuple[str, int]] = Counter()
     for seq in seqs:
-        row = tables.conn.execute(
-            "DELETE FROM events WHERE seq = ? RETURNING id, rule, severity, bytes, body, lease_id",
-            (seq,),
-        ).fetchone()
+        row = tables.conn.execute(_DELETE_RAW if raw else _DELETE, (seq,)).fetchone()
         if row is None:
             continue
         event_id, rule, rank, size, body, lease_id = row
+        if raw:
+            event_id, rule = (bytes(v).decode("utf-8", "replace") for v in (event_id, rule))
         tables.conn.execute(
             "INSERT OR REPLACE INTO dead_letter VALUES (?, ?, ?, ?, ?, ?, ?)",
             (seq, event_id, rule, rank, body, reason, now_wall),

@@ -24,7 +24,7 @@ Readers take an item's time from ``LaneRow.ts``, never from its body.
 
 from __future__ import annotations
 
-__all__ = ["LaneRow", "LaneStats", "LaneStore", "row_weight"]
+__all__ = ["LaneRow", "LaneStats", "LaneStore", "ensure_lane_tables", "row_weight"]
 
 import json
 import logging
@@ -58,6 +58,16 @@ CREATE TABLE IF NOT EXISTS lane_drops (lane TEXT PRIMARY KEY, n INTEGER NOT NULL
 # weights were stored never carried "bytes", so their body's length is their weight.
 
 _log = logging.getLogger(__name__)
+
+
+def ensure_lane_tables(conn: sqlite3.Connection) -> None:
+    """Create the lane tables in ``conn``'s database if missing, and add the columns files
+    written by earlier versions lack. Raises ``sqlite3.Error``."""
+    conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(lane_rows)")}
+    for column, kind in (("offset", "REAL"), ("boot_id", "TEXT"), ("weight", "INTEGER")):
+        if column not in columns:  # a file written before rows kept these
+            conn.execute(f"ALTER TABLE lane_rows ADD COLUMN {column} {kind}")
 
 
 def row_weight(body: str) -> int:
@@ -107,9 +117,9 @@ class LaneStore:
     ) -> None:
         """``clock`` enables time correction; ``boot_id`` defaults as ``Outbox``'s does."""
         if not lane.isidentifier():
-            raise OutboxError(f"lane name must be an identifier like 'metrics', got {lane!r}")
+            raise ValueError(f"lane name must be an identifier like 'metrics', got {lane!r}")
         if max_rows < 1:
-            raise OutboxError(f"lane max_rows must be >= 1, got {max_rows}")
+            raise ValueError(f"lane max_rows must be >= 1, got {max_rows}")
         self._path = path
         self._lane = lane
         self._max_rows = max_rows
@@ -129,11 +139,7 @@ class LaneStore:
             self._conn = connect(path)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(lane_rows)")}
-            for column, kind in (("offset", "REAL"), ("boot_id", "TEXT"), ("weight", "INTEGER")):
-                if column not in columns:  # a file written before rows kept these
-                    self._conn.execute(f"ALTER TABLE lane_rows ADD COLUMN {column} {kind}")
+            ensure_lane_tables(self._conn)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
                 f"cannot open the {lane} lane in {path}: {exc}; check the directory and disk"

@@ -1,11 +1,11 @@
 """Leasing: the oldest unleased events packed into one batch payload under a byte limit.
 
 Runs inside the caller's transaction (``Outbox.lease``). Pending drop counts ride along; an
-event too large for any MQTT payload is parked in the dead-letter lane instead of blocking the
-queue forever, and so is an encrypted body that does not decrypt (altered, or moved from
-another row): it stays in the file, never sendable, and is reported as a drop. Bodies are
-decrypted here, so the batch carries them in clear; sizes come from the ``bytes`` column (the
-clear length), so packing is the same for both forms.
+event too large for any MQTT payload, or one whose stored text was damaged in place, is parked
+in the dead-letter lane instead of blocking the queue forever, and so is an encrypted body that
+does not decrypt (altered, or moved from another row): it stays in the file, never sendable,
+and is reported as a drop. Bodies are decrypted here, so the batch carries them in clear; sizes
+come from the ``bytes`` column (the clear length), so packing is the same for both forms.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 __all__ = ["lease_batch"]
 
 import logging
+import sqlite3
 
 from edge_app.atrest import Sealer
-from edge_app.errors import EncryptionError
+from edge_app.errors import EncryptionError, OutboxError
 from edge_app.ids import new_ulid
 from edge_app.outbox.batch import IOT_CORE_MAX_PAYLOAD_BYTES, Batch, BatchEncoder
 from edge_app.outbox.deadletter import park
@@ -39,10 +40,17 @@ def lease_batch(
     event too large to fit alone goes alone); ``None`` when there is nothing to send.
     ``now_wall`` (Unix s) seeds the batch id; ``sealer`` opens encrypted bodies."""
     while True:
-        rows: list[tuple[int, int, str | bytes, str]] = tables.conn.execute(
-            "SELECT seq, bytes, body, id FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?",
-            (max_events,),
-        ).fetchall()
+        try:
+            rows: list[tuple[int, int, str | bytes, str]] = tables.conn.execute(
+                "SELECT seq, bytes, body, id FROM events WHERE lease_id IS NULL ORDER BY seq"
+                " LIMIT ?",
+                (max_events,),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+            _park_undecodable(tables, max_events, now_wall)
+            continue
         dropped: dict[str, dict[str, int]] = {}
         for rule, severity, n in tables.conn.execute(
             "SELECT rule, severity, n FROM drops WHERE lease_id = ''"
@@ -109,6 +117,36 @@ def _open_bodies(
             park(tables, [seq], f"cannot be decrypted: {exc}", now_wall)
             complete = False
     return tuple(bodies) if complete else None
+
+
+def _undecodable(exc: sqlite3.OperationalError) -> bool:
+    """True if ``exc`` is Python's sqlite3 failing to decode stored text as UTF-8."""
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
+def _park_undecodable(tables: EventTables, limit: int, now_wall: float) -> None:
+    """Park the events among the next ``limit`` whose text is damaged in place (bytes changed
+    inside an intact page, which the startup check cannot see): left in the queue, they would
+    fail every lease and hold back every event behind them. Counted as drops."""
+    seqs = [
+        int(seq)
+        for (seq,) in tables.conn.execute(
+            "SELECT seq FROM events WHERE lease_id IS NULL ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+    ]
+    bad = []
+    for seq in seqs:
+        try:
+            tables.conn.execute(
+                "SELECT id, rule, body FROM events WHERE seq = ?", (seq,)
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+            bad.append(seq)
+    if not bad:  # nothing to isolate: the error came from elsewhere
+        raise OutboxError("the outbox holds text that is not UTF-8 and it cannot be found")
+    park(tables, bad, "its stored text is damaged (not UTF-8)", now_wall, raw=True)
 
 
 def _take(

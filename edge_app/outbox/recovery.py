@@ -1,4 +1,5 @@
-"""Outbox self-repair: the seq reservation file and moving a corrupt database aside.
+"""Outbox self-repair: the seq reservation file, keeping a damaged database aside, and the
+event that reports a recovery (see ``startup`` for the salvage itself).
 
 ``seq`` must never repeat, even when the database is lost (corrupt file moved aside, SD card
 swapped, file deleted by hand). So the highest seq that may have been handed out is also kept
@@ -16,9 +17,18 @@ and one fsync per ``block`` events in normal operation.
 
 from __future__ import annotations
 
-__all__ = ["RECOVERY_RULE", "SEQ_BLOCK", "SeqReservation", "quarantine", "recovery_event"]
+__all__ = [
+    "RECOVERY_RULE",
+    "SEQ_BLOCK",
+    "SeqReservation",
+    "fsync_dir",
+    "move_aside",
+    "quarantine",
+    "quarantine_target",
+    "recovery_event",
+]
 
-import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -27,9 +37,11 @@ from edge_app.domain import Event, ModelRef, Phase, Severity
 from edge_app.errors import OutboxError
 from edge_app.files import read_nofollow, write_atomic
 from edge_app.ids import new_ulid
+from edge_app.outbox.salvage import SalvageReport
 
 SEQ_BLOCK = 1000
 RECOVERY_RULE = "outbox-recovered"
+_SIDES = ("", "-wal", "-shm")
 
 
 class SeqReservation:
@@ -37,7 +49,7 @@ class SeqReservation:
 
     def __init__(self, path: Path, block: int = SEQ_BLOCK) -> None:
         if block < 1:
-            raise OutboxError(f"seq reservation block must be >= 1, got {block}")
+            raise ValueError(f"seq reservation block must be >= 1, got {block}")
         self._path, self._block = path, block
         self.reserved = self._read()
 
@@ -69,38 +81,87 @@ class SeqReservation:
         self.reserved = value
 
 
-def quarantine(db: Path, wall: float | None = None) -> Path:
-    """Rename ``db`` (and its -wal/-shm files) to ``<db>.corrupt-<UTC time>``; never deletes.
+def fsync_dir(path: Path) -> None:
+    """Make renames in directory ``path`` survive a power cut. Raises ``OSError``."""
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
-    Returns the new path of the database file.
-    """
+
+def quarantine_target(db: Path, wall: float | None = None) -> Path:
+    """A free name ``<db>.corrupt-<UTC time>[-n]`` beside ``db`` for keeping a damaged file."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall))
     target = db.with_name(f"{db.name}.corrupt-{stamp}")
     n = 1
-    while target.exists():
+    while any(target.with_name(target.name + s).exists() for s in _SIDES):
         target = db.with_name(f"{db.name}.corrupt-{stamp}-{n}")
         n += 1
-    try:
-        db.replace(target)
-    except OSError as exc:
-        raise OutboxError(
-            f"outbox {db} is corrupt and cannot be moved aside: {exc}; move it away by hand "
-            "(keep it for analysis) and restart"
-        ) from exc
-    for suffix in ("-wal", "-shm"):
-        side = db.with_name(db.name + suffix)
-        with contextlib.suppress(FileNotFoundError):
-            side.replace(target.with_name(target.name + suffix))
     return target
 
 
-def recovery_event(device: str, model: ModelRef, moved_to: Path, clock: Clock) -> Event:
-    """The event that tells the cloud the outbox was found corrupt and started afresh.
+def move_aside(db: Path, target: Path) -> None:
+    """Rename whichever of ``db`` and its -wal/-shm files exist to ``target`` (and its -wal,
+    -shm); never overwrites a file (a taken name is an ``OutboxError``), never deletes."""
+    for suffix in _SIDES:
+        side, dest = db.with_name(db.name + suffix), target.with_name(target.name + suffix)
+        if not side.exists():
+            continue
+        if dest.exists():
+            raise OutboxError(
+                f"cannot keep the damaged outbox {side} as {dest}: that file exists; move one "
+                "of them away by hand (keep both) and restart"
+            )
+        try:
+            side.replace(dest)
+        except OSError as exc:
+            raise OutboxError(
+                f"outbox {db} is damaged and {side} cannot be moved aside: {exc}; move it away "
+                "by hand (keep it for analysis) and restart"
+            ) from exc
 
-    Undelivered events in the moved file are not sent; ``moved_to`` (an ``extra`` key, so a
-    top-level field of the wire form) says where they are
-    kept, and the gap in ``seq`` before this event is that file's content (or reserved seqs).
+
+def quarantine(db: Path, wall: float | None = None) -> Path:
+    """Rename ``db`` (and its -wal/-shm files) to ``<db>.corrupt-<UTC time>``; never deletes.
+
+    Returns the new path of the database file; ``OutboxError`` if ``db`` is missing.
     """
+    if not db.exists():
+        raise OutboxError(
+            f"outbox {db} is damaged and cannot be moved aside: it is gone; move it away by hand "
+            "(keep it for analysis) and restart"
+        )
+    target = quarantine_target(db, wall)
+    move_aside(db, target)
+    return target
+
+
+def recovery_event(device: str, model: ModelRef, report: SalvageReport, clock: Clock) -> Event:
+    """The event that tells the cloud the outbox was found damaged, and what was salvaged.
+
+    Its ``extra`` keys (top-level fields of the wire form): ``moved_to`` (the damaged file,
+    kept), ``reason``, ``salvaged`` and ``unreadable`` (events), ``loss_exact``, ``seq_lost``
+    (ranges ``[first, last]`` of seqs lost with the file, so gaps before this event are
+    explained), ``seq_skipped`` (seqs reserved but never issued), ``lane_rows_salvaged``,
+    ``lane_rows_unreadable``, ``dead_letter_salvaged``, ``damaged_pages``, and
+    ``salvage_error`` when nothing could be copied.
+    """
+    extra: dict[str, object] = {
+        "moved_to": report.kept_at,
+        "reason": f"outbox database damaged at startup: {report.problem}",
+        "salvaged": report.events,
+        "unreadable": report.unreadable,
+        "loss_exact": report.exact,
+        "seq_lost": [list(r) for r in report.seq_lost],
+        "seq_skipped": list(report.seq_skipped) if report.seq_skipped else None,
+        "lane_rows_salvaged": report.lane_rows,
+        "lane_rows_unreadable": report.lane_unreadable,
+        "dead_letter_salvaged": report.dead_letter,
+        "damaged_pages": list(report.damaged_pages),
+    }
+    if report.error:
+        extra["salvage_error"] = report.error
     return Event(
         id=new_ulid(clock.time()),
         device=device,
@@ -114,5 +175,5 @@ def recovery_event(device: str, model: ModelRef, moved_to: Path, clock: Clock) -
         score=1.0,
         bbox=(0.0, 0.0, 0.0, 0.0),
         model=model,
-        extra={"moved_to": str(moved_to), "reason": "outbox database corrupt at startup"},
+        extra=extra,
     )

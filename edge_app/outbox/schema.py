@@ -1,24 +1,27 @@
-"""The outbox file: its tables, opening it (WAL, synchronous=FULL), the startup integrity check,
-and turning SQLite errors into ``OutboxError`` messages that say what to do.
-
-``open_checked`` returns a connection the caller owns (and closes); a corrupt file is moved aside
-(never deleted, see ``recovery.quarantine``) and a fresh one opened in its place.
+"""The outbox file: its tables, opening it (WAL, synchronous=FULL), the integrity check that
+runs before anything writes to it, and turning SQLite errors into ``OutboxError`` messages that
+say what to do. What happens to a damaged file is ``startup``'s job.
 """
 
 from __future__ import annotations
 
-__all__ = ["MERGE_DROPS", "errorname", "open_checked", "outbox_error"]
+__all__ = [
+    "MERGE_DROPS",
+    "CorruptError",
+    "errorname",
+    "integrity_problem",
+    "open_db",
+    "outbox_error",
+]
 
-import logging
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
-from edge_app.clock import Clock
 from edge_app.errors import OutboxError
 from edge_app.outbox.dbfile import connect
-from edge_app.outbox.recovery import quarantine
-
-_log = logging.getLogger(__name__)
+from edge_app.outbox.pages import header_page_size
+from edge_app.outbox.wal import scan_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -67,13 +70,13 @@ _ADVICE = {
     "SQLITE_BUSY": "another process holds it: run one edge-app per outbox file",
     "SQLITE_LOCKED": "another process holds it: run one edge-app per outbox file",
     "SQLITE_IOERR": "I/O error: check the storage device (worn SD card, unplugged disk)",
-    "SQLITE_CORRUPT": "it is damaged: stop edge-app, move the file aside (keep it) and restart",
+    "SQLITE_CORRUPT": "it is damaged: restart edge-app, which salvages a damaged outbox",
     "SQLITE_NOTADB": "it is not an outbox database: point outbox.path at another file",
 }
 
 
-class _CorruptError(Exception):
-    """The database file is damaged or not a database (raised only inside this module)."""
+class CorruptError(OutboxError):
+    """The database file is damaged or not a database (salvage it: ``startup``)."""
 
 
 def errorname(exc: sqlite3.Error) -> str:
@@ -93,42 +96,53 @@ def outbox_error(path: Path, op: str, exc: sqlite3.Error) -> OutboxError:
     return OutboxError(f"{message}; {advice}" if advice else message)
 
 
-def open_checked(
-    path: Path, clock: Clock, reserved_seq: int
-) -> tuple[sqlite3.Connection, Path | None]:
-    """Open the outbox at ``path``; if the file is damaged, move it aside and open a fresh one.
+def integrity_problem(path: Path) -> str | None:
+    """What is wrong with the outbox file at ``path``, found without writing to it (None: it is
+    sound, or there is no file yet): its write-ahead log would lose committed transactions
+    (SQLite drops them silently, see ``wal``), or SQLite finds it damaged or not a database.
 
-    Returns the connection (the caller closes it) and where a corrupt file was moved (or None).
-    ``reserved_seq`` is only for the log line: seq continues after it in a fresh file.
+    Raises ``OutboxError`` for failures that are not damage (permissions, a locked file, I/O).
     """
-    problem: str | None = None
     try:
-        conn = _open(path)
-    except _CorruptError as exc:
-        problem = str(exc)
-    else:
-        try:
-            rows = conn.execute("PRAGMA quick_check").fetchall()
-            if rows != [("ok",)]:
-                problem = "; ".join(str(r[0]) for r in rows[:5])
-        except sqlite3.DatabaseError as exc:
-            problem = str(exc)
-        if problem is None:
-            return conn, None
+        with path.open("rb") as fh:
+            head = fh.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutboxError(f"outbox {path}: cannot read it: {exc}; check its permissions") from exc
+    wal = scan_wal(path.with_name(path.name + "-wal"), header_page_size(head))
+    if wal.problem is not None:
+        return wal.problem
+    # Read-only: a read-write connection would checkpoint the log into the file on close.
+    # Without a log to apply, "immutable" also keeps SQLite from creating -wal/-shm files.
+    mode = "mode=ro" if wal.frames else "immutable=1"
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?{mode}", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return _damage(path, "open", exc)
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        return _damage(path, "check", exc)
+    finally:
         conn.close()
-    moved = quarantine(path, clock.time())
-    _log.error(
-        "outbox %s is corrupt (%s): moved it aside to %s (kept for analysis) and started a "
-        "fresh one; seq continues after %d",
-        path,
-        problem,
-        moved,
-        reserved_seq,
-    )
-    return _open(path), moved
+    if rows == [("ok",)]:
+        return None
+    lines = [line for (text,) in rows for line in str(text).splitlines() if "***" not in line]
+    more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
+    return "; ".join(lines[:3]) + more
 
 
-def _open(path: Path) -> sqlite3.Connection:
+def _damage(path: Path, op: str, exc: sqlite3.Error) -> str:
+    """``exc``'s message if it reports damage; raises ``OutboxError`` for any other failure."""
+    if errorname(exc) in {"SQLITE_CORRUPT", "SQLITE_NOTADB"}:
+        return str(exc)
+    raise outbox_error(path, op, exc) from exc
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Open (creating if missing) the outbox at ``path``: WAL, synchronous=FULL, the tables.
+    The caller closes the connection. ``CorruptError`` if SQLite finds the file damaged."""
     try:
         conn = connect(path)
     except OSError as exc:
@@ -149,7 +163,7 @@ def _open(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         conn.close()
         if errorname(exc) in {"SQLITE_CORRUPT", "SQLITE_NOTADB"}:
-            raise _CorruptError(str(exc)) from exc
+            raise CorruptError(str(exc)) from exc
         raise outbox_error(path, "open", exc) from exc
     if mode != "wal":
         conn.close()

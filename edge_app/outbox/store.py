@@ -1,14 +1,16 @@
 """The durable outbox: events committed to SQLite before anyone calls them raised.
 
-Guarantees (DESIGN.md "Outbox guarantees"):
+Guarantees (docs/delivery.md):
 
 * ``enqueue`` assigns ``seq = last_seq + 1`` and stores the event in one WAL transaction with
   ``synchronous=FULL``; once it returns, the event survives kill -9 and power loss.
 * ``seq`` lives in ``meta.last_seq``, so it survives restarts and never repeats, even after rows
   are acknowledged or evicted; a reservation in ``<db>.seq`` (see ``recovery``) keeps it from
   repeating even when the database itself is lost.
-* Opening runs ``PRAGMA quick_check``; a corrupt database is moved aside (never deleted) and a
-  fresh one started; ``recovered_from`` then names the moved file, for the owner to report.
+* Opening checks the file before writing to it (``PRAGMA quick_check`` and the WAL's frame
+  checksums); a damaged database is salvaged into a fresh one (every readable event keeps its
+  ``id`` and ``seq``) and kept aside, never deleted (``startup``). ``recovery`` then holds the
+  report, for the owner to announce with ``report_recovery``.
 * ``lease`` hands out the oldest events not already out; ``ack`` deletes exactly a batch's rows
   (call it only after the PUBACK); ``release`` returns them. Opening the store releases every
   lease, so a crash between publish and ack means redelivery: at-least-once, consumers dedupe
@@ -66,9 +68,12 @@ from edge_app.outbox.deadletter import count_dead_letters, park
 from edge_app.outbox.eviction import evict_expired, evict_over_capacity
 from edge_app.outbox.leasing import lease_batch
 from edge_app.outbox.recovery import SeqReservation
-from edge_app.outbox.schema import MERGE_DROPS, open_checked
+from edge_app.outbox.rowscan import Progress
+from edge_app.outbox.salvage import SalvageReport
+from edge_app.outbox.schema import MERGE_DROPS
 from edge_app.outbox.sealed import check_store_key, seal_body
 from edge_app.outbox.spill import Spill, disk_full, make_room, shed_all_for_disk
+from edge_app.outbox.startup import open_checked
 from edge_app.outbox.tables import EventTables
 from edge_app.outbox.timefix import ClockWatch, boot_id_for, correct_times
 
@@ -102,13 +107,16 @@ class Outbox:
         encoder: BatchEncoder | None = None,
         boot_id: str | None = None,
         sealer: Sealer | None = None,
+        progress: Progress | None = None,
     ) -> None:
         """``boot_id`` (default: this boot's, with ``SystemClock``; none with other clocks)
-        tags stored events for clock correction (see ``timefix``)."""
+        tags stored events for clock correction (see ``timefix``). ``progress`` is called on
+        this thread once per page read while a damaged file is salvaged here (seconds for a
+        large outbox), e.g. to extend a service manager's start timeout."""
         if max_bytes <= 0:
-            raise OutboxError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
+            raise ValueError(f"outbox max_bytes must be > 0 bytes, got {max_bytes}")
         if not max_age_s > 0:
-            raise OutboxError(f"outbox max_age_s must be > 0 seconds, got {max_age_s}")
+            raise ValueError(f"outbox max_age_s must be > 0 seconds, got {max_age_s}")
         self._path = path
         self._clock = clock
         self._device = device
@@ -125,9 +133,7 @@ class Outbox:
         self._watch = ClockWatch(clock)
         self.times_corrected = 0
         """Events whose UTC time was corrected after a clock step (see ``timefix``)."""
-        conn, moved = open_checked(path, clock, self._seqs.reserved)
-        self.recovered_from: Path | None = moved
-        """Where a corrupt database found at open was moved (``None``: it was sound)."""
+        conn = open_checked(path, clock, self._seqs.reserved, progress=progress)
         # The table mirrors, kept under the lock so stats() and eviction need no full scan.
         self._t = EventTables(conn, path)
         try:
@@ -136,12 +142,21 @@ class Outbox:
         except BaseException:
             conn.close()
             raise
+        self.recovery: SalvageReport | None = self._t.recovery
+        """The salvage of a damaged outbox found when this store was opened (``None``: the
+        file was sound, or its salvage was announced before): what was copied, what was lost,
+        where the damaged file is kept. The owner announces it once, with ``report_recovery``."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def recovered_from(self) -> Path | None:
+        """Where a damaged database found at open was kept (``None``: it was sound)."""
+        return None if self.recovery is None else Path(self.recovery.kept_at)
 
     def close(self) -> None:
         """Close the database; later calls raise ``OutboxError``. Idempotent."""
@@ -171,6 +186,19 @@ class Outbox:
         lane, see ``share_budget``), then evicts older/lower-severity events (or this one);
         event drops are counted for the next batch.
         """
+        return self._enqueue(event, settles=False)
+
+    def report_recovery(self, event: Event) -> Event:
+        """Store ``event`` (``recovery_event(..., self.recovery, ...)``) and mark the pending
+        recovery as announced, in one transaction: the cloud learns of it exactly once, even
+        across a crash. ``OutboxError`` if there is no pending recovery."""
+        if self._t.recovery is None:
+            raise OutboxError(f"outbox {self._path} has no recovery to report")
+        stored = self._enqueue(event, settles=True)
+        self._t.recovery = None
+        return stored
+
+    def _enqueue(self, event: Event, *, settles: bool) -> Event:
         if event.seq is not None:
             raise OutboxError(
                 f"event {event.id} already has seq {event.seq}: enqueue each new event once"
@@ -191,14 +219,13 @@ class Outbox:
             room = make_room(self._spill, self._t.bytes + size, self._max_bytes)
             saved = (copy.copy(self._watch), self.times_corrected)
             try:
-                self._insert(stored, stored_body, size, room)
+                self._insert(stored, stored_body, size, room, settles=settles)
             except OutboxError as exc:
                 if not disk_full(exc) or not shed_all_for_disk(self._spill):
                     raise
                 self._watch, self.times_corrected = saved  # the correction was rolled back
-                self._insert(
-                    stored, stored_body, size, room
-                )  # once: if it fails again, the disk is full
+                # once: if it fails again, the disk is full
+                self._insert(stored, stored_body, size, room, settles=settles)
             return stored
 
     def share_budget(self, spill: Spill) -> None:
@@ -236,7 +263,7 @@ class Outbox:
         caller must ``ack`` or ``release`` the batch.
         """
         if max_events < 1 or max_bytes < 1:
-            raise OutboxError(
+            raise ValueError(
                 f"lease needs max_events >= 1 and max_bytes >= 1 bytes, got "
                 f"{max_events} and {max_bytes}"
             )
@@ -365,6 +392,8 @@ class Outbox:
                 leased_bytes=self._t.leased_bytes,
                 dropped=int(dropped),
                 dropped_total=dict(self._t.dropped_total),
+                salvaged=self.recovery.salvaged_rows if self.recovery else {},
+                unreadable=self.recovery.lost_rows if self.recovery else {},
             )
 
     # -- internals -------------------------------------------------------------------------
@@ -386,9 +415,12 @@ class Outbox:
                 fixed,
             )
 
-    def _insert(self, stored: Event, body: str | bytes, size: int, room: int) -> None:
+    def _insert(
+        self, stored: Event, body: str | bytes, size: int, room: int, *, settles: bool
+    ) -> None:
         """Commit ``stored`` (its stored ``body``, ``size`` bytes of JSON in clear), then evict
-        events down to ``room`` bytes."""
+        events down to ``room`` bytes; ``settles``: it announces the pending recovery, which is
+        marked done with it."""
         now_mono, now_wall = self._clock.monotonic(), self._clock.time()
         rank = RANK[stored.severity]
         row = (stored.seq, stored.id, rank, stored.rule, now_mono, now_wall, size, body)
@@ -400,6 +432,8 @@ class Outbox:
                 (*row, self._boot_id),
             )
             self._t.set_meta("last_seq", str(stored.seq))
+            if settles:
+                self._t.settle_recovery()
             self._t.count, self._t.bytes = self._t.count + 1, self._t.bytes + size
             self._t.last_seq = self._t.last_seq + 1
             evict_over_capacity(self._t, room)

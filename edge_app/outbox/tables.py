@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edge_app.errors import OutboxError
 from edge_app.outbox.batch import severity_of_rank
+from edge_app.outbox.salvage import SalvageReport
 from edge_app.outbox.schema import MERGE_DROPS, outbox_error
 
 _log = logging.getLogger(__name__)
@@ -34,11 +35,14 @@ class EventTables:
         self.count = self.bytes = self.leased = self.leased_bytes = self.last_seq = 0
         self.dropped_total: Counter[str] = Counter()
         """Events dropped since opening (evicted, expired, dead-lettered), by severity."""
+        self.recovery: SalvageReport | None = None
+        """The salvage report in ``meta.recovery``: a recovery not yet announced."""
 
     def load(self, reserved_seq: int) -> None:
         """Release every lease (a crash between publish and ack means redelivery), put drop
-        counts that rode in unacked batches back, and fill the mirrors from the tables.
-        ``reserved_seq`` is where seq continues in a database without ``last_seq`` (a new one)."""
+        counts that rode in unacked batches back, fill the mirrors from the tables, and read
+        the pending recovery report (``recovery``). ``reserved_seq`` is where seq continues in
+        a database without ``last_seq`` (a new one)."""
         with self.transaction("open"):
             released = self.conn.execute(
                 "UPDATE events SET lease_id = NULL WHERE lease_id IS NOT NULL"
@@ -46,6 +50,7 @@ class EventTables:
             self.conn.execute(MERGE_DROPS.format(cond="!= ''"))
             self.conn.execute("DELETE FROM drops WHERE lease_id != ''")
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+            pending = self.conn.execute("SELECT value FROM meta WHERE key = 'recovery'").fetchone()
             count, size, max_seq = self.conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(MAX(seq), 0) FROM events"
             ).fetchone()
@@ -54,12 +59,17 @@ class EventTables:
         self.last_seq = max(int(row[0]) if row else reserved_seq, int(max_seq))
         self.count, self.bytes = int(count), int(size)
         self.leased = self.leased_bytes = 0
+        self.recovery = _report(pending[0]) if pending else None
         if released:
             _log.info(
                 "outbox %s: %d events were out in batches at shutdown; they will be sent again",
                 self.path,
                 released,
             )
+
+    def settle_recovery(self) -> None:
+        """Mark the pending recovery as announced (inside the caller's transaction)."""
+        self.conn.execute("DELETE FROM meta WHERE key = 'recovery'")
 
     def delete(self, seqs: list[int]) -> None:
         """Delete events ``seqs`` (not leased) inside a transaction, keeping the mirrors."""
@@ -127,3 +137,12 @@ class EventTables:
     def error(self, op: str, exc: sqlite3.Error) -> OutboxError:
         """``exc`` from ``op`` as an ``OutboxError`` that says what to do."""
         return outbox_error(self.path, op, exc)
+
+
+def _report(text: str) -> SalvageReport | None:
+    try:
+        return SalvageReport.from_json(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        # The report only informs the cloud; a damaged one must not keep the outbox shut.
+        _log.warning("outbox: ignoring an unreadable recovery report (%s)", exc)
+        return None

@@ -275,7 +275,7 @@ class ShadowHandler:
 
     def _reject(self, version: int | None, errors: list[FieldError], token: str | None) -> Outcome:
         current = self._applier.current()
-        report = rejected_report(current, version, errors, token)
+        report = rejected_report(current, self._applier.model(), version, errors, token)
         config = report["state"]["reported"]["config"]
         log.warning(
             "remote config v%s rejected, keeping v%s: %s%s",
@@ -293,7 +293,7 @@ class ShadowHandler:
         reported.update({k: v for k, v in self._desired.items() if k in _ECHOED})
         self._echoed = set(self._desired) & set(_ECHOED)
         reported["config"] = {
-            **config_status(snapshot),
+            **config_status(snapshot, self._applier.model()),
             "status": "applied",
             "rejected_version": None,
             "errors": None,

@@ -1,12 +1,12 @@
 """What a rejection tells the cloud, kept within fixed byte budgets.
 
 A desired document may name hundreds of invalid fields, each costing ~200 bytes of reason:
-copied in full, 700 bad keys in a 6 KB delta made a 131 KB ``reported`` document (the shadow
-service refuses state documents over 8 KB) and a 131 KB audit event (over the 128 KB publish
-limit, so it was dead-lettered): the rejection never reached the cloud. Both now carry the
-first errors that fit their budget, each field and reason clipped, and ``more_errors``, the
-count of those left out. Sizes are of the compact JSON the device sends (ASCII, escapes
-counted), so a budget holds whatever characters the input had.
+copied in full, the errors of a 6 KB delta naming 700 bad keys would make a 131 KB
+``reported`` document (the shadow service refuses state documents over 8 KB) and a 131 KB
+audit event (over the 128 KB publish limit, so dead-lettered): the rejection would never reach
+the cloud. Both carry the first errors that fit their budget, each field and reason clipped,
+and ``more_errors``, the count of those left out. Sizes are of the compact JSON the device
+sends (ASCII, escapes counted), so a budget holds whatever characters the input had.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_app.config import ConfigSnapshot
+from edge_app.domain import ModelRef
 from edge_app.errors import FieldError
 
 REPORT_MAX_BYTES = 1024
@@ -95,27 +96,31 @@ def bounded_errors(
     return shown, len(errors) - len(shown)
 
 
-def config_status(snapshot: ConfigSnapshot) -> dict[str, Any]:
-    """The ``reported.config`` keys that say what runs: shadow version, digest and source."""
+def config_status(snapshot: ConfigSnapshot, model: ModelRef) -> dict[str, Any]:
+    """The ``reported.config`` keys that say what runs: shadow version, digest, source and
+    the model in force (as events name it; a name longer than ``FIELD_MAX_BYTES``, possible
+    for a model given by path, is clipped so that a rejection report keeps room for errors)."""
     return {
         "version": snapshot.remote_version,
         "digest": snapshot.digest,
         "source": snapshot.source,
+        "model": {**model.to_json(), "name": clip(model.name, FIELD_MAX_BYTES)},
     }
 
 
 def rejected_report(
     current: ConfigSnapshot,
+    model: ModelRef,
     version: int | None,
     errors: Sequence[FieldError],
     token: str | None,
 ) -> dict[str, Any]:
-    """The ``update`` document reporting that ``version`` was rejected and ``current`` kept:
-    at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit. At least one always
-    fits: the rest is bounded too, as the handler passes 64-bit versions and client tokens of
-    at most 64 printable ASCII characters."""
+    """The ``update`` document reporting that ``version`` was rejected and ``current`` (run by
+    ``model``) kept: at most ``REPORT_MAX_BYTES`` as sent, with as many errors as fit. At least
+    one always fits: the rest is bounded too, as the handler passes 64-bit versions and client
+    tokens of at most 64 printable ASCII characters, and model names are clipped."""
     config: dict[str, Any] = {
-        **config_status(current),
+        **config_status(current, model),
         "status": "rejected",
         "rejected_version": version,
         "errors": [],

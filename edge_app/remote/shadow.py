@@ -97,6 +97,22 @@ class ShadowTopics:
     def delete_rejected(self) -> str:
         return f"{self.prefix}/delete/rejected"
 
+    @property
+    def requests(self) -> tuple[str, ...]:
+        """The topics the device publishes to: ``get`` and ``update`` (never ``delete``)."""
+        return (self.get, self.update)
+
+    @property
+    def subscribed(self) -> tuple[str, ...]:
+        """The answer topics the device subscribes to (and the IoT policy lets it receive)."""
+        return (
+            self.get_accepted,
+            self.get_rejected,
+            self.update_delta,
+            self.update_rejected,
+            self.delete_accepted,
+        )
+
 
 class ShadowClient:
     """Feeds shadow messages from ``transport`` to ``handler`` and publishes its reports.
@@ -126,14 +142,7 @@ class ShadowClient:
 
     def attach(self) -> None:
         """Subscribe to the response topics and ask for the document on every connect."""
-        t = self.topics
-        for topic in (
-            t.get_accepted,
-            t.get_rejected,
-            t.update_delta,
-            t.update_rejected,
-            t.delete_accepted,
-        ):
+        for topic in self.topics.subscribed:
             self._transport.subscribe(topic, self._received, qos=1)
         self._transport.on_connection_change(self._connection_changed)
         if self._transport.is_connected:

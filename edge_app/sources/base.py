@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["FrameSource", "PreparesFrames"]
+__all__ = ["FramePreparer", "FrameSource", "PreparesFrames"]
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from edge_app.domain import Frame, Image
@@ -28,14 +28,23 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+class FramePreparer(Protocol):
+    """Work a source's reader thread does on each image ahead of the camera loop (the
+    detector's resize, ``edge_app.vision.Preparer``). Thread-safe; its result becomes
+    ``Frame.prepared``."""
+
+    def prepare(self, image_bgr: Image) -> object: ...
+
+
 @runtime_checkable
 class PreparesFrames(Protocol):
-    """A source that runs ``prepare`` on each image on its reader thread, ahead of the camera
-    loop, and hands the result over as ``Frame.prepared``. None (the default) prepares nothing.
+    """A source with a reader thread that can run a ``FramePreparer`` on each image.
 
-    The camera loop sets it (to the detector's ``prepare``) when it detects on every frame, so
-    the resize overlaps the inference of the previous frame. Read once per frame by the reader
-    thread, so it may be swapped while frames flow; frames already queued keep the old result.
+    The camera loop asks for it when it detects on every frame, so the resize overlaps the
+    inference of the previous frame. The reader looks at the preparer once per frame, so it
+    may be changed while frames flow (a model swap); frames already queued keep their result.
     """
 
-    prepare: Callable[[Image], object] | None
+    def prepare_with(self, preparer: FramePreparer | None) -> None:
+        """Run ``preparer`` on each image from the next one on; None: prepare nothing."""
+        ...

@@ -12,7 +12,7 @@ __all__ = ["VideoFileSource", "open_video"]
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -21,6 +21,7 @@ import cv2
 from edge_app.clock import Clock
 from edge_app.domain import Frame, Image, as_image
 from edge_app.errors import SourceError
+from edge_app.sources.base import FramePreparer
 
 log = logging.getLogger(__name__)
 _DEFAULT_FPS = 10.0
@@ -93,8 +94,11 @@ class VideoFileSource:
             raise SourceError(f"{path} opened but holds no decodable frame (empty or corrupt)")
         self._first: Image | None = as_image(first)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, prefetch))
-        self.prepare: Callable[[Image], object] | None = None
-        """Run on each image by the reader thread (``PreparesFrames``); None: nothing."""
+        self._preparer: FramePreparer | None = None
+
+    def prepare_with(self, preparer: FramePreparer | None) -> None:
+        """Run ``preparer`` on each image on the reader thread (``PreparesFrames``)."""
+        self._preparer = preparer
 
     @property
     def dropped(self) -> int:
@@ -121,9 +125,10 @@ class VideoFileSource:
                     break
                 if self._resize is not None:
                     image = as_image(cv2.resize(image, self._resize, interpolation=cv2.INTER_AREA))
-                prepare = self.prepare
+                preparer = self._preparer
                 # here the frame was just decoded and is still in cache
-                self._put((image, prepare(image) if prepare is not None else None), done)
+                prepared = preparer.prepare(image) if preparer is not None else None
+                self._put((image, prepared), done)
         except cv2.error:
             log.exception("decoding %s failed", self.path)
         finally:

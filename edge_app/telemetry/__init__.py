@@ -4,7 +4,8 @@ endpoint and systemd notify/watchdog."""
 from edge_app.telemetry.aggregate import MetricDatum, MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client, iot_credentials
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
-from edge_app.telemetry.health import HealthMonitor, HealthReport, HealthThresholds
+from edge_app.telemetry.health import Condition, HealthMonitor, HealthReport, HealthThresholds
+from edge_app.telemetry.healthevents import HEALTH_RULE, HEALTH_SEVERITY, HealthEvents
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import (
     CloudWatchLogsSink,
@@ -24,20 +25,29 @@ from edge_app.telemetry.sinks import (
     pack_emf,
     plan_requests,
 )
-from edge_app.telemetry.systemd import Watchdog, sd_notify, watchdog_interval_s
+from edge_app.telemetry.systemd import (
+    TimeoutExtender,
+    Watchdog,
+    sd_notify,
+    watchdog_interval_s,
+)
 from edge_app.telemetry.token import BearerToken, load_token
 
 __all__ = [
+    "HEALTH_RULE",
+    "HEALTH_SEVERITY",
     "MAX_AGE_S",
     "BearerToken",
     "CameraCounters",
     "CloudWatchLogsSink",
     "CloudWatchSink",
     "Collector",
+    "Condition",
     "Counter",
     "DiskUsage",
     "EmfFileSink",
     "Gauge",
+    "HealthEvents",
     "HealthMonitor",
     "HealthReport",
     "HealthServer",
@@ -53,6 +63,7 @@ __all__ = [
     "MinuteAggregator",
     "Registry",
     "TelemetryLoop",
+    "TimeoutExtender",
     "Watchdog",
     "aws_client",
     "emf_documents",

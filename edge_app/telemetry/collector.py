@@ -199,6 +199,20 @@ class Collector:
                     "Events dropped undelivered (evicted for space or age, or dead-lettered)",
                     severity=severity,
                 ).set_total(n)
+            for table, n in stats.salvaged.items():
+                r.counter(
+                    "OutboxSalvaged",
+                    "Count",
+                    "Rows copied out of a damaged outbox file at startup",
+                    table=table,
+                ).set_total(n)
+            for table, n in stats.unreadable.items():
+                r.counter(
+                    "OutboxUnreadable",
+                    "Count",
+                    "Rows of a damaged outbox file lost: stored, but unreadable",
+                    table=table,
+                ).set_total(n)
         snapshots = self._snapshots() if self._snapshots is not None else None
         if snapshots is not None:
             r.counter(

@@ -5,11 +5,23 @@ not moved for ``camera_stale_s`` is stale; if its loop is inside ``detect`` mean
 detector is stuck (``failing``: systemd should restart us, so the watchdog stops too). A disk
 below ``disk_low_fraction`` free, an uplink down longer than ``uplink_down_s`` and an outbox
 above ``outbox_full_fraction`` of its byte budget are ``degraded``.
+
+Each report also lists its ``conditions``: the same findings as (kind, subject) pairs that
+``HealthEvents`` turns into ``health`` events. One more condition changes no state:
+``clock_unsynced``, the OS saying the wall clock has not been synchronised for
+``clock_unsynced_s`` (the device works and stored times are corrected once it is, but a
+clock that never syncs, NTP blocked for instance, is worth an alert).
 """
 
 from __future__ import annotations
 
-__all__ = ["HealthMonitor", "HealthReport", "HealthThresholds", "ProgressCounters"]
+__all__ = [
+    "Condition",
+    "HealthMonitor",
+    "HealthReport",
+    "HealthThresholds",
+    "ProgressCounters",
+]
 
 import shutil
 import threading
@@ -43,6 +55,18 @@ class HealthThresholds:
     disk_low_fraction: float = 0.05
     uplink_down_s: float = 300.0
     outbox_full_fraction: float = 0.9
+    clock_unsynced_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One finding: ``kind`` (``camera_stale``, ``detector_stuck``, ``disk_low``,
+    ``outbox_full``, ``clock_unsynced``), ``subject`` (the camera's name; ``""`` for the
+    device) and ``detail`` (the reason as ``/healthz`` words it)."""
+
+    kind: str
+    subject: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,7 @@ class HealthReport:
     reasons: tuple[str, ...] = ()
     frames_flowing: bool = False
     details: dict[str, object] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
 
 
 @dataclass(slots=True)
@@ -88,6 +113,7 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
         self._down_since: float | None = None
+        self._unsynced_since: float | None = None
 
     def check(self) -> HealthReport:
         """Look at every part now and return the verdict."""
@@ -95,14 +121,20 @@ class HealthMonitor:
             now = self._clock.monotonic()
             failing: list[str] = []
             degraded: list[str] = []
-            flowing = self._check_cameras(now, failing, degraded)
-            self._check_disk(failing, degraded)
+            found: list[Condition] = []
+            flowing = self._check_cameras(now, failing, degraded, found)
+            self._check_disk(failing, degraded, found)
             self._check_uplink(now, degraded)
-            self._check_outbox(degraded)
+            self._check_outbox(degraded, found)
+            self._check_clock(now, found)
         state: State = "failing" if failing else "degraded" if degraded else "ok"
-        return HealthReport(state, tuple(failing + degraded), flowing and not failing)
+        return HealthReport(
+            state, tuple(failing + degraded), flowing and not failing, conditions=tuple(found)
+        )
 
-    def _check_cameras(self, now: float, failing: list[str], degraded: list[str]) -> bool:
+    def _check_cameras(
+        self, now: float, failing: list[str], degraded: list[str], found: list[Condition]
+    ) -> bool:
         t = self.thresholds
         cameras = self._cameras()
         flowing = bool(cameras)
@@ -114,13 +146,15 @@ class HealthMonitor:
             idle = now - seen.since
             if stats.detecting and idle > t.detector_stuck_s:
                 failing.append(f"detector stuck on camera {name} for {idle:.0f} s")
+                found.append(Condition("detector_stuck", name, failing[-1]))
                 flowing = False
             elif idle > t.camera_stale_s:
                 degraded.append(f"camera {name} stale: no frame processed for {idle:.0f} s")
+                found.append(Condition("camera_stale", name, degraded[-1]))
                 flowing = False
         return flowing
 
-    def _check_disk(self, failing: list[str], degraded: list[str]) -> None:
+    def _check_disk(self, failing: list[str], degraded: list[str], found: list[Condition]) -> None:
         try:
             total, _, free = self._disk_usage(self._disk_path)
         except OSError as exc:
@@ -128,6 +162,7 @@ class HealthMonitor:
             return
         if total and free / total < self.thresholds.disk_low_fraction:
             degraded.append(f"disk low: {free / total:.1%} free on {self._disk_path}")
+            found.append(Condition("disk_low", "", degraded[-1]))
 
     def _check_uplink(self, now: float, degraded: list[str]) -> None:
         if self._connected is None:
@@ -141,10 +176,22 @@ class HealthMonitor:
         if down > self.thresholds.uplink_down_s:
             degraded.append(f"uplink down for {down:.0f} s")
 
-    def _check_outbox(self, degraded: list[str]) -> None:
+    def _check_outbox(self, degraded: list[str], found: list[Condition]) -> None:
         stats = self._outbox()
         if stats is None or not self._max_bytes:
             return
         fill = stats.bytes / self._max_bytes
         if fill > self.thresholds.outbox_full_fraction:
             degraded.append(f"outbox near full: {fill:.0%} of outbox.max_bytes")
+            found.append(Condition("outbox_full", "", degraded[-1]))
+
+    def _check_clock(self, now: float, found: list[Condition]) -> None:
+        if self._clock.synchronized() is not False:  # synchronised, or the OS cannot tell
+            self._unsynced_since = None
+            return
+        if self._unsynced_since is None:
+            self._unsynced_since = now
+        unsynced = now - self._unsynced_since
+        if unsynced > self.thresholds.clock_unsynced_s:
+            detail = f"wall clock not synchronised for {unsynced:.0f} s"
+            found.append(Condition("clock_unsynced", "", detail))

@@ -207,7 +207,7 @@ class CloudWatchLogsSink:
 class LogShipper:
     """Moves buffered lines to the ``logs`` lane, then ships them; one thread calls ``tick``.
 
-    Logs are the lowest lane of the uplink (issue 3): they go over HTTPS, not MQTT, but share
+    Logs are the lowest lane of the uplink: they go over HTTPS, not MQTT, but share
     the device's link, so they are sent only while ``may_send()`` is true (the app passes
     "the MQTT drain has no event, snapshot or metric waiting"); meanwhile they are stored.
     """

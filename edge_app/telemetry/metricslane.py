@@ -19,7 +19,6 @@ __all__ = ["MetricsLaneSender"]
 
 import logging
 
-from edge_app.errors import UplinkError
 from edge_app.outbox import LaneStore
 from edge_app.telemetry.aggregate import MetricDatum
 from edge_app.telemetry.sinks import pack_emf
@@ -46,7 +45,7 @@ class MetricsLaneSender(StoredLaneSender):
         chunk: int = 200,
     ) -> None:
         if max_bytes < 1024 or chunk < 1:
-            raise UplinkError(
+            raise ValueError(
                 f"MetricsLaneSender needs max_bytes >= 1024 and chunk >= 1, got {max_bytes} "
                 f"and {chunk}"
             )

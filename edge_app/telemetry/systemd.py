@@ -1,5 +1,7 @@
-"""systemd integration without a dependency: ``sd_notify`` over ``$NOTIFY_SOCKET`` and the
-watchdog loop that feeds ``WATCHDOG=1`` only while frames keep flowing through the detector.
+"""systemd integration without a dependency: ``sd_notify`` over ``$NOTIFY_SOCKET``, the
+watchdog loop that feeds ``WATCHDOG=1`` only while frames keep flowing through the detector,
+and ``TimeoutExtender``, which keeps slow start-up work that is still progressing (the salvage
+of a large damaged outbox) from being killed by the unit's ``TimeoutStartSec=``.
 
 With ``Type=notify`` and ``WatchdogSec=`` in the unit, a detector that hangs stops the feeding
 and systemd restarts the service (the outbox keeps every committed event across the restart).
@@ -7,7 +9,7 @@ and systemd restarts the service (the outbox keeps every committed event across 
 
 from __future__ import annotations
 
-__all__ = ["Watchdog", "sd_notify", "watchdog_interval_s"]
+__all__ = ["EXTEND_S", "TimeoutExtender", "Watchdog", "sd_notify", "watchdog_interval_s"]
 
 import logging
 import os
@@ -15,7 +17,14 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 
+from edge_app.clock import Clock
+
 _log = logging.getLogger(__name__)
+
+EXTEND_S = 30.0
+"""Seconds of start timeout one ``EXTEND_TIMEOUT_USEC`` asks for; sent again after a third of
+it while the work progresses, so a salvage that hangs is still killed at most this long after
+its last progress (once the unit's own ``TimeoutStartSec=`` has passed)."""
 
 
 def sd_notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -35,6 +44,41 @@ def sd_notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
         _log.warning("sd_notify(%s) failed: %s", state.split("=", maxsplit=1)[0], exc)
         return False
     return True
+
+
+class TimeoutExtender:
+    """The ``progress`` hook of slow start-up work: call it whenever the work moves on.
+
+    The first call, and the first after each third of ``extend_s`` seconds (``clock``'s
+    monotonic time), sends ``EXTEND_TIMEOUT_USEC=<extend_s in µs>``: systemd then waits at
+    least that long before it counts the start as timed out. Calls in between only read the
+    clock, so it may be called once per page read. Not under systemd, ``notify`` (the seam,
+    ``sd_notify``) is a no-op. ``sent`` counts the messages sent. One thread at a time.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        extend_s: float = EXTEND_S,
+        notify: Callable[[str], bool] = sd_notify,
+    ) -> None:
+        if not extend_s > 0:
+            raise ValueError(f"extend_s must be > 0 seconds, got {extend_s}")
+        self._clock = clock
+        self._state = f"EXTEND_TIMEOUT_USEC={round(extend_s * 1e6)}"
+        self._every = extend_s / 3
+        self._notify = notify
+        self._next: float | None = None
+        self.sent = 0
+
+    def __call__(self) -> None:
+        now = self._clock.monotonic()
+        if self._next is not None and now < self._next:
+            return
+        self._next = now + self._every
+        self._notify(self._state)
+        self.sent += 1
 
 
 def watchdog_interval_s(environ: Mapping[str, str] | None = None) -> float | None:

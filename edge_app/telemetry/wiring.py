@@ -23,7 +23,12 @@ from edge_app.outbox import LaneStats, LaneStore, OutboxStats
 from edge_app.telemetry.aggregate import MinuteAggregator
 from edge_app.telemetry.aws import IotCredentialsSource, aws_client
 from edge_app.telemetry.collector import CameraCounters, Collector, DiskUsage
-from edge_app.telemetry.health import HealthMonitor, HealthThresholds, ProgressCounters
+from edge_app.telemetry.health import (
+    HealthMonitor,
+    HealthReport,
+    HealthThresholds,
+    ProgressCounters,
+)
 from edge_app.telemetry.http import HealthServer
 from edge_app.telemetry.logship import CloudWatchLogsSink, LogBuffer, LogShipper
 from edge_app.telemetry.metricslane import MetricsLaneSender
@@ -108,6 +113,10 @@ class Telemetry:
         def connected() -> bool:
             return bool(transport and transport.is_connected)
 
+        m, cwl = config.metrics, config.cloudwatch_logs
+        # The remote clients first: a bad sink setting fails here, before a lane is opened.
+        sink = build_sink(config) if m.enabled else None
+        logs_client = aws_for(config, "logs", cwl.endpoint_url) if cwl.enabled else None
         self.registry = Registry({"device": config.device.thing_name})
         reconnects = self.registry.counter("UplinkReconnects", "Count", "Connections made")
         if transport is not None:
@@ -142,13 +151,14 @@ class Telemetry:
                 h.disk_low_fraction,
                 h.uplink_down_s,
                 h.outbox_full_fraction,
+                h.clock_unsynced_s,
             ),
         )
-        m = config.metrics
+        self._on_health: Callable[[HealthReport], None] | None = None
         self.loop = TelemetryLoop(
             aggregator=MinuteAggregator(self.registry, period_s=m.period_s),
             lane=self.lane,
-            sink=build_sink(config) if m.enabled else None,
+            sink=sink,
             clock=clock,
             stop=self._stop,
             collect=self._tick,
@@ -164,16 +174,20 @@ class Telemetry:
         self.logs: LogShipper | None = None
         self._log_buffer: LogBuffer | None = None
         self._log_lane: LaneStore | None = None
-        cwl = config.cloudwatch_logs
-        if cwl.enabled:
+        if logs_client is not None:
             self._log_buffer = LogBuffer()
-            self._log_lane = LaneStore(config.outbox_path, "logs", max_rows=100_000, clock=clock)
-            client = aws_for(config, "logs", cwl.endpoint_url)
+            try:
+                self._log_lane = LaneStore(
+                    config.outbox_path, "logs", max_rows=100_000, clock=clock
+                )
+            except BaseException:
+                self.lane.close()  # nothing else is open yet
+                raise
             stream = cwl.stream or config.device.thing_name
             self.logs = LogShipper(
                 self._log_buffer,
                 self._log_lane,
-                CloudWatchLogsSink(client, cwl.group, stream),
+                CloudWatchLogsSink(logs_client, cwl.group, stream),
                 clock=clock,
                 may_send=logs_may_send,
             )
@@ -184,12 +198,21 @@ class Telemetry:
 
     def _tick(self) -> None:
         self.collector.collect()
-        self.health.check()  # keeps progress tracking current between probes
+        report = self.health.check()  # keeps progress tracking current between probes
+        if self._on_health is not None:
+            self._on_health(report)
         if self.logs is not None:
             self.logs.tick()
 
-    def start(self, status: Callable[[], dict[str, Any]]) -> None:
-        """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint."""
+    def start(
+        self,
+        status: Callable[[], dict[str, Any]],
+        on_health: Callable[[HealthReport], None] | None = None,
+    ) -> None:
+        """Start the telemetry loop, the watchdog and (if enabled) the HTTP endpoint.
+        ``status`` gives the body of ``/status``; ``on_health`` (``HealthEvents.observe``) gets
+        every health report of the telemetry thread, from now until ``stop``."""
+        self._on_health = on_health
         if self._log_buffer is not None:
             logging.getLogger().addHandler(self._log_buffer)
         h = self.config.health
@@ -210,15 +233,28 @@ class Telemetry:
                 # health is an aid, not the job: the cameras and the outbox run without it
                 _log.error("%s; running without the health endpoint", exc)
         bodies: list[tuple[str, Callable[[], None]]] = [("watchdog", self.watchdog.run)]
-        if self.config.metrics.enabled or h.enabled or self.logs is not None:
+        if (
+            self.config.metrics.enabled
+            or h.enabled
+            or self.logs is not None
+            or self._on_health is not None
+        ):
             bodies.append(("telemetry", self.loop.run))
         for name, body in bodies:
             thread = threading.Thread(target=body, name=name)
             thread.start()
             self._threads.append(thread)
 
+    def close(self) -> None:
+        """Close the metrics and log lanes without stopping anything (``stop`` does this
+        too): for an app whose start failed before ``start``. Idempotent."""
+        if self._log_lane is not None:
+            self._log_lane.close()
+        self.lane.close()
+
     def stop(self) -> None:
-        """Stop the threads (the partial minute is stored), the server, close the lane."""
+        """Stop the threads (the partial minute is stored), the server, close the lanes.
+        Also safe after a ``start`` that failed half-way (it stops what did start)."""
         self._notify("STOPPING=1")
         self._stop.set()
         for thread in self._threads:

@@ -9,9 +9,18 @@ from edge_app.uplink.batcher import (
     encode_batch,
     envelope_bytes,
 )
+from edge_app.uplink.compression import (
+    CODEC_NAMES,
+    CONTENT_TYPE_JSON,
+    MAX_DECODED_BYTES,
+    Codec,
+    codec,
+    decode_payload,
+)
 from edge_app.uplink.drain import MALFORMED_REASON_CODES, DrainLoop, DrainStats
 from edge_app.uplink.lanes import LanePublish, LaneSender, StoredLaneSender
-from edge_app.uplink.mqtt import MqttTransport, status_payload, stop_network_loop
+from edge_app.uplink.mqtt import MqttTransport, status_payload, stop_network_loop, tls_context
+from edge_app.uplink.packing import Outgoing, Packer
 from edge_app.uplink.ratelimit import (
     IOT_CORE_MAX_BYTES_PER_S,
     IOT_CORE_MAX_PUBLISHES_PER_S,
@@ -29,12 +38,16 @@ from edge_app.uplink.transport import (
 )
 
 __all__ = [
+    "CODEC_NAMES",
+    "CONTENT_TYPE_JSON",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "IOT_CORE_MAX_BYTES_PER_S",
     "IOT_CORE_MAX_PUBLISHES_PER_S",
     "MALFORMED_REASON_CODES",
+    "MAX_DECODED_BYTES",
     "SCHEMA",
     "Backoff",
+    "Codec",
     "ConnectionCallback",
     "DrainLoop",
     "DrainStats",
@@ -43,18 +56,23 @@ __all__ = [
     "LaneSender",
     "MessageCallback",
     "MqttTransport",
+    "Outgoing",
+    "Packer",
     "PublishHandle",
     "PublishedMessage",
     "RateLimiter",
     "SnapshotSender",
     "StoredLaneSender",
     "Transport",
+    "codec",
     "decode_batch",
+    "decode_payload",
     "encode_batch",
     "envelope_bytes",
     "fit_jpeg",
     "snapshot_row",
     "status_payload",
     "stop_network_loop",
+    "tls_context",
     "topic_matches",
 ]

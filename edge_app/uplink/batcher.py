@@ -1,4 +1,4 @@
-"""The events batch payload (DESIGN.md "MQTT contract"), as pure functions.
+"""The events batch payload (docs/events.md), as pure functions.
 
 Wire form, compact JSON, keys in this order::
 

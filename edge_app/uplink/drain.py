@@ -29,7 +29,9 @@ from edge_app.errors import EdgeAppError, PublishRejectedError, UplinkError
 from edge_app.outbox import Batch, BatchEncoder, Outbox
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.batcher import DEFAULT_MAX_PAYLOAD_BYTES, encode_batch
+from edge_app.uplink.compression import Codec, codec
 from edge_app.uplink.lanes import LaneSender, SideLanes
+from edge_app.uplink.packing import Outgoing, Packer
 from edge_app.uplink.ratelimit import RateLimiter
 from edge_app.uplink.transport import PublishHandle, Transport
 
@@ -48,7 +50,8 @@ MALFORMED_REASON_CODES = frozenset({0x99, 0x95})
 
 @dataclass(frozen=True, slots=True)
 class DrainStats:
-    """Counters since the loop was built. Bytes are payload bytes of acknowledged batches."""
+    """Counters since the loop was built. Bytes are wire bytes (compressed, if so) of
+    acknowledged batches."""
 
     batches_sent: int
     events_sent: int
@@ -58,6 +61,8 @@ class DrainStats:
     dead_lettered: int = 0
     lane_publishes: int = 0
     lane_failures: int = 0
+    repacked: int = 0
+    """Batches leased again smaller because they compressed above ``max_bytes``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +70,14 @@ class _InFlight:
     batch: Batch
     handle: PublishHandle
     deadline: float  # clock.monotonic() by which the PUBACK must have arrived
+    wire_bytes: int
 
 
 class DrainLoop:
     """Moves events from ``outbox`` to ``topic`` over ``transport``, QoS 1, at least once.
 
-    ``max_events``/``max_bytes`` bound one batch (bytes: whole payload); a backlog smaller than
+    ``max_events``/``max_bytes`` bound one batch (bytes: whole payload as sent, i.e. after
+    ``compression``, a ``Codec`` whose content type each publish carries); a backlog smaller than
     a full batch is held up to ``max_wait_s`` seconds to fill up. A PUBACK not received within
     ``ack_timeout_s`` seconds counts as a failure. At most ``window`` batches are unacknowledged
     at once (keep it <= the transport's inflight limit). Failures other than a lost connection
@@ -103,14 +110,15 @@ class DrainLoop:
         encoder: BatchEncoder = encode_batch,
         limiter: RateLimiter | None = None,
         lanes: Sequence[LaneSender] = (),
+        compression: Codec | None = None,
     ) -> None:
         if max_events < 1 or max_bytes < 1024 or window < 1:
-            raise UplinkError(
+            raise ValueError(
                 "DrainLoop needs max_events >= 1, max_bytes >= 1024 bytes and window >= 1, got "
                 f"{max_events}, {max_bytes} and {window}"
             )
         if max_wait_s < 0 or not ack_timeout_s > 0:
-            raise UplinkError(
+            raise ValueError(
                 f"DrainLoop needs max_wait_s >= 0 and ack_timeout_s > 0 seconds, got "
                 f"{max_wait_s} and {ack_timeout_s}"
             )
@@ -125,9 +133,9 @@ class DrainLoop:
         self._ack_timeout_s = ack_timeout_s
         self._window = window
         self._retry = retry if retry is not None else Backoff(0.5, 30.0)
-        self._encoder = encoder
+        self._packer = Packer(outbox, compression or codec("none"), encoder)
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
-        self._held: Batch | None = None  # leased, waiting for the rate limiter
+        self._held: Outgoing | None = None  # leased, waiting for the rate limiter
         self._lanes = SideLanes(
             lanes,
             transport,
@@ -175,6 +183,7 @@ class DrainLoop:
             self.dead_lettered,
             self._lanes.sent,
             self._lanes.failures,
+            self._packer.repacked,
         )
 
     def backlog(self) -> bool:
@@ -271,18 +280,21 @@ class DrainLoop:
                 break
             if hold > 0:
                 return min(hold, self._until_deadline(now))
-            batch = self._held or self._lease()
-            if batch is None:
+            out = self._held or self._lease()
+            if out is None:
                 break
-            pace = self._limiter.delay(len(batch.payload))
+            pace = self._limiter.delay(len(out.wire))
             if pace > 0:
-                self._held = batch  # keep its place; nothing else may overtake it
+                self._held = out  # keep its place; nothing else may overtake it
                 return min(pace, self._until_deadline(now))
             self._held = None
-            self._limiter.take(len(batch.payload))
-            handle = self._transport.publish(self._topic, batch.payload, qos=1)
+            self._limiter.take(len(out.wire))
+            handle = self._transport.publish(
+                self._topic, out.wire, qos=1, content_type=self._packer.codec.content_type
+            )
             handle.add_done_callback(self._on_done)
-            self._inflight.append(_InFlight(batch, handle, now + self._ack_timeout_s))
+            deadline = now + self._ack_timeout_s
+            self._inflight.append(_InFlight(out.batch, handle, deadline, len(out.wire)))
             if handle.done and not handle.ok:
                 break  # the link just went down; no point leasing more
         pace = self._send_lanes(now)
@@ -306,11 +318,11 @@ class DrainLoop:
             return 0.0
         return self._lanes.send(now, room)
 
-    def _lease(self) -> Batch | None:
+    def _lease(self) -> Outgoing | None:
         limit = self._max_events
         if self._split_limit is not None:
             limit = min(limit, self._split_limit)
-        return self._outbox.lease(limit, self._max_bytes, encoder=self._encoder)
+        return self._packer.lease(limit, self._max_bytes)
 
     def _hold(self, now: float) -> float | None:
         """Seconds to wait for a fuller batch, 0 to lease now, None when nothing is waiting."""
@@ -339,7 +351,7 @@ class DrainLoop:
                     self._outbox.ack(item.batch)
                     self.batches_sent += 1
                     self.events_sent += len(item.batch.events)
-                    self.bytes_sent += len(item.batch.payload)
+                    self.bytes_sent += item.wire_bytes
                     self._retry.reset()
                     last = item.batch.last_seq
                     if last is not None and last >= self._split_until:
@@ -395,7 +407,7 @@ class DrainLoop:
         """Settle what finished and release the rest (used when flush ends)."""
         self._reap(self._clock.monotonic())
         if self._held is not None:
-            self._outbox.release(self._held)
+            self._outbox.release(self._held.batch)
             self._held = None
         while self._inflight:
             self._outbox.release(self._inflight.popleft().batch)

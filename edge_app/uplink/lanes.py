@@ -1,7 +1,7 @@
 """Side lanes below the events: what they send, and how the drain loop sends them.
 
 The uplink carries four kinds of data in a fixed priority order: events, snapshots, metrics,
-logs (issue 3). Events are the drain loop's own business (``Outbox`` batches). Every lane
+logs. Events are the drain loop's own business (``Outbox`` batches). Every lane
 below them is a ``LaneSender``, handed to ``DrainLoop`` as an ordered list, highest first;
 ``SideLanes`` keeps their publishes in flight and settles them.
 
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge_app.errors import PublishRejectedError, UplinkError
+from edge_app.errors import PublishRejectedError
 from edge_app.outbox import LaneRow, LaneStore
 from edge_app.uplink.backoff import Backoff
 from edge_app.uplink.ratelimit import RateLimiter
@@ -53,7 +53,7 @@ class LanePublish:
 
     def __post_init__(self) -> None:
         if not self.rows:
-            raise UplinkError(f"a lane publish on {self.topic} must carry at least one row")
+            raise ValueError(f"a lane publish on {self.topic} must carry at least one row")
 
 
 class LaneSender(Protocol):

@@ -1,6 +1,7 @@
 """``MqttTransport``: the ``Transport`` over paho-mqtt 2, MQTT 5, QoS 1, mutual TLS.
 
-Behaviour that matters for never losing data (STYLE.md 9, the bugs Frigate users report):
+Behaviour that matters for never losing data (the bugs Frigate users report against its
+MQTT client: a publish dropped while disconnected, a failed CONNACK taken for success):
 
 * ``connected`` is true only after a CONNACK with a success reason code.
 * ``connect()`` never raises because the broker is down: paho's network thread
@@ -18,7 +19,7 @@ Failures are logged once per change of state, with the reason but never key or c
 
 from __future__ import annotations
 
-__all__ = ["MqttTransport", "status_payload", "stop_network_loop"]
+__all__ = ["MqttTransport", "status_payload", "stop_network_loop", "tls_context"]
 
 import json
 import logging
@@ -31,6 +32,8 @@ from typing import Any, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_app.config import TlsConfig
@@ -100,7 +103,7 @@ class MqttTransport:
         rng: random.Random | None = None,
     ) -> None:
         if not 1 <= inflight <= 65535:
-            raise UplinkError(f"inflight must be 1..65535 publishes, got {inflight}")
+            raise ValueError(f"inflight must be 1..65535 publishes, got {inflight}")
         if (tls is None) != insecure_plaintext:
             raise ValueError(
                 "MqttTransport needs tls=TlsConfig(...) for mutual TLS, or tls=None with "
@@ -153,7 +156,7 @@ class MqttTransport:
         Raises ``UplinkError`` only for problems retrying cannot fix: unreadable TLS files or a
         second call. A down broker is retried forever (logged once per change of reason).
         """
-        context = None if self._tls is None else self._tls_context(self._tls)
+        context = None if self._tls is None else tls_context(self._tls)
         with self._lock:
             if self._used:
                 raise UplinkError(
@@ -199,15 +202,24 @@ class MqttTransport:
         _log.info("disconnected from MQTT broker %s:%d", self._host, self._port)
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        content_type: str | None = None,
     ) -> PublishHandle:
         """Send ``payload`` to ``topic``; the handle completes on PUBACK (QoS 1) or send (QoS 0).
 
-        Never raises for a down link: the returned handle has failed instead. Raises
-        ``UplinkError`` for an invalid topic or QoS (a programming error).
+        ``content_type`` is sent as the MQTT 5 Content Type property (AWS IoT rules read it
+        with ``get_mqtt_property('content_type')``). Never raises for a down link: the
+        returned handle has failed instead. Raises ``ValueError`` for a QoS other than 0 or 1
+        and ``UplinkError`` for a topic paho refuses (both programming errors: topics come from
+        the validated config).
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             if not self._connected:
                 return PublishHandle.failed(topic, UplinkError("not connected to the broker"))
@@ -215,7 +227,9 @@ class MqttTransport:
         try:
             # Not under our lock: paho calls on_publish while holding its own message lock,
             # which publish() also takes, so holding ours here could deadlock.
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            info = self._client.publish(
+                topic, payload, qos=qos, retain=retain, properties=_properties(content_type)
+            )
         except ValueError as exc:
             raise UplinkError(f"cannot publish to {topic!r}: {exc}") from exc
         return self._track(topic, info, epoch)
@@ -233,7 +247,7 @@ class MqttTransport:
         work to another thread instead of blocking there.
         """
         if qos not in (0, 1):
-            raise UplinkError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
+            raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
         with self._lock:
             _, callbacks = self._subscriptions.setdefault(topic_filter, (qos, []))
             callbacks.append(callback)
@@ -412,19 +426,32 @@ class MqttTransport:
         delay = self._backoff.next()
         self._client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]  # floats work
 
-    def _tls_context(self, tls: TlsConfig) -> ssl.SSLContext:
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(str(tls.cert), str(tls.key))
-        except (OSError, ssl.SSLError) as exc:
-            # Paths only: the files' contents (the key) must never reach a log.
-            raise UplinkError(
-                f"cannot load TLS files (ca={tls.ca}, cert={tls.cert}, key={tls.key}): "
-                f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc.args[-1]}; "
-                "check the paths, that the key matches the certificate and is not encrypted"
-            ) from exc
-        return context
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The client TLS context of ``tls``: TLS 1.2 or newer, the broker's certificate and host
+    name verified against ``tls.ca``, ``tls.cert``/``tls.key`` presented. Raises
+    ``UplinkError`` naming the files (never their contents) when they cannot be loaded."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    except (OSError, ssl.SSLError) as exc:
+        # Paths only: the files' contents (the key) must never reach a log.
+        raise UplinkError(
+            f"cannot load TLS files (ca={tls.ca}, cert={tls.cert}, key={tls.key}): "
+            f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc.args[-1]}; "
+            "check the paths, that the key matches the certificate and is not encrypted"
+        ) from exc
+    return context
+
+
+def _properties(content_type: str | None) -> Properties | None:
+    """PUBLISH properties carrying ``content_type`` (None: no properties at all)."""
+    if content_type is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: untyped
+    props.ContentType = content_type
+    return props
 
 
 def _safe_call(callback: ConnectionCallback, connected: bool) -> None:

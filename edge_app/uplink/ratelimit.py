@@ -51,7 +51,7 @@ class RateLimiter:
         if not 1 <= publishes_per_s <= IOT_CORE_MAX_PUBLISHES_PER_S or not (
             1024 <= bytes_per_s <= IOT_CORE_MAX_BYTES_PER_S
         ):
-            raise UplinkError(
+            raise ValueError(
                 f"rate caps must be 1..{IOT_CORE_MAX_PUBLISHES_PER_S} publishes/s and "
                 f"1024..{IOT_CORE_MAX_BYTES_PER_S} bytes/s (AWS IoT Core's per-connection "
                 f"limits), got {publishes_per_s} and {bytes_per_s}: configure them lower"

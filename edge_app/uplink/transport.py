@@ -141,8 +141,17 @@ class Transport(Protocol):
     def is_connected(self) -> bool: ...
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
-    ) -> PublishHandle: ...
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        content_type: str | None = None,
+    ) -> PublishHandle:
+        """Send ``payload``; ``content_type`` (e.g. ``application/json+gzip``) goes out as the
+        MQTT 5 Content Type property, so the consumer knows how to decode the payload."""
+        ...
 
     def on_connection_change(self, callback: ConnectionCallback) -> None: ...
 
@@ -160,6 +169,7 @@ class PublishedMessage:
     payload: bytes
     qos: int
     retain: bool
+    content_type: str | None = None
 
 
 class InMemoryTransport:
@@ -203,12 +213,19 @@ class InMemoryTransport:
             return self._started and self._online
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        content_type: str | None = None,
     ) -> PublishHandle:
-        """Accept, reject or hold the message as configured; never raises for a down link."""
+        """Accept, reject or hold the message as configured; never raises for a down link.
+        ``content_type`` is recorded with the message."""
         if qos not in (0, 1):
             raise ValueError(f"qos must be 0 or 1 (AWS IoT Core has no QoS 2), got {qos}")
-        message = PublishedMessage(topic, bytes(payload), qos, retain)
+        message = PublishedMessage(topic, bytes(payload), qos, retain, content_type)
         handle = PublishHandle(topic)
         outcome: UplinkError | None = None
         with self._lock:

@@ -10,7 +10,7 @@ from edge_app.vision.decoders import (
     detect_format,
     get_decoder,
 )
-from edge_app.vision.detector import Detector, TFLiteDetector, open_detector
+from edge_app.vision.detector import Detector, Preparer, TFLiteDetector, open_detector
 from edge_app.vision.inspect import inspect_model
 from edge_app.vision.labels import (
     LabelMap,
@@ -32,6 +32,7 @@ __all__ = [
     "Interpreter",
     "LabelMap",
     "OutputDecoder",
+    "Preparer",
     "PreprocessOptions",
     "Preprocessor",
     "TFLiteDetector",

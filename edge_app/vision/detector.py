@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "Detector",
-    "PreparingDetector",
+    "Preparer",
     "TFLiteDetector",
     "open_detector",
     "preprocess_overrides",
@@ -21,7 +21,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,8 +46,31 @@ from edge_app.vision.runtime import Interpreter, load_interpreter, runtime_error
 log = logging.getLogger("edge_app.vision")
 
 
+class Preparer(Protocol):
+    """A detector's resize, split off so that it can run ahead of the inference on another
+    thread (a video source's reader, ``edge_app.sources.PreparesFrames``).
+
+    ``prepare`` is thread-safe; ``detect_prepared(image, prepared)`` gives what
+    ``detect(image)`` gives, skipping the resize when ``prepared`` fits the model's input (it
+    is redone from ``image`` otherwise, e.g. input prepared for the model before a swap).
+    """
+
+    def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput: ...
+
+    def detect_prepared(
+        self, image_bgr: NDArray[np.uint8], prepared: PreparedInput
+    ) -> Detections: ...
+
+
 class Detector(Protocol):
-    """Turns one BGR frame into ``Detections``. One caller thread at a time; the owner closes it."""
+    """Turns one BGR frame into ``Detections``. One caller thread at a time; the owner closes it.
+
+    Everything the camera loops, the remote-config applier and the logs ask of a detector:
+    lineage (``model``), ``labels``, the ``runtime_name`` that runs it, its ``input_size``
+    ((width, height) pixels; motion crop windows take its aspect ratio), the CPU ``threads``
+    ``detect`` keeps busy, and the ``score_threshold`` (set by remote config between frames,
+    under the cameras' detector lock, with ``set_score_threshold``).
+    """
 
     @property
     def model(self) -> ModelRef: ...
@@ -55,33 +78,31 @@ class Detector(Protocol):
     @property
     def labels(self) -> LabelMap: ...
 
-    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class PreparingDetector(Detector, Protocol):
-    """A detector whose resize can run ahead of ``detect``, on another thread, and that
-    tells its input size ((width, height) pixels; crop windows take its aspect ratio).
-
-    ``prepare`` is thread-safe; ``detect_prepared(image, prepared)`` gives what
-    ``detect(image)`` gives, skipping the resize when ``prepared`` fits this model's input.
-    """
+    @property
+    def runtime_name(self) -> str:
+        """What runs the model, e.g. ``"ai-edge-litert 2.3.0"`` (for logs and ``/status``)."""
+        ...
 
     @property
     def input_size(self) -> tuple[int, int]: ...
 
     @property
-    def threads(self) -> int:
-        """CPU threads ``detect`` keeps busy (the interpreter's)."""
+    def threads(self) -> int: ...
+
+    @property
+    def score_threshold(self) -> float: ...
+
+    def set_score_threshold(self, value: float) -> None:
+        """Keep scores >= ``value`` (0..1, else ``ValueError``) from the next ``detect`` on."""
         ...
 
-    def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput: ...
+    def preparer(self) -> Preparer | None:
+        """This detector's resize-ahead capability, or None if it cannot split its resize."""
+        ...
 
-    def detect_prepared(
-        self, image_bgr: NDArray[np.uint8], prepared: PreparedInput
-    ) -> Detections: ...
+    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections: ...
+
+    def close(self) -> None: ...
 
 
 class TFLiteDetector:
@@ -115,7 +136,7 @@ class TFLiteDetector:
         default_labels: Path | None = None,
         delegate: str | None = None,
     ) -> None:
-        self.score_threshold = score_threshold
+        self.set_score_threshold(score_threshold)
         self._threads = threads
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must lie in 0..1, got {iou_threshold}")
@@ -127,7 +148,7 @@ class TFLiteDetector:
         self.sha256 = sha256 or sha256_file(self.path)
         self._model = ModelRef(model_name or self.path.stem, self.sha256[:12])
         self._labels, self.labels_source = choose_labels(self.path, labels_path, default_labels)
-        interpreter, self.runtime_name = load_interpreter(self.path, threads, delegate)
+        interpreter, self._runtime_name = load_interpreter(self.path, threads, delegate)
         if self.labels_source == "none":
             log.warning(
                 "no label file for %s and none embedded in it: classes are reported as "
@@ -176,14 +197,20 @@ class TFLiteDetector:
 
     @property
     def score_threshold(self) -> float:
-        """Lowest score kept, 0..1. Settable (remote config); read once per ``detect``."""
+        """Lowest score kept, 0..1; read once per ``detect``."""
         return self._threshold
 
-    @score_threshold.setter
-    def score_threshold(self, value: float) -> None:
+    def set_score_threshold(self, value: float) -> None:
+        """Keep scores >= ``value`` (0..1) from the next ``detect`` on (remote config)."""
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"score_threshold must lie in 0..1, got {value}")
         self._threshold = float(value)
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime and its version, e.g. ``"ai-edge-litert 2.3.0"`` (``" + edgetpu"``
+        appended with the delegate)."""
+        return self._runtime_name
 
     @property
     def model(self) -> ModelRef:
@@ -210,6 +237,10 @@ class TFLiteDetector:
         Boxes are x1, y1, x2, y2 normalised 0..1 of ``image_bgr``; scores >= the threshold.
         """
         return self._detect(image_bgr, None)
+
+    def preparer(self) -> TFLiteDetector:
+        """This detector itself: ``prepare`` touches no interpreter state."""
+        return self
 
     def prepare(self, image_bgr: NDArray[np.uint8]) -> PreparedInput:
         """``image_bgr`` resized for this model, for ``detect_prepared``. Thread-safe (it

@@ -6,10 +6,10 @@ the order it was asked for, so N cameras share it round-robin, and records per c
 it waited.
 
 Each waiter sleeps on its own private lock and ``release`` hands over to the first one
-directly. A condition variable with ``notify_all`` (the first version) woke every waiting
-camera on every release, only for all but one to go back to sleep: with 16 cameras that is 15
-needless wake-ups per frame, each of which has to take the GIL from the thread that is
-preparing the next frame.
+directly. A condition variable with ``notify_all`` would wake every waiting camera on every
+release, only for all but one to go back to sleep: with 16 cameras that is 15 needless
+wake-ups per frame, each of which has to take the GIL from the thread that is preparing the
+next frame.
 """
 
 from __future__ import annotations

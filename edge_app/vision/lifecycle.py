@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.config import RuleConfig, TrackingConfig
-from edge_app.domain import Detection, Detections, Phase
+from edge_app.domain import Detection, Detections, EndReason, Phase, UpdateReason
 from edge_app.vision.appearance import Appearance
 from edge_app.vision.evidence import TrackEvidence
 from edge_app.vision.geometry import points_in_polygon
@@ -121,7 +121,7 @@ class ObjectLifecycle:
         for track in removed:
             state = self._states.pop(track.track_id, None)
             if state is not None and state.confirmed:
-                out.append(self._end(track, state, "gone"))
+                out.append(self._end(track, state, EndReason.GONE))
         seen = [t for t in tracks if t.seen_now]
         inside = self._inside(seen)
         for track, in_zone in zip(seen, inside, strict=True):
@@ -155,7 +155,7 @@ class ObjectLifecycle:
             return []
         return [self._transition(Phase.START, track, {"crossed": direction, "instant": True})]
 
-    def finish(self, reason: str) -> list[Transition]:
+    def finish(self, reason: EndReason) -> list[Transition]:
         """End every open sequence (source ended, config changed) with ``reason``."""
         out = [
             self._end(t, self._states[t.track_id], reason)
@@ -193,11 +193,11 @@ class ObjectLifecycle:
             state.in_zone = in_zone
             state.out_since = None if in_zone else mono
             state.last_update_mono = mono
-            change = "entered zone" if in_zone else "left zone"
+            change = UpdateReason.ENTERED_ZONE if in_zone else UpdateReason.LEFT_ZONE
             return [self._transition(Phase.UPDATE, track, {"update_reason": change})]
         if state.out_since is not None and mono - state.out_since >= rule.end_after_s:
             del self._states[track.track_id]
-            return [self._end(track, state, "left zone")]
+            return [self._end(track, state, EndReason.LEFT_ZONE)]
         # A better snapshot is reported on a frame whose own sighting is clearly better than the
         # last one reported, and the event carries that sighting: the camera loop writes this
         # frame as the update's snapshot, so the event's box and score are the picture's.
@@ -209,11 +209,11 @@ class ObjectLifecycle:
             state.reported_best = current
             state.last_update_mono = mono
             sighting = Detection(track.label, current, track.box, track.class_id)
-            extra: dict[str, object] = {"update_reason": "better snapshot"}
+            extra: dict[str, object] = {"update_reason": UpdateReason.BETTER_SNAPSHOT}
             return [Transition(Phase.UPDATE, track.track_id, sighting, extra)]
         return []
 
-    def _end(self, track: Track, state: _State, reason: str) -> Transition:
+    def _end(self, track: Track, state: _State, reason: EndReason) -> Transition:
         extra = {
             "duration_s": round(track.last_mono - state.started_mono, 3),
             "end_reason": reason,

@@ -5,21 +5,21 @@ wide, so it costs a fraction of a millisecond) and compares it with the previous
 differing by more than ``threshold`` grey levels, outside the masks, are "changed"; motion is
 present when the changed share of the frame reaches ``min_area``. Frame differencing rather than
 a running-average background: a background keeps the "ghost" of someone who just left for
-dozens of frames, and reports motion all that time (measured on the real clip: ~80 % of frames
-flagged against ~45 % here). A person standing still makes no motion, which is why
+dozens of frames, and reports motion all that time (on a real clip it flagged more than twice
+as many frames; docs/benchmarks.md). A person standing still makes no motion, which is why
 ``DetectionGate`` also keeps detecting, at a lower rate, while the rules have live objects.
 
 ``DetectionGate`` decides per frame: detect on motion, at most every ``motion_every_s`` (the
-tracker follows a walking person at 5 fps, so detecting every frame of a 10 fps camera while
+tracker follows a walking person at 4 fps, so detecting every frame of a 10 fps camera while
 someone walks buys nothing); while the rules are busy (open episodes or live tracks) but
 nothing moves, every ``still_every_s`` (a person standing still stays watched, and ends when
 they are gone, at a fraction of the cost); and otherwise at least every ``force_every_s`` of
 frame time.
 
 The downscale is the motion detector's main cost, and it runs on every frame, gated or not:
-a linear resize of the colour frame and then the grey conversion cost about 0.1 ms on a
-768 x 432 frame, against 0.75 ms for an area-averaging resize. The 5 x 5 blur that follows
-does the smoothing that area averaging would have done.
+a linear resize of the colour frame and then the grey conversion is several times cheaper
+than an area-averaging resize (docs/benchmarks.md). The 5 x 5 blur that follows does the
+smoothing that area averaging would have done.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.config import CameraConfig, RuleConfig
-from edge_app.domain import Detection, Detections, Event, Frame, ModelRef, Phase
+from edge_app.domain import Detection, Detections, EndReason, Event, Frame, ModelRef, Phase
 from edge_app.ids import new_ulid
 from edge_app.vision.appearance import open_appearance
 from edge_app.vision.geometry import anchor_points, points_in_polygon
@@ -117,7 +117,8 @@ class RuleEngine:
             ep = watch.episode
             if not in_schedule(watch.rule.schedule, frame.wall, self._utc):
                 if ep.active:
-                    events.append(self._end(watch, frame.mono, frame.wall, "outside schedule"))
+                    ended = self._end(watch, frame.mono, frame.wall, EndReason.OUTSIDE_SCHEDULE)
+                    events.append(ended)
                 watch.episode, watch.absent_since = _Episode(), None
                 continue
             match = self._matches(watch, detections)
@@ -129,7 +130,7 @@ class RuleEngine:
             if in_schedule(lifecycle.rule.schedule, frame.wall, self._utc):
                 steps = lifecycle.update(frame.mono, detections, frame.image)
             else:
-                steps = lifecycle.finish("outside schedule")
+                steps = lifecycle.finish(EndReason.OUTSIDE_SCHEDULE)
             for step in steps:
                 events.append(self._object_event(lifecycle, step, frame.mono, frame.wall))
         return events
@@ -142,7 +143,7 @@ class RuleEngine:
             if not ep.active:
                 ep.peak_score = 0.0
             elif frame.mono - ep.last_seen_mono >= rule.end_after_s:
-                return [self._end(watch, frame.mono, frame.wall, reason="gone")]
+                return [self._end(watch, frame.mono, frame.wall, EndReason.GONE)]
             return []
         ep.streak += 1
         ep.last_seen_mono = frame.mono
@@ -166,7 +167,7 @@ class RuleEngine:
         if match is not None:
             watch.absent_since = None
             if ep.active:
-                return [self._end(watch, frame.mono, frame.wall, reason="present")]
+                return [self._end(watch, frame.mono, frame.wall, EndReason.PRESENT)]
             return []
         if watch.absent_since is None:
             watch.absent_since = frame.mono
@@ -192,7 +193,9 @@ class RuleEngine:
         ep.start_id = event.id
         return [event]
 
-    def finish(self, mono: float, wall: float, reason: str = "source ended") -> list[Event]:
+    def finish(
+        self, mono: float, wall: float, reason: EndReason = EndReason.SOURCE_ENDED
+    ) -> list[Event]:
         """End every open episode; ``reason`` becomes the events' ``end_reason``."""
         events = [
             self._end(w, mono, wall, reason=reason) for w in self._watches if w.episode.active
@@ -245,7 +248,7 @@ class RuleEngine:
         names = [w.rule.name for w in self._watches if w.episode.active]
         return names + [o.rule.name for o in self._objects if o.open_tracks]
 
-    def _end(self, watch: _Watch, mono: float, wall: float, reason: str) -> Event:
+    def _end(self, watch: _Watch, mono: float, wall: float, reason: EndReason) -> Event:
         ep = watch.episode
         assert ep.last_match is not None  # an active episode has seen a match
         match = Detection(ep.last_match.label, ep.peak_score, ep.last_match.bbox, 0)

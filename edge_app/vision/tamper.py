@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.config import TamperConfig
-from edge_app.domain import Event, Phase, Severity
+from edge_app.domain import EndReason, Event, Phase, Severity
 from edge_app.ids import new_ulid
 from edge_app.vision.rules import EventContext
 
@@ -163,7 +163,7 @@ class TamperMonitor:
         for kind, cond in self._conditions.items():
             if cond.active:
                 cond.active = False
-                steps.append(TamperStep(kind, Phase.END, {"end_reason": "source ended"}))
+                steps.append(TamperStep(kind, Phase.END, {"end_reason": EndReason.SOURCE_ENDED}))
         return steps
 
 

@@ -43,11 +43,17 @@ class RecordingTransport:
         return self.inner.is_connected
 
     def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        content_type: str | None = None,
     ) -> PublishHandle:
         if topic.endswith("/events"):
             self.stamps.append((time.monotonic(), len(payload)))
-        return self.inner.publish(topic, payload, qos=qos, retain=retain)
+        return self.inner.publish(topic, payload, qos=qos, retain=retain, content_type=content_type)
 
     def on_connection_change(self, callback: Callable[[bool], None]) -> None:
         self.inner.on_connection_change(callback)
@@ -77,7 +83,7 @@ class Device:
             tmp / f"{thing}.db",
             clock=self.clock,
             device=thing,
-            max_bytes=drain.pop("max_bytes", 64 * 2**20),
+            max_bytes=drain.pop("outbox_bytes", 64 * 2**20),
             max_age_s=86400.0,
             encoder=encode_batch,
         )
@@ -248,7 +254,7 @@ def test_r3_capacity_reached_evicts_low_first_and_reports_drops(
     with (
         TcpProxy(free_port(), broker.host, broker.port) as proxy,
         cloud_for(broker, "r3-cam") as (_, audit),
-        Device(tmp_path, "r3-cam", proxy.listen_port, max_bytes=40_000) as dev,
+        Device(tmp_path, "r3-cam", proxy.listen_port, outbox_bytes=40_000) as dev,
     ):
         for i in range(150):
             severity = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[i % 3]

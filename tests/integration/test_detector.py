@@ -177,7 +177,7 @@ def test_threshold_filters_scores(v1_model: Path, realworld: Path) -> None:
     image = _image(realworld, "kite_and_cold.jpg")
     with TFLiteDetector(v1_model, LABELS / "coco_labels_v1.txt", score_threshold=0.2) as low:
         loose = low.detect(image)
-        low.score_threshold = 0.6
+        low.set_score_threshold(0.6)
         strict = low.detect(image)
     _assert_well_formed(loose, 0.2)
     _assert_well_formed(strict, 0.6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,12 +14,11 @@ from numpy.typing import NDArray
 
 from edge_app.clock import FakeClock
 from edge_app.config import MotionConfig, parse_config
-from edge_app.domain import Detections, Event, Frame, Image
+from edge_app.domain import Detections, Event, Frame
 from edge_app.errors import ModelError
-from edge_app.pipeline import CameraWorker
-from edge_app.sources import VideoFileSource
+from edge_app.sources import FramePreparer, VideoFileSource
 from edge_app.vision import TFLiteDetector
-from edge_app.vision.rules import EventContext, RuleEngine
+from tests.fakes import camera_loop
 
 LABELS = Path(__file__).resolve().parents[2] / "models" / "labels" / "coco_labels_v1.txt"
 pytestmark = pytest.mark.realworld
@@ -70,19 +69,17 @@ def _clip(path: Path, image: NDArray[np.uint8], frames: int) -> Path:
 
 
 class Recording:
-    """A video source that also keeps the frames it delivered (``prepare`` passes through)."""
+    """A video source that also keeps the frames it delivered and the preparer it was asked
+    to run (``prepare_with`` passes through)."""
 
     def __init__(self, source: VideoFileSource) -> None:
         self.camera, self._source = source.camera, source
         self.seen: list[Frame] = []
+        self.preparer: FramePreparer | None = None
 
-    @property
-    def prepare(self) -> Callable[[Image], object] | None:
-        return self._source.prepare
-
-    @prepare.setter
-    def prepare(self, value: Callable[[Image], object] | None) -> None:
-        self._source.prepare = value
+    def prepare_with(self, preparer: FramePreparer | None) -> None:
+        self.preparer = preparer
+        self._source.prepare_with(preparer)
 
     @property
     def dropped(self) -> int:
@@ -112,24 +109,27 @@ def test_camera_loop_lets_the_reader_thread_resize_when_it_detects_every_frame(
         {
             "device": {"thing_name": "t"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "c", "source": {"type": "usb"}}],
+            "cameras": [
+                {
+                    "name": "c",
+                    "source": {"type": "usb"},
+                    "motion": MotionConfig(force_every_s=0.0).model_dump() if gated else None,
+                }
+            ],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
     recording = Recording(source)
     events: list[Event] = []
+
+    def sink(event: Event) -> Event:
+        events.append(event)
+        return event
+
     expected = not gated and threads < CORES
     with TFLiteDetector(v1_model, LABELS, threads=threads) as detector:
-        worker = CameraWorker(
-            recording,
-            detector,
-            RuleEngine(cfg.cameras[0], cfg.rules, EventContext("t", detector.model, 0)),
-            lambda event: event,
-            stop=threading.Event(),
-            on_event=events.append,
-            motion=MotionConfig(force_every_s=0.0) if gated else None,
-        )
-        assert (source.prepare is not None) is expected
+        worker = camera_loop(cfg, recording, detector, sink)
+        assert (recording.preparer is detector) is expected
         worker.run()
         source.close()
     assert worker.stats.frames == 12

@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,7 @@ def test_change_applies_while_a_clip_runs_and_events_follow(
         "version": version,
         "digest": snap.digest,
         "source": "remote",
+        "model": {"name": "ssd_mobilenet_v2_coco", "sha256": "7046f31a72ec"},
         "status": "applied",
         "rejected_version": None,
         "errors": None,
@@ -327,7 +329,7 @@ def test_switch_to_a_broken_model_is_rejected_and_the_old_keeps_running(
         )
         frames = app.stats().frames
         assert wait_until(lambda: app.stats().frames > frames + 5)  # still detecting
-        model = app.detector.model.name
+        model = app.runtime.detector.model.name
         doc = shadow.document("rc-5")
         snap = app.snapshot
         app.request_stop()
@@ -385,7 +387,7 @@ def test_mqtt_transport_subscriptions_survive_a_reconnect(broker: Mosquitto, pki
     stop_network_loop(sender)
 
 
-# -- issue 10: the version bar, shadow deletion, bounded rejection reports ------------------
+# -- the version bar, shadow deletion, bounded rejection reports -----------------------------
 
 HUGE = 2**62  # a valid shadow version, far above any real one
 
@@ -422,7 +424,8 @@ def test_a_rejected_huge_version_does_not_freeze_remote_config(
         assert wait_until(lambda: outcome_of(app, HUGE) == "rejected")
         version = shadow.set_desired("rc-6", {"detector": {"score_threshold": 0.66}})
         assert shadow.wait_for(lambda d: reported(d).get("version") == version, "rc-6", WAIT_S)
-        assert outcome_of(app, version) == "applied"
+        # the report is published before the outcome hook runs: wait for the hook too
+        assert wait_until(lambda: outcome_of(app, version) == "applied")
         assert app.snapshot.config.detector.score_threshold == 0.66
         app.request_stop()
 
@@ -526,3 +529,66 @@ def test_a_rejection_of_700_bad_keys_reaches_the_shadow_and_the_cloud(
     [event] = [e for e in delivered if e["rule"] == "config"]
     assert event["config"]["more_errors"] + len(event["config"]["errors"]) == 700
     assert dead == 0
+
+
+# -- one source of truth for what runs -----------------------------------------------------
+
+V1 = {"name": "ssd_mobilenet_v1_coco", "sha256": "df027205054d"}
+
+
+def test_after_a_remote_model_swap_status_reported_and_events_name_the_new_model(
+    tmp_path: Path,
+    default_model: Path,
+    v1_model: Path,
+    scene: tuple[Path, SceneTruth],
+    broker: Mosquitto,
+    pki: Pki,
+    shadow: ShadowService,
+) -> None:
+    clip, _ = scene
+    cache = model_dir(tmp_path, default_model)
+    (cache / v1_model.name).symlink_to(v1_model)  # the manifest's file name for the v1 model
+    base = config_for(tmp_path, clip, cache, broker.tls_port, pki, thing="rc-9")
+    doc = base.model_dump(mode="json", exclude_none=True)
+    doc["cameras"][0]["source"]["loop"] = True  # frames keep coming until we stop
+    doc["health"] = {"port": 0}
+    config = parse_config(doc)
+    delivered: list[dict[str, Any]] = []
+    cloud = CloudConsumer(
+        broker.host, broker.port, topic="edge-app/rc-9/events", client_id="cloud-rc-9"
+    )
+    cloud.on_batch = lambda batch: delivered.extend(batch["events"])
+    with cloud, RecordingApp(config) as app:
+        assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
+        assert wait_until(lambda: app.stats().frames >= 10)
+        version = shadow.set_desired(
+            "rc-9", {"detector": {"model": "ssd_mobilenet_v1_coco"}, "rules": RULES_AFTER}
+        )
+        assert shadow.wait_for(lambda d: reported(d).get("version") == version, "rc-9", WAIT_S)
+
+        def new_events() -> list[dict[str, Any]]:
+            return [e for e in delivered if e["rule"] == "anyone"]
+
+        assert wait_until(lambda: len(new_events()) > 0, timeout=WAIT_S)
+        assert app.telemetry is not None
+        assert app.telemetry.server is not None
+        url = f"http://127.0.0.1:{app.telemetry.server.port}/status"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            status = json.loads(response.read())
+        runtime = app.runtime
+        app.request_stop()
+    doc_now = shadow.document("rc-9")
+    assert doc_now is not None
+    assert (status["model"], status["config_version"]) == (V1, version)
+    assert runtime.detector.model.to_json() == V1
+    assert runtime.snapshot.config.version == version
+    assert reported(doc_now)["model"] == V1
+    assert reported(doc_now)["version"] == version
+    for event in new_events():
+        assert (event["model"], event["config_version"]) == (V1, version)
+    [audit] = [e for e in delivered if e["rule"] == "config"]
+    assert (audit["model"], audit["config_version"]) == (V1, version)
+    before = [e for e in delivered if e["rule"] == "animal"]
+    assert all(
+        e["model"]["name"] == "ssd_mobilenet_v2_coco" for e in before if e["phase"] == "start"
+    )

@@ -346,6 +346,8 @@ def running_config(
 
 
 def check_endpoints(daemon: Daemon, secrets: Secrets) -> dict[str, Any]:
+    # The collector's first sample of the camera comes a moment after the endpoint is up.
+    assert wait_until(lambda: 'camera="gate"' in daemon.get("/metrics")[1])
     bodies = {path: daemon.get(path) for path in ("/status", "/metrics", "/healthz")}
     for path, (code, body) in bodies.items():
         assert code in {200, 503}, (path, code)

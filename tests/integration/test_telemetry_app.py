@@ -23,34 +23,29 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
-from edge_app.domain import Detections, ModelRef
-from edge_app.uplink import stop_network_loop
+from edge_app.domain import Detections
+from edge_app.outbox import OutboxReader
+from edge_app.uplink import InMemoryTransport, stop_network_loop
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.fakes import FakeDetector
 from tests.integration.test_app import tls
 from tests.telemetry.test_http_guard import get as get_from
 from tests.telemetry.test_http_guard import lan_address
 
 
-class GatedDetector:
+class GatedDetector(FakeDetector):
     """Detects nothing; ``detect`` blocks while ``gate`` is clear (a hung accelerator)."""
 
     def __init__(self) -> None:
+        super().__init__(LabelMap.empty(), name="gated")
         self.gate = threading.Event()
         self.gate.set()
 
-    @property
-    def model(self) -> ModelRef:
-        return ModelRef("gated", "000000000000")
-
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap.empty()
-
-    def detect(self, image_bgr: NDArray[np.uint8]) -> Detections:
+    def see(self, image_bgr: NDArray[np.uint8]) -> Detections:
         self.gate.wait()
         return Detections.empty()
 
@@ -234,6 +229,44 @@ def test_a_camera_that_stops_delivering_frames_is_stale(
         app.wait()  # the clip ended: no frame will come
         assert until(lambda: any("camera yard stale" in r for r in health(app)["reasons"]))
         assert health(app)["state"] == "degraded"
+        # ... and a health event was stored like any event (the uplink is down: no broker)
+        assert until(lambda: health_events(cfg) != [])
+    # stopping ends the open condition; both wait in the outbox for delivery
+    (start, end) = health_events(cfg)
+    assert (start["rule"], start["label"], start["camera"]) == ("health", "camera_stale", "yard")
+    assert (start["phase"], start["severity"], end["phase"]) == ("start", "high", "end")
+    assert (end["start_id"], end["end_reason"]) == (start["id"], "stopped")
+
+
+def test_stopping_ends_an_open_condition_before_the_last_delivery(
+    tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
+) -> None:
+    """The ``stopped`` end is raised before the stop's flush, so the cloud has it at once
+    (not only after the next start), and nothing of health is left in the outbox."""
+    clip, _ = scene
+    cfg = config(tmp_path, clip, free_port(), pki, loop=False)
+    transport = InMemoryTransport()
+    with EdgeApp(
+        cfg, transport=transport, detector=GatedDetector(), watchdog_s=0.05, notify=lambda s: True
+    ) as app:
+        app.wait()  # the clip ended: the camera goes stale
+        assert until(lambda: [e["phase"] for e in delivered_health(transport)] == ["start"])
+    assert [(e["label"], e["phase"]) for e in delivered_health(transport)] == [
+        ("camera_stale", "start"), ("camera_stale", "end"),
+    ]  # fmt: skip
+    assert delivered_health(transport)[-1]["end_reason"] == "stopped"
+    assert health_events(cfg) == []
+
+
+def delivered_health(transport: InMemoryTransport) -> list[dict[str, Any]]:
+    batches = [json.loads(m.payload) for m in transport.published if m.topic.endswith("/events")]
+    return [e for b in batches for e in b["events"] if e["rule"] == "health"]
+
+
+def health_events(cfg: AppConfig) -> list[dict[str, Any]]:
+    with OutboxReader(cfg.outbox_path) as reader:
+        bodies = [json.loads(b) for b in reader.bodies()]
+    return [b for b in bodies if b["rule"] == "health"]
 
 
 def test_an_exposed_endpoint_serves_only_with_the_token_from_the_environment(

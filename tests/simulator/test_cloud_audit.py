@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from edge_app.domain import format_utc
+from edge_app.outbox import RECOVERY_RULE
 from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
@@ -66,6 +67,19 @@ def test_missing_are_the_seq_gaps_of_each_device() -> None:
     audit.feed(batch(3, 5, 6, device="a"), received_wall=WALL)  # the gaps arrive late
     assert audit.report().missing == 1
     assert audit.report().out_of_order == 1
+
+
+def test_gaps_a_recovery_event_names_are_explained_not_missing() -> None:
+    audit = Audit()
+    audit.feed(batch(1, 2, 5, 6, device="a"), received_wall=WALL)  # 3, 4 lost with the file
+    recovered = batch(1010, device="a")
+    recovered["events"][0].update(
+        rule=RECOVERY_RULE, seq_lost=[[3, 4]], seq_skipped=[7, 1009], salvaged=2, unreadable=2
+    )
+    audit.feed(recovered, received_wall=WALL)
+    audit.feed(batch(1, 3, device="b"), received_wall=WALL)  # another device: 2 is missing
+    report = audit.report()
+    assert (report.explained, report.missing) == (2 + 1003, 1)
 
 
 def test_out_of_order_batches_are_counted_per_device() -> None:

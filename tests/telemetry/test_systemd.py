@@ -6,7 +6,11 @@ import socket
 import threading
 from pathlib import Path
 
-from edge_app.telemetry import Watchdog, sd_notify, watchdog_interval_s
+import pytest
+
+from edge_app.clock import FakeClock
+from edge_app.telemetry import TimeoutExtender, Watchdog, sd_notify, watchdog_interval_s
+from tests.outbox_damage import damage, open_box, pages, write_outbox
 
 
 def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
@@ -75,3 +79,64 @@ def _wait(cond: object, timeout: float = 10.0) -> bool:
         return False
     finally:
         deadline.cancel()
+
+
+def test_timeout_extender_asks_on_the_first_call_then_each_third_of_the_extension() -> None:
+    clock = FakeClock()
+    sent: list[str] = []
+
+    def notify(state: str) -> bool:
+        sent.append(state)
+        return True
+
+    extend = TimeoutExtender(clock, extend_s=30.0, notify=notify)
+    extend()
+    assert sent == ["EXTEND_TIMEOUT_USEC=30000000"]  # at once: the start may be late already
+    for _ in range(99):  # called per page: in between, nothing is sent
+        clock.advance(0.099)
+        extend()
+    assert len(sent) == 1  # 9.8 s later
+    clock.advance(0.2)
+    extend()
+    assert len(sent) == extend.sent == 2
+    clock.advance(25.0)  # a pause in the work: the next call asks again at once
+    extend()
+    assert sent == ["EXTEND_TIMEOUT_USEC=30000000"] * 3
+
+
+def test_a_long_salvage_keeps_extending_the_start_timeout(tmp_path: Path) -> None:
+    """A damaged real outbox salvaged by ``Outbox`` on a slow device (each page read takes
+    0.5 s on the clock): ``EXTEND_TIMEOUT_USEC`` reaches systemd's socket on the first page and
+    then every 10 s of salvage, never in between; a sound outbox sends nothing."""
+    db = tmp_path / "outbox.db"
+    write_outbox(db)
+    damage(db, pages(db, "events", "leaf")[10])
+    sock_path = tmp_path / "notify.sock"
+    clock = FakeClock()
+    pages_read = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(sock_path))
+        extend = TimeoutExtender(
+            clock, notify=lambda state: sd_notify(state, {"NOTIFY_SOCKET": str(sock_path)})
+        )
+
+        def page_read() -> None:
+            nonlocal pages_read
+            pages_read += 1
+            clock.advance(0.5)
+            extend()
+
+        with open_box(db, clock, progress=page_read) as box:
+            assert box.recovery is not None
+        assert pages_read > 60
+        assert extend.sent == 1 + (pages_read - 1) // 20  # 20 pages: 10 s
+        systemd.settimeout(5)
+        received = [systemd.recv(64) for _ in range(extend.sent)]
+        systemd.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            systemd.recv(64)  # nothing more than counted
+        assert received == [b"EXTEND_TIMEOUT_USEC=30000000"] * extend.sent
+        before = pages_read
+        with open_box(db, clock, progress=page_read) as box:  # sound now: no salvage
+            assert box.recovery is not None  # still to announce, but nothing was read again
+        assert pages_read == before

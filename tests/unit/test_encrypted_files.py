@@ -41,7 +41,7 @@ def test_snapshots_are_written_sealed_and_read_back_clear(tmp_path: Path) -> Non
     ev = event()
     snapshot = SnapshotWriter(root, sealer=Sealer(KEY)).save(snapshot_frame(), detections(), ev)
     assert snapshot is not None
-    assert snapshot["file"] == f"dock/2026-09-21/{ev.id}.jpg"  # the event names the clear file
+    assert snapshot.file == f"dock/2026-09-21/{ev.id}.jpg"  # the event names the clear file
     folder = root / "dock" / "2026-09-21"
     assert sorted(p.name for p in folder.iterdir()) == [
         f"{ev.id}.clean.jpg.enc",
@@ -50,10 +50,10 @@ def test_snapshots_are_written_sealed_and_read_back_clear(tmp_path: Path) -> Non
     ]  # no clear JPEG, no temporary file
     for path in folder.iterdir():
         assert path.read_bytes()[:4] == b"EAS1"
-    jpeg = read_stored(root / snapshot["file"], Sealer(KEY))
-    assert hashlib.sha256(jpeg).hexdigest() == snapshot["sha256"]  # of the clear JPEG
-    assert len(jpeg) == snapshot["bytes"]
-    clean = read_stored(root / sibling(snapshot["file"], "clean"), Sealer(KEY))
+    jpeg = read_stored(root / snapshot.file, Sealer(KEY))
+    assert hashlib.sha256(jpeg).hexdigest() == snapshot.sha256  # of the clear JPEG
+    assert len(jpeg) == snapshot.bytes
+    clean = read_stored(root / sibling(snapshot.file, "clean"), Sealer(KEY))
     image = cv2.imdecode(np.frombuffer(clean, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None
     assert image.shape == snapshot_frame().image.shape
@@ -81,8 +81,8 @@ def test_snapshot_lane_publishes_clear_jpegs_of_sealed_and_older_plain_files(
             snap = writer.save(snapshot_frame(), detections(), ev)
             assert snap is not None
             stored = outbox.enqueue(make_event(clock))
-            lane.add([(stored.wall, snapshot_row(ev.id, snap["file"], snap["bytes"]))])
-            clear[ev.id] = read_stored(root / snap["file"], sealer)
+            lane.add([(stored.wall, snapshot_row(ev.id, snap.file, snap.bytes))])
+            clear[ev.id] = read_stored(root / snap.file, sealer)
         assert len(list(root.glob("cam0/*/*.jpg"))) == 3  # written before encryption: plain
         assert len(list(root.glob("cam1/*/*.jpg.enc"))) == 3
         sender = SnapshotSender(lane, root, topic_prefix=PREFIX, sealer=sealer)
@@ -110,7 +110,7 @@ def test_snapshot_lane_skips_what_it_cannot_decrypt_and_says_so(tmp_path: Path) 
         ev = event()
         snap = writer.save(snapshot_frame(), detections(), ev)
         assert snap is not None
-        lane.add([(0.0, snapshot_row(ev.id, snap["file"], snap["bytes"]))])
+        lane.add([(0.0, snapshot_row(ev.id, snap.file, snap.bytes))])
         keyless = SnapshotSender(lane, root, topic_prefix=PREFIX)
         assert keyless.next_publish() is None  # encrypted, and no key: skipped, not sent
         assert keyless.unreadable == 1
@@ -119,9 +119,9 @@ def test_snapshot_lane_skips_what_it_cannot_decrypt_and_says_so(tmp_path: Path) 
         other = event()
         other_snap = writer.save(snapshot_frame(), detections(), other)
         assert other_snap is not None
-        sealed = root / f"{snap['file']}.enc"
-        sealed.replace(root / f"{other_snap['file']}.enc")
-        lane.add([(0.0, snapshot_row(other.id, other_snap["file"], other_snap["bytes"]))])
+        sealed = root / f"{snap.file}.enc"
+        sealed.replace(root / f"{other_snap.file}.enc")
+        lane.add([(0.0, snapshot_row(other.id, other_snap.file, other_snap.bytes))])
         keyed = SnapshotSender(lane, root, topic_prefix=PREFIX, sealer=Sealer(KEY))
         assert keyed.next_publish() is None
         assert keyed.unreadable == 1
@@ -221,4 +221,4 @@ def test_sealed_files_never_write_through_a_planted_symlink(tmp_path: Path) -> N
     for sealed in (clips / "event.mp4.enc", day / f"{ev.id}.jpg.enc"):
         assert not sealed.is_symlink()  # the link was replaced, not followed
         assert sealed.read_bytes()[:4] == b"EAS1"
-    assert read_stored(snaps / snap["file"], Sealer(KEY))[:2] == b"\xff\xd8"
+    assert read_stored(snaps / snap.file, Sealer(KEY))[:2] == b"\xff\xd8"

@@ -360,5 +360,5 @@ def test_misuse_and_broken_files_give_clear_errors(
         assert fresh.recovered_from is not None  # moved aside (see test_outbox_recovery.py)
         assert fresh.recovered_from.read_bytes().startswith(b"this is not a database")
 
-    with pytest.raises(OutboxError, match="max_bytes must be > 0"):
+    with pytest.raises(ValueError, match="max_bytes must be > 0"):
         Outbox(tmp_path / "x.db", clock=clock, device=DEVICE, max_bytes=0, max_age_s=1.0)

@@ -10,35 +10,27 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from edge_app.config import MotionConfig, parse_config
-from edge_app.domain import Detections, Event, Frame, Image, ModelRef
-from edge_app.pipeline import CameraWorker
+from edge_app.config import AppConfig, MotionConfig, parse_config
+from edge_app.domain import Detections, Event, Frame, Image
 from edge_app.vision.labels import LabelMap
 from edge_app.vision.preprocess import BoxMap, PreparedInput
-from edge_app.vision.rules import EventContext, RuleEngine
+from tests.fakes import FakeDetector, camera_loop
 
 W, H = 768, 432
 
 
-class WindowDetector:
+class WindowDetector(FakeDetector):
     """A 300 x 300 model that finds a cat in the middle half of any image smaller than the
     frame (a crop window) and nothing in a whole frame; records the shapes it was given."""
 
-    input_size = (300, 300)
-    threads = 1
-
     def __init__(self) -> None:
+        super().__init__(LabelMap({0: "cat"}))
         self.shapes: list[tuple[int, ...]] = []
 
-    @property
-    def model(self) -> ModelRef:
-        return ModelRef("fake", "0" * 12)
+    def preparer(self) -> WindowDetector:
+        return self
 
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap({0: "cat"})
-
-    def detect(self, image_bgr: Image) -> Detections:
+    def see(self, image_bgr: Image) -> Detections:
         self.shapes.append(image_bgr.shape)
         if image_bgr.shape[:2] == (H, W):
             return Detections.empty()
@@ -50,9 +42,6 @@ class WindowDetector:
 
     def detect_prepared(self, image_bgr: Image, prepared: PreparedInput) -> Detections:
         return self.detect(image_bgr)
-
-    def close(self) -> None:
-        pass
 
 
 class SquareSource:
@@ -72,26 +61,27 @@ class SquareSource:
         pass
 
 
-def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> None:
-    cfg = parse_config(
+def config(motion: MotionConfig) -> AppConfig:
+    return parse_config(
         {
             "device": {"thing_name": "cam-1"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "cameras": [{"name": "yard", "source": {"type": "usb"}, "motion": motion.model_dump()}],
             "rules": [{"name": "cat", "labels": ["cat"], "min_frames": 1}],
         }
     )
+
+
+def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> None:
+    cfg = config(MotionConfig(crop=True, motion_every_s=0.0, min_area=0.0))
     detector = WindowDetector()
     events: list[Event] = []
-    worker = CameraWorker(
-        SquareSource(),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        lambda event: event,
-        stop=threading.Event(),
-        on_event=events.append,
-        motion=MotionConfig(crop=True, motion_every_s=0.0, min_area=0.0),
-    )
+
+    def sink(event: Event) -> Event:
+        events.append(event)
+        return event
+
+    worker = camera_loop(cfg, SquareSource(), detector, sink)
     worker.run()
     # frame 0: everything is new (whole frame); frame 1: the square moved, nothing tracked
     # (a 300 x 300 window); frames 2, 3: the cat is tracked, so the whole frame again
@@ -108,23 +98,9 @@ def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> N
 
 
 def test_without_crop_every_detection_sees_the_whole_frame() -> None:
-    cfg = parse_config(
-        {
-            "device": {"thing_name": "cam-1"},
-            "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
-            "rules": [{"name": "cat", "labels": ["cat"], "min_frames": 1}],
-        }
-    )
+    cfg = config(MotionConfig(motion_every_s=0.0, min_area=0.0))
     detector = WindowDetector()
-    worker = CameraWorker(
-        SquareSource(),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        lambda event: event,
-        stop=threading.Event(),
-        motion=MotionConfig(motion_every_s=0.0, min_area=0.0),
-    )
+    worker = camera_loop(cfg, SquareSource(), detector)
     worker.run()
     assert detector.shapes == [(H, W, 3)] * 4
     assert worker.stats.cropped == 0

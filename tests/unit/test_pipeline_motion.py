@@ -10,32 +10,14 @@ import numpy as np
 import pytest
 
 from edge_app.config import ConfigSnapshot, MotionConfig, TamperConfig, parse_config
-from edge_app.domain import Detections, Event, Frame, Image, ModelRef
+from edge_app.domain import Event, Frame
 from edge_app.pipeline import CameraWorker, Runtime, RuntimeHolder
-from edge_app.vision.labels import LabelMap
-from edge_app.vision.rules import EventContext, RuleEngine
+from tests.fakes import FakeDetector, camera_loop
 from tests.unit.test_pipeline_reconfigure import ScriptedSource
 
 
-class CountingDetector:
-    """Sees nothing; counts how often it was asked."""
-
-    calls = 0
-
-    @property
-    def model(self) -> ModelRef:
-        return ModelRef("fake", "0" * 12)
-
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap({0: "person"})
-
-    def detect(self, image_bgr: Image) -> Detections:
-        self.calls += 1
-        return Detections.empty()
-
-    def close(self) -> None:
-        pass
+class CountingDetector(FakeDetector):
+    """Sees nothing; counts how often it was asked (``calls``)."""
 
 
 def _worker(
@@ -44,27 +26,18 @@ def _worker(
     live: RuntimeHolder | None,
     before: Callable[[int], None] = lambda i: None,
 ) -> CameraWorker:
+    camera: dict[str, object] = {"name": "yard", "source": {"type": "usb"}}
+    if motion is not None:
+        camera["motion"] = motion.model_dump()
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "cameras": [camera],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
-
-    def sink(event: Event) -> Event:
-        return event
-
-    return CameraWorker(
-        ScriptedSource(30, before),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        sink,
-        stop=threading.Event(),
-        motion=motion,
-        live=live,
-    )
+    return camera_loop(cfg, ScriptedSource(30, before), detector, live=live)
 
 
 def test_still_frames_run_the_detector_only_when_forced() -> None:
@@ -134,11 +107,12 @@ class TexturedSource:
 
 def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
     detector = CountingDetector()
+    tamper = TamperConfig(warmup_s=2.0, hold_s=1.0)
     cfg = parse_config(
         {
             "device": {"thing_name": "cam-1"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "cameras": [{"name": "yard", "source": {"type": "usb"}, "tamper": tamper.model_dump()}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
@@ -148,14 +122,7 @@ def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
         events.append(event)
         return event
 
-    worker = CameraWorker(
-        TexturedSource(),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        sink,
-        stop=threading.Event(),
-        tamper=TamperConfig(warmup_s=2.0, hold_s=1.0),
-    )
+    worker = camera_loop(cfg, TexturedSource(), detector, sink)
     worker.run()
     assert [(e.rule, e.phase.value) for e in events] == [
         ("tamper_blocked", "start"),

@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from edge_app.config import AppConfig, ConfigSnapshot, parse_config
-from edge_app.domain import Detections, Event, Frame, Image, ModelRef
-from edge_app.pipeline import CameraWorker, Runtime, RuntimeHolder
-from edge_app.vision.labels import LabelMap
-from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.domain import Detections, EndReason, Event, Frame, Image
+from edge_app.pipeline import Runtime, RuntimeHolder
+from tests.fakes import FakeDetector, camera_loop
 
 PERSON = Detections(
     np.array([[0.4, 0.4, 0.6, 0.9]], np.float32),
@@ -21,22 +20,11 @@ PERSON = Detections(
 )
 
 
-class PersonDetector:
+class PersonDetector(FakeDetector):
     """Sees one person in every frame (a detector seam for loop tests)."""
 
-    @property
-    def model(self) -> ModelRef:
-        return ModelRef("fake", "0" * 12)
-
-    @property
-    def labels(self) -> LabelMap:
-        return LabelMap({0: "person"})
-
-    def detect(self, image_bgr: Image) -> Detections:
+    def see(self, image_bgr: Image) -> Detections:
         return PERSON
-
-    def close(self) -> None:
-        pass
 
 
 class ScriptedSource:
@@ -85,14 +73,7 @@ def run(change_at: int, new: AppConfig) -> list[Event]:
         if i == change_at:
             live.swap(Runtime(ConfigSnapshot.of(new, "remote", new.version), detector))
 
-    worker = CameraWorker(
-        ScriptedSource(10, before),
-        detector,
-        RuleEngine(old.cameras[0], old.rules, EventContext("cam-1", detector.model, 0)),
-        sink,
-        stop=threading.Event(),
-        live=live,
-    )
+    worker = camera_loop(old, ScriptedSource(10, before), detector, sink, live=live)
     worker.run()
     assert worker.stats.config_version == new.version
     assert worker.stats.config_changes == 1
@@ -106,7 +87,7 @@ def test_same_rules_keep_the_open_episode_and_stamp_the_new_version() -> None:
         ("person", "start", 0),
         ("person", "end", 5),
     ]
-    assert events[1].extra["end_reason"] == "source ended"
+    assert events[1].end_reason is EndReason.SOURCE_ENDED
 
 
 def test_changed_rules_end_the_old_episode_and_start_the_new_rules() -> None:
@@ -118,5 +99,5 @@ def test_changed_rules_end_the_old_episode_and_start_the_new_rules() -> None:
         ("anyone", "start", 6),
         ("anyone", "end", 6),
     ]
-    assert events[1].extra["end_reason"] == "config changed"
+    assert events[1].end_reason is EndReason.CONFIG_CHANGED
     assert events[2].wall == 1_790_000_000.0 + 5 / 10  # frames 4 and 5 under the new rules

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from edge_app.config import ConfigSnapshot
+from edge_app.domain import ModelRef
 from edge_app.errors import FieldError
 from edge_app.remote.report import (
     REPORT_MAX_BYTES,
@@ -56,7 +57,8 @@ def test_bounded_errors_keeps_order_and_counts_the_rest() -> None:
 def test_rejected_report_stays_within_its_budget_whatever_the_errors() -> None:
     snapshot = ConfigSnapshot.of(local_config(), "last-good", 2**63 - 1)
     huge = [FieldError("é" * 5000, "😀" * 5000) for _ in range(100)]
-    report = rejected_report(snapshot, 2**63 - 1, huge, '"\\' * 32)
+    model = ModelRef("é" * 5000, "7046f31a72ec")  # a model given by path may have any name
+    report = rejected_report(snapshot, model, 2**63 - 1, huge, '"\\' * 32)
     assert len(json.dumps(report, separators=(",", ":"))) <= REPORT_MAX_BYTES
     config = report["state"]["reported"]["config"]
     assert len(config["errors"]) >= 1  # at least the first error always fits

@@ -9,9 +9,8 @@ import pytest
 from edge_app.clock import FakeClock
 from edge_app.config import parse_config
 from edge_app.domain import Event
-from edge_app.pipeline import CameraWorker
 from edge_app.vision.fairlock import FairLock
-from edge_app.vision.rules import EventContext, RuleEngine
+from tests.fakes import camera_loop
 from tests.unit.test_pipeline_motion import CountingDetector
 from tests.unit.test_pipeline_reconfigure import ScriptedSource
 
@@ -65,7 +64,7 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
         {
             "device": {"thing_name": "cam-1"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "cameras": [{"name": "yard", "source": {"type": "usb"}, "max_lag_s": 0.5}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
@@ -78,15 +77,7 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
     def sink(event: Event) -> Event:
         return event
 
-    worker = CameraWorker(
-        ScriptedSource(30, before),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        sink,
-        stop=threading.Event(),
-        clock=clock,
-        max_lag_s=0.5,
-    )
+    worker = camera_loop(cfg, ScriptedSource(30, before), detector, sink, clock=clock)
     worker.run()
     assert worker.stats.dropped_late == 20
     assert detector.calls == 10
@@ -113,7 +104,7 @@ def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected()
         {
             "device": {"thing_name": "cam-1"},
             "uplink": {"enabled": False},
-            "cameras": [{"name": "yard", "source": {"type": "usb"}}],
+            "cameras": [{"name": "yard", "source": {"type": "usb"}, "max_lag_s": 0.5}],
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
@@ -126,16 +117,7 @@ def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected()
         turn.wait_s = 0.55 if i == 10 else 0.0
         clock.advance(max(0.0, (100.0 + i / 10) - clock.monotonic()))
 
-    worker = CameraWorker(
-        ScriptedSource(30, before),
-        detector,
-        RuleEngine(cfg.cameras[0], cfg.rules, EventContext("cam-1", detector.model, 0)),
-        lambda event: event,
-        stop=threading.Event(),
-        detector_lock=turn,
-        clock=clock,
-        max_lag_s=0.5,
-    )
+    worker = camera_loop(cfg, ScriptedSource(30, before), detector, clock=clock, lock=turn)
     worker.run()
     assert worker.stats.dropped_late == 1  # frame 10, and only it: frame 11 is 0.45 s old
     assert detector.calls == 29

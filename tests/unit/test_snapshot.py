@@ -65,18 +65,18 @@ def test_save_writes_a_decodable_jpeg_where_the_contract_says(tmp_path: Path) ->
     ev = event()
     snapshot = writer.save(frame(), detections(), ev)
     assert snapshot is not None
-    assert snapshot["file"] == f"dock/2026-09-21/{ev.id}.jpg"
-    path = tmp_path / "snaps" / snapshot["file"]
+    assert snapshot.file == f"dock/2026-09-21/{ev.id}.jpg"
+    path = tmp_path / "snaps" / snapshot.file
     data = path.read_bytes()
-    assert snapshot["bytes"] == len(data) == path.stat().st_size
-    assert snapshot["sha256"] == hashlib.sha256(data).hexdigest()
+    assert snapshot.bytes == len(data) == path.stat().st_size
+    assert snapshot.sha256 == hashlib.sha256(data).hexdigest()
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert image is not None
     assert image.shape == (H, W, 3)
     assert writer.failures == 0
-    assert set(snapshot) == {"file", "sha256", "bytes"}  # DESIGN.md's keys; siblings by name
-    assert sibling(snapshot["file"], "clean") == Path(f"dock/2026-09-21/{ev.id}.clean.jpg")
-    clean = cv2.imread(str(tmp_path / "snaps" / sibling(snapshot["file"], "clean")))
+    assert set(snapshot.to_json()) == {"file", "sha256", "bytes"}  # wire keys; siblings by name
+    assert sibling(snapshot.file, "clean") == Path(f"dock/2026-09-21/{ev.id}.clean.jpg")
+    clean = cv2.imread(str(tmp_path / "snaps" / sibling(snapshot.file, "clean")))
     assert clean is not None
     # the clean one is the frame as seen (no boxes): flat grey up to JPEG's rounding
     assert int(np.abs(clean.astype(int) - frame().image.astype(int)).max()) <= 2
@@ -97,7 +97,7 @@ def test_the_snapshot_highlights_the_event_detection(tmp_path: Path) -> None:
         Frame("dock", 7, 100.0, WALL, big), detections(), event()
     )
     assert snapshot is not None
-    image = cv2.imread(str(tmp_path / snapshot["file"]), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(tmp_path / snapshot.file), cv2.IMREAD_COLOR)
     assert image is not None
 
     def left_edge_bgr(box: tuple[float, float, float, float]) -> tuple[int, int, int]:
@@ -115,7 +115,7 @@ def test_the_day_folder_is_the_utc_date_of_the_event(tmp_path: Path) -> None:
     ev = event(wall=1_789_948_799.5)  # 2026-09-20T23:59:59.5Z
     snapshot = SnapshotWriter(tmp_path).save(frame(), detections(), ev)
     assert snapshot is not None
-    assert snapshot["file"] == f"dock/2026-09-20/{ev.id}.jpg"
+    assert snapshot.file == f"dock/2026-09-20/{ev.id}.jpg"
 
 
 def test_two_events_make_two_files(tmp_path: Path) -> None:
@@ -124,8 +124,8 @@ def test_two_events_make_two_files(tmp_path: Path) -> None:
     second = writer.save(frame(), Detections.empty(), event())
     assert first is not None
     assert second is not None
-    assert first["file"] != second["file"]
-    assert first["sha256"] != second["sha256"]  # one has boxes drawn, the other none
+    assert first.file != second.file
+    assert first.sha256 != second.sha256  # one has boxes drawn, the other none
     assert len(list((tmp_path / "dock" / "2026-09-21").iterdir())) == 6  # annotated, clean, crop
 
 
@@ -182,7 +182,7 @@ def test_quality_is_passed_to_the_encoder(tmp_path: Path) -> None:
             frame(noisy), detections(), event()
         )
         assert snap is not None
-        sizes.append(snap["bytes"])
+        sizes.append(snap.bytes)
     assert sizes[0] < sizes[1]
 
 
@@ -196,8 +196,8 @@ def test_the_crop_is_the_event_object_with_context_cut_from_the_clean_frame(
     ev = event()
     snapshot = SnapshotWriter(tmp_path).save(frame(image), detections(), ev)
     assert snapshot is not None
-    assert sibling(snapshot["file"], "crop").name == f"{ev.id}.crop.jpg"
-    crop = cv2.imread(str(tmp_path / sibling(snapshot["file"], "crop")), cv2.IMREAD_COLOR)
+    assert sibling(snapshot.file, "crop").name == f"{ev.id}.crop.jpg"
+    crop = cv2.imread(str(tmp_path / sibling(snapshot.file, "crop")), cv2.IMREAD_COLOR)
     assert crop is not None
     x1, y1, x2, y2 = crop_box(ev.bbox, W, H)
     assert crop.shape == (y2 - y1, x2 - x1, 3)

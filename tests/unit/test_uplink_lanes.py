@@ -295,7 +295,7 @@ def test_metrics_sender_skips_rows_it_can_never_send(tmp_path: Path) -> None:
         assert sender.next_publish() == first  # offered again, unchanged
         sender.delivered(first)
         assert not sender.waiting()
-    with pytest.raises(UplinkError, match="max_bytes >= 1024"):
+    with pytest.raises(ValueError, match="max_bytes >= 1024"):
         MetricsLaneSender(lane, topic=METRICS, namespace="EdgeApp", max_bytes=10)
 
 
@@ -315,7 +315,7 @@ def test_snapshot_rows_with_extra_keys_are_sent(tmp_path: Path) -> None:
 
 
 def test_a_lane_publish_carries_rows() -> None:
-    with pytest.raises(UplinkError, match="at least one row"):
+    with pytest.raises(ValueError, match="at least one row"):
         LanePublish(METRICS, b"{}", ())
 
 
