@@ -13,7 +13,8 @@ it is exact by construction. ``enter_frame`` is the first frame an object is vis
 Each box also carries ``visible``, the fraction of the sprite inside the frame, so detector
 tests can ignore half-entered objects.
 
-``python -m simulator scene --out scene.mp4 --truth scene.json`` writes both files.
+``python -m simulator scene --out scene.mp4 --truth scene.json`` writes both files
+(``--kind crossing|occlusion``: the scenes of ``simulator.encounters``).
 """
 
 from __future__ import annotations
@@ -403,18 +404,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT, even (default 640x360)"
     )
     parser.add_argument("--seed", type=int, default=0, help="layout seed (default 0)")
+    parser.add_argument(
+        "--kind",
+        choices=["visits", "crossing", "occlusion"],
+        default="visits",
+        help="visits: objects one at a time (default); crossing: two people pass each other; "
+        "occlusion: one person walks behind a pillar (simulator.encounters)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``scene`` with parsed arguments; prints a one-line summary per object."""
+    # encounters builds on this module, so it is imported once this one is loaded
+    from simulator.encounters import generate_encounter  # noqa: PLC0415
+
+    make = generate_scene if args.kind == "visits" else generate_encounter
+    kind = {} if args.kind == "visits" else {"kind": args.kind}
     try:
-        truth = generate_scene(
+        truth = make(
             args.out,
             args.truth,
             seconds=args.seconds,
             fps=args.fps,
             size=args.size,
             seed=args.seed,
+            **kind,
         )
     except SceneError as exc:
         print(f"scene: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from edge_app.config.base import THING_NAME, FilePath, Model, Name, Point, Url, refuse_repeats
+from edge_app.config.tracking import TrackingConfig
 from edge_app.domain import Severity
 
 
@@ -221,6 +222,11 @@ class CameraConfig(Model):
         None,
         description="Run the detector only on motion, while rules have live objects, and every "
         "force_every_s; null: detect on every processed frame.",
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="How per-object rules keep a track through detector dropouts: weak "
+        "detections, motion and appearance evidence, re-identification (local only).",
     )
 
     @field_validator("zones")

@@ -88,7 +88,11 @@ class RuleConfig(Model):
         3, ge=1, le=1000, description="Consecutive processed frames before `start` is raised."
     )
     end_after_s: float = Field(
-        2.0, ge=0, le=3600, description="Seconds the condition must be false before `end`."
+        2.0,
+        ge=0,
+        le=3600,
+        description="Seconds the condition must be false before `end`; per_object: seconds "
+        "without a detection or other evidence of the object (cameras[].tracking).",
     )
     severity: Severity = Field(Severity.MEDIUM, description="Severity of the events raised.")
     review_band: tuple[float, float] | None = Field(
@@ -97,8 +101,8 @@ class RuleConfig(Model):
     per_object: bool = Field(
         False,
         description="One start/update/end sequence per tracked object (IoU tracker; start "
-        "once min_frames hits with a median score >= min_score) instead of one episode per "
-        "rule.",
+        "once min_frames hits with a median score >= min_score; kept through detector "
+        "dropouts as cameras[].tracking says) instead of one episode per rule.",
     )
     min_area: float = Field(
         0.0, ge=0.0, le=1.0, description="Smallest box area, as a share of the frame, that counts."

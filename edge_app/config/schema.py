@@ -28,6 +28,7 @@ __all__ = [
     "SourceConfig",
     "TamperConfig",
     "TlsConfig",
+    "TrackingConfig",
     "UiConfig",
     "UplinkConfig",
     "UrlSourceConfig",
@@ -75,6 +76,7 @@ from edge_app.config.detection import (
     RuleConfig,
     ScheduleConfig,
 )
+from edge_app.config.tracking import TrackingConfig
 from edge_app.config.ui import UiConfig
 
 _MAX_TOPIC_BYTES = 256

@@ -10,8 +10,10 @@ event sequence:
   when its sighting in the current frame scores clearly better than the last one reported
   (a better snapshot: the event carries that sighting and the camera loop writes this frame
   as the update's own snapshot), at most once per ``UPDATE_EVERY_S`` of frame time;
-* ``end`` once the track has been unseen for ``end_after_s`` (the tracker drops it), or has
-  stayed out of the zone that long.
+* ``end`` once the tracker drops the track: no detection and no other evidence that the object
+  is still there (``cameras[].tracking``: its region unchanged, motion) for ``end_after_s``,
+  or ``tracking.max_lost_s`` without a detection; or once it has stayed out of the zone for
+  ``end_after_s``.
 
 Everything is driven by frame timestamps, so a replay yields the same events.
 """
@@ -25,8 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_app.config import RuleConfig
+from edge_app.config import RuleConfig, TrackingConfig
 from edge_app.domain import Detection, Detections, EndReason, Phase, UpdateReason
+from edge_app.vision.appearance import Appearance
+from edge_app.vision.evidence import TrackEvidence
 from edge_app.vision.geometry import points_in_polygon
 from edge_app.vision.tracker import Track, Tracker
 
@@ -61,16 +65,31 @@ class _State:
 
 
 class ObjectLifecycle:
-    """The per-object lifecycle of one rule on one camera. Not thread-safe."""
+    """The per-object lifecycle of one rule on one camera. Not thread-safe.
 
-    def __init__(self, rule: RuleConfig, zone: NDArray[np.float32] | None) -> None:
+    ``tracking`` (the camera's) sets the tracker's weak floor and which evidence keeps lost
+    tracks alive; ``reid`` is the camera's re-identification descriptor (None: the tracker
+    uses detections only, as without pixels).
+    """
+
+    def __init__(
+        self,
+        rule: RuleConfig,
+        zone: NDArray[np.float32] | None,
+        tracking: TrackingConfig | None = None,
+        reid: Appearance | None = None,
+    ) -> None:
         self.rule = rule
         self._labels = frozenset(rule.labels)
         self._zone = zone
+        tracking = tracking or TrackingConfig()
         self._tracker = Tracker(
             high_score=rule.min_score,
-            low_score=rule.min_score * 0.6,
+            low_score=min(tracking.low_score, rule.min_score),
             max_age_s=rule.end_after_s,
+            evidence=TrackEvidence(tracking, reid) if reid is not None else None,
+            max_lost_s=tracking.max_lost_s,
+            min_hits=rule.min_frames,
         )
         self._states: dict[int, _State] = {}
 
@@ -89,8 +108,11 @@ class ObjectLifecycle:
         """Ids of the tracks with a started, not yet ended event sequence."""
         return [i for i, s in self._states.items() if s.confirmed]
 
-    def update(self, mono: float, detections: Detections) -> list[Transition]:
-        """Feed one processed frame (``mono`` seconds); returns its lifecycle steps."""
+    def update(
+        self, mono: float, detections: Detections, image: NDArray[np.uint8] | None = None
+    ) -> list[Transition]:
+        """Feed one processed frame (``mono`` seconds, ``image`` its BGR pixels or None);
+        returns its lifecycle steps."""
         mask = np.fromiter((lb in self._labels for lb in detections.labels), bool, len(detections))
         if not mask.all():
             detections = Detections(
@@ -99,7 +121,7 @@ class ObjectLifecycle:
                 detections.class_ids[mask],
                 tuple(lb for lb, m in zip(detections.labels, mask, strict=True) if m),
             )
-        tracks, removed = self._tracker.update(mono, detections)
+        tracks, removed = self._tracker.update(mono, detections, image)
         out: list[Transition] = []
         for track in removed:
             state = self._states.pop(track.track_id, None)

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from edge_app.config import CameraConfig, RuleConfig
 from edge_app.domain import Detection, Detections, EndReason, Event, Frame, ModelRef, Phase
 from edge_app.ids import new_ulid
+from edge_app.vision.appearance import open_appearance
 from edge_app.vision.geometry import anchor_points, points_in_polygon
 from edge_app.vision.lifecycle import ObjectLifecycle, Transition
 from edge_app.vision.schedule import in_schedule
@@ -78,10 +79,12 @@ class RuleEngine:
             for r in mine
             if not r.per_object
         ]
+        objects = [r for r in mine if r.per_object]
+        # One re-identification descriptor per camera (an embedding model is loaded once).
+        reid = open_appearance(camera.tracking) if objects else None
         self._objects = [
-            ObjectLifecycle(r, zones[r.zone] if r.zone is not None else None)
-            for r in mine
-            if r.per_object
+            ObjectLifecycle(r, zones[r.zone] if r.zone is not None else None, camera.tracking, reid)
+            for r in objects
         ]
         self._start_ids: dict[tuple[str, int], tuple[str, float]] = {}
 
@@ -125,7 +128,7 @@ class RuleEngine:
                 events.extend(self._presence(watch, frame, match))
         for lifecycle in self._objects:
             if in_schedule(lifecycle.rule.schedule, frame.wall, self._utc):
-                steps = lifecycle.update(frame.mono, detections)
+                steps = lifecycle.update(frame.mono, detections, frame.image)
             else:
                 steps = lifecycle.finish(EndReason.OUTSIDE_SCHEDULE)
             for step in steps:
