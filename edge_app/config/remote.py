@@ -221,9 +221,9 @@ def validate_overlay(
         errors.append(
             FieldError(
                 "detector.model",
-                f"{model!r} is neither a manifest model nor an approved registry model; "
-                f"choose one of {sorted(models)} (approve a registered one with "
-                "`edge-app models approve NAME VERSION`)",
+                f"{model!r} is not a manifest model nor an approved registry model (approve "
+                "a registered one with `edge-app models approve NAME VERSION`); "
+                f"choose one of {sorted(models)}",
             )
         )
     cameras = {c.name for c in base.cameras}
