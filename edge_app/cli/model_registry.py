@@ -5,20 +5,19 @@ from __future__ import annotations
 __all__ = ["add_registry_actions", "print_registry", "registry_rows"]
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge_app.cli.modelopts import add_convention_options, conventions_from_args, merged
-from edge_app.errors import EdgeAppError, ModelError
+from edge_app.errors import EdgeAppError
 from edge_app.models import (
     Conventions,
     ModelStatus,
     Registry,
     default_model_dir,
     read_sidecar,
-    sha256_file,
+    source_digest,
 )
 from edge_app.vision import TFLiteDetector
 
@@ -63,23 +62,6 @@ def add_registry_actions(
 def _fail(exc: EdgeAppError | str) -> int:
     print(f"edge-app models: error: {exc}", file=sys.stderr)
     return 2
-
-
-def source_digest(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, sorted), so a
-    SavedModel folder has one digest. Raises ``ModelError`` if it cannot be read."""
-    try:
-        if path.is_file():
-            return sha256_file(path)
-        if not path.is_dir():
-            raise ModelError(f"source model {path} does not exist")
-        digest = hashlib.sha256()
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(item.relative_to(path)).encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_file(item)))
-        return digest.hexdigest()
-    except OSError as exc:
-        raise ModelError(f"cannot read the source model {path}: {exc.strerror}") from exc
 
 
 def verified_conventions(file: Path, conventions: Conventions) -> Conventions:

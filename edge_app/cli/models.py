@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge_app.cli.convert import add_convert_action
 from edge_app.cli.model_registry import add_registry_actions, print_registry, registry_rows
 from edge_app.errors import EdgeAppError
 from edge_app.models import Catalog, ModelSpec, default_model_dir, load_manifest, pull, sha256_file
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inspecting.add_argument("--json", action="store_true", help="print one JSON document")
     inspecting.set_defaults(func=_inspect)
     add_registry_actions(cmds, _model_dir_option)
+    add_convert_action(cmds, _model_dir_option)
 
 
 def _model_dir_option(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from edge_app.models.registry import (
     RemoteChoices,
     is_ref,
     register_model,
+    source_digest,
     split_ref,
 )
 from edge_app.models.resolve import ResolvedModel, resolve_model
@@ -46,6 +47,7 @@ __all__ = [
     "resolve_model",
     "sha256_file",
     "sidecar_path",
+    "source_digest",
     "split_ref",
     "write_sidecar",
 ]

@@ -21,11 +21,13 @@ __all__ = [
     "RemoteChoices",
     "is_ref",
     "register_model",
+    "source_digest",
     "split_ref",
 ]
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -280,6 +282,23 @@ def _check_tflite(path: Path) -> None:
 def _copy(source: Path, target: Path) -> None:
     with source.open("rb") as src, atomic_writer(target) as tmp:
         shutil.copyfileobj(src, tmp.file)
+
+
+def source_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted), so a
+    SavedModel folder has one digest. Raises ``ModelError`` if it cannot be read."""
+    try:
+        if path.is_file():
+            return sha256_file(path)
+        if not path.is_dir():
+            raise ModelError(f"source model {path} does not exist")
+        digest = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(item.relative_to(path)).encode() + b"\0")
+            digest.update(bytes.fromhex(sha256_file(item)))
+        return digest.hexdigest()
+    except OSError as exc:
+        raise ModelError(f"cannot read the source model {path}: {exc.strerror}") from exc
 
 
 def register_model(

@@ -40,7 +40,13 @@ from edge_app.vision.decoders import (
 )
 from edge_app.vision.labels import LabelMap, choose_labels
 from edge_app.vision.nms import nms_per_class
-from edge_app.vision.preprocess import InputSpec, PreparedInput, Preprocessor, default_options
+from edge_app.vision.preprocess import (
+    BoxMap,
+    InputSpec,
+    PreparedInput,
+    Preprocessor,
+    default_options,
+)
 from edge_app.vision.runtime import Interpreter, load_interpreter, runtime_error
 
 log = logging.getLogger("edge_app.vision")
@@ -266,7 +272,13 @@ class TFLiteDetector:
             box_map = preprocess.load(prepared)
         else:
             box_map = preprocess(image_bgr)
-        arrays = self._invoke(interpreter)
+        return self.decode_outputs(self._invoke(interpreter), box_map)
+
+    def decode_outputs(self, arrays: list[NDArray[Any]], box_map: BoxMap) -> Detections:
+        """Outputs (float, in ``outputs`` order) -> ``Detections``: decode, NMS where the
+        format needs it, boxes mapped back to the frame by ``box_map``. What ``detect`` does
+        after invoking; ``models convert`` also decodes the source model's outputs with it,
+        so both are read the same way."""
         decoded = self._decoder.decode(arrays, self._threshold, self._binding)
         if decoded.rejected and not self._warned_implausible:
             self._warned_implausible = True
