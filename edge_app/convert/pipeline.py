@@ -117,6 +117,13 @@ def convert_model(options: ConvertOptions, progress: Progress) -> ConversionRepo
         outputs, agreement, invoke_ms = _compare(
             source, candidate, feed=feed, frames=frames, options=options, conventions=conventions
         )
+    broken = [e.name for e in outputs if not np.isfinite(e.max_abs)]
+    if broken:  # not even --force writes a model that computes NaN
+        raise ModelError(
+            f"the converted model's output(s) {', '.join(broken)} are not finite (NaN or "
+            f"infinity) where the source's are: the conversion of {options.source} is broken; "
+            "export it as a SavedModel and convert that, or try another --quantize"
+        )
     accepted = agreement.agreement >= options.min_agreement
     written = accepted or options.force
     digest = hashlib.sha256(data).hexdigest()

@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -130,31 +131,8 @@ def load_source(path: Path, input_size: tuple[int, int] | None = None) -> Source
     path = Path(path)
     with _quiet():
         if path.is_dir():
-            if not (path / "saved_model.pb").is_file():
-                raise ModelError(
-                    f"{path} is a folder without saved_model.pb, so not a SavedModel; give a "
-                    "SavedModel folder (model.export(DIR)) or a Keras file (.keras, .h5)"
-                )
-            try:
-                loaded = tf.saved_model.load(str(path))
-                signature = loaded.signatures["serving_default"]
-            except (KeyError, OSError, ValueError, RuntimeError) as exc:
-                raise ModelError(f"cannot load the SavedModel {path}: {exc}") from exc
-            inputs = signature.structured_input_signature[1]
-            if len(inputs) != 1:
-                raise UnsupportedModelError(
-                    f"{path} takes {len(inputs)} inputs ({', '.join(sorted(inputs))}); "
-                    "edge-app feeds one image [1, height, width, 3]"
-                )
-            ((name, spec),) = inputs.items()
-            shape = list(spec.shape)
-            size = _size(path, shape, input_size)
-
-            def call(x: Any) -> Any:
-                return signature(**{name: x})
-
-            keep = loaded
-        elif path.is_file() and path.suffix.lower() in _KERAS_SUFFIXES:
+            return _from_saved_model(tf, path, path, input_size, None)
+        if path.is_file() and path.suffix.lower() in _KERAS_SUFFIXES:
             try:
                 model = tf.keras.models.load_model(str(path), compile=False)
             except (OSError, ValueError, TypeError) as exc:
@@ -164,25 +142,54 @@ def load_source(path: Path, input_size: tuple[int, int] | None = None) -> Source
                     f"{path} takes {len(model.inputs)} inputs; edge-app feeds one image "
                     "[1, height, width, 3]"
                 )
-            shape = list(model.inputs[0].shape)
-            size = _size(path, shape, input_size)
-
-            def call(x: Any) -> Any:
-                return model(x, training=False)
-
-            keep = model
-        elif path.exists():
+            _size(path, list(model.inputs[0].shape), input_size)  # an image input, first
+            # Keras 3 models convert reliably only through their exported SavedModel (a
+            # concrete function of the live model converts with unfrozen variables: NaN).
+            folder = tempfile.TemporaryDirectory(prefix="edge-app-convert-")
+            try:
+                model.export(folder.name, verbose=False)
+            except (OSError, ValueError, TypeError) as exc:
+                folder.cleanup()
+                raise ModelError(f"cannot export the Keras model {path}: {exc}") from exc
+            return _from_saved_model(tf, Path(folder.name), path, input_size, folder)
+        if path.exists():
             raise ModelError(
                 f"{path} is not a model edge-app can convert: give a SavedModel folder or a "
                 f"Keras file ({', '.join(_KERAS_SUFFIXES)})"
             )
-        else:
-            raise ModelError(f"source model {path} does not exist")
-        width, height = size
-        function = tf.function(
-            call, input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32)]
-        ).get_concrete_function()
-    return SourceModel(tf, path, function, keep, size)
+        raise ModelError(f"source model {path} does not exist")
+
+
+def _from_saved_model(
+    tf: Any, folder: Path, path: Path, input_size: tuple[int, int] | None, temp: Any
+) -> SourceModel:
+    """``folder`` a SavedModel (``path`` what the user gave; ``temp`` a folder to keep)."""
+    if not (folder / "saved_model.pb").is_file():
+        raise ModelError(
+            f"{path} is a folder without saved_model.pb, so not a SavedModel; give a "
+            "SavedModel folder (model.export(DIR)) or a Keras file (.keras, .h5)"
+        )
+    try:
+        loaded = tf.saved_model.load(str(folder))
+        signature = loaded.signatures["serving_default"]
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load the SavedModel {path}: {exc}") from exc
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise UnsupportedModelError(
+            f"{path} takes {len(inputs)} inputs ({', '.join(sorted(inputs))}); "
+            "edge-app feeds one image [1, height, width, 3]"
+        )
+    ((name, spec),) = inputs.items()
+    width, height = _size(path, list(spec.shape), input_size)
+
+    def call(x: Any) -> Any:
+        return signature(**{name: x})
+
+    function = tf.function(
+        call, input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32)]
+    ).get_concrete_function()
+    return SourceModel(tf, path, function, (loaded, temp), (width, height))
 
 
 def _keras_error(path: Path, exc: Exception) -> str:
