@@ -86,7 +86,11 @@ def convert_model(options: ConvertOptions, progress: Progress) -> ConversionRepo
     ``SourceError`` (calibration footage) saying what to do; writes nothing then.
     """
     progress(f"loading {options.source}")
-    source = load_source(options.source, options.input_size)
+    with load_source(options.source, options.input_size) as source:
+        return _convert(source, options, progress)
+
+
+def _convert(source: SourceModel, options: ConvertOptions, progress: Progress) -> ConversionReport:
     frames = sample_frames(options.calibration, options.frames, options.held_out, source.input_size)
     if not frames.held_out:
         raise ModelError(

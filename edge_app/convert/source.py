@@ -60,14 +60,37 @@ def require_tensorflow() -> Any:
 
 class SourceModel:
     """A loaded source model: ``input_size`` (width, height) pixels, ``run`` on a float32
-    [1, H, W, 3] batch, ``convert`` to TFLite bytes. Holds TensorFlow objects."""
+    [1, H, W, 3] batch, ``convert`` to TFLite bytes. Holds TensorFlow objects and, for a
+    Keras source, a temporary SavedModel folder: the caller closes it (or uses ``with``)."""
 
-    def __init__(self, tf: Any, path: Path, function: Any, keep: Any, size: tuple[int, int]):
+    def __init__(
+        self,
+        tf: Any,
+        path: Path,
+        function: Any,
+        keep: Any,
+        size: tuple[int, int],
+        *,
+        temp: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
         self._tf = tf
         self.path = path
         self._function = function
         self._keep = keep  # the loaded model must outlive its concrete function
+        self._temp = temp
         self.input_size = size
+
+    def close(self) -> None:
+        """Remove the temporary SavedModel of a Keras source, if any. Idempotent."""
+        if self._temp is not None:
+            self._temp.cleanup()
+            self._temp = None
+
+    def __enter__(self) -> SourceModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def run(self, batch: NDArray[np.float32]) -> list[NDArray[np.float32]]:
         """The model's outputs for ``batch``, as float32 arrays in the order of their
@@ -161,7 +184,11 @@ def load_source(path: Path, input_size: tuple[int, int] | None = None) -> Source
 
 
 def _from_saved_model(
-    tf: Any, folder: Path, path: Path, input_size: tuple[int, int] | None, temp: Any
+    tf: Any,
+    folder: Path,
+    path: Path,
+    input_size: tuple[int, int] | None,
+    temp: tempfile.TemporaryDirectory[str] | None,
 ) -> SourceModel:
     """``folder`` a SavedModel (``path`` what the user gave; ``temp`` a folder to keep)."""
     if not (folder / "saved_model.pb").is_file():
@@ -173,6 +200,8 @@ def _from_saved_model(
         loaded = tf.saved_model.load(str(folder))
         signature = loaded.signatures["serving_default"]
     except (KeyError, OSError, ValueError, RuntimeError) as exc:
+        if temp is not None:
+            temp.cleanup()
         raise ModelError(f"cannot load the SavedModel {path}: {exc}") from exc
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
@@ -189,7 +218,7 @@ def _from_saved_model(
     function = tf.function(
         call, input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32)]
     ).get_concrete_function()
-    return SourceModel(tf, path, function, (loaded, temp), (width, height))
+    return SourceModel(tf, path, function, loaded, (width, height), temp=temp)
 
 
 def _keras_error(path: Path, exc: Exception) -> str:

@@ -45,7 +45,7 @@ def _frames(video: Path, truth: SceneTruth) -> tuple[NDArray[np.float32], NDArra
         ok, frame = capture.read()
         if not ok:
             break
-        box_map = pre(frame)
+        box_map = pre(np.asarray(frame, np.uint8))
         target = np.zeros((GRID * GRID, 6), np.float32)
         for box in truth.boxes[index]:
             if box.visible < 0.6:
