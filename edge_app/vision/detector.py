@@ -48,6 +48,7 @@ from edge_app.vision.preprocess import (
     default_options,
 )
 from edge_app.vision.runtime import Interpreter, load_interpreter, runtime_error
+from edge_app.vision.silence import SilenceWatch
 
 log = logging.getLogger("edge_app.vision")
 
@@ -183,6 +184,7 @@ class TFLiteDetector:
         self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
         self._outputs = self.outputs
         self._warned_implausible = False
+        self._silence = SilenceWatch(self._model.name, str(self.path), self.format)
         self._output_indices = tuple(t.index for t in outputs)
         # One invoke on a blank frame: warms the runtime's caches and gives the decoder real
         # output values for layouts that shapes alone cannot settle.
@@ -279,7 +281,8 @@ class TFLiteDetector:
         format needs it, boxes mapped back to the frame by ``box_map``. What ``detect`` does
         after invoking; ``models convert`` also decodes the source model's outputs with it,
         so both are read the same way."""
-        decoded = self._decoder.decode(arrays, self._threshold, self._binding)
+        watched = self._silence.decode_threshold(self._threshold)
+        decoded = self._decoder.decode(arrays, watched, self._binding)
         if decoded.rejected and not self._warned_implausible:
             self._warned_implausible = True
             log.warning(
@@ -294,6 +297,9 @@ class TFLiteDetector:
                 self.path,
             )
         xyxy, scores, class_ids = decoded.xyxy, decoded.scores, decoded.class_ids
+        strong = self._silence.observe(scores, self._threshold)  # None once settled
+        if strong is not None and watched < self._threshold:
+            xyxy, scores, class_ids = xyxy[strong], scores[strong], class_ids[strong]
         if self._decoder.needs_nms and len(scores) > 1:
             keep = nms_per_class(xyxy, scores, class_ids, self.iou_threshold, self.max_detections)
             xyxy, scores, class_ids = xyxy[keep], scores[keep], class_ids[keep]
