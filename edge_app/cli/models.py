@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from edge_app.cli.convert import add_convert_action
 from edge_app.cli.model_registry import add_registry_actions, print_registry, registry_rows
+from edge_app.cli.probe import add_probe_action
 from edge_app.errors import EdgeAppError
 from edge_app.models import Catalog, ModelSpec, default_model_dir, load_manifest, pull, sha256_file
 from edge_app.vision import inspect_model
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inspecting.set_defaults(func=_inspect)
     add_registry_actions(cmds, _model_dir_option)
     add_convert_action(cmds, _model_dir_option)
+    add_probe_action(cmds, _model_dir_option)
 
 
 def _model_dir_option(parser: argparse.ArgumentParser) -> None:
