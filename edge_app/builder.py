@@ -38,7 +38,7 @@ from edge_app.config import AppConfig, ConfigSnapshot, LastGoodStore, effective_
 from edge_app.errors import ConfigError, FieldError
 from edge_app.files import loose_bits, private_dir
 from edge_app.intake import EventIntake
-from edge_app.models import Catalog, load_manifest
+from edge_app.models import Catalog, Registry, RemoteChoices, default_model_dir, load_manifest
 from edge_app.outbox import EventJournal, LaneStats, LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
@@ -167,7 +167,12 @@ def build_app(
     step("config")
     catalog = seams.catalog or load_manifest()
     store = LastGoodStore(config.device.data_dir)
-    effective, last = effective_config(config, store, catalog.names)
+    # Remote config and the last-good overlay may choose manifest models and approved
+    # registry entries; the registry is asked afresh at each delta.
+    choices = RemoteChoices(
+        catalog.names, Registry(config.detector.model_dir or default_model_dir())
+    )
+    effective, last = effective_config(config, store, choices)
     snapshot = ConfigSnapshot.of(
         effective, "last-good" if last else "file", last.version if last else None
     )
@@ -269,7 +274,7 @@ def build_app(
             config,
             applier,
             store,
-            models=catalog.names,
+            models=choices,
             clock=clock,
             audit=intake.accept,
             last=last,

@@ -162,14 +162,20 @@ class EndReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelRef:
-    """Lineage of a decision: the model's name and the first 12 hex digits of its sha256."""
+    """Lineage of a decision: the model's name, the first 12 hex digits of its sha256, and
+    its registry version (None for manifest models and plain files)."""
 
     name: str
     sha256: str
+    version: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        """The wire form, as events, ``/status`` and the shadow's ``reported`` carry it."""
-        return {"name": self.name, "sha256": self.sha256}
+        """The wire form, as events, ``/status`` and the shadow's ``reported`` carry it;
+        ``version`` only for a registered model."""
+        doc = {"name": self.name, "sha256": self.sha256}
+        if self.version is not None:
+            doc["version"] = self.version
+        return doc
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from edge_app.config import DetectorConfig, field_errors
+from edge_app.cli.modelopts import add_convention_options, conventions_from_args
+from edge_app.config import DetectorConfig, field_errors, load_config
 from edge_app.domain import Detections
-from edge_app.errors import EdgeAppError, SourceError
+from edge_app.errors import ConfigError, EdgeAppError, SourceError
 from edge_app.vision import TFLiteDetector, open_detector
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".ppm"})
@@ -59,9 +60,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or videos")
     parser.add_argument(
         "--model",
-        default=_DEFAULT_MODEL,
         metavar="FILE_OR_NAME",
-        help=f"manifest model name or .tflite path (default: {_DEFAULT_MODEL})",
+        help="manifest model name, registered NAME@VERSION or .tflite path (default: the "
+        f"--config file's, else {_DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="use this config file's detector section (model, format, preprocessing, "
+        "threshold); options given here override it",
     )
     parser.add_argument(
         "--labels",
@@ -69,14 +77,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="label file (default: the model's embedded labels, else the manifest's)",
     )
     parser.add_argument(
-        "--threshold", type=_threshold, default=0.5, help="lowest score kept, 0..1 (default 0.5)"
+        "--threshold", type=_threshold, help="lowest score kept, 0..1 (default 0.5)"
     )
-    parser.add_argument("--threads", type=_positive, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=_positive, help="CPU threads (default 2)")
     parser.add_argument(
         "--every", type=_positive, default=1, metavar="N", help="every Nth video frame (default 1)"
     )
     parser.add_argument("--model-dir", type=Path, help="model cache for manifest names")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_convention_options(parser, labels=False)
     parser.set_defaults(func=_detect)
 
 
@@ -92,14 +101,21 @@ def _detect(args: argparse.Namespace) -> int:
     not_files = [str(p) for p in args.paths if not p.is_file()]
     if not_files:
         return _fail(f"not a file: {', '.join(not_files)}; give image or video files")
+    given = {
+        "model": args.model,
+        "labels": args.labels,
+        "threads": args.threads,
+        "score_threshold": args.threshold,
+        "model_dir": args.model_dir,
+        **conventions_from_args(args).model_dump(exclude_none=True),
+    }
     try:
-        config = DetectorConfig(
-            model=args.model,
-            labels=args.labels,
-            threads=args.threads,
-            score_threshold=args.threshold,
-            model_dir=args.model_dir,
+        base = load_config(args.config).detector if args.config else DetectorConfig()
+        config = DetectorConfig.model_validate(
+            base.model_dump() | {k: v for k, v in given.items() if v is not None}
         )
+    except ConfigError as exc:
+        return _fail(str(exc))
     except ValidationError as exc:
         # field paths and reasons only: pydantic's own text repeats the value given
         return _fail("; ".join(str(e) for e in field_errors(exc)))

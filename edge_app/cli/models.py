@@ -1,4 +1,5 @@
-"""``edge-app models list | pull [NAME] | inspect FILE``: the model catalog from the shell."""
+"""``edge-app models list | pull [NAME] | inspect FILE | add | approve | reject``: the model
+catalog and the local registry from the shell."""
 
 from __future__ import annotations
 
@@ -11,16 +12,24 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge_app.cli.convert import add_convert_action
+from edge_app.cli.model_registry import add_registry_actions, print_registry, registry_rows
+from edge_app.cli.probe import add_probe_action
 from edge_app.errors import EdgeAppError
 from edge_app.models import Catalog, ModelSpec, default_model_dir, load_manifest, pull, sha256_file
 from edge_app.vision import inspect_model
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("models", help="list, pull and inspect detection models")
+    parser = sub.add_parser(
+        "models", help="list, pull, inspect, register and approve detection models"
+    )
     cmds = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    listing = cmds.add_parser("list", help="known models: size, license, cached or not")
+    listing = cmds.add_parser(
+        "list",
+        help="known models (size, license, cached or not) and registered ones (version, status)",
+    )
     _model_dir_option(listing)
     listing.add_argument("--json", action="store_true", help="print one JSON document")
     listing.set_defaults(func=_list)
@@ -40,6 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inspecting.add_argument("file", type=Path, help="path to a .tflite model")
     inspecting.add_argument("--json", action="store_true", help="print one JSON document")
     inspecting.set_defaults(func=_inspect)
+    add_registry_actions(cmds, _model_dir_option)
+    add_convert_action(cmds, _model_dir_option)
+    add_probe_action(cmds, _model_dir_option)
 
 
 def _model_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -66,11 +78,12 @@ def _cache_state(spec: ModelSpec, model_dir: Path) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    model_dir: Path = args.model_dir or default_model_dir()
     try:
         catalog = load_manifest()
+        registered = registry_rows(model_dir)
     except EdgeAppError as exc:
         return _fail(exc)
-    model_dir: Path = args.model_dir or default_model_dir()
     rows: list[dict[str, Any]] = [
         {
             "name": spec.name,
@@ -84,7 +97,8 @@ def _list(args: argparse.Namespace) -> int:
         for spec in catalog.models
     ]
     if args.json:
-        print(json.dumps({"model_dir": str(model_dir), "models": rows}, indent=2))
+        doc = {"model_dir": str(model_dir), "models": rows, "registry": registered}
+        print(json.dumps(doc, indent=2))
         return 0
     print(f"model cache: {model_dir}")
     print(f"{'NAME':<28} {'SIZE':>9}  {'LICENSE':<12} {'FORMAT':<16} CACHED")
@@ -93,6 +107,7 @@ def _list(args: argparse.Namespace) -> int:
         size = f"{row['bytes'] / 1e6:.1f} MB"
         print(f"{name:<28} {size:>9}  {row['license']:<12} {row['format']:<16} {row['cached']}")
     print("* default model")
+    print_registry(registered)
     return 0
 
 

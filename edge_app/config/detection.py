@@ -15,12 +15,14 @@ from edge_app.domain import Severity
 class DetectorConfig(Model):
     model: Annotated[str, NotPem] = Field(
         "ssd_mobilenet_v2_coco",
-        description="A model name from models/manifest.yaml, or a path to a .tflite file.",
+        description="A model name from models/manifest.yaml, a registered NAME@VERSION "
+        "(edge-app models list), or a path to a .tflite file (its sidecar FILE.tflite.yaml, "
+        "if any, gives its format, labels and preprocessing).",
     )
     labels: FilePath | None = Field(
         None,
-        description="Label file; default: the labels embedded in the model's metadata, "
-        "else the manifest's.",
+        description="Label file; default: the model's sidecar or registry entry's, else the "
+        "labels embedded in the model's metadata, else the manifest's.",
     )
     threads: int = Field(2, ge=1, le=64, description="Interpreter CPU threads.")
     delegate: Literal["none", "edgetpu"] = Field(
@@ -37,8 +39,8 @@ class DetectorConfig(Model):
     format: str | None = Field(
         None,
         pattern=r"^[a-z0-9_]{1,64}$",
-        description="Output format (ssd_postprocess, yolov5, yolov8, yolox); null: detected "
-        "from the output tensors.",
+        description="Output format (ssd_postprocess, yolov5, yolov8, yolox); null: the "
+        "model's sidecar or registry entry's, else detected from the output tensors.",
     )
     iou_threshold: float = Field(
         0.45,
@@ -47,16 +49,31 @@ class DetectorConfig(Model):
         description="NMS overlap above which a weaker box of the same "
         "class is dropped (YOLO formats; SSD models run NMS in the graph).",
     )
+    # The preprocessing fields default to null, meaning "as the model's sidecar or registry
+    # entry says, else as the format's reference exporter feeds it": a value set here would
+    # override a YOLOX model's BGR 0..255 top-left convention and make it detect nothing.
     resize: Literal["stretch", "letterbox"] | None = Field(
-        None, description="Frame -> input resize; null: the format's (SSD stretch, YOLO letterbox)."
+        None,
+        description="Frame -> input resize; null: the model's conventions, else the format's "
+        "(SSD stretch, YOLO letterbox).",
     )
-    pad_value: int = Field(114, ge=0, le=255, description="Letterbox padding grey level.")
-    letterbox_align: Literal["center", "top_left"] = Field(
-        "center", description="Where the letterboxed image sits in the input."
+    pad_value: int | None = Field(
+        None, ge=0, le=255, description="Letterbox padding grey level; null: 114."
     )
-    channel_order: Literal["rgb", "bgr"] = Field("rgb", description="Input channel order.")
+    letterbox_align: Literal["center", "top_left"] | None = Field(
+        None,
+        description="Where the letterboxed image sits in the input; null: the model's "
+        "conventions, else the format's (YOLOX top_left, others center).",
+    )
+    channel_order: Literal["rgb", "bgr"] | None = Field(
+        None,
+        description="Input channel order; null: the model's conventions, else the format's "
+        "(YOLOX bgr, others rgb).",
+    )
     input_range: Literal["-1..1", "0..1", "0..255"] | None = Field(
-        None, description="Float inputs' pixel scaling; null: the format's (SSD -1..1, YOLO 0..1)."
+        None,
+        description="Float inputs' pixel scaling; null: the model's conventions, else the "
+        "format's (SSD -1..1, YOLOv5/YOLOv8 0..1, YOLOX 0..255).",
     )
 
 

@@ -16,7 +16,8 @@ the desired document:
    the schema's ``Model``, so floats must be finite (``1e999`` parses as inf) and no NUL;
 3. whole config: the overlay merged into the local config and validated as an ``AppConfig``,
    so cross-field checks (zones inside 0..1, rule references to cameras and zones) are the
-   same as for the file; a model must be one of the manifest's names, never a path.
+   same as for the file; a model must be one of the manifest's names or an approved
+   registry ``NAME@VERSION``, never a path.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class RemoteOverlay(Model):
     """The remotely settable part of ``AppConfig``; every field optional (absent: keep)."""
 
     detector: RemoteDetector | None = Field(  # type: ignore[valid-type]
-        None, description="Score threshold and model (a manifest name, never a path)."
+        None,
+        description="Score threshold and model (a manifest name or an approved registry "
+        "NAME@VERSION, never a path).",
     )
     cameras: dict[str, RemoteCamera] | None = Field(  # type: ignore[valid-type]
         None, description="Per existing camera, by name: fps and zones."
@@ -201,7 +204,8 @@ def validate_overlay(
 ) -> tuple[RemoteOverlay, AppConfig]:
     """Check a desired document against ``base`` (the local config).
 
-    ``models`` are the manifest's model names (the only models that may be chosen). Returns
+    ``models`` are the models that may be chosen: the manifest's names and the registry's
+    approved ``NAME@VERSION`` entries (``edge_app.models.RemoteChoices``). Returns
     the overlay and the effective config it gives; raises ``ConfigError`` naming every
     invalid field. ``version`` is left as in ``base``.
     """
@@ -217,7 +221,9 @@ def validate_overlay(
         errors.append(
             FieldError(
                 "detector.model",
-                f"{model!r} is not a manifest model; choose one of {sorted(models)}",
+                f"{model!r} is not a manifest model nor an approved registry model (approve "
+                "a registered one with `edge-app models approve NAME VERSION`); "
+                f"choose one of {sorted(models)}",
             )
         )
     cameras = {c.name for c in base.cameras}

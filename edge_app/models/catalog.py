@@ -12,13 +12,11 @@ __all__ = [
     "Catalog",
     "ModelSpec",
     "NpmSource",
-    "ResolvedModel",
     "Source",
     "UrlSource",
     "default_manifest_path",
     "default_model_dir",
     "load_manifest",
-    "resolve_model",
     "sha256_file",
 ]
 
@@ -40,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge_app.errors import ChecksumMismatchError, ModelError, ModelNotFoundError
+from edge_app.errors import ModelError, ModelNotFoundError
 
 _PACKAGE_MANIFEST = Path(__file__).resolve().parents[1] / "_models" / "manifest.yaml"
 _REPO_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "manifest.yaml"
@@ -224,63 +222,3 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while block := handle.read(chunk_bytes):
             digest.update(block)
     return digest.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedModel:
-    """A model file on disk, ready to load: its path, digest, label file and catalog entry.
-
-    ``labels`` is None for a file the catalog does not know (give a label file explicitly).
-    """
-
-    path: Path
-    sha256: str
-    labels: Path | None
-    spec: ModelSpec | None
-
-    @property
-    def name(self) -> str:
-        """The manifest name, or the file's stem for a model the catalog does not know."""
-        return self.spec.name if self.spec is not None else self.path.stem
-
-
-def resolve_model(
-    name_or_path: str, model_dir: Path | None = None, catalog: Catalog | None = None
-) -> ResolvedModel:
-    """Find the model file for a manifest name or a path to a ``.tflite`` file.
-
-    A name is looked up in ``model_dir`` (default ``default_model_dir()``) and its sha256
-    checked; a path is hashed and matched against the catalog so known files get their labels.
-    Raises ``ModelNotFoundError`` (not pulled yet: says which command pulls it; missing path)
-    or ``ChecksumMismatchError`` (a cached file was altered).
-    """
-    catalog = catalog or load_manifest()
-    if name_or_path in catalog.names:
-        spec = catalog.get(name_or_path)
-        path = (model_dir or default_model_dir()) / spec.file
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"model {spec.name!r} is not pulled yet (looked for {path}); "
-                f"run: edge-app models pull {spec.name}"
-            )
-        digest = sha256_file(path)
-        if digest != spec.sha256:
-            raise ChecksumMismatchError(
-                f"{path} has sha256 {digest}, the manifest expects {spec.sha256} for "
-                f"{spec.name!r}; run: edge-app models pull {spec.name} (it replaces the file)"
-            )
-        return ResolvedModel(path, digest, catalog.labels_path(spec), spec)
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        if path.suffix == "" and len(path.parts) == 1:
-            raise ModelNotFoundError(
-                f"{name_or_path!r} is neither a known model ({', '.join(catalog.names)}) "
-                "nor an existing file; give a manifest name or a path to a .tflite file"
-            )
-        raise ModelNotFoundError(f"model file {path} does not exist")
-    if not path.is_file():
-        raise ModelNotFoundError(f"model path {path} is not a file; give a .tflite file")
-    digest = sha256_file(path)
-    known = catalog.find_sha256(digest)
-    labels = catalog.labels_path(known) if known is not None else None
-    return ResolvedModel(path.resolve(), digest, labels, known)

@@ -111,7 +111,8 @@ class ShadowHandler:
     """Decides on shadow documents for one device. Call from one thread only.
 
     ``local`` is the config from the local file (the base every overlay is laid on);
-    ``models`` the manifest's model names; ``last`` the last-good overlay in force at boot
+    ``models`` the models that may be chosen (manifest names, approved registry entries);
+    ``last`` the last-good overlay in force at boot
     (its version is the bar until the shadow says otherwise).
     """
 
@@ -129,7 +130,7 @@ class ShadowHandler:
         self._local = local
         self._applier = applier
         self._store = store
-        self._models = frozenset(models)
+        self._models = models  # asked afresh at each delta (RemoteChoices reads the registry)
         self._clock = clock
         self._audit = audit
         self._desired: dict[str, Any] = dict(last.desired) if last else {}

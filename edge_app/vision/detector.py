@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from edge_app.config import DetectorConfig
 from edge_app.domain import Detections, ModelRef
 from edge_app.errors import ModelError, ModelNotFoundError, UnsupportedModelError
-from edge_app.models import Catalog, resolve_model, sha256_file
+from edge_app.models import Catalog, Conventions, resolve_model, sha256_file
 from edge_app.vision.decoders import (
     DECODERS,
     TensorInfo,
@@ -40,8 +40,15 @@ from edge_app.vision.decoders import (
 )
 from edge_app.vision.labels import LabelMap, choose_labels
 from edge_app.vision.nms import nms_per_class
-from edge_app.vision.preprocess import InputSpec, PreparedInput, Preprocessor, default_options
+from edge_app.vision.preprocess import (
+    BoxMap,
+    InputSpec,
+    PreparedInput,
+    Preprocessor,
+    default_options,
+)
 from edge_app.vision.runtime import Interpreter, load_interpreter, runtime_error
+from edge_app.vision.silence import SilenceWatch
 
 log = logging.getLogger("edge_app.vision")
 
@@ -116,7 +123,8 @@ class TFLiteDetector:
     the output tensors); ``preprocess`` overrides fields of the format's ``default_options``
     (resize, pad_value, align, channel_order, input_range); ``iou_threshold`` 0..1 is the NMS
     overlap for formats that need NMS; ``max_detections`` caps boxes per frame; ``delegate``
-    (``"edgetpu"``; None: CPU) runs the graph on an accelerator (``load_interpreter``). The
+    (``"edgetpu"``; None: CPU) runs the graph on an accelerator (``load_interpreter``);
+    ``model_version`` is the registry version events name (``ModelRef.version``). The
     caller owns the detector and calls ``close()`` (or uses it as a context manager).
     """
 
@@ -135,6 +143,7 @@ class TFLiteDetector:
         max_detections: int = 100,
         default_labels: Path | None = None,
         delegate: str | None = None,
+        model_version: str | None = None,
     ) -> None:
         self.set_score_threshold(score_threshold)
         self._threads = threads
@@ -146,7 +155,7 @@ class TFLiteDetector:
         if not self.path.is_file():
             raise ModelNotFoundError(f"model file {self.path} does not exist")
         self.sha256 = sha256 or sha256_file(self.path)
-        self._model = ModelRef(model_name or self.path.stem, self.sha256[:12])
+        self._model = ModelRef(model_name or self.path.stem, self.sha256[:12], model_version)
         self._labels, self.labels_source = choose_labels(self.path, labels_path, default_labels)
         interpreter, self._runtime_name = load_interpreter(self.path, threads, delegate)
         if self.labels_source == "none":
@@ -175,6 +184,7 @@ class TFLiteDetector:
         self._state: tuple[Interpreter, Preprocessor] | None = (interpreter, preprocessor)
         self._outputs = self.outputs
         self._warned_implausible = False
+        self._silence = SilenceWatch(self._model.name, str(self.path), self.format)
         self._output_indices = tuple(t.index for t in outputs)
         # One invoke on a blank frame: warms the runtime's caches and gives the decoder real
         # output values for layouts that shapes alone cannot settle.
@@ -264,8 +274,15 @@ class TFLiteDetector:
             box_map = preprocess.load(prepared)
         else:
             box_map = preprocess(image_bgr)
-        arrays = self._invoke(interpreter)
-        decoded = self._decoder.decode(arrays, self._threshold, self._binding)
+        return self.decode_outputs(self._invoke(interpreter), box_map)
+
+    def decode_outputs(self, arrays: list[NDArray[Any]], box_map: BoxMap) -> Detections:
+        """Outputs (float, in ``outputs`` order) -> ``Detections``: decode, NMS where the
+        format needs it, boxes mapped back to the frame by ``box_map``. What ``detect`` does
+        after invoking; ``models convert`` also decodes the source model's outputs with it,
+        so both are read the same way."""
+        watched = self._silence.decode_threshold(self._threshold)
+        decoded = self._decoder.decode(arrays, watched, self._binding)
         if decoded.rejected and not self._warned_implausible:
             self._warned_implausible = True
             log.warning(
@@ -280,6 +297,9 @@ class TFLiteDetector:
                 self.path,
             )
         xyxy, scores, class_ids = decoded.xyxy, decoded.scores, decoded.class_ids
+        strong = self._silence.observe(scores, self._threshold)  # None once settled
+        if strong is not None and watched < self._threshold:
+            xyxy, scores, class_ids = xyxy[strong], scores[strong], class_ids[strong]
         if self._decoder.needs_nms and len(scores) > 1:
             keep = nms_per_class(xyxy, scores, class_ids, self.iou_threshold, self.max_detections)
             xyxy, scores, class_ids = xyxy[keep], scores[keep], class_ids[keep]
@@ -324,36 +344,40 @@ class TFLiteDetector:
 def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFLiteDetector:
     """Open the detector that ``config`` describes (model name from the catalog, or a path).
 
-    The labels are ``config.labels`` if set, else the ones embedded in the model, else the
-    manifest's file (``TFLiteDetector.labels_source`` says which). Raises ``ModelError``
+    Format, labels and preprocessing set in ``config`` win over the model's conventions (its
+    sidecar or registry entry), which win over the format's defaults. The labels are
+    ``config.labels`` if set, else the conventions', else the ones embedded in the model, else
+    the manifest's file (``TFLiteDetector.labels_source`` says which). Raises ``ModelError``
     subclasses: not pulled yet (says which command pulls it), checksum mismatch, bad file.
     """
     resolved = resolve_model(config.model, config.model_dir, catalog)
-    if config.format is not None:
-        get_decoder(config.format)  # an unknown name fails before the model is loaded
+    conventions = resolved.conventions or Conventions()
+    fmt = config.format or conventions.format
+    if fmt is not None:
+        get_decoder(fmt)  # an unknown name fails before the model is loaded
     if resolved.spec is not None and resolved.spec.format not in DECODERS:
         raise UnsupportedModelError(
             f"manifest format {resolved.spec.format!r} of {resolved.name} has no decoder "
             f"(known: {', '.join(DECODERS)})"
         )
+    labels = config.labels
+    if labels is None and conventions.labels is not None:
+        labels = Path(conventions.labels)
     detector = TFLiteDetector(
         resolved.path,
-        config.labels,
+        labels,
         threads=config.threads,
         score_threshold=config.score_threshold,
         model_name=resolved.name,
         sha256=resolved.sha256,
-        fmt=config.format,
-        preprocess=preprocess_overrides(config),
+        fmt=fmt,
+        preprocess=conventions.preprocess() | preprocess_overrides(config),
         iou_threshold=config.iou_threshold,
         default_labels=resolved.labels,
         delegate=config.delegate,
+        model_version=resolved.version,
     )
-    if (
-        config.format is None
-        and resolved.spec is not None
-        and resolved.spec.format != detector.format
-    ):
+    if fmt is None and resolved.spec is not None and resolved.spec.format != detector.format:
         detector.close()
         raise UnsupportedModelError(
             f"{resolved.path} looks like {detector.format!r} but the manifest says "
@@ -364,14 +388,12 @@ def open_detector(config: DetectorConfig, catalog: Catalog | None = None) -> TFL
 
 def preprocess_overrides(config: DetectorConfig) -> dict[str, Any]:
     """The ``PreprocessOptions`` fields that ``config`` sets; unset (null) fields are left to
-    the detected format's defaults."""
+    the model's conventions, then to the format's defaults."""
     fields: dict[str, Any] = {
+        "resize": config.resize,
         "pad_value": config.pad_value,
         "align": config.letterbox_align,
         "channel_order": config.channel_order,
+        "input_range": config.input_range,
     }
-    if config.resize is not None:
-        fields["resize"] = config.resize
-    if config.input_range is not None:
-        fields["input_range"] = config.input_range
-    return fields
+    return {k: v for k, v in fields.items() if v is not None}

@@ -77,8 +77,14 @@ class PreprocessOptions:
 
 
 def default_options(fmt: str) -> PreprocessOptions:
-    """What models of output format ``fmt`` were trained with: SSD stretch / -1..1, the YOLO
-    family letterbox (centred, pad 114) / 0..1; RGB for both."""
+    """How the reference exporter of output format ``fmt`` feeds its models: SSD (TF Object
+    Detection API) stretch, RGB, -1..1; YOLOv5 and YOLOv8 (Ultralytics) letterbox centred with
+    pad 114, RGB, 0..1; YOLOX (Megvii's tools, which read frames with OpenCV and do not
+    normalise) letterbox top-left with pad 114, BGR, 0..255."""
+    if fmt == "yolox":
+        return PreprocessOptions(
+            resize="letterbox", align="top_left", channel_order="bgr", input_range="0..255"
+        )
     if fmt.startswith("yolo"):
         return PreprocessOptions(resize="letterbox", pad_value=114, input_range="0..1")
     return PreprocessOptions()

@@ -10,7 +10,7 @@ exported model, so tensor types, quantization parameters and shapes are the runt
 
 from __future__ import annotations
 
-__all__ = ["build_constant_model"]
+__all__ = ["build_constant_model", "build_watching_model"]
 
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,91 @@ def build_constant_model(
     model.subgraphs = [graph]
     model.buffers = buffers
     model.description = "edge_app test model"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    return path
+
+
+def build_watching_model(
+    path: Path,
+    table: NDArray[np.float32],
+    score_at: tuple[int, ...],
+    *,
+    watch: tuple[int, int, int, int],
+    channel: int,
+    level: float,
+    gain: float,
+    input_size: tuple[int, int] = (32, 32),
+) -> Path:
+    """A model that detects only when fed as its conventions say: its single output is
+    ``table`` (float32, e.g. [1, N, 5 + C]) with the value at index ``score_at`` replaced by
+    ``sigmoid(gain * (m - level))``, where ``m`` is the mean input value of ``channel`` over
+    the input pixels ``watch`` = (x1, y1, x2, y2, exclusive ends). So the score is high only
+    when the watched patch of the input holds the expected channel at the expected scale
+    (a blue patch read as BGR 0..255 at the top-left, say). Returns ``path``."""
+    width, height = input_size
+    x1, y1, x2, y2 = watch
+    mask = np.zeros((1, height, width, 3), np.float32)
+    mask[0, y1:y2, x1:x2, channel] = 1.0 / ((x2 - x1) * (y2 - y1))
+    onehot = np.zeros(table.shape, np.float32)
+    onehot[score_at] = 1.0
+    base = table.astype(np.float32).copy()
+    base[score_at] = 0.0
+    shape = tuple(table.shape)
+    buffers = [_buffer()]
+
+    def const(data: NDArray[Any]) -> int:
+        buffers.append(_buffer(data))
+        return len(buffers) - 1
+
+    tensors = [
+        _tensor("images", (1, height, width, 3), "float32", 0),  # 0
+        _tensor("mask", mask.shape, "float32", const(mask)),  # 1
+        _tensor("masked", mask.shape, "float32", 0),  # 2
+        _tensor("axes", (3,), "int32", const(np.array([1, 2, 3], np.int32))),  # 3
+        _tensor("mean", (1,), "float32", 0),  # 4
+        _tensor("level", (1,), "float32", const(np.array([level], np.float32))),  # 5
+        _tensor("centred", (1,), "float32", 0),  # 6
+        _tensor("gain", (1,), "float32", const(np.array([gain], np.float32))),  # 7
+        _tensor("logit", (1,), "float32", 0),  # 8
+        _tensor("score", (1,), "float32", 0),  # 9
+        _tensor("onehot", shape, "float32", const(onehot)),  # 10
+        _tensor("placed", shape, "float32", 0),  # 11
+        _tensor("table", shape, "float32", const(base)),  # 12
+        _tensor("output0", shape, "float32", 0),  # 13
+    ]
+    codes = [
+        _code(tfl.BuiltinOperator.MUL),
+        _code(tfl.BuiltinOperator.SUM),
+        _code(tfl.BuiltinOperator.SUB),
+        _code(tfl.BuiltinOperator.LOGISTIC),
+        _code(tfl.BuiltinOperator.ADD),
+    ]
+    reducer = tfl.ReducerOptionsT()
+    reducer.keepDims = False
+    mul, add = tfl.BuiltinOptions.MulOptions, tfl.BuiltinOptions.AddOptions
+    ops = [
+        _op(0, [0, 1], [2], tfl.MulOptionsT(), mul),
+        _op(1, [2, 3], [4], reducer, tfl.BuiltinOptions.ReducerOptions),
+        _op(2, [4, 5], [6], tfl.SubOptionsT(), tfl.BuiltinOptions.SubOptions),
+        _op(0, [6, 7], [8], tfl.MulOptionsT(), mul),
+        _op(3, [8], [9]),
+        _op(0, [10, 9], [11], tfl.MulOptionsT(), mul),
+        _op(4, [12, 11], [13], tfl.AddOptionsT(), add),
+    ]
+    graph = tfl.SubGraphT()
+    graph.tensors = tensors
+    graph.inputs = [0]
+    graph.outputs = [13]
+    graph.operators = ops
+    graph.name = "main"
+    model = tfl.ModelT()
+    model.version = 3
+    model.operatorCodes = codes
+    model.subgraphs = [graph]
+    model.buffers = buffers
+    model.description = "edge_app convention test model"
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(bytes(builder.Output()))
