@@ -1,17 +1,25 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Both bootstrap .venv on first use; `make test` is also what CI runs (.ci/run).
+# `make check` is the edit-test loop: lint, types and the fast tier (no broker, no model).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv mosquitto model bench clean
+# The fast tier: tests needing no Mosquitto, no pulled model, no ../shared/realworld, and not
+# marked slow (tests/conftest.py applies the first three markers from the fixtures a test uses).
+FAST   := not broker and not model and not realworld and not slow
+
+.PHONY: demo test check lint typecheck unit venv mosquitto model bench clean
 
 demo: venv mosquitto model
 	$(BIN)/edge-app demo
 
 test: lint unit
+
+check: lint
+	$(BIN)/pytest -q -m "$(FAST)"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -4,12 +4,13 @@
 A missing mosquitto skips broker tests on a developer machine, but fails them when ``CI`` is
 set: CI must never pass by silently skipping the integration tests.
 
-The markers ``broker``, ``model`` and ``realworld`` select tiers (``make check`` runs the tests
-with none of them). They are applied here from the fixtures a test uses (``TIER_FIXTURES``), so a
-new test cannot forget them; and a test without ``broker`` cannot start Mosquitto
-(``$EDGE_APP_MOSQUITTO`` points at a missing file) nor one without ``model`` find the pulled
-default model (``$EDGE_APP_MODEL_DIR`` is an empty folder), so a test that reaches them some
-other way fails in every run instead of slipping into the fast tier.
+The markers ``broker``, ``model``, ``realworld`` and ``slow`` select tiers (``make check`` runs
+the tests with none of them). The first three (and ``slow`` for moto) are applied here from the
+fixtures a test uses (``TIER_FIXTURES``), so a new test cannot forget them; and a test without
+``broker`` cannot start Mosquitto (``$EDGE_APP_MOSQUITTO`` points at a missing file) nor one
+without ``model`` find the pulled default model (``$EDGE_APP_MODEL_DIR`` is an empty folder),
+so a test that reaches them some other way fails in every run instead of slipping into the
+fast tier. ``slow`` is otherwise set by hand on tests that take seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ TIER_FIXTURES = {
     "policy_broker": "broker",
     "default_model": "model",
     "realworld": "realworld",
+    "moto_endpoint": "slow",  # moto's server takes seconds to start, its calls are HTTP
 }
 """Fixture -> the marker every test using it (directly or through another fixture) gets."""
 NO_BROKER = "/nonexistent/mark-the-test-broker-to-start-mosquitto"

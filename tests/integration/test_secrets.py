@@ -142,6 +142,7 @@ def write(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_pem_text_in_every_path_field_is_refused_without_showing_it(
     tmp_path: Path, secrets: Secrets, scene: tuple[Path, SceneTruth]
 ) -> None:
@@ -191,6 +192,7 @@ def test_pem_text_in_every_path_field_is_refused_without_showing_it(
     assert "model: holds PEM text" in detect.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_start_shows_no_secret(
     tmp_path: Path, secrets: Secrets, scene: tuple[Path, SceneTruth]
 ) -> None:

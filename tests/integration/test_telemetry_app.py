@@ -220,6 +220,7 @@ def test_health_metrics_and_watchdog_follow_the_world(
         emf.close()
 
 
+@pytest.mark.slow
 def test_a_camera_that_stops_delivering_frames_is_stale(
     tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:
@@ -238,6 +239,7 @@ def test_a_camera_that_stops_delivering_frames_is_stale(
     assert (end["start_id"], end["end_reason"]) == (start["id"], "stopped")
 
 
+@pytest.mark.slow
 def test_stopping_ends_an_open_condition_before_the_last_delivery(
     tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:

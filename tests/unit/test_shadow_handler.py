@@ -425,6 +425,7 @@ def shared(
 
 @settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["get", "delta"]), payload=_payloads)
+@pytest.mark.slow
 def test_any_payload_is_answered_without_crashing(
     kind: Kind, payload: bytes, shared: tuple[ShadowHandler, RecordingApplier, list[Event]]
 ) -> None:

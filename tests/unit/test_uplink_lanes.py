@@ -98,6 +98,7 @@ def kinds(transport: InMemoryTransport) -> list[str]:
     return [m.topic.split("/")[2] for m in transport.published]
 
 
+@pytest.mark.slow
 def test_events_go_first_then_snapshots_then_metrics(tmp_path: Path) -> None:
     clock = FakeClock()
     transport = InMemoryTransport()
@@ -181,6 +182,7 @@ def test_lanes_leave_a_quarter_of_the_rate_caps_to_events(tmp_path: Path) -> Non
         assert metrics.stats().rows == 2 * 30 - 2 * 6
 
 
+@pytest.mark.slow
 def test_side_lanes_respect_the_byte_cap_across_lanes(tmp_path: Path) -> None:
     clock = FakeClock()
     transport = InMemoryTransport()
