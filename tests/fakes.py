@@ -1,29 +1,35 @@
 """Fakes at the product's seams that several test files share: a function-backed ``Detector``,
 a list-backed ``FrameSource``, a recording event sink, a recording remote ``Applier``, a camera
-loop built around them, and the world a ``HealthMonitor`` watches. The shipped fakes
+loop built around them, the world a ``HealthMonitor`` watches, and a cloud-side MQTT subscriber
+that records what arrives. The shipped fakes
 (``FakeClock``, ``InMemoryTransport``) live in the package. One place for them, so a seam that
 changes is fixed once."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from edge_app.clock import Clock, FakeClock
 from edge_app.config import AppConfig, ConfigSnapshot, SnapshotHolder
 from edge_app.domain import Detections, Event, Frame, Image, ModelRef
 from edge_app.errors import ModelError
+from edge_app.ids import new_ulid
 from edge_app.outbox import OutboxStats
 from edge_app.pipeline import CameraParts, CameraWorker, EventSink, Runtime, RuntimeHolder
 from edge_app.sources import FrameSource
 from edge_app.telemetry import HealthMonitor, HealthThresholds
 from edge_app.vision.detector import Detector, Preparer
 from edge_app.vision.labels import LabelMap
+from simulator.peer import SubscribingPeer
 
 
 class FakeDetector:
@@ -204,3 +210,37 @@ def health_monitor(
         disk_usage=lambda _: (100, 100 - world.free, world.free),
         thresholds=thresholds,
     )
+
+
+class RecordingSubscriber(SubscribingPeer):
+    """The cloud side: a plain MQTT 5 client that records (topic, payload, QoS, retain) of what
+    arrives on ``topic_filter``. As a context manager, entered once the broker acknowledged the
+    subscription."""
+
+    name = "recording subscriber"
+
+    def __init__(self, host: str, port: int, topic_filter: str) -> None:
+        super().__init__(host, port, [(topic_filter, 1)], client_id=f"sub-{new_ulid()}")
+        self._lock = threading.Lock()
+        self._messages: list[tuple[str, bytes, int, bool]] = []
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self._messages.append((msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+
+    def payloads(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [payload for t, payload, _, _ in self._messages if t == topic]
+
+    def messages(self) -> list[tuple[str, bytes, int, bool]]:
+        with self._lock:
+            return list(self._messages)
+
+    def topics(self) -> set[str]:
+        with self._lock:
+            return {topic for topic, _, _, _ in self._messages}
+
+    def last_state(self, topic: str) -> str | None:
+        """``state`` of the last status payload on ``topic`` (None before any)."""
+        payloads = self.payloads(topic)
+        return json.loads(payloads[-1])["state"] if payloads else None
