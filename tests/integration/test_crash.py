@@ -26,6 +26,7 @@ from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
 from simulator.scene import SceneTruth
+from tests.factories import wait_until
 
 EDGE_APP = [sys.executable, "-m", "edge_app"]
 KILLS = int(os.environ.get("EDGE_APP_KILLS", "8"))
@@ -81,11 +82,16 @@ def test_r2_kill_9_at_random_moments_loses_nothing(
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
             assert proc.returncode == -signal.SIGKILL
+        seen = audit.report().last_seq
         last = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         try:
-            time.sleep(4.0)
+            # Stop it once it delivered (so it is up, its signal handlers set) and the cloud holds
+            # enough events to prove something, not after a fixed time: a slow start (a loaded
+            # machine, coverage in the child) outlasts any sleep.
+            enough = max(seen, 3)
+            assert wait_until(lambda: audit.report().last_seq > enough, 120.0), audit.report()
             last.send_signal(signal.SIGTERM)
             _, stderr = last.communicate(timeout=60)
         finally:
