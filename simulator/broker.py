@@ -17,6 +17,7 @@ there; the originals keep their permissions.
 from __future__ import annotations
 
 __all__ = [
+    "BINARY_ENV",
     "BrokerError",
     "Mosquitto",
     "ensure_mosquitto",
@@ -40,6 +41,9 @@ from simulator.certs import Pki
 
 HOST = "127.0.0.1"
 _INSTALL_HINT = "install it: apt-get install -y mosquitto"
+BINARY_ENV = "EDGE_APP_MOSQUITTO"
+"""When set, the path of the mosquitto binary: nothing else is searched nor installed (the tests'
+unit tier points it at a missing file, so a test there cannot start a broker)."""
 _SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 _RUN_USER = "mosquitto"
 _LOG_TAIL_CHARS = 4000
@@ -61,8 +65,16 @@ def free_port() -> int:
 def find_mosquitto() -> str:
     """Path of the ``mosquitto`` binary; ``BrokerError`` saying how to install it if absent.
 
-    Looks on PATH and in the sbin directories, which are often not on a user's PATH.
+    ``$EDGE_APP_MOSQUITTO`` if set; else looks on PATH and in the sbin directories, which are
+    often not on a user's PATH.
     """
+    chosen = os.environ.get(BINARY_ENV)
+    if chosen:
+        if Path(chosen).is_file() and os.access(chosen, os.X_OK):
+            return chosen
+        raise BrokerError(
+            f"{BINARY_ENV}={chosen} is not an executable file: point it at mosquitto, or unset it"
+        )
     found = shutil.which("mosquitto")
     if found:
         return found
@@ -78,11 +90,13 @@ def ensure_mosquitto() -> str:
 
     Installs only as root on Debian with ``apt-get`` (running ``apt-get update`` and retrying
     when the first install fails); otherwise raises the same ``BrokerError`` as
-    ``find_mosquitto``.
+    ``find_mosquitto``. Installs nothing when ``$EDGE_APP_MOSQUITTO`` names the binary.
     """
     try:
         return find_mosquitto()
     except BrokerError:
+        if os.environ.get(BINARY_ENV):
+            raise
         apt = shutil.which("apt-get")
         if os.geteuid() != 0 or apt is None or not Path("/etc/debian_version").exists():
             raise

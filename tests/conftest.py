@@ -3,6 +3,14 @@
 
 A missing mosquitto skips broker tests on a developer machine, but fails them when ``CI`` is
 set: CI must never pass by silently skipping the integration tests.
+
+The markers ``broker``, ``model``, ``realworld`` and ``slow`` select tiers (``make check`` runs
+the tests with none of them). The first three (and ``slow`` for moto) are applied here from the
+fixtures a test uses (``TIER_FIXTURES``), so a new test cannot forget them; and a test without
+``broker`` cannot start Mosquitto (``$EDGE_APP_MOSQUITTO`` points at a missing file) nor one
+without ``model`` find the pulled default model (``$EDGE_APP_MODEL_DIR`` is an empty folder),
+so a test that reaches them some other way fails in every run instead of slipping into the
+fast tier. ``slow`` is otherwise set by hand on tests that take seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import pytest
 
 from edge_app.aws import claim_policy, device_policy
 from simulator.acl import policy_acl
-from simulator.broker import BrokerError, Mosquitto
+from simulator.broker import BINARY_ENV, BrokerError, Mosquitto
 from simulator.certs import Pki, make_pki
 from tests.moto import MotoStartError, start_moto
 
@@ -30,6 +38,39 @@ CLAIM = "claim-fleet"
 """The CN of the claim certificate (fleet provisioning by claim) ``policy_broker`` knows."""
 TEMPLATE = "edge-app"
 """The provisioning template the claim certificate may use."""
+TIER_FIXTURES = {
+    "broker": "broker",
+    "policy_broker": "broker",
+    "default_model": "model",
+    "realworld": "realworld",
+    "moto_endpoint": "slow",  # moto's server takes seconds to start, its calls are HTTP
+}
+"""Fixture -> the marker every test using it (directly or through another fixture) gets."""
+NO_BROKER = "/nonexistent/mark-the-test-broker-to-start-mosquitto"
+"""``$EDGE_APP_MOSQUITTO`` of a test without the ``broker`` marker: its BrokerError says why."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test with the tier of the fixtures it uses (``TIER_FIXTURES``)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({TIER_FIXTURES[name] for name in used & TIER_FIXTURES.keys()}):
+            item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _tier_guard(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Hides Mosquitto from a test not marked ``broker``, and the default model's cache from
+    one not marked ``model`` (see the module docstring)."""
+    if request.node.get_closest_marker("broker") is None:
+        monkeypatch.setenv(BINARY_ENV, NO_BROKER)
+    if request.node.get_closest_marker("model") is None:
+        monkeypatch.setenv("EDGE_APP_MODEL_DIR", str(tmp_path_factory.mktemp("no-model-cache")))
 
 
 @pytest.fixture(scope="session")

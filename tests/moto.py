@@ -7,6 +7,7 @@ config, so the server is started from a small launcher.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -32,10 +33,14 @@ def start_moto(timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
     caller terminates the process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # moto is not our code: under `make test` coverage would trace it too (its
+    # `patch = subprocess` reaches every Python child through this variable), slowing every call.
+    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
     proc = subprocess.Popen(
         [sys.executable, "-c", _LAUNCHER, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     deadline = time.monotonic() + timeout_s
     while True:

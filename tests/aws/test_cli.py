@@ -175,6 +175,7 @@ def test_no_credentials_is_a_clear_error(tmp_path: Path, moto_endpoint: str) -> 
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_no_region_is_a_clear_error(tmp_path: Path) -> None:
     done = edge_app("aws", "provision", "--thing", "cam-x", env=no_aws_env(tmp_path))
     assert done.returncode == 2, done.stderr
@@ -184,6 +185,7 @@ def test_no_region_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_without_the_aws_extra_the_commands_say_what_to_install() -> None:
     script = (
         "import sys; sys.modules['boto3'] = None\n"  # what an install without boto3 looks like
@@ -199,6 +201,7 @@ def test_without_the_aws_extra_the_commands_say_what_to_install() -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_daemon_never_imports_boto3_or_the_aws_package() -> None:
     script = (
         "import sys\n"

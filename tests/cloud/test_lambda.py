@@ -213,6 +213,7 @@ def test_two_batches_racing_on_one_device_keep_the_seq_state_exact(cloud: Cloud)
         ({**raw_input(b"{}", None), "thing": "a/b"}, "not a valid thing name"),
     ],
 )
+@pytest.mark.slow
 def test_malformed_batches_are_rejected_with_a_reason_and_kept(
     cloud: Cloud, rule: dict[str, Any], reason: str
 ) -> None:

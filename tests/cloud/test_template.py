@@ -29,6 +29,7 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_nothing() -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     done = subprocess.run(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -122,6 +123,7 @@ def test_run_delivers_and_stops_cleanly_on_sigterm(
     assert pki.client_key.read_text().splitlines()[1] not in stderr  # no key material logged
 
 
+@pytest.mark.slow
 def test_run_rejects_invalid_config_with_field_paths(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("device: {thing_name: x}\ncameras: [{name: a, source: {type: file}}]\n")
@@ -130,6 +132,7 @@ def test_run_rejects_invalid_config_with_field_paths(tmp_path: Path) -> None:
     assert "cameras.0.source.file.path" in out.stderr
 
 
+@pytest.mark.slow
 def test_run_reports_missing_model_clearly(tmp_path: Path, scene: tuple[Path, SceneTruth]) -> None:
     clip, _ = scene
     cfg = tmp_path / "edge.yaml"
@@ -151,6 +154,7 @@ def test_run_reports_missing_model_clearly(tmp_path: Path, scene: tuple[Path, Sc
     assert "edge-app models pull ssd_mobilenet_v2_coco" in out.stderr
 
 
+@pytest.mark.slow
 def test_run_refuses_to_start_an_exposed_endpoint_without_its_token(tmp_path: Path) -> None:
     cfg = tmp_path / "edge.yaml"
     cfg.write_text(
@@ -171,6 +175,7 @@ def test_run_refuses_to_start_an_exposed_endpoint_without_its_token(tmp_path: Pa
     assert not (tmp_path / "data").exists()  # refused before anything was opened or created
 
 
+@pytest.mark.broker  # the demo starts its own Mosquitto (no fixture says so)
 def test_demo_json_summary(tmp_path: Path, default_model: Path) -> None:
     env = {**os.environ, "EDGE_APP_MODEL_DIR": str(default_model.parent)}
     out = subprocess.run(

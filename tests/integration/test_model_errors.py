@@ -96,6 +96,7 @@ def test_runtime_errors_become_one_line_naming_the_op(said: str, fragments: list
         assert fragment in str(error)
 
 
+@pytest.mark.slow
 def test_inspect_of_a_directory_says_so(tmp_path: Path) -> None:
     done = subprocess.run(
         [*EDGE_APP, "models", "inspect", str(tmp_path)], capture_output=True, text=True

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import threading
 import time
@@ -17,9 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_app.clock import SystemClock
 from edge_app.config import TlsConfig
@@ -33,62 +30,16 @@ from edge_app.uplink import (
     decode_batch,
     encode_batch,
     status_payload,
-    stop_network_loop,
 )
 from simulator.broker import BrokerError, Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from tests.factories import flush_until, wait_until
+from tests.fakes import RecordingSubscriber
 
 pytestmark = pytest.mark.broker
 
 WAIT_S = 15.0
-
-
-class Subscriber:
-    """The cloud side: a plain MQTT 5 client that records what arrives on ``topic_filter``."""
-
-    def __init__(self, host: str, port: int, topic_filter: str) -> None:
-        self._lock = threading.Lock()
-        self._messages: list[tuple[str, bytes, int, bool]] = []
-        self._ready = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"sub-{new_ulid()}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self._client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
-        self._client.on_subscribe = lambda *_: self._ready.set()
-        self._client.on_message = self._on_message
-        self._address = (host, port)
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self._messages.append(
-                (message.topic, bytes(message.payload), message.qos, message.retain)
-            )
-
-    def __enter__(self) -> Subscriber:
-        self._client.connect(*self._address)
-        self._client.loop_start()
-        assert self._ready.wait(WAIT_S), "subscriber got no SUBACK"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._client.disconnect()
-        stop_network_loop(self._client)
-
-    def payloads(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [payload for t, payload, _, _ in self._messages if t == topic]
-
-    def messages(self) -> list[tuple[str, bytes, int, bool]]:
-        with self._lock:
-            return list(self._messages)
-
-    def last_state(self, topic: str) -> str | None:
-        payloads = self.payloads(topic)
-        return json.loads(payloads[-1])["state"] if payloads else None
 
 
 def client_tls(pki: Pki, *, rogue: bool = False) -> TlsConfig:
@@ -174,7 +125,7 @@ def test_qos1_publish_over_mutual_tls_reaches_a_subscriber(
     broker: Mosquitto, pki: Pki, prefix: str
 ) -> None:
     status = f"{prefix}/status"
-    with Subscriber(broker.host, broker.port, f"{prefix}/#") as cloud:
+    with RecordingSubscriber(broker.host, broker.port, f"{prefix}/#") as cloud:
         with make_transport(broker.host, broker.tls_port, pki, prefix) as transport:
             assert wait_until(lambda: transport.is_connected)
             handle = transport.publish(f"{prefix}/events", b'{"hello":1}', qos=1)
@@ -199,7 +150,7 @@ def test_status_is_online_then_offline_when_the_socket_dies(
         transport.on_connection_change(changes.append)
         with transport:
             assert wait_until(lambda: transport.is_connected)
-            with Subscriber(broker.host, broker.port, status) as cloud:
+            with RecordingSubscriber(broker.host, broker.port, status) as cloud:
                 assert wait_until(lambda: cloud.last_state(status) == "online")
                 proxy.down()  # the link dies without a DISCONNECT: the broker sends the will
                 assert wait_until(lambda: cloud.last_state(status) == "offline")
@@ -238,7 +189,7 @@ def test_boots_offline_then_delivers_every_stored_event_when_the_broker_starts(
                 assert outbox.stats().depth == 300
 
                 own.start()
-                with Subscriber(own.host, own.port, topic) as cloud:
+                with RecordingSubscriber(own.host, own.port, topic) as cloud:
                     cloud_ready.set()
                     assert wait_until(lambda: outbox.stats().depth == 0)
                     assert wait_until(lambda: _seen(cloud, topic) == set(range(1, 301)))
@@ -249,7 +200,7 @@ def test_boots_offline_then_delivers_every_stored_event_when_the_broker_starts(
                 assert wait_until(lambda: not transport.is_connected)
                 store(outbox, drain, 100)
                 own.start()
-                with Subscriber(own.host, own.port, topic) as cloud:
+                with RecordingSubscriber(own.host, own.port, topic) as cloud:
                     cloud_ready.set()
                     assert wait_until(lambda: outbox.stats().depth == 0)
                     assert wait_until(lambda: _seen(cloud, topic) == set(range(301, 401)))
@@ -267,7 +218,7 @@ def store(outbox: Outbox, drain: DrainLoop | None, count: int) -> None:
             drain.notify()
 
 
-def _seen(cloud: Subscriber, topic: str) -> set[int]:
+def _seen(cloud: RecordingSubscriber, topic: str) -> set[int]:
     return {e["seq"] for p in cloud.payloads(topic) for e in decode_batch(p)["events"]}
 
 

@@ -132,6 +132,7 @@ os._exit(0)  # killed: no close, no checkpoint; the events are only in the -wal
 """
 
 
+@pytest.mark.slow
 def test_status_after_a_crash_reads_the_wal_without_writing(
     data: Path, read_only_view: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -27,16 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_app.uplink import stop_network_loop
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.scene import SceneTruth
 from tests.factories import wait_until
+from tests.fakes import RecordingSubscriber
 
 EDGE_APP = [sys.executable, "-m", "edge_app"]
 THING = "sec-cam"
@@ -142,6 +139,7 @@ def write(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_pem_text_in_every_path_field_is_refused_without_showing_it(
     tmp_path: Path, secrets: Secrets, scene: tuple[Path, SceneTruth]
 ) -> None:
@@ -191,6 +189,7 @@ def test_pem_text_in_every_path_field_is_refused_without_showing_it(
     assert "model: holds PEM text" in detect.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_start_shows_no_secret(
     tmp_path: Path, secrets: Secrets, scene: tuple[Path, SceneTruth]
 ) -> None:
@@ -256,36 +255,11 @@ class Daemon:
                 self.proc.wait()
 
 
-class Subscriber:
-    """Everything the device publishes on the real broker."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.payloads: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
-        self._client.subscribe(f"edge-app/{THING}/#", qos=1)
-        self._client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.payloads.append((msg.topic, bytes(msg.payload)))
-
-    def topics(self) -> set[str]:
-        with self._lock:
-            return {topic for topic, _ in self.payloads}
-
-    def close(self) -> None:
-        self._client.disconnect()
-        stop_network_loop(self._client)
-
-
 @pytest.fixture
-def subscriber(broker: Mosquitto) -> Iterator[Subscriber]:
-    sub = Subscriber(broker)
-    yield sub
-    sub.close()
+def subscriber(broker: Mosquitto) -> Iterator[RecordingSubscriber]:
+    """Everything the device publishes on the real broker."""
+    with RecordingSubscriber(broker.host, broker.port, f"edge-app/{THING}/#") as sub:
+        yield sub
 
 
 def running_config(
@@ -361,7 +335,7 @@ def test_the_daemon_and_the_commands_show_no_secret(
     secrets: Secrets,
     pki: Pki,
     broker: Mosquitto,
-    subscriber: Subscriber,
+    subscriber: RecordingSubscriber,
     default_model: Path,
     scene: tuple[Path, SceneTruth],
 ) -> None:
@@ -432,7 +406,7 @@ def test_the_daemon_and_the_commands_show_no_secret(
         assert daemon.stop() == 0, daemon.log()[-3000:]
     secrets.check("run stdout (broker up)", daemon.out.read_text())
     secrets.check("run log (broker up)", daemon.log())
-    for topic, payload in subscriber.payloads:
+    for topic, payload, _, _ in subscriber.messages():
         secrets.check(f"MQTT {topic}", payload)
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():

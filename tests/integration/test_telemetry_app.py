@@ -15,23 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 from numpy.typing import NDArray
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_app.app import EdgeApp
 from edge_app.config import AppConfig, parse_config
 from edge_app.domain import Detections
 from edge_app.outbox import OutboxReader
-from edge_app.uplink import InMemoryTransport, stop_network_loop
+from edge_app.uplink import InMemoryTransport
 from edge_app.vision.labels import LabelMap
 from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
-from tests.fakes import FakeDetector
+from tests.fakes import FakeDetector, RecordingSubscriber
 from tests.integration.test_app import tls
 from tests.telemetry.test_http_guard import get as get_from
 from tests.telemetry.test_http_guard import lan_address
@@ -120,22 +118,6 @@ def until(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
     return False
 
 
-class Subscriber:
-    """Collects the payloads published on ``topic`` of the real broker."""
-
-    def __init__(self, broker: Mosquitto, topic: str) -> None:
-        self.payloads: list[bytes] = []
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="metrics-audit")
-        self._client.on_message = lambda c, u, m: self.payloads.append(bytes(m.payload))
-        self._client.connect(broker.host, broker.port)
-        self._client.subscribe(topic, qos=1)
-        self._client.loop_start()
-
-    def close(self) -> None:
-        self._client.disconnect()
-        stop_network_loop(self._client)
-
-
 def test_health_metrics_and_watchdog_follow_the_world(
     tmp_path: Path, scene: tuple[Path, SceneTruth], broker: Mosquitto, pki: Pki
 ) -> None:
@@ -148,7 +130,8 @@ def test_health_metrics_and_watchdog_follow_the_world(
         notes.append(state)
         return True
 
-    emf = Subscriber(broker, "edge-app/tel-cam/metrics")
+    emf = RecordingSubscriber(broker.host, broker.port, "edge-app/tel-cam/metrics")
+    emf.start()
     try:
         with TcpProxy(free_port(), broker.host, broker.tls_port) as network:
             network.up()
@@ -178,8 +161,8 @@ def test_health_metrics_and_watchdog_follow_the_world(
                 assert status["health"] == "ok"
 
                 # EMF documents reach the broker with their minute's timestamp
-                assert until(lambda: len(emf.payloads) > 0)
-                doc = json.loads(emf.payloads[0])
+                assert until(lambda: len(emf.payloads("edge-app/tel-cam/metrics")) > 0)
+                doc = json.loads(emf.payloads("edge-app/tel-cam/metrics")[0])
                 assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EdgeApp"
                 assert doc["_aws"]["Timestamp"] % 1000 == 0
                 assert doc["device"] == "tel-cam"
@@ -217,9 +200,10 @@ def test_health_metrics_and_watchdog_follow_the_world(
                 app.request_stop()
                 app.stop(flush_timeout_s=2.0)
     finally:
-        emf.close()
+        emf.stop()
 
 
+@pytest.mark.slow
 def test_a_camera_that_stops_delivering_frames_is_stale(
     tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:
@@ -238,6 +222,7 @@ def test_a_camera_that_stops_delivering_frames_is_stale(
     assert (end["start_id"], end["end_reason"]) == (start["id"], "stopped")
 
 
+@pytest.mark.slow
 def test_stopping_ends_an_open_condition_before_the_last_delivery(
     tmp_path: Path, scene: tuple[Path, SceneTruth], pki: Pki
 ) -> None:

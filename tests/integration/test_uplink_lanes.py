@@ -18,9 +18,9 @@ from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from tests.factories import wait_until
+from tests.fakes import RecordingSubscriber
 from tests.integration.test_mqtt_transport import (
     WAIT_S,
-    Subscriber,
     make_event,
     make_transport,
     open_outbox,
@@ -40,7 +40,7 @@ def test_metrics_arrive_on_the_metrics_topic_after_the_events(
     frames = registry.counter("FramesProcessed", "Count", "frames", camera="dock")
     stop = threading.Event()
     with (
-        Subscriber(broker.host, broker.port, f"{prefix}/#") as cloud,
+        RecordingSubscriber(broker.host, broker.port, f"{prefix}/#") as cloud,
         TcpProxy(free_port(), broker.host, broker.tls_port) as network,
         open_outbox(db, thing) as outbox,
         LaneStore(db, "metrics") as stored,

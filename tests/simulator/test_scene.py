@@ -110,6 +110,7 @@ def test_truth_boxes_cover_the_pasted_pixels(scene: tuple[Path, Path, SceneTruth
     assert checked >= 2
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_scene(
     tmp_path: Path, scene: tuple[Path, Path, SceneTruth]
 ) -> None:

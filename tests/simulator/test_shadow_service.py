@@ -22,8 +22,8 @@ from simulator.certs import Pki
 from simulator.shadow import ShadowService, delta_of
 from simulator.shadow_cli import desired_from_pairs
 from tests.factories import wait_until
+from tests.fakes import RecordingApplier
 from tests.unit.test_remote_overlay import MODELS, local_config
-from tests.unit.test_shadow_handler import RecordingApplier
 
 WAIT_S = 15.0
 

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from edge_app.clock import FakeClock
 from edge_app.domain import EndReason, Event, ModelRef, Phase, Severity
 from edge_app.errors import OutboxError
-from edge_app.outbox import OutboxStats
 from edge_app.telemetry import HealthEvents, HealthMonitor, HealthThresholds
+from tests.fakes import Cam, Recorded, World, health_monitor
 
 MODEL = ModelRef("ssd_mobilenet_v2_coco", "7046f31a72ec")
-
-
-@dataclass
-class Cam:
-    processed: int = 0
-    detecting: bool = False
-
-
-@dataclass
-class World:
-    free: int = 50
-    outbox_bytes: int = 0
 
 
 def setup(
     clock: FakeClock, cams: dict[str, Cam], world: World
 ) -> tuple[HealthMonitor, list[Event], HealthEvents]:
-    monitor = HealthMonitor(
-        clock=clock,
-        cameras=lambda: cams,
-        outbox=lambda: OutboxStats(0, world.outbox_bytes, None, 0, 0, 0, 0),
-        outbox_max_bytes=1000,
-        connected=None,
-        disk_path=Path("/"),
-        disk_usage=lambda _: (100, 100 - world.free, world.free),
-        thresholds=HealthThresholds(camera_stale_s=10, detector_stuck_s=10, clock_unsynced_s=60),
-    )
-    raised: list[Event] = []
-
-    def sink(event: Event) -> Event:
-        raised.append(event)
-        return event
-
-    return monitor, raised, HealthEvents(sink, device="cam-001", model=lambda: MODEL, clock=clock)
+    thresholds = HealthThresholds(camera_stale_s=10, detector_stuck_s=10, clock_unsynced_s=60)
+    monitor = health_monitor(clock, cams, world, thresholds, watch_uplink=False)
+    raised = Recorded()
+    return monitor, raised, HealthEvents(raised, device="cam-001", model=lambda: MODEL, clock=clock)
 
 
 def test_a_stale_camera_starts_once_and_ends_when_frames_flow_again() -> None:

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from edge_app.clock import FakeClock
-from edge_app.outbox import OutboxStats
 from edge_app.telemetry import HealthMonitor, HealthThresholds
-
-
-@dataclass
-class Cam:
-    processed: int = 0
-    detecting: bool = False
-
-
-@dataclass
-class World:
-    connected: bool = True
-    free: int = 50
-    outbox_bytes: int = 0
+from tests.fakes import Cam, World, health_monitor
 
 
 def monitor(clock: FakeClock, cams: dict[str, Cam], world: World) -> HealthMonitor:
-    return HealthMonitor(
-        clock=clock,
-        cameras=lambda: cams,
-        outbox=lambda: OutboxStats(0, world.outbox_bytes, None, 0, 0, 0, 0),
-        outbox_max_bytes=1000,
-        connected=lambda: world.connected,
-        disk_path=Path("/"),
-        disk_usage=lambda _: (100, 100 - world.free, world.free),
-        thresholds=HealthThresholds(camera_stale_s=10, detector_stuck_s=10, uplink_down_s=60),
-    )
+    thresholds = HealthThresholds(camera_stale_s=10, detector_stuck_s=10, uplink_down_s=60)
+    return health_monitor(clock, cams, world, thresholds)
 
 
 def test_states_follow_the_world() -> None:

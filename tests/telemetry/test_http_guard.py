@@ -92,6 +92,7 @@ def closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_200_idle_connections_hold_bounded_threads_and_are_cut() -> None:
     before = threading.active_count()
     peak = 0
@@ -112,6 +113,7 @@ def test_200_idle_connections_hold_bounded_threads_and_are_cut() -> None:
         assert wait_until(lambda: client_threads() == 0)
 
 
+@pytest.mark.slow
 def test_a_slowloris_client_is_cut_at_the_deadline() -> None:
     cut = threading.Event()
     stop = threading.Event()

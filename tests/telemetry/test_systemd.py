@@ -104,6 +104,7 @@ def test_timeout_extender_asks_on_the_first_call_then_each_third_of_the_extensio
     assert sent == ["EXTEND_TIMEOUT_USEC=30000000"] * 3
 
 
+@pytest.mark.slow
 def test_a_long_salvage_keeps_extending_the_start_timeout(tmp_path: Path) -> None:
     """A damaged real outbox salvaged by ``Outbox`` on a slow device (each page read takes
     0.5 s on the clock): ``EXTEND_TIMEOUT_USEC`` reaches systemd's socket on the first page and

@@ -111,6 +111,7 @@ def test_systemd_credential_is_read_from_credentials_directory(tmp_path: Path) -
         load_sealer(None, "at-rest", seal_new=True, environ={"CREDENTIALS_DIRECTORY": str(creds)})
 
 
+@pytest.mark.slow
 def test_keys_generate_writes_a_private_key_and_never_overwrites(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -193,6 +194,7 @@ def test_config_needs_one_key_and_encryption_is_never_remote(tmp_path: Path) -> 
             validate_overlay(desired, config, ["ssd_mobilenet_v2_coco"])
 
 
+@pytest.mark.slow
 def test_missing_cryptography_package_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text(

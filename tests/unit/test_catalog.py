@@ -237,6 +237,7 @@ def _leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name != "m.tflite")
 
 
+@pytest.mark.slow
 def test_pull_downloads_verifies_and_reports_progress(server: _Server, tmp_path: Path) -> None:
     server.files["/m.tflite"] = MODEL
     seen: list[tuple[int, int | None]] = []
@@ -251,6 +252,7 @@ def test_pull_downloads_verifies_and_reports_progress(server: _Server, tmp_path:
     assert _leftovers(path.parent) == []
 
 
+@pytest.mark.slow
 def test_pull_is_idempotent_and_needs_no_network_when_cached(
     server: _Server, tmp_path: Path
 ) -> None:
@@ -265,6 +267,7 @@ def test_pull_is_idempotent_and_needs_no_network_when_cached(
     assert server.requests == ["/m.tflite"]
 
 
+@pytest.mark.slow
 def test_pull_moves_on_after_a_failing_or_wrong_source(server: _Server, tmp_path: Path) -> None:
     server.files["/wrong.tflite"] = b"a different file"
     server.files["/right.tflite"] = MODEL
@@ -281,6 +284,7 @@ def test_pull_moves_on_after_a_failing_or_wrong_source(server: _Server, tmp_path
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_pull_reads_a_zip_member(server: _Server, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -291,6 +295,7 @@ def test_pull_reads_a_zip_member(server: _Server, tmp_path: Path) -> None:
     assert path.read_bytes() == MODEL
 
 
+@pytest.mark.slow
 def test_pull_replaces_a_corrupt_cached_file(server: _Server, tmp_path: Path) -> None:
     server.files["/m.tflite"] = MODEL
     (tmp_path / "m.tflite").write_bytes(MODEL[:-1] + b"!")
@@ -299,6 +304,7 @@ def test_pull_replaces_a_corrupt_cached_file(server: _Server, tmp_path: Path) ->
     assert server.requests == ["/m.tflite"]
 
 
+@pytest.mark.slow
 def test_when_every_source_fails_the_error_lists_each_and_nothing_is_left(
     server: _Server, tmp_path: Path
 ) -> None:

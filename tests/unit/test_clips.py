@@ -74,6 +74,7 @@ def test_large_frames_are_downscaled(tmp_path: Path, writer: ClipWriter) -> None
     capture.release()
 
 
+@pytest.mark.slow
 def test_a_full_queue_drops_clips_instead_of_blocking(tmp_path: Path) -> None:
     writer = ClipWriter(max_pending=1)
     # Occupy the writer with a long clip, then submit more than the queue holds.

@@ -97,6 +97,7 @@ def test_unknown_codec_and_config_value_are_refused() -> None:
 
 
 @pytest.mark.parametrize("name", ["gzip", "zstd"])
+@pytest.mark.slow
 def test_batches_pack_to_the_compressed_size_limit(
     outbox: Outbox, clock: FakeClock, name: str
 ) -> None:
@@ -124,6 +125,7 @@ def test_batches_pack_to_the_compressed_size_limit(
     assert drain.stats().bytes_sent == sum(sizes)  # wire bytes, as acknowledged
 
 
+@pytest.mark.slow
 def test_the_byte_rate_cap_counts_compressed_bytes(outbox: Outbox, clock: FakeClock) -> None:
     """On a standing clock, one second's byte allowance carries many times the events it
     would uncompressed, and never more wire bytes than the cap."""

@@ -74,6 +74,7 @@ def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("levels", [MAX_NESTING + 1, 1000, 100_000])
+@pytest.mark.slow
 def test_deep_flow_nesting_is_refused_before_recursion(tmp_path: Path, levels: int) -> None:
     message = file_error(tmp_path, (GOOD + "x: " + "[" * levels + "]" * levels).encode())
     assert f"nested deeper than {MAX_NESTING} levels" in message

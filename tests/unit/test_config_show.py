@@ -24,6 +24,7 @@ def write_config(tmp: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_show_file_and_effective(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_config(tmp_path)
     local = load_config(path)

@@ -71,6 +71,7 @@ def running(drain: DrainLoop, stop: threading.Event) -> Iterator[threading.Threa
         assert not thread.is_alive(), "drain loop did not stop"
 
 
+@pytest.mark.slow
 def test_delivers_everything_in_order_while_the_link_toggles(
     outbox: Outbox, stop: threading.Event
 ) -> None:
@@ -175,6 +176,7 @@ def test_missing_puback_times_out_and_the_batch_is_sent_again(
     assert first["batch_id"] != second["batch_id"]
 
 
+@pytest.mark.slow
 def test_a_small_backlog_waits_for_a_fuller_batch(
     outbox: Outbox, clock: FakeClock, stop: threading.Event
 ) -> None:

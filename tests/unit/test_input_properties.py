@@ -38,9 +38,9 @@ from edge_app.config.remote import RemoteOverlay
 from edge_app.errors import ConfigError, FieldError
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.uplink import InMemoryTransport
+from tests.fakes import RecordingApplier
 from tests.unit.config_strategies import NAMES, documents, junk
 from tests.unit.test_remote_overlay import MODELS, local_config
-from tests.unit.test_shadow_handler import RecordingApplier
 
 EXAMPLES = 1000
 PROPERTY = settings(
@@ -146,6 +146,7 @@ config_files = st.tuples(
 )
 
 
+@pytest.mark.slow
 def test_any_config_file_gives_a_config_or_errors_naming_fields(tmp_path: Path) -> None:
     seen: Counter[str] = Counter()
     path = tmp_path / "edge.yaml"
@@ -259,6 +260,7 @@ class Shadow:
         self._thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_any_delta_is_answered_and_a_rejection_changes_nothing(tmp_path: Path) -> None:
     shadow = Shadow(tmp_path)
     seen: Counter[str] = Counter()

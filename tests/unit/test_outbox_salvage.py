@@ -75,6 +75,7 @@ CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.slow
 def test_damage_at_one_place_loses_only_what_is_on_it(tmp_path: Path, case: str) -> None:
     db = tmp_path / "outbox.db"
     written = write_outbox(db)
@@ -119,6 +120,7 @@ def test_damage_at_one_place_loses_only_what_is_on_it(tmp_path: Path, case: str)
     assert sha(kept) == damaged_sha  # kept for inspection, byte for byte
 
 
+@pytest.mark.slow
 def test_text_damaged_inside_an_intact_page_is_parked_not_blocking(tmp_path: Path) -> None:
     """Bytes changed inside one event's body: every page is intact, so the startup check passes
     and there is nothing to salvage, but that row can never be read. It goes to the dead-letter
@@ -136,6 +138,7 @@ def test_text_damaged_inside_an_intact_page_is_parked_not_blocking(tmp_path: Pat
     assert delivered == [written.events[s] for s in sorted(set(written.events) - lost)]
 
 
+@pytest.mark.slow
 def test_carried_over_drops_dead_letters_and_lanes(tmp_path: Path) -> None:
     db = tmp_path / "outbox.db"
     written = write_outbox(db)
@@ -153,6 +156,7 @@ def test_carried_over_drops_dead_letters_and_lanes(tmp_path: Path) -> None:
         assert len(snaps.peek(10)) == 1
 
 
+@pytest.mark.slow
 def test_leases_are_void_and_drops_in_flight_are_pending_again(tmp_path: Path) -> None:
     """A batch out on the wire when the file was damaged: its events are sent again and the
     drop counts that rode in it are reported again (at-least-once; the cloud dedupes)."""
@@ -175,6 +179,7 @@ def test_leases_are_void_and_drops_in_flight_are_pending_again(tmp_path: Path) -
         assert [json.loads(b) for b in again.events] == list(written.events.values())
 
 
+@pytest.mark.slow
 def test_sound_file_reads_the_same_as_sqlite(tmp_path: Path) -> None:
     """The page reader against SQLite on an undamaged file: every table, overflow included."""
     db = tmp_path / "outbox.db"
@@ -212,6 +217,7 @@ def test_sound_file_reads_the_same_as_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["page written again later", "last image of an event leaf"])
+@pytest.mark.slow
 def test_wal_damage_loses_only_the_damaged_frame(tmp_path: Path, where: str) -> None:
     """SQLite stops replaying a WAL at a bad frame checksum and drops the commits after it
     silently (quick_check says ok, and seq would repeat). The outbox finds that before SQLite
@@ -260,6 +266,7 @@ def test_wal_damage_loses_only_the_damaged_frame(tmp_path: Path, where: str) -> 
     assert sha(kept.with_name(kept.name + "-wal")) == wal_sha
 
 
+@pytest.mark.slow
 def test_a_torn_wal_tail_is_not_damage(tmp_path: Path) -> None:
     """Frames of a transaction that never committed (a power cut mid-write) are what SQLite
     ignores by design: nothing in them was stored, so no salvage."""
@@ -274,6 +281,7 @@ def test_a_torn_wal_tail_is_not_damage(tmp_path: Path) -> None:
     assert kept_files(db) == []
 
 
+@pytest.mark.slow
 def test_random_damage_never_breaks_the_salvage(tmp_path: Path) -> None:
     """Many random pages overwritten with random bytes: what is delivered is always a subset
     of what was stored, byte for byte, each once."""
@@ -296,6 +304,7 @@ def test_random_damage_never_breaks_the_salvage(tmp_path: Path) -> None:
         assert all(written.events[e["seq"]] == e for e in delivered), trial
 
 
+@pytest.mark.slow
 def test_recovery_is_announced_once_even_across_a_crash(tmp_path: Path) -> None:
     db = tmp_path / "outbox.db"
     write_outbox(db, n=20)
@@ -361,6 +370,7 @@ def stored_bodies(db: Path) -> dict[int, tuple[str, bytes | str]]:
 
 
 @pytest.mark.parametrize("case", ["meta", "event leaf"])
+@pytest.mark.slow
 def test_encrypted_bodies_are_copied_as_stored_and_still_decrypt(tmp_path: Path, case: str) -> None:
     """Encryption at rest: the salvage copies sealed bodies as the bytes they are (never opened
     or sealed again: their tag binds them to their event id, which is kept), and the drain
@@ -388,6 +398,7 @@ def test_encrypted_bodies_are_copied_as_stored_and_still_decrypt(tmp_path: Path,
     assert delivered[-1]["unreadable"] == len(lost)
 
 
+@pytest.mark.slow
 def test_an_encrypted_outbox_is_salvaged_without_the_key_and_then_needs_it(
     tmp_path: Path,
 ) -> None:
@@ -411,6 +422,7 @@ def test_an_encrypted_outbox_is_salvaged_without_the_key_and_then_needs_it(
     assert len(kept_files(db)) == 1  # salvaged once
 
 
+@pytest.mark.slow
 def test_the_read_only_reader_reads_a_salvaged_outbox(tmp_path: Path) -> None:
     """After a salvage at startup (the file is swapped in, its journal mode set to WAL again)
     ``OutboxReader`` reads it, while the store is open and after it closed."""

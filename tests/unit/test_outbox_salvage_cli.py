@@ -47,6 +47,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_salvage_into_the_live_outbox_of_a_stopped_daemon(
     tmp_path: Path, set_aside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,6 +68,7 @@ def test_salvage_into_the_live_outbox_of_a_stopped_daemon(
     assert max(e["seq"] for e in delivered) < new[0]["seq"]
 
 
+@pytest.mark.slow
 def test_the_same_file_twice_is_refused_and_never_duplicates(
     tmp_path: Path, set_aside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +88,7 @@ def test_the_same_file_twice_is_refused_and_never_duplicates(
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow
 def test_a_target_in_use_is_refused(
     tmp_path: Path, set_aside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -120,6 +123,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_refusals_say_what_to_do(
     tmp_path: Path, set_aside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -136,6 +140,7 @@ def test_refusals_say_what_to_do(
     assert (code, "leave out --create" in err) == (2, True)
 
 
+@pytest.mark.slow
 def test_salvage_into_a_new_file(
     tmp_path: Path, set_aside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,6 +153,7 @@ def test_salvage_into_a_new_file(
         assert box.stats().depth > 250
 
 
+@pytest.mark.slow
 def test_an_encrypted_file_salvaged_into_a_new_file_is_private_and_reads_read_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

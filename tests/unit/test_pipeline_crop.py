@@ -3,18 +3,15 @@ boxes back to the whole frame; once something is tracked it looks at the whole f
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from edge_app.config import AppConfig, MotionConfig, parse_config
-from edge_app.domain import Detections, Event, Frame, Image
+from edge_app.domain import Detections, Image
 from edge_app.vision.labels import LabelMap
 from edge_app.vision.preprocess import BoxMap, PreparedInput
-from tests.fakes import FakeDetector, camera_loop
+from tests.fakes import FakeDetector, ListSource, Recorded, camera_loop
 
 W, H = 768, 432
 
@@ -44,21 +41,15 @@ class WindowDetector(FakeDetector):
         return self.detect(image_bgr)
 
 
-class SquareSource:
-    """A grey 768 x 432 scene with a 20 px square moving right by 5 px a frame, at 10 fps."""
-
-    camera = "yard"
-    dropped = 0
-
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        for i in range(4):
-            image: NDArray[np.uint8] = np.full((H, W, 3), 90, np.uint8)
-            x = 374 + 5 * i
-            image[206:226, x : x + 20] = 250
-            yield Frame("yard", i, 100.0 + i / 10, 1.79e9 + i / 10, image)
-
-    def close(self) -> None:
-        pass
+def square() -> list[Image]:
+    """A grey 768 x 432 scene with a 20 px square moving right by 5 px a frame (4 frames)."""
+    images: list[Image] = []
+    for i in range(4):
+        image: NDArray[np.uint8] = np.full((H, W, 3), 90, np.uint8)
+        x = 374 + 5 * i
+        image[206:226, x : x + 20] = 250
+        images.append(image)
+    return images
 
 
 def config(motion: MotionConfig) -> AppConfig:
@@ -75,13 +66,9 @@ def config(motion: MotionConfig) -> AppConfig:
 def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> None:
     cfg = config(MotionConfig(crop=True, motion_every_s=0.0, min_area=0.0))
     detector = WindowDetector()
-    events: list[Event] = []
+    events = Recorded()
 
-    def sink(event: Event) -> Event:
-        events.append(event)
-        return event
-
-    worker = camera_loop(cfg, SquareSource(), detector, sink)
+    worker = camera_loop(cfg, ListSource(square()), detector, events)
     worker.run()
     # frame 0: everything is new (whole frame); frame 1: the square moved, nothing tracked
     # (a 300 x 300 window); frames 2, 3: the cat is tracked, so the whole frame again
@@ -100,7 +87,7 @@ def test_small_motion_is_detected_in_a_window_and_boxes_land_on_the_frame() -> N
 def test_without_crop_every_detection_sees_the_whole_frame() -> None:
     cfg = config(MotionConfig(motion_every_s=0.0, min_area=0.0))
     detector = WindowDetector()
-    worker = camera_loop(cfg, SquareSource(), detector)
+    worker = camera_loop(cfg, ListSource(square()), detector)
     worker.run()
     assert detector.shapes == [(H, W, 3)] * 4
     assert worker.stats.cropped == 0

@@ -3,25 +3,19 @@ tamper events (raised with their lifecycle from the loop)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
 from edge_app.config import ConfigSnapshot, MotionConfig, TamperConfig, parse_config
-from edge_app.domain import Event, Frame
+from edge_app.domain import Image
 from edge_app.pipeline import CameraWorker, Runtime, RuntimeHolder
-from tests.fakes import FakeDetector, camera_loop
-from tests.unit.test_pipeline_reconfigure import ScriptedSource
-
-
-class CountingDetector(FakeDetector):
-    """Sees nothing; counts how often it was asked (``calls``)."""
+from tests.fakes import FakeDetector, ListSource, Recorded, camera_loop
 
 
 def _worker(
-    detector: CountingDetector,
+    detector: FakeDetector,
     motion: MotionConfig | None,
     live: RuntimeHolder | None,
     before: Callable[[int], None] = lambda i: None,
@@ -37,11 +31,11 @@ def _worker(
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
-    return camera_loop(cfg, ScriptedSource(30, before), detector, live=live)
+    return camera_loop(cfg, ListSource.blank(30, before), detector, live=live)
 
 
 def test_still_frames_run_the_detector_only_when_forced() -> None:
-    detector = CountingDetector()
+    detector = FakeDetector()
     worker = _worker(detector, MotionConfig(force_every_s=1.0), None)
     worker.run()
     # 30 identical frames over 2.9 s: the first (no history), then at 1.0 s and 2.0 s.
@@ -51,7 +45,7 @@ def test_still_frames_run_the_detector_only_when_forced() -> None:
 
 
 def test_without_motion_config_every_frame_is_detected() -> None:
-    detector = CountingDetector()
+    detector = FakeDetector()
     worker = _worker(detector, None, None)
     worker.run()
     assert detector.calls == 30
@@ -59,7 +53,7 @@ def test_without_motion_config_every_frame_is_detected() -> None:
 
 
 def test_remote_swap_that_adds_motion_gating_takes_effect_at_the_next_frame() -> None:
-    detector = CountingDetector()
+    detector = FakeDetector()
     base = {
         "device": {"thing_name": "cam-1"},
         "uplink": {"enabled": False},
@@ -89,24 +83,15 @@ def test_remote_swap_that_adds_motion_gating_takes_effect_at_the_next_frame() ->
     assert worker.stats.config_version == 2
 
 
-class TexturedSource:
-    """10 fps: a random texture for 3 s, then black for 4 s (lens covered)."""
-
-    camera = "yard"
-    dropped = 0
-
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        texture = np.random.default_rng(1).integers(0, 255, (90, 160, 3)).astype(np.uint8)
-        for i in range(70):
-            image = texture if i < 30 else np.zeros_like(texture)
-            yield Frame("yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, image)
-
-    def close(self) -> None:
-        pass
+def textured() -> Iterator[Image]:
+    """At 10 fps: a random texture for 3 s, then black for 4 s (lens covered)."""
+    texture = np.random.default_rng(1).integers(0, 255, (90, 160, 3)).astype(np.uint8)
+    for i in range(70):
+        yield texture if i < 30 else np.zeros_like(texture)
 
 
 def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
-    detector = CountingDetector()
+    detector = FakeDetector()
     tamper = TamperConfig(warmup_s=2.0, hold_s=1.0)
     cfg = parse_config(
         {
@@ -116,13 +101,9 @@ def test_camera_loop_raises_tamper_events_with_their_lifecycle() -> None:
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
-    events: list[Event] = []
+    events = Recorded()
 
-    def sink(event: Event) -> Event:
-        events.append(event)
-        return event
-
-    worker = camera_loop(cfg, TexturedSource(), detector, sink)
+    worker = camera_loop(cfg, ListSource(textured()), detector, events)
     worker.run()
     assert [(e.rule, e.phase.value) for e in events] == [
         ("tamper_blocked", "start"),

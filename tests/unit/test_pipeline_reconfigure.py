@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-
 import numpy as np
 
 from edge_app.config import AppConfig, ConfigSnapshot, parse_config
-from edge_app.domain import Detections, EndReason, Event, Frame, Image
+from edge_app.domain import Detections, EndReason, Event
 from edge_app.pipeline import Runtime, RuntimeHolder
-from tests.fakes import FakeDetector, camera_loop
+from tests.fakes import FakeDetector, ListSource, Recorded, camera_loop
 
 PERSON = Detections(
     np.array([[0.4, 0.4, 0.6, 0.9]], np.float32),
@@ -18,33 +15,6 @@ PERSON = Detections(
     np.array([0], np.int32),
     ("person",),
 )
-
-
-class PersonDetector(FakeDetector):
-    """Sees one person in every frame (a detector seam for loop tests)."""
-
-    def see(self, image_bgr: Image) -> Detections:
-        return PERSON
-
-
-class ScriptedSource:
-    """Yields ``count`` frames at 10 fps; calls ``before(i)`` before yielding frame ``i``."""
-
-    camera = "yard"
-    dropped = 0
-
-    def __init__(self, count: int, before: Callable[[int], None]) -> None:
-        self._count, self._before = count, before
-
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        for i in range(self._count):
-            self._before(i)
-            yield Frame(
-                "yard", i, 100.0 + i / 10, 1_790_000_000.0 + i / 10, np.zeros((4, 4, 3), np.uint8)
-            )
-
-    def close(self) -> None:
-        pass
 
 
 def config(version: int, rules: list[dict[str, object]]) -> AppConfig:
@@ -60,20 +30,16 @@ def config(version: int, rules: list[dict[str, object]]) -> AppConfig:
 
 
 def run(change_at: int, new: AppConfig) -> list[Event]:
-    detector = PersonDetector()
+    detector = FakeDetector(sees=lambda _: PERSON)  # one person in every frame
     old = config(0, [{"name": "person", "labels": ["person"], "min_frames": 1}])
     live = RuntimeHolder(Runtime(ConfigSnapshot.of(old, "file", None), detector))
-    events: list[Event] = []
-
-    def sink(event: Event) -> Event:
-        events.append(event)
-        return event
+    events = Recorded()
 
     def before(i: int) -> None:
         if i == change_at:
             live.swap(Runtime(ConfigSnapshot.of(new, "remote", new.version), detector))
 
-    worker = camera_loop(old, ScriptedSource(10, before), detector, sink, live=live)
+    worker = camera_loop(old, ListSource.blank(10, before), detector, events, live=live)
     worker.run()
     assert worker.stats.config_version == new.version
     assert worker.stats.config_changes == 1

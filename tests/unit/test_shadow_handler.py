@@ -11,35 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_app.clock import FakeClock
-from edge_app.config import AppConfig, ConfigSnapshot, LastGood, LastGoodStore, SnapshotHolder
-from edge_app.domain import Event, ModelRef, Phase
-from edge_app.errors import ModelError
+from edge_app.config import LastGood, LastGoodStore
+from edge_app.domain import Event, Phase
 from edge_app.remote import Kind, Outcome, ShadowHandler
 from edge_app.remote.report import FIELD_MAX_BYTES, REASON_MAX_BYTES, REPORT_MAX_BYTES
+from tests.fakes import RecordingApplier
 from tests.unit.test_remote_overlay import MODELS, local_config
-
-
-class RecordingApplier:
-    """The ``Applier`` seam over a snapshot holder; models in ``broken`` fail to load."""
-
-    def __init__(self, config: AppConfig, broken: frozenset[str] = frozenset()) -> None:
-        self.holder = SnapshotHolder(ConfigSnapshot.of(config, "file", None))
-        self.broken = broken
-        self.applied: list[int] = []
-
-    def current(self) -> ConfigSnapshot:
-        return self.holder.current
-
-    def model(self) -> ModelRef:
-        return ModelRef(self.holder.current.config.detector.model, "0" * 12)
-
-    def apply(self, config: AppConfig, remote_version: int) -> ConfigSnapshot:
-        if config.detector.model in self.broken:
-            raise ModelError(f"model {config.detector.model} failed its test run")
-        snapshot = ConfigSnapshot.of(config, "remote", remote_version)
-        self.holder.swap(snapshot)
-        self.applied.append(remote_version)
-        return snapshot
 
 
 def make(
@@ -448,6 +425,7 @@ def shared(
 
 @settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["get", "delta"]), payload=_payloads)
+@pytest.mark.slow
 def test_any_payload_is_answered_without_crashing(
     kind: Kind, payload: bytes, shared: tuple[ShadowHandler, RecordingApplier, list[Event]]
 ) -> None:

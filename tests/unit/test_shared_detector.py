@@ -10,9 +10,7 @@ from edge_app.clock import FakeClock
 from edge_app.config import parse_config
 from edge_app.domain import Event
 from edge_app.vision.fairlock import FairLock
-from tests.fakes import camera_loop
-from tests.unit.test_pipeline_motion import CountingDetector
-from tests.unit.test_pipeline_reconfigure import ScriptedSource
+from tests.fakes import FakeDetector, ListSource, camera_loop
 
 
 def _queued(lock: FairLock, tickets: int) -> None:
@@ -68,7 +66,7 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
-    detector = CountingDetector()
+    detector = FakeDetector()
 
     def before(i: int) -> None:
         # frame i is stamped 100 + i / 10; from frame 10 on the loop is 1 s behind
@@ -77,7 +75,7 @@ def test_late_frames_are_dropped_and_counted_per_camera() -> None:
     def sink(event: Event) -> Event:
         return event
 
-    worker = camera_loop(cfg, ScriptedSource(30, before), detector, sink, clock=clock)
+    worker = camera_loop(cfg, ListSource.blank(30, before), detector, sink, clock=clock)
     worker.run()
     assert worker.stats.dropped_late == 20
     assert detector.calls == 10
@@ -108,7 +106,7 @@ def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected()
             "rules": [{"name": "person", "labels": ["person"]}],
         }
     )
-    detector = CountingDetector()
+    detector = FakeDetector()
     turn = SlowTurn(clock, 0.0)
 
     def before(i: int) -> None:
@@ -117,7 +115,7 @@ def test_a_frame_that_became_late_waiting_for_its_turn_is_dropped_not_detected()
         turn.wait_s = 0.55 if i == 10 else 0.0
         clock.advance(max(0.0, (100.0 + i / 10) - clock.monotonic()))
 
-    worker = camera_loop(cfg, ScriptedSource(30, before), detector, clock=clock, lock=turn)
+    worker = camera_loop(cfg, ListSource.blank(30, before), detector, clock=clock, lock=turn)
     worker.run()
     assert worker.stats.dropped_late == 1  # frame 10, and only it: frame 11 is 0.45 s old
     assert detector.calls == 29

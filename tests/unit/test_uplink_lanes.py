@@ -97,6 +97,7 @@ def kinds(transport: InMemoryTransport) -> list[str]:
     return [m.topic.split("/")[2] for m in transport.published]
 
 
+@pytest.mark.slow
 def test_events_go_first_then_snapshots_then_metrics(tmp_path: Path) -> None:
     clock = FakeClock()
     transport = InMemoryTransport()
@@ -198,6 +199,7 @@ def test_lanes_share_a_cap_of_one_publish_a_second(tmp_path: Path) -> None:
         assert kinds(transport)[:2] == ["metrics", "events"]  # the event goes first
 
 
+@pytest.mark.slow
 def test_side_lanes_respect_the_byte_cap_across_lanes(tmp_path: Path) -> None:
     clock = FakeClock()
     transport = InMemoryTransport()

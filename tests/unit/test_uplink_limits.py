@@ -66,6 +66,7 @@ def test_limiter_refuses_caps_above_iot_core() -> None:
         RateLimiter(clock=FakeClock(), bytes_per_s=600_000)
 
 
+@pytest.mark.slow
 def test_drain_publishes_at_most_the_cap_per_second(outbox: Outbox, clock: FakeClock) -> None:
     transport = InMemoryTransport()
     transport.connect()
@@ -84,6 +85,7 @@ def test_drain_publishes_at_most_the_cap_per_second(outbox: Outbox, clock: FakeC
     assert delivered_seqs(transport) == list(range(1, 251))
 
 
+@pytest.mark.slow
 def test_drain_respects_the_byte_cap(outbox: Outbox, clock: FakeClock) -> None:
     transport = InMemoryTransport()
     transport.connect()

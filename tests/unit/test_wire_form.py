@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from edge_app.clock import FakeClock
 from edge_app.config import ConfigSnapshot, LastGoodStore, TamperConfig, parse_config
@@ -305,6 +306,7 @@ def renamed(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 PICKED = (1, 2, 4, 6, 8, 10, 11, 12, 13, 14, 17, 20, 23, 24, 25, 26, 27, 28, 29, 30, 31, 33)
 
 
+@pytest.mark.slow
 def test_every_kind_of_event_has_the_wire_form_it_had(tmp_path: Path, outbox: Outbox) -> None:
     made = rule_events() + object_events() + tamper_events()
     made += audit_events(tmp_path) + recovery_events() + health_events()

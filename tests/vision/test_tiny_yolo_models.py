@@ -140,6 +140,7 @@ def test_a_model_that_outputs_1e30_detects_nothing_and_says_so_once(
     assert "85 implausible candidate(s)" in warnings[0]
 
 
+@pytest.mark.slow
 def test_plausible_rows_survive_beside_1e30_rows(tmp_path: Path) -> None:
     table = np.concatenate([_v5_table(), np.full((1, 4, 7), 1e30, np.float32)], axis=1)
     with TFLiteDetector(build_constant_model(tmp_path / "m.tflite", table), threads=1) as det:
