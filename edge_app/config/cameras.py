@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from edge_app.config.base import THING_NAME, FilePath, Model, Name, Point, Url, refuse_repeats
+from edge_app.config.inspection import AnomalyConfig
 from edge_app.domain import Severity
 
 
@@ -221,6 +222,12 @@ class CameraConfig(Model):
         None,
         description="Run the detector only on motion, while rules have live objects, and every "
         "force_every_s; null: detect on every processed frame.",
+    )
+    anomaly: AnomalyConfig | None = Field(
+        None,
+        description="Anomaly inspection with a model fitted on normal footage (rules with the "
+        "label `anomaly` watch it; see docs/inspection.md); with it, tamper checks run with "
+        "their defaults unless `tamper` is set. null: none.",
     )
 
     @field_validator("zones")

@@ -1,0 +1,44 @@
+"""Visual inspection of a camera: anomaly detection learned from normal footage."""
+
+from __future__ import annotations
+
+__all__ = ["ANOMALY_LABEL", "AnomalyConfig"]
+
+from pydantic import Field
+
+from edge_app.config.base import FilePath, Model
+
+ANOMALY_LABEL = "anomaly"
+"""The label of anomaly detections; rules whose ``labels`` include it watch the anomaly
+scores of an inspecting camera (and only those)."""
+
+
+class AnomalyConfig(Model):
+    model: FilePath = Field(
+        description="Anomaly model written by `edge-app anomaly fit --out FILE` (relative: to "
+        "the config file). The part of the frame it inspects (whole frame or a zone's box) "
+        "was fixed when it was fitted."
+    )
+    extractor: FilePath = Field(
+        description="The TFLite feature extractor the model was fitted with (its sha256 is "
+        "checked against the model's lineage), e.g. "
+        "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite."
+    )
+    every_s: float = Field(
+        0.2,
+        ge=0.0,
+        le=3600,
+        description="Inspect at most one frame per this many seconds of frame time (0.2: 5 "
+        "inspected frames/s); 0: every processed frame.",
+    )
+    threads: int = Field(
+        1, ge=1, le=16, description="CPU threads of the feature extractor's interpreter."
+    )
+    global_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="When at least this share of the inspected patches is above the threshold "
+        "the change is global (lights, camera moved, lens covered): no anomaly is reported, "
+        "and the tamper checks report the cause.",
+    )
