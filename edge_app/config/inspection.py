@@ -38,7 +38,8 @@ class AnomalyConfig(Model):
         0.5,
         gt=0.0,
         le=1.0,
-        description="When at least this share of the inspected patches is above the threshold "
-        "the change is global (lights, camera moved, lens covered): no anomaly is reported, "
-        "and the tamper checks report the cause.",
+        description="When at least this share of the inspected patches is at or above half the "
+        "threshold the change is global (camera moved, lens covered or blurred): no anomaly is "
+        "reported, and the tamper checks report the cause. Inspect a zone around the part, so "
+        "that a defect covers well under this share of it.",
     )

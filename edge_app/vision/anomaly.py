@@ -24,6 +24,7 @@ __all__ = [
     "AnomalyScorer",
     "heat_overlay",
     "nearest",
+    "normalise_exposure",
     "score01",
 ]
 
@@ -142,7 +143,8 @@ class AnomalyModel:
 class AnomalyResult:
     """One inspected frame: ``raw`` (largest patch distance), ``score`` (0..1, 0.5 at the
     threshold), ``map`` (rows, cols) raw distances over the inspected region, ``box`` (the most
-    anomalous region, normalised to the frame) and ``share`` (of patches above threshold)."""
+    anomalous region, normalised to the frame) and ``share`` (of patches at or above half the
+    threshold: a defect raises a few, a changed view most of them)."""
 
     raw: float
     score: float
@@ -159,6 +161,19 @@ def nearest(
     sq = (patches * patches).sum(axis=1)[:, None] + bank_sq[None, :]
     sq -= 2.0 * (patches @ bank.T)
     return np.asarray(np.sqrt(np.maximum(sq.min(axis=1), 0.0)), np.float32)
+
+
+_GREY_TARGET = 128.0
+"""Mean grey level every inspected crop is scaled to before its features are taken."""
+
+
+def normalise_exposure(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """``crop`` with its mean brightness scaled to one level (gain 0.4..2.5): a light turned
+    down or up, or the camera's auto-exposure, is then no anomaly; a defect is local and
+    moves the mean little."""
+    mean = float(crop.mean())
+    gain = min(max(_GREY_TARGET / max(mean, 1.0), 0.4), 2.5)
+    return np.asarray(cv2.convertScaleAbs(crop, alpha=gain), np.uint8)
 
 
 def _crop(image: NDArray[np.uint8], region: Region | None) -> tuple[NDArray[np.uint8], Region]:
@@ -197,7 +212,7 @@ class AnomalyScorer:
     def patches(self, image_bgr: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Projected patch features of the model's region of ``image_bgr``: (rows*cols, dims)."""
         crop, _ = _crop(image_bgr, self.model.region)
-        grid = self.extractor.extract(crop)
+        grid = self.extractor.extract(normalise_exposure(crop))
         return np.asarray(grid.reshape(-1, grid.shape[2]) @ self.model.projection, np.float32)
 
     def distances(self, patches: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -216,7 +231,7 @@ class AnomalyScorer:
             score=score01(raw, threshold),
             map=dist,
             box=_peak_box(dist, threshold, region),
-            share=float((dist >= threshold).mean()),
+            share=float((dist >= 0.5 * threshold).mean()),
         )
 
 

@@ -21,7 +21,14 @@ from numpy.typing import NDArray
 
 from edge_app.errors import SourceError
 from edge_app.models import sha256_file
-from edge_app.vision.anomaly import KIND, AnomalyModel, AnomalyScorer, Region, nearest
+from edge_app.vision.anomaly import (
+    KIND,
+    AnomalyModel,
+    AnomalyScorer,
+    Region,
+    nearest,
+    normalise_exposure,
+)
 from edge_app.vision.features import FeatureExtractor
 
 Progress = Callable[[str, int, int], None]
@@ -149,7 +156,7 @@ def _project(
         image = image[
             round(crop[1] * h) : round(crop[3] * h), round(crop[0] * w) : round(crop[2] * w)
         ]
-    grid = extractor.extract(image)
+    grid = extractor.extract(normalise_exposure(image))
     return np.asarray(grid.reshape(-1, grid.shape[2]) @ projection, np.float32)
 
 
