@@ -163,25 +163,25 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    """Each path, with folders replaced by their images and videos in name order."""
+def _files(paths: list[Path]) -> list[list[Path]]:
+    """Sources: each video on its own; the images of a folder (name order) as one source,
+    and each video in it on its own; a lone image alone."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise SourceError(f"no such file or folder: {', '.join(missing)}")
-    files: list[Path] = []
+    sources: list[list[Path]] = []
     for path in paths:
         if not path.is_dir():
-            files.append(path)
+            sources.append([path])
             continue
-        inside = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | _VIDEO_SUFFIXES
-        )
-        if not inside:
+        inside = sorted(p for p in path.iterdir() if p.is_file())
+        images = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES]
+        videos = [p for p in inside if p.suffix.lower() in _VIDEO_SUFFIXES]
+        if not images and not videos:
             raise SourceError(f"folder {path} holds no images or videos")
-        files.extend(inside)
-    return files
+        sources.extend([images] if images else [])
+        sources.extend([v] for v in videos)
+    return sources
 
 
 def _camera(args: argparse.Namespace) -> CameraConfig | None:
@@ -213,9 +213,9 @@ def _zone_region(camera: CameraConfig | None, zone: str | None) -> Region | None
 
 
 def _source_frames(
-    path: Path, every: int, limit: int, camera: CameraConfig | None
+    files: list[Path], every: int, limit: int, camera: CameraConfig | None
 ) -> list[NDArray[np.uint8]]:
-    frames = [image for _, image in frames_of(path, every)]
+    frames = [image for path in files for _, image in frames_of(path, every)]
     if len(frames) > limit:  # evenly spread, so the whole clip is represented
         picks = np.linspace(0, len(frames) - 1, limit).round().astype(int)
         frames = [frames[i] for i in picks]
@@ -231,10 +231,11 @@ def _fit(args: argparse.Namespace) -> int:
         files = _files(args.paths)
         extractor = FeatureExtractor(args.extractor, threads=args.threads)
         sources = []
-        for path in files:
-            frames = _source_frames(path, args.every, args.max_frames, camera)
-            _check_region(path, frames[0], region)
-            sources.append((path.name, frames))
+        for group in files:
+            frames = _source_frames(group, args.every, args.max_frames, camera)
+            name = group[0].name if len(group) == 1 else f"{group[0].parent.name}/"
+            _check_region(name, frames[0], region)
+            sources.append((name, frames))
         options = FitOptions(region=region, holdout=args.holdout, target_far=args.target_far)
         total = sum(len(f) for _, f in sources)
         model = fit_anomaly(sources, extractor, options, _progress(total))
@@ -259,14 +260,14 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_region(path: Path, frame: NDArray[np.uint8], region: Region | None) -> None:
+def _check_region(name: str, frame: NDArray[np.uint8], region: Region | None) -> None:
     if region is None:
         return
     h, w = frame.shape[:2]
     cw, ch = (region[2] - region[0]) * w, (region[3] - region[1]) * h
     if cw < 16 or ch < 16:
         raise SourceError(
-            f"the inspected region is {cw:.0f} x {ch:.0f} pixels of {path.name}'s {w} x {h} "
+            f"the inspected region is {cw:.0f} x {ch:.0f} pixels of {name}'s {w} x {h} "
             "frames; give a zone or region of at least 16 x 16 pixels"
         )
 
@@ -309,7 +310,12 @@ def _eval(args: argparse.Namespace) -> int:
         scorer = AnomalyScorer(
             model, FeatureExtractor(args.extractor, threads=args.threads, layer=layer)
         )
-        normal = (image for path in _files(args.normal) for _, image in frames_of(path, args.every))
+        normal = (
+            image
+            for group in _files(args.normal)
+            for path in group
+            for _, image in frames_of(path, args.every)
+        )
         result = evaluate(scorer, normal, _labelled(args.defects))
     except EdgeAppError as exc:
         return _fail(str(exc))

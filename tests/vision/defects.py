@@ -49,7 +49,10 @@ def paste(frame: Image, donor: Image, rng: np.random.Generator) -> tuple[Image, 
     h, w = frame.shape[:2]
     size = int(rng.integers(36, 56))
     x, y = int(rng.integers(20, w - size - 20)), int(rng.integers(20, h - size - 20))
-    dy, dx = int(rng.integers(0, donor.shape[0] - size)), int(rng.integers(0, donor.shape[1] - size))
+    dy, dx = (
+        int(rng.integers(0, donor.shape[0] - size)),
+        int(rng.integers(0, donor.shape[1] - size)),
+    )
     out = frame.copy()
     out[y : y + size, x : x + size] = donor[dy : dy + size, dx : dx + size]
     return out, _norm(frame, x, y, x + size, y + size)
@@ -94,9 +97,7 @@ DEFECTS: dict[str, Callable[..., tuple[Image, Box]]] = {
 }
 
 
-def inject(
-    frame: Image, kind: str, rng: np.random.Generator, donor: Image
-) -> tuple[Image, Box]:
+def inject(frame: Image, kind: str, rng: np.random.Generator, donor: Image) -> tuple[Image, Box]:
     """``frame`` with one defect of ``kind`` (a key of ``DEFECTS``) and its box."""
     if kind == "paste":
         return paste(frame, donor, rng)
