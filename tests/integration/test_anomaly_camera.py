@@ -118,15 +118,18 @@ def test_a_defect_never_seen_raises_an_anomaly_event_with_its_box_and_a_heat_map
     assert start.score > 0.5  # above the calibrated threshold
     assert start.mono == pytest.approx(101.6)  # the second defective frame (min_frames 2)
     bx1, by1, bx2, by2 = start.bbox
-    assert bx1 <= (x1 + x2) / 2 <= bx2 and by1 <= (y1 + y2) / 2 <= by2
+    assert bx1 <= (x1 + x2) / 2 <= bx2
+    assert by1 <= (y1 + y2) / 2 <= by2
     assert start.model.name == "bottles"  # the anomaly model's lineage, not the detector's
     assert start.model.sha256 != detector.model.sha256
     assert worker.stats.inspected == len(images)
     assert detector.calls == len(images)  # the detector's rules still run on every frame
 
     assert start.snapshot is not None
-    annotated = cv2.imread(str(tmp_path / "snapshots" / start.snapshot.file))
-    clean = cv2.imread(str(tmp_path / "snapshots" / sibling(start.snapshot.file, "clean")))
+    annotated = np.asarray(cv2.imread(str(tmp_path / "snapshots" / start.snapshot.file)))
+    clean = np.asarray(
+        cv2.imread(str(tmp_path / "snapshots" / sibling(start.snapshot.file, "clean")))
+    )
     # the heat map is blended over the whole inspected frame of the annotated JPEG only
     assert float(np.abs(annotated.astype(int) - clean.astype(int)).mean()) > 20
     assert float(np.abs(clean.astype(int) - defective.astype(int)).mean()) < 5
@@ -151,8 +154,9 @@ def test_a_covered_lens_is_a_tamper_event_not_a_flood_of_anomalies(
         ("tamper_blocked", Phase.START),
         ("tamper_blocked", Phase.END),
     ]
-    inspector = worker._inspector  # noqa: SLF001  # the counter is the point
-    assert inspector is not None and inspector.suppressed == 30
+    inspector = worker._inspector  # the counter is the point
+    assert inspector is not None
+    assert inspector.suppressed == 30
 
 
 def test_an_inspecting_camera_gets_tamper_checks_by_default(

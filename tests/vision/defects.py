@@ -29,8 +29,12 @@ def bottle_caps(frame: Image) -> list[tuple[int, int, int, int]]:
     hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
     blue = (hsv[..., 0] > 100) & (hsv[..., 0] < 130) & (hsv[..., 1] > 150) & (hsv[..., 2] > 80)
     n, _, stats, _ = cv2.connectedComponentsWithStats(blue.astype(np.uint8))
-    caps = [tuple(int(v) for v in stats[i, :4]) for i in range(1, n) if stats[i, 4] > 200]
-    return sorted(caps)  # type: ignore[return-value]
+    caps = [
+        (int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3]))
+        for i in range(1, n)
+        if stats[i, 4] > 200
+    ]
+    return sorted(caps)
 
 
 def _norm(frame: Image, x1: int, y1: int, x2: int, y2: int) -> Box:

@@ -66,7 +66,8 @@ def test_injected_defects_are_detected_and_located_without_false_alarms(
 ) -> None:
     scorer = AnomalyScorer(fitted, extractor)
     result = evaluate(scorer, iter(bottles[100:]), defect_set(bottles, realworld))
-    assert result.normal_frames == 21 and result.defect_frames == 40
+    assert result.normal_frames == 21
+    assert result.defect_frames == 40
     assert result.auroc >= 0.95
     assert result.localisation >= 0.9
     assert result.false_alarm_rate == 0.0
@@ -89,7 +90,8 @@ def test_each_kind_of_defect_scores_above_every_normal_frame(
     found = scorer.score(image)
     assert found.raw > normal
     bx1, by1, bx2, by2 = found.box
-    assert bx1 <= (x1 + x2) / 2 <= bx2 and by1 <= (y1 + y2) / 2 <= by2
+    assert bx1 <= (x1 + x2) / 2 <= bx2
+    assert by1 <= (y1 + y2) / 2 <= by2
 
 
 def test_the_model_file_records_its_lineage_and_is_private(
