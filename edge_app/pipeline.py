@@ -40,10 +40,11 @@ from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource, PreparesFrames
 from edge_app.vision.crop import Window, motion_window, to_frame
 from edge_app.vision.detector import Detector, Preparer
-from edge_app.vision.inspection import AnomalyInspector, detection_rules
+from edge_app.vision.inspection import build_inspectors
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.preprocess import PreparedInput
 from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.vision.stage import RuleStage, detection_rules
 from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class CameraWorker:
         self._live = parts.live
         self._runtime = runtime
         self._detector = runtime.detector
-        self._rules = RuleEngine(camera, detection_rules(config.rules), _context(runtime))
+        self._rules = RuleEngine(camera, detection_rules(config.rules, camera), _context(runtime))
         self._sink = parts.sink
         self._stop = parts.stop
         self._clock = parts.clock
@@ -148,7 +149,8 @@ class CameraWorker:
         self._tamper_starts: dict[str, str] = {}
         self._gate: DetectionGate | None = None
         self._tamper: TamperMonitor | None = None
-        self._inspector: AnomalyInspector | None = None
+        self.stages: list[RuleStage] = []
+        """The camera's inspection stages (anomaly, classifier), in that order."""
         self._configure(camera, None)
         self._preparer: Preparer | None = None
         self._bind_detector()
@@ -170,17 +172,14 @@ class CameraWorker:
             if frame is not None:
                 self._finish_tamper(frame)
             self._tamper = TamperMonitor(tamper) if tamper is not None else None
-        if camera.anomaly != (self._inspector.config if self._inspector else None):
-            if frame is not None and self._inspector is not None:
-                for event in self._inspector.finish(
-                    frame.mono, frame.wall, EndReason.CONFIG_CHANGED
-                ):
-                    self._raise(event, None, Detections.empty())
-            self._inspector = None
-            if camera.anomaly is not None:
-                rules = self._runtime.snapshot.config.rules
-                ctx = _context(self._runtime)
-                self._inspector = AnomalyInspector(camera.anomaly, camera, rules, ctx)
+        configs = [c for c in (camera.anomaly, camera.classify) if c is not None]
+        if configs != [stage.config for stage in self.stages]:
+            for stage in self.stages:
+                if frame is not None:
+                    for event in stage.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED):
+                        self._raise(event, None, Detections.empty())
+            config = self._runtime.snapshot.config
+            self.stages = build_inspectors(camera, config.rules, _context(self._runtime))
 
     def _bind_detector(self) -> None:
         """Have the source's reader thread resize each frame for the detector, when every
@@ -209,20 +208,19 @@ class CameraWorker:
         self._configure(camera, frame)
         self._detector = runtime.detector
         ctx = _context(runtime)
-        inspector = self._inspector
         if _same_rules(old.snapshot.config, config, self.camera):
             self._rules.context = ctx  # open episodes carry on under the new version
-            if inspector is not None:
-                inspector.context = ctx
+            for stage in self.stages:
+                stage.context = ctx
         else:
             # Rules or zones changed: episodes of the old rules end here, the new ones start
             # from scratch (a rule that no longer exists must not stay open forever).
             ended = self._rules.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED)
-            if inspector is not None:
-                ended += inspector.rules_changed(camera, config.rules, frame)
+            for stage in self.stages:
+                ended += stage.rules_changed(camera, config.rules, frame)
             for event in ended:
                 self._raise(event, None, Detections.empty())
-            self._rules = RuleEngine(camera, detection_rules(config.rules), ctx)
+            self._rules = RuleEngine(camera, detection_rules(config.rules, camera), ctx)
         self._bind_detector()
         self.stats.config_version = config.version
         self.stats.config_changes += 1
@@ -254,8 +252,9 @@ class CameraWorker:
                     continue
                 if self._tamper is not None:
                     self._check_tamper(frame)
-                if self._inspector is not None and self._inspector.due(frame.mono):
-                    self._inspect(self._inspector, frame)
+                for stage in self.stages:
+                    if stage.due(frame.mono):
+                        self._inspect(stage, frame)
                 gate = self._gate
                 if gate is not None and not gate.should_detect(
                     frame.mono, frame.image, self._rules.busy
@@ -305,14 +304,14 @@ class CameraWorker:
         for event in self._rules.update(frame, detections):
             self._raise(event, frame, detections)
 
-    def _inspect(self, inspector: AnomalyInspector, frame: Frame) -> None:
+    def _inspect(self, stage: RuleStage, frame: Frame) -> None:
         started = time.perf_counter()
         view_changed = self._tamper is not None and self._tamper.troubled
-        events, detections = inspector.inspect(frame, view_changed)
+        events, detections = stage.inspect(frame, view_changed)
         self.stats.inspect_ms.append((time.perf_counter() - started) * 1000.0)
         self.stats.inspected += 1
         for event in events:
-            self._raise(event, frame, detections, inspector.overlay(frame))
+            self._raise(event, frame, detections, stage.overlay(frame))
 
     def _crop_window(self, frame: Frame) -> Window | None:
         """The window around small motion to detect on (``camera.motion.crop``), or None."""
@@ -330,8 +329,8 @@ class CameraWorker:
         """End open episodes and tamper conditions; hand open clips to the writer."""
         if last is not None:
             ended = self._rules.finish(last.mono, last.wall)
-            if self._inspector is not None:
-                ended += self._inspector.finish(last.mono, last.wall)
+            for stage in self.stages:
+                ended += stage.finish(last.mono, last.wall)
             for event in ended:
                 self._raise(event, None, Detections.empty())
             self._finish_tamper(last)

@@ -1,7 +1,7 @@
 """Configuration: pydantic schema and YAML loading."""
 
 from edge_app.config.holder import ConfigSnapshot, SnapshotHolder
-from edge_app.config.inspection import ANOMALY_LABEL, AnomalyConfig
+from edge_app.config.inspection import ANOMALY_LABEL, AnomalyConfig, ClassifyConfig
 from edge_app.config.lastgood import LAST_GOOD_FILE, LastGood, LastGoodStore, effective_config
 from edge_app.config.loader import field_errors, load_config, parse_config
 from edge_app.config.remote import (
@@ -51,6 +51,7 @@ __all__ = [
     "AppConfig",
     "AwsConfig",
     "CameraConfig",
+    "ClassifyConfig",
     "ClipConfig",
     "CloudWatchLogsConfig",
     "ConfigSnapshot",

@@ -1,12 +1,13 @@
-"""Visual inspection of a camera: anomaly detection learned from normal footage."""
+"""Visual inspection of a camera: anomaly detection learned from normal footage, and image
+classifiers on the whole frame or per zone."""
 
 from __future__ import annotations
 
-__all__ = ["ANOMALY_LABEL", "AnomalyConfig"]
+__all__ = ["ANOMALY_LABEL", "AnomalyConfig", "ClassifyConfig"]
 
 from pydantic import Field
 
-from edge_app.config.base import FilePath, Model
+from edge_app.config.base import FilePath, Model, Name
 
 ANOMALY_LABEL = "anomaly"
 """The label of anomaly detections; rules whose ``labels`` include it watch the anomaly
@@ -43,3 +44,35 @@ class AnomalyConfig(Model):
         "reported, and the tamper checks report the cause. Inspect a zone around the part, so "
         "that a defect covers well under this share of it.",
     )
+
+
+class ClassifyConfig(Model):
+    model: FilePath = Field(
+        description="TFLite image classifier: one output of class scores, [1, N] (relative: "
+        "to the config file), e.g. a MobileNet trained on good / scratch / missing cap."
+    )
+    labels: FilePath | None = Field(
+        None,
+        description="Label file, one name a line (line i names class i); null: the labels "
+        "embedded in the model, else class_<i>.",
+    )
+    zones: list[Name] = Field(
+        default_factory=list,
+        description="Zones of this camera to classify, each on its own crop (its bounding box; "
+        "e.g. one per station on a conveyor); empty: the whole frame.",
+    )
+    rules: list[Name] = Field(
+        min_length=1,
+        description="Names of the rules that watch the classifier's labels (and only those "
+        "rules): they get, per classified region, the top_k labels with their scores and the "
+        "region as the box.",
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Labels per region given to the rules.")
+    every_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=3600,
+        description="Classify at most one frame per this many seconds of frame time; 0: every "
+        "processed frame.",
+    )
+    threads: int = Field(1, ge=1, le=16, description="CPU threads of the classifier.")

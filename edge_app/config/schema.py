@@ -154,6 +154,13 @@ class AppConfig(Model):
                         ["rules", i, "zone"],
                         f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}",
                     )
+        names = {r.name for r in self.rules}
+        for i, cam in enumerate(self.cameras):
+            unknown = [n for n in (cam.classify.rules if cam.classify else []) if n not in names]
+            if unknown:
+                raise FieldCheckError(
+                    ["cameras", i, "classify", "rules"], f"no rule named {unknown[0]!r}"
+                )
         if self.aws.credentials == "iot" and self.uplink.tls is None:
             raise FieldCheckError(
                 ["uplink", "tls"], "aws.credentials 'iot' needs uplink.tls (the device certificate)"

@@ -1,47 +1,38 @@
-"""One camera's anomaly inspection: rate, scoring, global changes, and the anomaly rules.
+"""Inspection stages of a camera: anomaly scoring and image classification, beside the detector.
 
-The camera loop asks ``due(mono)`` on each frame it processes and, when due, ``inspect``s it:
-the frame is scored (``AnomalyScorer``), and the most anomalous region becomes one detection
-labelled ``anomaly`` that feeds the rules whose labels include ``anomaly`` (their own
-``RuleEngine``, so the detector's rules never see a frame without objects because it was an
-inspection, and the other way round). A global change is no defect: while the tamper checks see
-a condition, or when ``global_share`` of the patches is above the threshold, the frame gives no
-detection (counted in ``suppressed``) and the tamper checks report the cause.
+Each stage (``edge_app.vision.stage.RuleStage``) has its own rules; here the anomaly stage,
+whose inspected frames give the most anomalous region as one detection labelled ``anomaly``,
+and ``build_inspectors``, which loads the stages a camera configures.
+
+A global change is no defect: while the tamper checks see a condition, or when
+``global_share`` of the patches is at or above half the threshold, an anomaly frame gives no
+detection (counted in ``suppressed``), and the tamper checks report the cause.
 """
 
 from __future__ import annotations
 
-__all__ = ["AnomalyInspector", "detection_rules", "inspection_rules"]
-
-from dataclasses import replace
+__all__ = ["AnomalyInspector", "build_inspectors"]
 
 import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.config import ANOMALY_LABEL, AnomalyConfig, CameraConfig, RuleConfig
-from edge_app.domain import Detections, EndReason, Event, Frame
+from edge_app.domain import Detections, Event, Frame
 from edge_app.vision.anomaly import AnomalyModel, AnomalyResult, AnomalyScorer, heat_overlay
+from edge_app.vision.classification import ClassifyInspector
 from edge_app.vision.features import FeatureExtractor
-from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.vision.rules import EventContext
+from edge_app.vision.stage import RuleStage
 
 
-def inspection_rules(rules: list[RuleConfig]) -> list[RuleConfig]:
-    """The rules that watch anomaly scores (their labels include ``anomaly``)."""
-    return [r for r in rules if ANOMALY_LABEL in r.labels]
-
-
-def detection_rules(rules: list[RuleConfig]) -> list[RuleConfig]:
-    """The rules that watch the detector (all the others)."""
-    return [r for r in rules if ANOMALY_LABEL not in r.labels]
-
-
-class AnomalyInspector:
+class AnomalyInspector(RuleStage):
     """Loads ``config``'s model and extractor (``ModelError`` with what to do if either is
     missing, not what it should be, or they do not belong together); not thread-safe.
 
-    Counters: ``inspected`` frames, ``suppressed`` (global change), ``last`` result, and
-    ``inference_ms`` of the last inspection.
+    Counters: ``inspected`` frames, ``suppressed`` (global change), ``last`` result.
     """
+
+    config: AnomalyConfig
 
     def __init__(
         self,
@@ -55,46 +46,14 @@ class AnomalyInspector:
         extractor = FeatureExtractor(config.extractor, threads=config.threads, layer=layer)
         self.config = config
         self.scorer = AnomalyScorer(model, extractor)
-        self._camera = camera
-        self._rules = RuleEngine(camera, inspection_rules(rules), self._own(ctx))
-        self._next_due = float("-inf")
-        self.inspected = 0
+        super().__init__(camera, rules, ctx, model.ref, config.every_s)
         self.suppressed = 0
         self.last: AnomalyResult | None = None
 
-    def _own(self, ctx: EventContext) -> EventContext:
-        # anomaly events name the anomaly model as their lineage, not the detector
-        return replace(ctx, model=self.scorer.model.ref)
-
-    @property
-    def context(self) -> EventContext:
-        return self._rules.context
-
-    @context.setter
-    def context(self, ctx: EventContext) -> None:
-        self._rules.context = self._own(ctx)
-
-    def rules_changed(
-        self, camera: CameraConfig, rules: list[RuleConfig], frame: Frame
-    ) -> list[Event]:
-        """New rules or zones: the open episodes end (``config_changed``) and the new rules
-        start from scratch; returns the end events."""
-        ended = self._rules.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED)
-        self._camera = camera
-        self._rules = RuleEngine(camera, inspection_rules(rules), self._rules.context)
-        return ended
-
-    def due(self, mono: float) -> bool:
-        """Whether the frame at ``mono`` (seconds of frame time) is to be inspected."""
-        if mono < self._next_due:
-            return False
-        # 1 ms early, as the camera's fps: float jitter in timestamps never skips a frame
-        self._next_due = mono + max(self.config.every_s - 1e-3, 0.0)
-        return True
+    def mine(self, rules: list[RuleConfig], camera: CameraConfig) -> list[RuleConfig]:
+        return [r for r in rules if ANOMALY_LABEL in r.labels]
 
     def inspect(self, frame: Frame, view_changed: bool) -> tuple[list[Event], Detections]:
-        """Score ``frame`` and feed the anomaly rules; ``view_changed``: the tamper checks see
-        a condition. Returns the events raised and the detection given to the rules."""
         result = self.scorer.score(frame.image)
         self.inspected += 1
         self.last = result
@@ -110,14 +69,21 @@ class AnomalyInspector:
             )
         return self._rules.update(frame, detections), detections
 
-    def overlay(self, frame: Frame) -> NDArray[np.uint8]:
-        """``frame``'s image with the last anomaly map blended in (for snapshots)."""
-        assert self.last is not None, "overlay() after inspect()"
+    def overlay(self, frame: Frame) -> NDArray[np.uint8] | None:
+        """``frame``'s image with the last anomaly map blended in."""
+        if self.last is None:
+            return None
         model = self.scorer.model
         return heat_overlay(frame.image, self.last, model.threshold, model.region)
 
-    def finish(
-        self, mono: float, wall: float, reason: EndReason = EndReason.SOURCE_ENDED
-    ) -> list[Event]:
-        """End every open anomaly episode."""
-        return self._rules.finish(mono, wall, reason)
+
+def build_inspectors(
+    camera: CameraConfig, rules: list[RuleConfig], ctx: EventContext
+) -> list[RuleStage]:
+    """The inspection stages ``camera`` configures (anomaly, then classifier), loaded."""
+    stages: list[RuleStage] = []
+    if camera.anomaly is not None:
+        stages.append(AnomalyInspector(camera.anomaly, camera, rules, ctx))
+    if camera.classify is not None:
+        stages.append(ClassifyInspector(camera.classify, camera, rules, ctx))
+    return stages

@@ -22,6 +22,7 @@ from edge_app.errors import ModelError
 from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.vision.anomaly_fit import FitOptions, fit_anomaly
 from edge_app.vision.features import FeatureExtractor
+from edge_app.vision.inspection import AnomalyInspector
 from tests.fakes import FakeDetector
 from tests.vision.defects import missing
 
@@ -154,8 +155,8 @@ def test_a_covered_lens_is_a_tamper_event_not_a_flood_of_anomalies(
         ("tamper_blocked", Phase.START),
         ("tamper_blocked", Phase.END),
     ]
-    inspector = worker._inspector  # the counter is the point
-    assert inspector is not None
+    (inspector,) = worker.stages
+    assert isinstance(inspector, AnomalyInspector)
     assert inspector.suppressed == 30
 
 
