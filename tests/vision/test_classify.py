@@ -201,7 +201,7 @@ def test_per_zone_classification_with_a_real_classifier(
     # two stations side by side: a portrait on the left, a beach on the right
     left = cv2.resize(photos["grace_hopper.bmp"], (300, 350))
     right = cv2.resize(photos["kite_and_cold.jpg"], (300, 350))
-    frame = np.ascontiguousarray(np.hstack([left, right]))
+    frame = np.ascontiguousarray(np.hstack([left, right]), np.uint8)
     zones = [
         {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]},
         {"name": "right", "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]},
