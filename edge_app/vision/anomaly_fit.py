@@ -59,18 +59,21 @@ class FitOptions:
 
 def _coreset(points: NDArray[np.float32], size: int) -> NDArray[np.float32]:
     """Greedy k-centre subset of ``points``: each pick is the point farthest from those kept,
-    so rare normal appearances stay in the bank while repeats of common ones go."""
+    so rare normal appearances stay in the bank while repeats of common ones go. Distances
+    for picking use the first 32 projected dimensions (a projection of its own: 4x less
+    work, and the picks barely change)."""
     if len(points) <= size:
         return points
-    norms = (points * points).sum(axis=1)
+    small = np.ascontiguousarray(points[:, :32])
+    norms = (small * small).sum(axis=1)
     chosen = np.empty(size, np.int64)
     chosen[0] = 0
     # squared distances by |a|^2 + |b|^2 - 2ab: one matrix-vector product per pick
-    nearest_sq = norms + norms[0] - 2.0 * (points @ points[0])
+    nearest_sq = norms + norms[0] - 2.0 * (small @ small[0])
     for i in range(1, size):
         pick = int(nearest_sq.argmax())
         chosen[i] = pick
-        np.minimum(nearest_sq, norms + norms[pick] - 2.0 * (points @ points[pick]), out=nearest_sq)
+        np.minimum(nearest_sq, norms + norms[pick] - 2.0 * (small @ small[pick]), out=nearest_sq)
     return points[chosen]
 
 
