@@ -235,3 +235,9 @@ def test_per_zone_classification_with_a_real_classifier(
     assert starts["uniform-left"].zone == "left"
     assert starts["beach"].bbox == pytest.approx((0.5, 0.0, 1.0, 1.0))
     assert starts["uniform-left"].model.name == "mobilenet_v2_1.0_224_quant"
+
+
+def test_an_anomaly_rule_without_an_anomaly_camera_is_a_config_error(logits_model: Path) -> None:
+    rules = [{"name": "scratched", "labels": ["scratch"]}, {"name": "odd", "labels": ["anomaly"]}]
+    with pytest.raises(ConfigError, match="no camera it applies to has an `anomaly` section"):
+        _config({"model": str(logits_model), "rules": ["scratched"]}, rules)
