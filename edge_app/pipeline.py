@@ -27,15 +27,24 @@ from dataclasses import dataclass, field, replace
 
 from edge_app.actions import ClipRecorder, Preview, PreviewSlot, SnapshotWriter
 from edge_app.clock import Clock
-from edge_app.config import AppConfig, CameraConfig, ConfigSnapshot, RuleConfig, SnapshotHolder
-from edge_app.domain import Detections, EndReason, Event, Frame, Phase, UpdateReason
+from edge_app.config import (
+    AppConfig,
+    CameraConfig,
+    ConfigSnapshot,
+    RuleConfig,
+    SnapshotHolder,
+    TamperConfig,
+)
+from edge_app.domain import Detections, EndReason, Event, Frame, Image, Phase, UpdateReason
 from edge_app.errors import EdgeAppError
 from edge_app.sources import FrameSource, PreparesFrames
 from edge_app.vision.crop import Window, motion_window, to_frame
 from edge_app.vision.detector import Detector, Preparer
+from edge_app.vision.inspection import build_inspectors
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.preprocess import PreparedInput
 from edge_app.vision.rules import EventContext, RuleEngine
+from edge_app.vision.stage import RuleStage, detection_rules
 from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
 log = logging.getLogger(__name__)
@@ -64,6 +73,7 @@ class CameraStats:
     ``cropped`` counts detections run on a window around small motion (``motion.crop``).
     ``detecting`` is true while the loop is inside ``detect``; ``inference_ms`` keeps the
     detector time of the last frames (ms) for the telemetry collector (an append is atomic).
+    ``inspected`` counts frames given to anomaly inspection, ``inspect_ms`` their cost (ms).
     """
 
     frames: int = 0
@@ -83,6 +93,8 @@ class CameraStats:
     config_adopted_mono: float = 0.0
     detecting: bool = False
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    inspected: int = 0
+    inspect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +141,7 @@ class CameraWorker:
         self._live = parts.live
         self._runtime = runtime
         self._detector = runtime.detector
-        self._rules = RuleEngine(camera, config.rules, _context(runtime))
+        self._rules = RuleEngine(camera, detection_rules(config.rules, camera), _context(runtime))
         self._sink = parts.sink
         self._stop = parts.stop
         self._clock = parts.clock
@@ -142,6 +154,8 @@ class CameraWorker:
         self._tamper_starts: dict[str, str] = {}
         self._gate: DetectionGate | None = None
         self._tamper: TamperMonitor | None = None
+        self.stages: list[RuleStage] = []
+        """The camera's inspection stages (anomaly, classifier), in that order."""
         self._configure(camera, None)
         self._preparer: Preparer | None = None
         self._bind_detector()
@@ -157,10 +171,20 @@ class CameraWorker:
         # Motion gating (camera.motion): None detects on every processed frame.
         if camera.motion != (self._gate.config if self._gate is not None else None):
             self._gate = DetectionGate(camera.motion) if camera.motion is not None else None
-        if camera.tamper != (self._tamper.config if self._tamper is not None else None):
+        # an inspecting camera needs the tamper checks to tell a changed view from a defect
+        tamper = camera.tamper or (TamperConfig() if camera.anomaly is not None else None)
+        if tamper != (self._tamper.config if self._tamper is not None else None):
             if frame is not None:
                 self._finish_tamper(frame)
-            self._tamper = TamperMonitor(camera.tamper) if camera.tamper is not None else None
+            self._tamper = TamperMonitor(tamper) if tamper is not None else None
+        configs = [c for c in (camera.anomaly, camera.classify) if c is not None]
+        if configs != [stage.config for stage in self.stages]:
+            for stage in self.stages:
+                if frame is not None:
+                    for event in stage.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED):
+                        self._raise(event, None, Detections.empty())
+            config = self._runtime.snapshot.config
+            self.stages = build_inspectors(camera, config.rules, _context(self._runtime))
 
     def _bind_detector(self) -> None:
         """Have the source's reader thread resize each frame for the detector, when every
@@ -191,12 +215,17 @@ class CameraWorker:
         ctx = _context(runtime)
         if _same_rules(old.snapshot.config, config, self.camera):
             self._rules.context = ctx  # open episodes carry on under the new version
+            for stage in self.stages:
+                stage.context = ctx
         else:
             # Rules or zones changed: episodes of the old rules end here, the new ones start
             # from scratch (a rule that no longer exists must not stay open forever).
-            for event in self._rules.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED):
+            ended = self._rules.finish(frame.mono, frame.wall, EndReason.CONFIG_CHANGED)
+            for stage in self.stages:
+                ended += stage.rules_changed(camera, config.rules, frame)
+            for event in ended:
                 self._raise(event, None, Detections.empty())
-            self._rules = RuleEngine(camera, config.rules, ctx)
+            self._rules = RuleEngine(camera, detection_rules(config.rules, camera), ctx)
         self._bind_detector()
         self.stats.config_version = config.version
         self.stats.config_changes += 1
@@ -233,13 +262,17 @@ class CameraWorker:
             self._finish(last)
 
     def _step(self, frame: Frame) -> None:
-        """A frame due at this camera's fps: lateness, tamper checks, motion gate, detection."""
+        """A frame due at this camera's fps: lateness, tamper checks, inspection stages, motion
+        gate, detection."""
         stats = self.stats
         if self._late(frame):
             stats.dropped_late += 1
             return
         if self._tamper is not None:
             self._check_tamper(frame)
+        for stage in self.stages:
+            if stage.due(frame.mono):
+                self._inspect(stage, frame)
         gate = self._gate
         if gate is not None:
             self._motion = gate.should_detect(frame.mono, frame.image, self._rules.busy)
@@ -307,6 +340,15 @@ class CameraWorker:
         for event in self._rules.update(frame, detections):
             self._raise(event, frame, detections)
 
+    def _inspect(self, stage: RuleStage, frame: Frame) -> None:
+        started = time.perf_counter()
+        view_changed = self._tamper is not None and self._tamper.troubled
+        events, detections = stage.inspect(frame, view_changed)
+        self.stats.inspect_ms.append((time.perf_counter() - started) * 1000.0)
+        self.stats.inspected += 1
+        for event in events:
+            self._raise(event, frame, detections, stage.overlay(frame))
+
     def _crop_window(self, frame: Frame) -> Window | None:
         """The window around small motion to detect on (``camera.motion.crop``), or None."""
         gate = self._gate
@@ -322,7 +364,10 @@ class CameraWorker:
     def _finish(self, last: Frame | None) -> None:
         """End open episodes and tamper conditions; hand open clips to the writer."""
         if last is not None:
-            for event in self._rules.finish(last.mono, last.wall):
+            ended = self._rules.finish(last.mono, last.wall)
+            for stage in self.stages:
+                ended += stage.finish(last.mono, last.wall)
+            for event in ended:
                 self._raise(event, None, Detections.empty())
             self._finish_tamper(last)
         if self._clips is not None:
@@ -355,12 +400,20 @@ class CameraWorker:
         self.stats.tamper_events += 1
         self._raise(event, None, Detections.empty())
 
-    def _raise(self, event: Event, frame: Frame | None, detections: Detections) -> None:
+    def _raise(
+        self,
+        event: Event,
+        frame: Frame | None,
+        detections: Detections,
+        overlay: Image | None = None,
+    ) -> None:
+        """Local actions, then the sink; ``overlay`` is what the annotated snapshot is drawn
+        on instead of the frame (an anomaly heat map)."""
         if frame is not None and event.phase is Phase.START and self._clips is not None:
             clip = self._clips.begin(f"{event.id}.mp4", frame.mono)
             event = replace(event, extra={**event.extra, "clip": clip.path.name})
         if frame is not None and self._snapshots is not None and _wants_snapshot(event):
-            snapshot = self._snapshots.save(frame, detections, event)
+            snapshot = self._snapshots.save(frame, detections, event, base=overlay)
             if snapshot is not None:
                 event = replace(event, snapshot=snapshot)
         try:

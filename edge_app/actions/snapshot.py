@@ -105,8 +105,12 @@ class SnapshotWriter:
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self.failures = 0
 
-    def save(self, frame: Frame, detections: Detections, event: Event) -> SnapshotRef | None:
-        """Write the three JPEGs of ``frame``; ``None`` (and a log line) if any cannot be."""
+    def save(
+        self, frame: Frame, detections: Detections, event: Event, *, base: Image | None = None
+    ) -> SnapshotRef | None:
+        """Write the three JPEGs of ``frame``; ``None`` (and a log line) if any cannot be.
+        ``base`` (same size as the frame, e.g. with an anomaly heat map blended in) is what
+        the annotated JPEG is drawn on instead of the frame; the clean one is the frame."""
         highlight = next(
             (
                 i
@@ -119,7 +123,8 @@ class SnapshotWriter:
         folder = Path(event.camera) / day
         image = frame.image
         x1, y1, x2, y2 = crop_box(event.bbox, image.shape[1], image.shape[0])
-        annotated = self._encode(draw_detections(image, detections, highlight), event)
+        drawn = draw_detections(image if base is None else base, detections, highlight)
+        annotated = self._encode(drawn, event)
         clean = self._encode(image, event)
         crop = self._encode(as_image(image[y1:y2, x1:x2]), event)
         if annotated is None or clean is None or crop is None:

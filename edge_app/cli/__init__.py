@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from edge_app.cli import anomaly as anomaly_cmd
 from edge_app.cli import aws as aws_cmd
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
@@ -33,6 +34,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     detect_cmd.register,
     config_cmd.register,
     models_cmd.register,
+    anomaly_cmd.register,
     outbox_cmd.register,
     review_cmd.register,
     keys_cmd.register,

@@ -12,7 +12,7 @@ an image). Errors (missing file, unreadable image or video, bad model) go to std
 
 from __future__ import annotations
 
-__all__ = ["register"]
+__all__ = ["IMAGE_SUFFIXES", "frames_of", "register"]
 
 import argparse
 import json
@@ -146,7 +146,7 @@ def _run(detector: TFLiteDetector, args: argparse.Namespace) -> list[dict[str, A
         print(f"model {detector.model.name} ({detector.sha256[:12]}, {detector.runtime_name})")
         print(f"{'SOURCE':<{width}} {'FRAME':>6}  {'LABEL':<16} {'SCORE':>5}  BBOX x1 y1 x2 y2")
     for path in args.paths:
-        for index, image in _frames(path, args.every):
+        for index, image in frames_of(path, args.every):
             found = _as_json(detector.detect(image))
             results.append({"source": str(path), "frame": index, "detections": found})
             if not args.json:
@@ -169,7 +169,7 @@ def _print_frame(source: str, index: int, found: list[dict[str, Any]]) -> None:
         print(f"{source} {index:>6}  {d['label']:<16} {d['score']:>5.2f}  {box}")
 
 
-def _frames(path: Path, every: int) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+def frames_of(path: Path, every: int) -> Iterator[tuple[int, NDArray[np.uint8]]]:
     """(index, BGR image) of an image (index 0) or of every ``every``-th video frame."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -1,6 +1,7 @@
 """Configuration: pydantic schema and YAML loading."""
 
 from edge_app.config.holder import ConfigSnapshot, SnapshotHolder
+from edge_app.config.inspection import ANOMALY_LABEL, AnomalyConfig, ClassifyConfig
 from edge_app.config.lastgood import LAST_GOOD_FILE, LastGood, LastGoodStore, effective_config
 from edge_app.config.loader import field_errors, load_config, load_config_env, parse_config
 from edge_app.config.remote import (
@@ -43,13 +44,16 @@ from edge_app.config.schema import (
 )
 
 __all__ = [
+    "ANOMALY_LABEL",
     "LAST_GOOD_FILE",
     "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "REMOTE_FIELDS",
+    "AnomalyConfig",
     "AppConfig",
     "AwsConfig",
     "CameraConfig",
+    "ClassifyConfig",
     "ClipConfig",
     "CloudWatchLogsConfig",
     "ConfigSnapshot",

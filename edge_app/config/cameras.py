@@ -19,11 +19,21 @@ __all__ = [
 ]
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from edge_app.config.base import THING_NAME, FilePath, Model, Name, Point, Url, refuse_repeats
+from edge_app.config.base import (
+    THING_NAME,
+    FieldCheckError,
+    FilePath,
+    Model,
+    Name,
+    Point,
+    Url,
+    refuse_repeats,
+)
+from edge_app.config.inspection import AnomalyConfig, ClassifyConfig
 from edge_app.config.tracking import TrackingConfig
 from edge_app.domain import Severity
 
@@ -228,9 +238,31 @@ class CameraConfig(Model):
         description="How per-object rules keep a track through detector dropouts: weak "
         "detections, motion and appearance evidence, re-identification (local only).",
     )
+    anomaly: AnomalyConfig | None = Field(
+        None,
+        description="Anomaly inspection with a model fitted on normal footage (rules with the "
+        "label `anomaly` watch it; see docs/inspection.md); with it, tamper checks run with "
+        "their defaults unless `tamper` is set. null: none.",
+    )
+    classify: ClassifyConfig | None = Field(
+        None,
+        description="An image classifier on the whole frame or per zone, feeding the rules "
+        "it names (see docs/inspection.md); null: none.",
+    )
 
     @field_validator("zones")
     @classmethod
     def _unique_zones(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
         refuse_repeats((z.name for z in zones), "zone")
         return zones
+
+    @model_validator(mode="after")
+    def _classified_zones(self) -> Self:
+        known = {z.name for z in self.zones}
+        if self.classify is not None:
+            for i, zone in enumerate(self.classify.zones):
+                if zone not in known:
+                    raise FieldCheckError(
+                        ["classify", "zones", i], f"no zone named {zone!r} on this camera"
+                    )
+        return self

@@ -76,6 +76,7 @@ from edge_app.config.detection import (
     RuleConfig,
     ScheduleConfig,
 )
+from edge_app.config.inspection import ANOMALY_LABEL
 from edge_app.config.tracking import TrackingConfig
 from edge_app.config.ui import UiConfig
 
@@ -161,6 +162,21 @@ class AppConfig(Model):
                         ["rules", i, "zone"],
                         f"rule {rule.name!r}: zone {rule.zone!r} not on {missing}",
                     )
+        for i, rule in enumerate(self.rules):
+            watched = [c for c in self.cameras if rule.camera in (None, c.name)]
+            if ANOMALY_LABEL in rule.labels and all(c.anomaly is None for c in watched):
+                raise FieldCheckError(
+                    ["rules", i, "labels"],
+                    f"rule {rule.name!r} watches label {ANOMALY_LABEL!r}, but no camera it "
+                    "applies to has an `anomaly` section",
+                )
+        names = {r.name for r in self.rules}
+        for i, cam in enumerate(self.cameras):
+            unknown = [n for n in (cam.classify.rules if cam.classify else []) if n not in names]
+            if unknown:
+                raise FieldCheckError(
+                    ["cameras", i, "classify", "rules"], f"no rule named {unknown[0]!r}"
+                )
         if self.aws.credentials == "iot" and self.uplink.tls is None:
             raise FieldCheckError(
                 ["uplink", "tls"], "aws.credentials 'iot' needs uplink.tls (the device certificate)"

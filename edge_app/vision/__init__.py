@@ -1,5 +1,9 @@
-"""Vision: TFLite runtime loading, label maps, output decoders, preprocessing and detectors."""
+"""Vision: TFLite runtime loading, label maps, output decoders, preprocessing and detectors;
+anomaly models and classifiers for visual inspection."""
 
+from edge_app.vision.anomaly import AnomalyModel, AnomalyScorer
+from edge_app.vision.anomaly_fit import FitOptions, evaluate, fit_anomaly
+from edge_app.vision.classifier import Classifier
 from edge_app.vision.decoders import (
     DECODERS,
     Decoded,
@@ -11,6 +15,7 @@ from edge_app.vision.decoders import (
     get_decoder,
 )
 from edge_app.vision.detector import Detector, Preparer, TFLiteDetector, open_detector
+from edge_app.vision.features import FeatureExtractor
 from edge_app.vision.inspect import inspect_model
 from edge_app.vision.labels import (
     LabelMap,
@@ -25,9 +30,14 @@ from edge_app.vision.runtime import Interpreter, load_interpreter
 
 __all__ = [
     "DECODERS",
+    "AnomalyModel",
+    "AnomalyScorer",
     "BoxMap",
+    "Classifier",
     "Decoded",
     "Detector",
+    "FeatureExtractor",
+    "FitOptions",
     "InputSpec",
     "Interpreter",
     "LabelMap",
@@ -42,6 +52,8 @@ __all__ = [
     "dequantize",
     "detect_format",
     "embedded_labels",
+    "evaluate",
+    "fit_anomaly",
     "get_decoder",
     "inspect_model",
     "load_interpreter",

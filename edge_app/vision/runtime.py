@@ -130,9 +130,13 @@ def runtime_error(path: Path, runtime: str, exc: Exception, what: str, hint: str
 
 
 def load_interpreter(
-    path: Path, threads: int, delegate: str | None = None
+    path: Path, threads: int, delegate: str | None = None, *, content: bytes | None = None
 ) -> tuple[Interpreter, str]:
     """Load ``path`` with ``threads`` CPU threads and allocate its tensors.
+
+    ``content``, when given, is the model to load instead of the file's bytes (a graph
+    rewritten in memory, e.g. one exposing an inner tensor as an output); ``path`` still names
+    it in messages and must exist.
 
     ``delegate`` (``"edgetpu"``; None or ``"none"``: CPU only) hands the graph to an
     accelerator. Returns the interpreter (owned by the caller; with a delegate it also holds
@@ -154,8 +158,9 @@ def load_interpreter(
         delegates.append(_load_delegate(module, delegate))
         runtime = f"{runtime} + {delegate}"
     try:
+        source = {"model_content": content} if content is not None else {"model_path": str(path)}
         interpreter: Interpreter = module.Interpreter(
-            model_path=str(path), num_threads=threads, experimental_delegates=delegates or None
+            **source, num_threads=threads, experimental_delegates=delegates or None
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:

@@ -72,6 +72,12 @@ class TamperMonitor:
         """Whether the warm-up is over and thresholds are set."""
         return self._reference is not None
 
+    @property
+    def troubled(self) -> bool:
+        """Whether a condition holds or is building up (seen, its ``hold_s`` not yet over):
+        the view itself changed, so an inspecting camera reports no anomaly meanwhile."""
+        return any(c.active or c.since is not None for c in self._conditions.values())
+
     def update(self, mono: float, image_bgr: NDArray[np.uint8]) -> list[TamperStep]:
         """Feed one BGR frame at ``mono`` seconds; returns tamper starts and ends."""
         if not self.config.enabled:

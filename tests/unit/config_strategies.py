@@ -69,7 +69,7 @@ ODD_TEXT = [
     "-----BEGIN PRIVATE KEY-----",
     "~no-such-user/x",
 ]
-REFERENCES = frozenset({"name", "camera", "zone"})  # fields that hold or name a name
+REFERENCES = frozenset({"name", "camera", "zone", "zones", "rules"})  # fields holding names
 T = typing.TypeVar("T")
 
 

@@ -66,24 +66,27 @@ _PART = re.compile(r'\["(?:[^"\\]|\\.)*"\]|[^.\[]+')  # `a.0.b` or `a["x.y"]` (e
 
 def _walks(doc: Any, path: str) -> bool:
     """Does ``path`` (dotted, as FieldError has it) lead into ``doc``? The last part may be a
-    field that is missing; a part equal to a mapping's ``type`` is pydantic's union tag."""
+    field that is missing; a part equal to a mapping's ``type`` is pydantic's union tag (and
+    when the tag is also a key, as with ``{"type": "url", "url": ...}``, either reading may
+    be the one meant)."""
     parts = [json.loads(m[1:-1]) if m.startswith("[") else m for m in _PART.findall(path)]
-    node = doc
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, dict):
-            keys = {str(k): k for k in node}
-            if part in keys:
-                node = node[keys[part]]
-            elif node.get("type") == part:
-                continue
-            else:
-                return last
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return last and isinstance(node, list | dict)
-    return True
+    return _walk(doc, parts)
+
+
+def _walk(node: Any, parts: list[str]) -> bool:
+    if not parts:
+        return True
+    part, rest = parts[0], parts[1:]
+    if isinstance(node, dict):
+        keys = {str(k): k for k in node}
+        if node.get("type") == part and _walk(node, rest):
+            return True
+        if part in keys:
+            return _walk(node[keys[part]], rest)
+        return not rest
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return _walk(node[int(part)], rest)
+    return not rest and isinstance(node, list | dict)
 
 
 def _check_errors(
