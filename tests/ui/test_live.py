@@ -14,8 +14,7 @@ from edge_app.config import ConfigSnapshot, parse_config
 from edge_app.domain import Detections, Frame, as_image
 from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.ui import LiveView
-from tests.fakes import FakeDetector, keep
-from tests.unit.test_pipeline_reconfigure import ScriptedSource
+from tests.fakes import FakeDetector, ListSource, keep
 
 
 def preview(index: int, *, tamper: tuple[str, ...] = ()) -> Preview:
@@ -136,7 +135,7 @@ def test_the_camera_loop_publishes_only_the_frames_a_viewer_asked_for() -> None:
 
     live = RuntimeHolder(Runtime(ConfigSnapshot.of(cfg, "file", None), FakeDetector()))
     parts = CameraParts(
-        ScriptedSource(30, viewer), live, keep, threading.Event(), FakeClock(), preview=slot
+        ListSource.blank(30, viewer), live, keep, threading.Event(), FakeClock(), preview=slot
     )
     CameraWorker(cfg.cameras[0], parts).run()
     last = slot.take()

@@ -14,8 +14,8 @@ from edge_app.domain import Event
 from edge_app.remote import ShadowClient, ShadowHandler
 from edge_app.uplink import InMemoryTransport
 from tests.factories import wait_until
+from tests.fakes import RecordingApplier
 from tests.unit.test_remote_overlay import MODELS, local_config
-from tests.unit.test_shadow_handler import RecordingApplier
 
 DOOR = {"cameras": {"yard": {"zones": [{"name": "gate", "polygon": [[0, 0], [0.5, 0], [0.5, 1]]}]}}}
 
