@@ -21,6 +21,7 @@ from edge_app.actions import SnapshotWriter
 from edge_app.atrest import Sealer
 from edge_app.cli import main
 from edge_app.clock import FakeClock
+from edge_app.convert.frames import sample_frames
 from edge_app.domain import Detections, Event, Frame, as_image
 from edge_app.ids import new_ulid
 from edge_app.outbox import EventJournal
@@ -134,6 +135,9 @@ def test_verdicts_export_as_coco_and_yolo_with_the_model_of_each_decision(
             confirmed.id: "confirmed", relabelled.id: "relabelled", rejected.id: "rejected"
         }  # fmt: skip
         assert unreviewed.id not in verdict_of
+        # the reviewed frames are a calibration set for `edge-app models convert --calibration`
+        frames = sample_frames([tmp_path / out / "images"], 2, 1, (160, 120))
+        assert len(frames.calibration) + len(frames.held_out) == 3
     labels = tmp_path / "yolo" / "labels"
     assert (
         labels / f"{relabelled.id}.txt"
