@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_app.cli.detect import IMAGE_SUFFIXES, frames_of
+from edge_app.cli.detect import IMAGE_SUFFIXES, frames_of, positive
 from edge_app.config import CameraConfig, load_config
 from edge_app.errors import EdgeAppError, SourceError
 from edge_app.vision.anomaly import AnomalyModel, AnomalyScorer, Region
@@ -37,13 +37,6 @@ def _share(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -93,11 +86,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="inspect only this part of the frame (normalised 0..1)",
     )
     fit.add_argument(
-        "--every", type=_positive, default=1, metavar="N", help="every Nth video frame (default 1)"
+        "--every",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="every Nth video frame (default 1)",
     )
     fit.add_argument(
         "--max-frames",
-        type=_positive,
+        type=positive,
         default=600,
         metavar="N",
         help="most frames used per source, evenly spread (default 600)",
@@ -139,7 +136,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--defects", type=Path, required=True, metavar="DIR", help="images and their boxes.json"
     )
     ev.add_argument(
-        "--every", type=_positive, default=1, metavar="N", help="every Nth video frame (default 1)"
+        "--every",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="every Nth video frame (default 1)",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON document")
     ev.set_defaults(func=_eval)
@@ -154,7 +155,7 @@ def _extractor_arg(parser: argparse.ArgumentParser) -> None:
         help="TFLite image backbone, e.g. mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
     )
     parser.add_argument(
-        "--threads", type=_positive, default=2, help="CPU threads of the extractor (default 2)"
+        "--threads", type=positive, default=2, help="CPU threads of the extractor (default 2)"
     )
 
 

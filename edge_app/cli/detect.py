@@ -12,7 +12,7 @@ an image). Errors (missing file, unreadable image or video, bad model) go to std
 
 from __future__ import annotations
 
-__all__ = ["IMAGE_SUFFIXES", "frames_of", "register"]
+__all__ = ["IMAGE_SUFFIXES", "frames_of", "positive", "register"]
 
 import argparse
 import json
@@ -43,7 +43,8 @@ def _threshold(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
@@ -79,9 +80,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--threshold", type=_threshold, help="lowest score kept, 0..1 (default 0.5)"
     )
-    parser.add_argument("--threads", type=_positive, help="CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive, help="CPU threads (default 2)")
     parser.add_argument(
-        "--every", type=_positive, default=1, metavar="N", help="every Nth video frame (default 1)"
+        "--every",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="every Nth video frame (default 1)",
     )
     parser.add_argument("--model-dir", type=Path, help="model cache for manifest names")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

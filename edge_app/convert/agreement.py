@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_app.domain import Detections
+from edge_app.vision.tracker import iou_matrix
 
 MATCH_IOU = 0.5
 """Two boxes of the same label overlapping at least this much are the same detection."""
@@ -68,19 +69,6 @@ class Agreement:
         return asdict(self) | {"agreement": round(self.agreement, 4)}
 
 
-def _iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
-    """(N, 4) x (M, 4) xyxy -> (N, M) IoU."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float64)
-
-
 def match_detections(pairs: list[tuple[Detections, Detections]]) -> Agreement:
     """Greedy matching per frame of (source, converted) detections: highest IoU first, same
     class id, IoU >= ``MATCH_IOU``."""
@@ -94,7 +82,7 @@ def match_detections(pairs: list[tuple[Detections, Detections]]) -> Agreement:
         if n == 0 or m == 0:
             missed, extra = missed + n, extra + m
             continue
-        iou = _iou(source.xyxy, converted.xyxy)
+        iou = iou_matrix(source.xyxy, converted.xyxy)
         iou[source.class_ids[:, None] != converted.class_ids[None, :]] = 0.0
         used_a: set[int] = set()
         used_b: set[int] = set()
