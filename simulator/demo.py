@@ -79,6 +79,8 @@ def _config(workdir: Path, clip: Path, port: int, pki: Any, model: str) -> dict[
             "reconnect": {"min_s": 0.5, "max_s": 2.0},
             "batch": {"max_events": 3, "max_wait_s": 0.2},  # small, to show batching
         },
+        # any free port: a daemon already running on this machine holds the default one
+        "health": {"port": 0},
         "log_level": "warning",
     }
 
