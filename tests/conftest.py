@@ -44,6 +44,8 @@ TIER_FIXTURES = {
     "default_model": "model",
     "realworld": "realworld",
     "moto_endpoint": "slow",  # moto's server takes seconds to start, its calls are HTTP
+    "wheel": "slow",  # builds the package and a fresh venv (tests/deploy)
+    "trained": "slow",  # trains a Keras detector and converts it (tests/convert)
 }
 """Fixture -> the marker every test using it (directly or through another fixture) gets."""
 NO_BROKER = "/nonexistent/mark-the-test-broker-to-start-mosquitto"

@@ -217,6 +217,7 @@ def test_bad_inputs_get_clear_errors(trained: Trained, tmp_path: Path) -> None:
         assert not out.exists()
 
 
+@pytest.mark.slow  # a Python started without TensorFlow on its path
 def test_without_tensorflow_the_command_says_what_to_install(tmp_path: Path) -> None:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415

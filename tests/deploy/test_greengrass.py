@@ -125,6 +125,7 @@ def test_the_default_configuration_is_a_valid_daemon_configuration(
     assert config.health.host == "127.0.0.1"
 
 
+@pytest.mark.slow  # a fresh venv and a replay: about a minute
 def test_build_then_install_and_run_lifecycle_against_a_local_install(
     tmp_path: Path, clip: Path
 ) -> None:
