@@ -184,8 +184,10 @@ def test_any_config_file_gives_a_config_or_errors_naming_fields(tmp_path: Path) 
     elapsed = time.perf_counter() - start
     print(f"\nconfig files: {dict(seen)}, tracebacks 0, {elapsed:.1f} s")
     assert seen["examples"] >= EXAMPLES
-    # a mix, not all one kind: both outcomes are well represented
-    assert seen["valid"] >= EXAMPLES // 10
+    # a mix, not all one kind: both outcomes are represented. Which drawn configs are valid
+    # depends a little on the machine (paths under tmp_path, files that exist): 81-125 of 1,000
+    # were seen, so the bar is 5 %, well below that and far above "nothing valid is ever drawn".
+    assert seen["valid"] >= EXAMPLES // 20
     assert seen["rejected"] >= EXAMPLES // 4
 
 
