@@ -27,10 +27,10 @@ from edge_app.uplink import (
     encode_batch,
     snapshot_row,
 )
+from tests.actions.test_clips import assert_frames, frame, read_back
+from tests.actions.test_snapshot import detections, event
+from tests.actions.test_snapshot import frame as snapshot_frame
 from tests.factories import DEVICE, flush_until, make_event
-from tests.unit.test_clips import assert_frames, frame, read_back
-from tests.unit.test_snapshot import detections, event
-from tests.unit.test_snapshot import frame as snapshot_frame
 
 KEY = bytes(range(32))
 PREFIX = "edge-app/cam-001"

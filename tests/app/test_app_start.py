@@ -23,7 +23,7 @@ from edge_app.telemetry import aws_client
 from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.scene import SceneTruth
-from tests.integration.test_app import app_config, tls
+from tests.app.test_app import app_config, tls
 
 pytestmark = pytest.mark.broker
 

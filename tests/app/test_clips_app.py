@@ -9,7 +9,7 @@ import cv2
 from edge_app.app import EdgeApp
 from edge_app.config import parse_config
 from simulator.scene import SceneTruth
-from tests.integration.test_app import RULES, stored_events
+from tests.app.test_app import RULES, stored_events
 
 
 def test_each_start_event_names_a_clip_that_is_written(

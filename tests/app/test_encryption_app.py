@@ -21,8 +21,8 @@ from simulator.cloud import Audit, CloudConsumer
 from simulator.peer import SubscribingPeer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.app.test_app import RULES, tls
 from tests.factories import wait_until
-from tests.integration.test_app import RULES, tls
 
 
 class SnapshotSubscriber(SubscribingPeer):

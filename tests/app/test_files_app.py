@@ -18,7 +18,7 @@ from edge_app.config import parse_config
 from edge_app.errors import ConfigError
 from edge_app.uplink import InMemoryTransport
 from simulator.scene import SceneTruth
-from tests.integration.test_app import app_config
+from tests.app.test_app import app_config
 
 
 def modes(root: Path) -> dict[str, int]:

@@ -19,8 +19,8 @@ from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.cloud import Audit, CloudConsumer
 from simulator.scene import SceneTruth
+from tests.app.test_app import RULES, app_config, stored_events, tls
 from tests.factories import wait_until
-from tests.integration.test_app import RULES, app_config, stored_events, tls
 from tests.outbox_damage import damage, pages, readable, write_outbox
 
 

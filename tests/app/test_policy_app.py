@@ -17,9 +17,9 @@ from simulator.certs import Pki
 from simulator.cloud import CloudConsumer
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
+from tests.app.test_remote_config import RULES_AFTER, RecordingApp, config_for, model_dir
+from tests.app.test_remote_config import reported as reported_config
 from tests.factories import wait_until
-from tests.integration.test_remote_config import RULES_AFTER, RecordingApp, config_for, model_dir
-from tests.integration.test_remote_config import reported as reported_config
 
 pytestmark = pytest.mark.broker
 

@@ -28,8 +28,8 @@ from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
+from tests.app.test_app import tls
 from tests.factories import wait_until
-from tests.integration.test_app import tls
 from tests.simulator.test_shadow_service import Peer
 
 pytestmark = pytest.mark.broker

@@ -14,8 +14,7 @@ from simulator.certs import Pki
 from simulator.cloud import CloudConsumer
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
-from tests.factories import wait_until
-from tests.integration.test_remote_config import (
+from tests.app.test_remote_config import (
     RULES_AFTER,
     WAIT_S,
     RecordingApp,
@@ -24,6 +23,7 @@ from tests.integration.test_remote_config import (
     reported,
     shadow,
 )
+from tests.factories import wait_until
 
 __all__ = ["shadow"]  # the fixture, used by name
 

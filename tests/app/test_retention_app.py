@@ -17,8 +17,8 @@ from edge_app.config import parse_config
 from edge_app.outbox import OutboxReader
 from edge_app.uplink import InMemoryTransport
 from simulator.scene import SceneTruth
+from tests.app.test_app import app_config
 from tests.factories import wait_until
-from tests.integration.test_app import app_config
 
 
 def jpegs(root: Path, suffix: str = "") -> list[Path]:

@@ -19,8 +19,8 @@ from edge_app.domain import Severity
 from edge_app.outbox import Outbox, OutboxReader
 from edge_app.uplink import InMemoryTransport, encode_batch
 from simulator.scene import SceneTruth
+from tests.app.test_app import app_config, stored_events
 from tests.factories import DEVICE, make_event
-from tests.integration.test_app import app_config, stored_events
 
 BUDGET = 1 << 20  # the smallest outbox.max_bytes the config allows
 ROOM = 100_000  # left free for the clip's events and a few of its JPEGs (~40 KB each)

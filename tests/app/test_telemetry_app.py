@@ -29,8 +29,8 @@ from simulator.broker import Mosquitto, free_port
 from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from simulator.scene import SceneTruth
+from tests.app.test_app import tls
 from tests.fakes import FakeDetector, RecordingSubscriber
-from tests.integration.test_app import tls
 from tests.telemetry.test_http_guard import get as get_from
 from tests.telemetry.test_http_guard import lan_address
 

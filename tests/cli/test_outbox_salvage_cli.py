@@ -15,8 +15,8 @@ from edge_app.atrest import Sealer
 from edge_app.cli import main
 from edge_app.clock import FakeClock
 from tests.factories import make_event
+from tests.outbox.test_outbox_encryption import KEY, key_file
 from tests.outbox_damage import damage, drain, open_box, pages, readable, write_outbox
-from tests.unit.test_outbox_encryption import KEY, key_file
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def load_project_modules() -> None:
     at the time (hypothesis.internal.conjecture.providers, "local constants"); which modules
     those are depends on what else the session imported. The full suite once drew a delta
     sequence that the module alone never did, so a failure in CI did not reproduce with
-    ``pytest tests/unit/test_input_properties.py``. With every module loaded first, the pool,
+    ``pytest tests/config/test_input_properties.py``. With every module loaded first, the pool,
     and so the examples of a derandomized run, are the same in every selection of tests.
     """
     for package in (edge_app, simulator):

@@ -21,8 +21,8 @@ from edge_app.config import schema as config_schema
 from edge_app.config.base import Model
 from edge_app.config.loader import MAX_NESTING, error_path
 from edge_app.errors import ConfigError
-from tests.unit.test_config import minimal
-from tests.unit.test_remote_overlay import MODELS, local_config
+from tests.config.test_config import minimal
+from tests.config.test_remote_overlay import MODELS, local_config
 
 # The uplink is off: these documents are about the file, not about TLS (an enabled uplink
 # without uplink.tls is refused).

@@ -38,9 +38,9 @@ from edge_app.config.remote import RemoteOverlay
 from edge_app.errors import ConfigError, FieldError
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.uplink import InMemoryTransport
+from tests.config.config_strategies import NAMES, documents, junk
+from tests.config.test_remote_overlay import MODELS, local_config
 from tests.fakes import RecordingApplier
-from tests.unit.config_strategies import NAMES, documents, junk
-from tests.unit.test_remote_overlay import MODELS, local_config
 
 EXAMPLES = 1000
 PROPERTY = settings(

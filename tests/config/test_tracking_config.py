@@ -12,8 +12,8 @@ from edge_app.config import CameraConfig, TrackingConfig, parse_config, validate
 from edge_app.errors import ConfigError, ModelNotFoundError
 from edge_app.vision.appearance import ColourHistogram, open_appearance
 from edge_app.vision.rules import RuleEngine
-from tests.unit.test_remote_overlay import MODELS, local_config
-from tests.unit.test_rules import CTX, rule
+from tests.config.test_remote_overlay import MODELS, local_config
+from tests.vision.test_rules import CTX, rule
 
 
 def config(tracking: dict[str, Any]) -> dict[str, Any]:

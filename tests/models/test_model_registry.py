@@ -24,7 +24,7 @@ from edge_app.models import (
     resolve_model,
 )
 from edge_app.vision import open_detector
-from tests.unit.test_remote_overlay import local_config
+from tests.config.test_remote_overlay import local_config
 from tests.vision.tflite_builder import build_constant_model
 
 ROWS = np.array([[[0.5, 0.5, 0.2, 0.2, 0.9, 0.9]] + [[0.5, 0.5, 0.1, 0.1, 0.0, 0.0]] * 7])

@@ -35,6 +35,7 @@ from edge_app.outbox.rowscan import TableRows, columns_of, scan_rows
 from edge_app.outbox.salvage import TABLES, salvage_into, seq_ranges
 from edge_app.outbox.schema import open_db
 from tests.factories import DEVICE, make_event
+from tests.outbox.test_outbox_encryption import KEY
 from tests.outbox_damage import (
     PAGE,
     damage,
@@ -47,7 +48,6 @@ from tests.outbox_damage import (
     write_outbox,
     write_with_wal,
 )
-from tests.unit.test_outbox_encryption import KEY
 
 
 def sha(path: Path) -> str:

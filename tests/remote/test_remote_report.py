@@ -16,7 +16,7 @@ from edge_app.remote.report import (
     encoded_size,
     rejected_report,
 )
-from tests.unit.test_remote_overlay import local_config
+from tests.config.test_remote_overlay import local_config
 
 
 @pytest.mark.parametrize(

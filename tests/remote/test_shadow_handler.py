@@ -15,8 +15,8 @@ from edge_app.config import LastGood, LastGoodStore
 from edge_app.domain import Event, Phase
 from edge_app.remote import Kind, Outcome, ShadowHandler
 from edge_app.remote.report import FIELD_MAX_BYTES, REASON_MAX_BYTES, REPORT_MAX_BYTES
+from tests.config.test_remote_overlay import MODELS, local_config
 from tests.fakes import RecordingApplier
-from tests.unit.test_remote_overlay import MODELS, local_config
 
 
 def make(

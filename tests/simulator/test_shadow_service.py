@@ -21,9 +21,9 @@ from simulator.broker import Mosquitto
 from simulator.certs import Pki
 from simulator.shadow import ShadowService, delta_of
 from simulator.shadow_cli import desired_from_pairs
+from tests.config.test_remote_overlay import MODELS, local_config
 from tests.factories import wait_until
 from tests.fakes import RecordingApplier
-from tests.unit.test_remote_overlay import MODELS, local_config
 
 WAIT_S = 15.0
 

@@ -29,9 +29,9 @@ from simulator.certs import Pki
 from simulator.cloud import CloudConsumer
 from simulator.proxy import TcpProxy
 from simulator.shadow import ShadowService
+from tests.app.test_app import tls
+from tests.app.test_remote_config import model_dir
 from tests.factories import wait_until
-from tests.integration.test_app import tls
-from tests.integration.test_remote_config import model_dir
 
 pytestmark = [pytest.mark.broker, pytest.mark.realworld]
 

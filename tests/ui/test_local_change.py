@@ -13,9 +13,9 @@ from edge_app.config import LastGoodStore
 from edge_app.domain import Event
 from edge_app.remote import ShadowClient, ShadowHandler
 from edge_app.uplink import InMemoryTransport
+from tests.config.test_remote_overlay import MODELS, local_config
 from tests.factories import wait_until
 from tests.fakes import RecordingApplier
-from tests.unit.test_remote_overlay import MODELS, local_config
 
 DOOR = {"cameras": {"yard": {"zones": [{"name": "gate", "polygon": [[0, 0], [0.5, 0], [0.5, 1]]}]}}}
 

@@ -9,7 +9,7 @@ from edge_app.uplink import codec
 from simulator.broker import Mosquitto, free_port
 from simulator.proxy import TcpProxy
 from tests.factories import wait_until
-from tests.integration.test_delivery import WAIT_S, Device, cloud_for
+from tests.uplink.test_delivery import WAIT_S, Device, cloud_for
 
 
 def test_gzip_batches_arrive_complete_across_a_cut(tmp_path: Path, broker: Mosquitto) -> None:

@@ -19,7 +19,7 @@ from simulator.certs import Pki
 from simulator.proxy import TcpProxy
 from tests.factories import wait_until
 from tests.fakes import RecordingSubscriber
-from tests.integration.test_mqtt_transport import (
+from tests.uplink.test_mqtt_transport import (
     WAIT_S,
     make_event,
     make_transport,

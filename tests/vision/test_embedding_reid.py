@@ -9,7 +9,7 @@ import pytest
 
 from edge_app.errors import ModelError, UnsupportedModelError
 from edge_app.vision.appearance import EmbeddingAppearance
-from tests.integration.clips import frames
+from tests.vision.clips import frames
 
 pytestmark = pytest.mark.realworld
 

@@ -12,7 +12,7 @@ from edge_app.config import ScheduleConfig
 from edge_app.domain import Detections, Event, Phase
 from edge_app.vision.rules import RuleEngine
 from edge_app.vision.schedule import in_schedule
-from tests.unit.test_rules import CTX, camera, dets, frame, rule
+from tests.vision.test_rules import CTX, camera, dets, frame, rule
 
 PERSON = ("person", 0.8, (0.4, 0.4, 0.6, 0.9))
 # frame(i) is at wall 1_790_000_000 + i / 10: Monday 2026-09-21 14:13:20 UTC.

@@ -15,7 +15,7 @@ from edge_app.vision.appearance import ColourHistogram, open_appearance, patch
 from edge_app.vision.evidence import TrackEvidence
 from edge_app.vision.rules import RuleEngine
 from edge_app.vision.tracker import Tracker
-from tests.unit.test_rules import CTX, rule
+from tests.vision.test_rules import CTX, rule
 
 H, W = 120, 200
 BACKGROUND = np.random.default_rng(1).integers(40, 120, (H, W, 3), dtype=np.uint8)

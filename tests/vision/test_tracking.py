@@ -10,7 +10,7 @@ import pytest
 from edge_app.domain import Detections, Event, Phase
 from edge_app.vision.rules import RuleEngine
 from edge_app.vision.tracker import Tracker, iou_matrix
-from tests.unit.test_rules import CTX, camera, frame, rule
+from tests.vision.test_rules import CTX, camera, frame, rule
 
 Box = tuple[float, float, float, float]
 

@@ -20,7 +20,7 @@ import pytest
 from edge_app.config import DetectorConfig, MotionConfig, RuleConfig
 from edge_app.domain import Detections, Event, Phase
 from edge_app.vision import TFLiteDetector, open_detector
-from tests.integration.clips import detect_every_frame, person_rule, replay, spans
+from tests.vision.clips import detect_every_frame, person_rule, replay, spans
 
 pytestmark = pytest.mark.realworld
 

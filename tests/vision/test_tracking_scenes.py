@@ -27,7 +27,7 @@ from edge_app.vision.rules import EventContext, RuleEngine
 from edge_app.vision.tracker import Tracker, iou_matrix
 from simulator.encounters import KINDS, generate_encounter
 from simulator.scene import SceneTruth, generate_scene
-from tests.integration.clips import frames, person_rule, replay
+from tests.vision.clips import frames, person_rule, replay
 
 pytestmark = pytest.mark.model
 
