@@ -15,12 +15,12 @@ FAST   := not broker and not model and not realworld and not slow
 # docs/testing.md.
 COVERAGE_FLOOR ?= 90
 
-.PHONY: demo test check lint typecheck unit venv mosquitto chromium model bench clean
+.PHONY: demo test check lint typecheck suite venv mosquitto chromium model bench clean
 
 demo: venv mosquitto model
 	$(BIN)/edge-app demo
 
-test: lint unit
+test: lint suite
 
 check: lint
 	$(BIN)/pytest -q -m "$(FAST)"
@@ -31,7 +31,8 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: venv mosquitto chromium model
+# Every tier (the markers select tiers, not the folders), with coverage.
+suite: venv mosquitto chromium model
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 venv: $(STAMP)

@@ -5,7 +5,7 @@ generated scene; and per test a frozen clock and an empty outbox on it.
 ``default_model`` pulls the manifest's default model once per session into a temporary cache
 with the project's own ``pull()`` (here, with no internet, through the npm source). A missing
 mosquitto or model skips the tests that need it on a developer machine, but fails them when
-``CI`` is set: CI must never pass by silently skipping the integration tests.
+``CI`` is set: CI must never pass by silently skipping those tests.
 
 The markers ``broker``, ``model``, ``realworld`` and ``slow`` select tiers (``make check`` runs
 the tests with none of them). The first three (and ``slow`` for moto) are applied here from the
