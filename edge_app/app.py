@@ -66,6 +66,7 @@ START_STEPS = (
     "telemetry start",
     "retention thread",
     "remote-config thread",
+    "jobs thread",
     "camera threads",
 )
 """The steps of ``EdgeApp.start``, each announced to ``on_start_step`` before it runs."""
@@ -188,6 +189,7 @@ class EdgeApp:
         if up is not None:
             step("connect")
             up.shadow.attach()  # before connect: the first CONNACK already asks for the shadow
+            up.jobs.attach()  # ... and for the next job
             stack.callback(up.transport.disconnect)  # also stops a connect that failed half-way
             up.transport.connect()
             step("drain thread")
@@ -211,6 +213,8 @@ class EdgeApp:
         if up is not None:
             step("remote-config thread")
             _start_thread(stack, up.shadow.run, "remote-config", up.shadow_stop)
+            step("jobs thread")
+            _start_thread(stack, up.jobs.run, "jobs", up.jobs_stop)
         step("camera threads")
         self._cameras = []
         for worker in parts.workers:
