@@ -209,7 +209,10 @@ def test_an_exponential_rollout_grows_as_devices_succeed(
         }
     }
     service.create_job("j6", DOC, groups=["exp"], rollout=rollout)
-    released = lambda: sum(service.status("j6", t) is not None for t in group)  # noqa: E731
+
+    def released() -> int:
+        return sum(service.status("j6", t) is not None for t in group)
+
     assert released() == 1
     with pytest.raises(JobsError, match="already exists"):
         service.create_job("j6", DOC, groups=["exp"])
