@@ -15,7 +15,7 @@ Against a real broker (Mosquitto in tests) it plays the Jobs service for every t
   once none is left) and ``notify`` with the pending list.
 
 The cloud side is Python (``create_job``, ``cancel_job``, ``describe_job``, ``list_jobs``,
-``describe_execution``, ``executions``), shaped like the IoT control plane: targets are things
+``executions``, ``status``), shaped like the IoT control plane: targets are things
 and thing groups (``add_group``); ``rollout`` is ``jobExecutionsRolloutConfig``
 (``maximumPerMinute``, ``exponentialRate`` with ``baseRatePerMinute``, ``incrementFactor``,
 ``rateIncreaseCriteria``), ``abort`` is ``abortConfig.criteriaList`` (failureType FAILED |
@@ -27,7 +27,7 @@ minute of it and time out by it. Every request and ``tick()`` apply the rollout 
 so a test with a fake clock advances it and calls ``tick()``, and waits on conditions
 (``wait_until``), never on real time. Aborting cancels the job and its QUEUED executions
 (IN_PROGRESS ones run on and may still report, as with AWS's cancel without force); targets
-not yet released get no execution.
+not yet released get no execution. ``python -m simulator jobs`` runs it (``simulator.jobs_cli``).
 """
 
 from __future__ import annotations

@@ -7,15 +7,21 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_app.clock import FakeClock
-from edge_app.uplink import stop_network_loop
+from edge_app.clock import FakeClock, SystemClock
+from edge_app.config import TlsConfig
+from edge_app.remote import Outcome
+from edge_app.remote.jobs import JobsAgent
+from edge_app.uplink import MqttTransport, stop_network_loop
+from simulator.__main__ import main as simulator_main
 from simulator.broker import Mosquitto
+from simulator.certs import Pki
 from simulator.jobs import JobsError, JobsService
 from tests.factories import wait_until
 
@@ -240,3 +246,45 @@ def test_create_job_refuses_what_aws_refuses(service: JobsService) -> None:
         service.create_job(
             "j9", DOC, things=["x"], abort=[{"failureType": "ANY", "action": "CANCEL"}]
         )
+
+
+def test_the_jobs_command_runs_a_job_to_its_end_with_a_device(
+    broker: Mosquitto, pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = tmp_path / "job.json"
+    document.write_text(json.dumps({"operation": "config", "desired": {}}))
+    transport = MqttTransport(
+        broker.host,
+        broker.tls_port,
+        client_id="js-cli-dev",
+        tls=TlsConfig(ca=pki.ca, cert=pki.client_cert, key=pki.client_key),
+    )
+    stop = threading.Event()
+    decided: list[str] = []
+
+    def config(desired: dict[str, Any], origin: str) -> Outcome:
+        decided.append(origin)
+        return Outcome("applied", None, "d" * 12)
+
+    agent = JobsAgent(transport, "js-cli-dev", stop=stop, clock=SystemClock(), config=config)
+    agent.attach()
+    worker = threading.Thread(target=agent.run)
+    worker.start()
+    try:
+        with transport:
+            assert wait_until(lambda: transport.is_connected)
+            code = simulator_main(
+                ["jobs", "--host", broker.host, "--port", str(broker.port), "--job", "cli-1",
+                 "--document", str(document), "--group", "cli-yard=js-cli-dev",
+                 "--duration", "30"]
+            )  # fmt: skip
+    finally:
+        stop.set()
+        worker.join()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert lines[-1] == {"job": "cli-1", "status": "COMPLETED", "SUCCEEDED": 1}
+    assert decided == ["job:cli-1"]
+    bad = simulator_main(["jobs", "--job", "x", "--document", str(tmp_path / "none.json")])
+    assert bad == 2
+    assert capsys.readouterr().err.startswith("python -m simulator jobs: [Errno 2]")
