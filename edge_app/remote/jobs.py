@@ -107,8 +107,14 @@ class JobTopics:
         return f"{self.prefix}/{job_id}/get"
 
     @property
+    def requests(self) -> tuple[str, ...]:
+        """The topics the agent publishes to (``+``: any job id; the IoT policy writes ``*``)."""
+        return (self.start_next, f"{self.prefix}/+/get", f"{self.prefix}/+/update")
+
+    @property
     def subscribed(self) -> tuple[str, ...]:
-        """The filters the agent subscribes to (``+``: any job id)."""
+        """The filters the agent subscribes to (``+``: any job id); the IoT policy lets it
+        subscribe to and receive exactly these."""
         p = self.prefix
         return (
             self.notify_next,
