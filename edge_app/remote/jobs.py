@@ -36,7 +36,7 @@ import logging
 import queue
 import re
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -176,7 +176,8 @@ class JobsAgent:
         # A final update not yet acknowledged: (job id, body), sent first on the next connect.
         self._unsent: tuple[str, bytes] | None = None
         self._tokens = 0
-        self.results: list[JobResult] = []
+        self.results: deque[JobResult] = deque(maxlen=_DONE_MAX)
+        """The latest final results, oldest first (for tests and the log)."""
 
     def attach(self) -> None:
         """Subscribe to the Jobs answers and ask for the next job on every connect."""

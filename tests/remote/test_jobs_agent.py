@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_app.clock import FakeClock, SystemClock
 from edge_app.config import LastGoodStore, TlsConfig
-from edge_app.domain import ModelRef
+from edge_app.domain import Event, ModelRef
 from edge_app.remote import ShadowClient, ShadowHandler
 from edge_app.remote.jobs import NO_MODEL_UPDATER, JobsAgent, JobTopics
 from edge_app.uplink import MqttTransport, stop_network_loop
@@ -309,12 +309,17 @@ def shadows(broker: Mosquitto, request: pytest.FixtureRequest) -> Iterator[Shado
 
 @contextmanager
 def config_device(
-    broker: Mosquitto, pki: Pki, thing: str, tmp_path: Path
+    broker: Mosquitto, pki: Pki, thing: str, tmp_path: Path, audit: list[Event] | None = None
 ) -> Iterator[tuple[Device, RecordingApplier]]:
     local = local_config(tmp_path)
     applier = RecordingApplier(local)
     handler = ShadowHandler(
-        local, applier, LastGoodStore(tmp_path), models=MODELS, clock=SystemClock()
+        local,
+        applier,
+        LastGoodStore(tmp_path),
+        models=MODELS,
+        clock=SystemClock(),
+        audit=None if audit is None else audit.append,
     )
     transport = make_transport(broker, pki, thing)
     stop = threading.Event()
@@ -339,7 +344,8 @@ def test_a_config_job_is_applied_through_the_shadow_which_records_it(
 ) -> None:
     thing = "jb-config"
     desired = {"detector": {"score_threshold": 0.71}}
-    with config_device(broker, pki, thing, tmp_path) as (_, applier):
+    audit: list[Event] = []
+    with config_device(broker, pki, thing, tmp_path, audit) as (_, applier):
         jobs.create_job("cfg", {"operation": "config", "desired": desired}, things=[thing])
         assert reached(jobs, "cfg", thing, "SUCCEEDED")
 
@@ -358,6 +364,7 @@ def test_a_config_job_is_applied_through_the_shadow_which_records_it(
     doc = shadows.document(thing)
     assert doc is not None
     assert "delta" not in doc["state"]  # nothing left for the shadow to send
+    assert [(e.label, e.extra["config"]["origin"]) for e in audit] == [("applied", "job:cfg")]
 
 
 def test_an_invalid_config_job_fails_naming_the_field_and_changes_nothing(
