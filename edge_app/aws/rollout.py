@@ -235,7 +235,17 @@ def _reported(data: Any, thing: str) -> tuple[str, str]:
     try:
         answer = data.get_thing_shadow(thingName=thing, shadowName=SHADOW_NAME)
         doc = json.loads(answer["payload"].read())
-    except (ClientError, BotoCoreError, ValueError):
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "?"))
+        if code == "ResourceNotFoundException":
+            return "-", "-"  # the device never reported
+        raise ProvisionError(
+            f"AWS IoT refused iot:GetThingShadow for {thing}: {code}; grant it on the things' "
+            "edge-config shadows to see what each device runs"
+        ) from exc
+    except BotoCoreError as exc:
+        raise ProvisionError(f"cannot read the shadow of {thing}: {exc}") from exc
+    except ValueError:
         return "-", "-"
     config = doc.get("state", {}).get("reported", {}).get("config", {}) or {}
     model = config.get("model") or {}
