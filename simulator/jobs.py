@@ -15,12 +15,12 @@ Against a real broker (Mosquitto in tests) it plays the Jobs service for every t
   once none is left) and ``notify`` with the pending list.
 
 The cloud side is Python (``create_job``, ``cancel_job``, ``describe_job``, ``list_jobs``,
-``executions``, ``status``), shaped like the IoT control plane: targets are things
-and thing groups (``add_group``); ``rollout`` is ``jobExecutionsRolloutConfig``
-(``maximumPerMinute``, ``exponentialRate`` with ``baseRatePerMinute``, ``incrementFactor``,
-``rateIncreaseCriteria``), ``abort`` is ``abortConfig.criteriaList`` (failureType FAILED |
-REJECTED | TIMED_OUT | ALL, action CANCEL, thresholdPercentage, minNumberOfExecutedThings),
-``timeout_minutes`` is ``timeoutConfig.inProgressTimeoutInMinutes``.
+``executions``, ``status``), shaped like the IoT control plane: targets are things and thing
+groups (``add_group``); ``rollout`` is ``jobExecutionsRolloutConfig`` (``maximumPerMinute``,
+``exponentialRate`` with ``baseRatePerMinute``, ``incrementFactor``, ``rateIncreaseCriteria``),
+``abort`` is ``abortConfig.criteriaList`` (failureType FAILED | REJECTED | TIMED_OUT | ALL,
+action CANCEL, thresholdPercentage of the finished executions, once minNumberOfExecutedThings
+things were notified), ``timeout_minutes`` is ``timeoutConfig.inProgressTimeoutInMinutes``.
 
 Time is the ``clock`` given (``time.monotonic`` by default): executions are released per
 minute of it and time out by it. Every request and ``tick()`` apply the rollout and timeouts,
@@ -450,6 +450,7 @@ class JobsService(SubscribingPeer):
                         sends += self._notify(ex.thing)
                         sends += self._check_abort(job)
             sends += self._release(job)
+            sends += self._check_abort(job)  # more notified things may bring the rule in
             self._complete_if_done(job)
         return sends
 
@@ -493,10 +494,12 @@ class JobsService(SubscribingPeer):
     def _check_abort(self, job: _Job) -> list[_Send]:
         if job.status != "IN_PROGRESS":
             return []
+        # AWS: the rule applies once minNumberOfExecutedThings things were notified (got an
+        # execution); the share is of the executions that finished.
         done = [ex for ex in self._executions_of(job) if ex.status in TERMINAL]
         for criterion in job.abort:
             failed = sum(1 for ex in done if ex.status in _FAILURES[criterion["failureType"]])
-            enough = len(done) >= int(criterion.get("minNumberOfExecutedThings", 1))
+            enough = job.released >= int(criterion.get("minNumberOfExecutedThings", 1))
             if (
                 enough
                 and done

@@ -3,10 +3,11 @@
 ``job_request`` builds the ``create_job`` parameters (pure, so tests read them): the job
 document the device agent runs (``edge_app.remote.jobdoc``), ``targetSelection`` SNAPSHOT,
 ``jobExecutionsRolloutConfig`` (a canary: ``exponentialRate`` starting at N devices a minute
-and doubling each time N more succeeded; or a flat ``maximumPerMinute``), ``abortConfig`` (CANCEL
-once the share of failed, rejected or timed-out executions reaches P % of at least K executed
-ones) and ``timeoutConfig``. ``create_rollout``, ``fleet_status`` and ``cancel_rollout`` make
-the calls through ``IotCalls`` (errors as one ``ProvisionError`` line).
+and doubling each time N more succeeded; or a flat ``maximumPerMinute``), ``abortConfig``
+(CANCEL once failed, rejected or timed-out executions reach P %, after at least K devices were
+notified: AWS's ``minNumberOfExecutedThings``) and ``timeoutConfig``. ``create_rollout``,
+``fleet_status`` and ``cancel_rollout`` make the calls through ``IotCalls`` (errors as one
+``ProvisionError`` line).
 
 The fleet view (``fleet_status``) is, per thing of the group, its execution of the job (status,
 ``statusDetails.reason`` and ``stage``) and what its ``edge-config`` shadow reports running:

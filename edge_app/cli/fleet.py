@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "devices download it from --url) or a config job (the overlay is laid over each "
         "device's file, like the edge-config shadow's desired state). --canary N starts with "
         "N devices a minute and doubles each time N more succeeded; --max-per-minute caps the "
-        "pace. --abort-failed-percent P cancels the job once P %% of at least "
-        "--abort-min-executed finished executions failed, were rejected or timed out.",
+        "pace. --abort-failed-percent P cancels the job once P %% of the finished executions "
+        "failed, were rejected or timed out, after at least --abort-min-executed devices were "
+        "notified (AWS's minNumberOfExecutedThings).",
     )
     what = roll.add_mutually_exclusive_group(required=True)
     what.add_argument("--model-entry", metavar="NAME@VERSION", help="a local registry entry")
@@ -66,7 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_positive,
         default=1,
         metavar="K",
-        help="finished executions needed before the abort rule applies (1)",
+        help="devices notified before the abort rule applies (1)",
     )
     roll.add_argument(
         "--timeout-minutes", type=_positive, metavar="T", help="IN_PROGRESS longer: TIMED_OUT"

@@ -288,3 +288,23 @@ def test_the_jobs_command_runs_a_job_to_its_end_with_a_device(
     bad = simulator_main(["jobs", "--job", "x", "--document", str(tmp_path / "none.json")])
     assert bad == 2
     assert capsys.readouterr().err.startswith("python -m simulator jobs: [Errno 2]")
+
+
+def test_the_abort_rule_waits_for_enough_notified_devices(
+    service: JobsService, clock: FakeClock
+) -> None:
+    group = ["js-min-1", "js-min-2", "js-min-3"]
+    service.add_group("min", group)
+    abort = [
+        {"failureType": "ALL", "action": "CANCEL", "thresholdPercentage": 50,
+         "minNumberOfExecutedThings": 2}
+    ]  # fmt: skip
+    service.create_job("j10", DOC, groups=["min"], rollout={"maximumPerMinute": 1}, abort=abort)
+    service.publish_raw(f"$aws/things/{group[0]}/jobs/j10/update", b'{"status":"REJECTED"}')
+    assert service.wait_until(lambda: service.status("j10", group[0]) == "REJECTED", WAIT_S)
+    assert service.job_status("j10") == "IN_PROGRESS"  # 1 of 1 failed, but 1 notified < 2
+    clock.advance(60.0)
+    service.tick()  # the second device is notified: the rule applies, 1 of 1 finished failed
+    assert service.job_status("j10") == "CANCELED"
+    assert service.status("j10", group[1]) == "CANCELED"
+    assert service.status("j10", group[2]) is None  # never released
