@@ -20,7 +20,8 @@ config already in force is applied again to the same effect, both SUCCEEDED.
 
 Messages arrive on the network thread and are queued; ``run()`` (the ``jobs`` thread) handles
 them one at a time, so a download never blocks MQTT. Duplicates are dropped: an execution this
-process already ran is not run again when a second ``start-next`` answer names it. A final
+process already ran (the same job id and ``executionNumber``) is not run again when a second
+``start-next`` answer names it; a retry of a failed job (a new execution number) is. A final
 update that cannot be sent (the link is down) is kept and sent first on the next connect.
 
 ``expectedVersion`` is not sent: the device is the only writer of its executions, and the one
@@ -172,7 +173,9 @@ class JobsAgent:
         self._models = models
         self._on_result = on_result
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
-        self._done: OrderedDict[str, Final] = OrderedDict()
+        # (job id, executionNumber) of each execution run: a retry (jobExecutionsRetryConfig)
+        # is a new execution number of the same job and runs again.
+        self._done: OrderedDict[tuple[str, int | None], Final] = OrderedDict()
         # A final update not yet acknowledged: (job id, body), sent first on the next connect.
         self._unsent: tuple[str, bytes] | None = None
         self._tokens = 0
@@ -232,7 +235,7 @@ class JobsAgent:
             return
         if topic == t.notify_next:
             execution = _execution_of(payload)
-            if execution is not None and execution.get("jobId") not in self._done:
+            if execution is not None and _key(execution) not in self._done:
                 self._start_next()
             return
         if topic == t.start_next_accepted:
@@ -251,7 +254,7 @@ class JobsAgent:
             log.warning(
                 "job %s: update refused: %s", job_id, payload[:300].decode(errors="replace")
             )
-        final = kind.startswith("update/") and job_id in self._done
+        final = kind.startswith("update/") and any(done == job_id for done, _ in self._done)
         if final and _is_final_answer(payload):
             self._start_next()  # the next job, if there is one
 
@@ -260,12 +263,13 @@ class JobsAgent:
         if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
             log.warning("execution without a valid jobId ignored: %.100r", job_id)
             return
-        if job_id in self._done:
+        key = _key(execution)
+        if key in self._done:
             log.info("job %s already run by this process: duplicate dropped", job_id)
             return
         log.info("job %s: started (%s)", job_id, execution.get("status"))
         status, details = self._outcome(job_id, execution.get("jobDocument"))
-        self._remember(job_id, status)
+        self._remember(key, status)
         sent = status_details(details)
         body = {"status": status, "statusDetails": sent, "clientToken": f"final-{job_id}"[:64]}
         result = JobResult(job_id, status, sent)
@@ -351,10 +355,17 @@ class JobsAgent:
         log.warning("job %s: final status not acknowledged; sent again on reconnect", job_id)
         return False
 
-    def _remember(self, job_id: str, status: Final) -> None:
-        self._done[job_id] = status
+    def _remember(self, key: tuple[str, int | None], status: Final) -> None:
+        self._done[key] = status
         while len(self._done) > _DONE_MAX:
             self._done.popitem(last=False)
+
+
+def _key(execution: dict[str, Any]) -> tuple[str, int | None]:
+    """(jobId, executionNumber) of an execution document: which run of which job."""
+    number = execution.get("executionNumber")
+    valid = isinstance(number, int) and not isinstance(number, bool)
+    return str(execution.get("jobId")), number if valid else None
 
 
 def _json(body: dict[str, Any]) -> bytes:

@@ -188,3 +188,15 @@ def test_a_rejected_config_names_the_first_fields_and_counts_the_rest(
         + "; ".join(f"rules.{i}.zone: no such zone" for i in range(5))
         + " (and 2 more)"
     )
+
+
+def test_a_duplicate_execution_is_dropped_and_a_retry_runs_again(harness_factory: Any) -> None:
+    updater = FakeUpdater(ModelRef("old", "0" * 12), refuse={"m": "download failed"})
+    h = harness_factory(models=updater)
+    document = {"operation": "model-update", "model": OFFER}
+    h.give({"jobId": "retry", "executionNumber": 1, "jobDocument": document})
+    h.give({"jobId": "retry", "executionNumber": 1, "jobDocument": document})  # duplicate
+    h.give({"jobId": "retry", "executionNumber": 2, "jobDocument": document})  # AWS's retry
+    assert wait_until(lambda: len(h.updates("retry")) == 2)
+    assert [origin for _, origin in updater.calls] == ["job:retry", "job:retry"]
+    assert [u["status"] for u in h.updates("retry")] == ["FAILED", "FAILED"]
