@@ -156,8 +156,11 @@ def _rollout(args: argparse.Namespace) -> int:
             iot_mod.iot_client(args.region, profile=args.profile, endpoint_url=args.endpoint_url)
         )
         created = rollout.create_rollout(iot, args.group, request)
-    except (EdgeAppError, OSError, yaml.YAMLError) as exc:
+    except (EdgeAppError, OSError) as exc:
         return _fail("rollout", exc)
+    except yaml.YAMLError as exc:
+        # PyYAML's message spans lines (the mark and a caret): one line for the user
+        return _fail("rollout", f"{args.config} is not valid YAML: {' '.join(str(exc).split())}")
     print(f"created job {created['jobId']} for thing group {args.group}: {created['jobArn']}")
     print(f"watch it: edge-app fleet status --group {args.group} --job {created['jobId']}")
     return 0

@@ -175,6 +175,14 @@ def test_status_shows_each_things_execution_and_what_its_shadow_reports(
             "edge-app fleet rollout: invalid config overlay: detector.score_threshold",
         ),
         (
+            ["fleet", "rollout", "--group", "g", "--config", "{broken}"],
+            "edge-app fleet rollout: {broken} is not valid YAML: while parsing",
+        ),
+        (
+            ["fleet", "rollout", "--group", "g", "--config", "{tmp}/none.yaml"],
+            "edge-app fleet rollout: [Errno 2] No such file or directory",
+        ),
+        (
             ["fleet", "rollout", "--group", "g", "--model", "{overlay}"],
             "edge-app fleet rollout: a model rollout needs --url",
         ),
@@ -199,6 +207,8 @@ def test_status_shows_each_things_execution_and_what_its_shadow_reports(
         "status-unknown-group",
         "unknown-job",
         "bad-overlay",
+        "broken-yaml",
+        "missing-overlay",
         "no-url",
         "unknown-entry",
     ],
@@ -207,10 +217,19 @@ def test_errors_are_one_line_with_exit_code_2(
     aws_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     overlay, bad = tmp_path / "overlay.yaml", tmp_path / "bad.yaml"
+    broken = tmp_path / "broken.yaml"
     overlay.write_text("detector:\n  score_threshold: 0.6\n")
     bad.write_text("detector:\n  score_threshold: lots\n")
-    paths = {"{overlay}": str(overlay), "{bad}": str(bad), "{tmp}": str(tmp_path)}
-    argv = [paths.get(a, a) for a in argv] + ["--endpoint-url", aws_env]
+    broken.write_text("detector: [unclosed\n")
+    paths = {"{overlay}": overlay, "{bad}": bad, "{tmp}": tmp_path, "{broken}": broken}
+
+    def filled(text: str) -> str:
+        for key, path in paths.items():
+            text = text.replace(key, str(path))
+        return text
+
+    argv = [filled(a) for a in argv] + ["--endpoint-url", aws_env]
+    message = filled(message)
     if argv[1] == "status":
         argv += ["--data-endpoint-url", aws_env]
     code, out, err = run(argv, capsys)
