@@ -3,21 +3,23 @@
 Nothing else in edge_app starts long-running threads (sources own their reader thread, which
 lives and dies with ``frames()``; the clip writer owns its thread). ``start`` builds the parts
 (``edge_app.builder``) and then starts, in this order: the MQTT connection, the drain thread,
-telemetry, the retention thread, the remote-config thread and the camera threads. Every part
-registers its close, and every thread and connection its stop, on one ``ExitStack`` the moment
-it exists, so a start that fails at any step stops and closes exactly what it had started, and
-``stop`` unwinds the same stack. The order of that unwinding is the shutdown contract of the
-no-loss promise: stop taking frames, let the camera loops finish the frame in hand and close
-their episodes (those events are committed), stop remote config and retention, end the open
-health conditions (``end_reason: stopped``, committed too), keep delivering for
-``uplink.flush_timeout_s``, stop telemetry (its last minute is stored), the drain and the
-connection, then close the sources, the detectors, the lanes and last the store.
+telemetry, the retention thread, the remote-config and jobs threads and the camera threads.
+Every part registers its close, and every thread and connection its stop, on one ``ExitStack``
+the moment it exists, so a start that fails at any step stops and closes exactly what it had
+started, and ``stop`` unwinds the same stack. The order of that unwinding is the shutdown
+contract of the no-loss promise: stop taking frames, let the camera loops finish the frame in
+hand and close their episodes (those events are committed), stop the jobs agent (a job in hand
+finishes first), remote config and retention, end the open health conditions (``end_reason:
+stopped``, committed too), keep delivering for ``uplink.flush_timeout_s``, stop telemetry (its
+last minute is stored), the drain and the connection, then close the sources, the detectors,
+the lanes and last the store.
 
 Configuration in force is ``local file + last-good overlay`` at boot, then whatever the named
-shadow ``edge-config`` changes (``edge_app.remote``). It lives in one place: the ``Runtime``
-(config snapshot + detector) in the ``RuntimeHolder`` (``EdgeApp.runtime``), which
-``reconfigure.RuntimeApplier`` swaps and each camera loop adopts at the top of its next frame;
-``/status``, the shadow's ``reported`` document and new events all read it there.
+shadow ``edge-config`` changes (``edge_app.remote``), config jobs included (they take the
+shadow's path). It lives in one place: the ``Runtime`` (config snapshot + detector) in the
+``RuntimeHolder`` (``EdgeApp.runtime``), which ``reconfigure.RuntimeApplier`` swaps and each
+camera loop adopts at the top of its next frame; ``/status``, the shadow's ``reported``
+document and new events all read it there.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ START_STEPS = (
     "telemetry start",
     "retention thread",
     "remote-config thread",
+    "jobs thread",
     "camera threads",
 )
 """The steps of ``EdgeApp.start``, each announced to ``on_start_step`` before it runs."""
@@ -188,6 +191,7 @@ class EdgeApp:
         if up is not None:
             step("connect")
             up.shadow.attach()  # before connect: the first CONNACK already asks for the shadow
+            up.jobs.attach()  # ... and for the next job
             stack.callback(up.transport.disconnect)  # also stops a connect that failed half-way
             up.transport.connect()
             step("drain thread")
@@ -211,6 +215,8 @@ class EdgeApp:
         if up is not None:
             step("remote-config thread")
             _start_thread(stack, up.shadow.run, "remote-config", up.shadow_stop)
+            step("jobs thread")
+            _start_thread(stack, up.jobs.run, "jobs", up.jobs_stop)
         step("camera threads")
         self._cameras = []
         for worker in parts.workers:

@@ -39,10 +39,12 @@ from edge_app.errors import ConfigError, FieldError
 from edge_app.files import loose_bits, private_dir
 from edge_app.intake import EventIntake
 from edge_app.models import Catalog, Registry, RemoteChoices, default_model_dir, load_manifest
+from edge_app.models.offer import ModelUpdates
 from edge_app.outbox import EventJournal, LaneStats, LaneStore, Outbox, recovery_event
 from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
+from edge_app.remote.jobs import JobsAgent
 from edge_app.sources import open_source
 from edge_app.telemetry import DiskUsage, HealthEvents, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
@@ -74,7 +76,9 @@ class Seams:
     """The parts a caller may supply instead of having them built from the config (tests, the
     demo). A supplied ``transport`` is connected and disconnected by the app; a supplied
     ``detector`` stays the caller's to close. ``notify`` is ``sd_notify``; ``watchdog_s``
-    overrides ``$WATCHDOG_USEC``; ``disk_usage`` replaces ``shutil.disk_usage``."""
+    overrides ``$WATCHDOG_USEC``; ``disk_usage`` replaces ``shutil.disk_usage``;
+    ``model_updates`` is the model updater model jobs use (None: they fail, saying the device
+    has none)."""
 
     clock: Clock
     transport: Transport | None = None
@@ -83,18 +87,21 @@ class Seams:
     disk_usage: DiskUsage | None = None
     notify: Callable[[str], bool] = sd_notify
     watchdog_s: float | None = None
+    model_updates: ModelUpdates | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UplinkParts:
-    """The MQTT side: the transport, the drain loop with its side lanes, remote config.
-    ``drain_stop`` and ``shadow_stop`` end the two threads."""
+    """The MQTT side: the transport, the drain loop with its side lanes, remote config, the
+    IoT Jobs agent. ``drain_stop``, ``shadow_stop`` and ``jobs_stop`` end the three threads."""
 
     transport: Transport
     drain: DrainLoop
     drain_stop: threading.Event
     shadow: ShadowClient
     shadow_stop: threading.Event
+    jobs: JobsAgent
+    jobs_stop: threading.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +288,8 @@ def build_app(
         ),
         step=step,
         on_config_outcome=on_config_outcome,
+        clock=clock,
+        model_updates=seams.model_updates,
     )
     return AppParts(
         outbox=outbox,
@@ -307,10 +316,13 @@ def _config_changes(
     handler: Callable[[RuntimeApplier], ShadowHandler],
     step: Step,
     on_config_outcome: Callable[[Outcome], None],
+    clock: Clock,
+    model_updates: ModelUpdates | None,
 ) -> tuple[UplinkParts | None, ConfigChange | None]:
     """Remote config (with an uplink) and the decider of changes made on the device (with
     the status page): one ``ShadowHandler`` serves both, so a local change takes the remote
-    one's path. Returns the uplink parts and the local decider (None: neither is needed)."""
+    one's path, and so does a config job (the Jobs agent hands its overlay to the same
+    thread). Returns the uplink parts and the local decider (None: neither is needed)."""
     transport, drain = wire.transport, wire.drain
     if transport is not None and drain is not None:
         step("remote config")
@@ -324,11 +336,30 @@ def _config_changes(
             on_outcome=on_config_outcome,
         )
         # the remote-config thread decides local changes too, in turn with shadow messages
-        uplink = UplinkParts(transport, drain, wire.drain_stop, shadow, shadow_stop)
+        jobs_stop = threading.Event()
+
+        def config_job(desired: dict[str, Any], origin: str) -> Outcome:
+            return shadow.local_change(desired, _CONFIG_JOB_WAIT_S, origin=origin)
+
+        jobs = JobsAgent(
+            transport,
+            config.device.thing_name,
+            stop=jobs_stop,
+            clock=clock,
+            config=config_job,
+            models=model_updates,
+        )
+        uplink = UplinkParts(
+            transport, drain, wire.drain_stop, shadow, shadow_stop, jobs, jobs_stop
+        )
         return uplink, shadow.local_change
     if page:
         return None, _serialised(handler(applier()))
     return None, None
+
+
+_CONFIG_JOB_WAIT_S = 300.0
+"""How long a config job waits for the remote-config thread (a new model may load first)."""
 
 
 def _serialised(handler: ShadowHandler) -> ConfigChange:

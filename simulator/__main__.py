@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "simulator.replay",
     "cloud": "simulator.cloud",
     "shadow": "simulator.shadow_cli",
+    "jobs": "simulator.jobs_cli",
     "outage": "simulator.outage",
     "certs": "simulator.certs_cli",
 }

@@ -23,6 +23,7 @@ from edge_app.config import AppConfig, ConfigSnapshot, SnapshotHolder
 from edge_app.domain import Detections, Event, Frame, Image, ModelRef
 from edge_app.errors import ModelError
 from edge_app.ids import new_ulid
+from edge_app.models.offer import ModelOffer, UpdateResult, UpdateState
 from edge_app.outbox import OutboxStats
 from edge_app.pipeline import CameraParts, CameraWorker, EventSink, Runtime, RuntimeHolder
 from edge_app.sources import FrameSource
@@ -146,6 +147,33 @@ class RecordingApplier:
         self.holder.swap(snapshot)
         self.applied.append(remote_version)
         return snapshot
+
+
+class FakeUpdater:
+    """The ``ModelUpdates`` seam (``edge_app.models.offer``): "runs" ``running``; an offer
+    of the same sha256 is ``unchanged``, one named in ``refuse`` is ``rejected`` with that
+    reason, any other is ``switched`` (after a ``progress`` note). ``calls`` lists the
+    (offer, origin) it was asked, in order."""
+
+    def __init__(self, running: ModelRef, refuse: dict[str, str] | None = None) -> None:
+        self.running = running
+        self.refuse = dict(refuse or {})
+        self.calls: list[tuple[ModelOffer, str]] = []
+        self._lock = threading.Lock()
+
+    def update(
+        self, offer: ModelOffer, *, origin: str, progress: Callable[[str], None] | None = None
+    ) -> UpdateResult:
+        with self._lock:
+            self.calls.append((offer, origin))
+            if offer.sha256[:12] == self.running.sha256:
+                return UpdateResult(UpdateState.UNCHANGED, self.running)
+            if offer.name in self.refuse:
+                return UpdateResult(UpdateState.REJECTED, self.running, self.refuse[offer.name])
+            if progress is not None:
+                progress("downloading 100%")
+            self.running = ModelRef(offer.name, offer.sha256[:12], offer.version)
+            return UpdateResult(UpdateState.SWITCHED, self.running, agreement=0.97)
 
 
 def camera_loop(

@@ -10,7 +10,9 @@ only when a thing of that name is attached to the certificate that connected. So
 * publish only its own events, metrics, status and snapshots (``edge-app/<thing>/...``, the
   MQTT contract, docs/events.md) and retain only its status;
 * talk only to its own ``edge-config`` named shadow (publish ``get`` and ``update``, receive the
-  answers ``ShadowClient`` subscribes to; never ``delete``) and its own IoT Jobs topics.
+  answers ``ShadowClient`` subscribes to; never ``delete``) and its own IoT Jobs: exactly the
+  requests and answers of ``JobsAgent`` (``JobTopics``: ``start-next``, ``<job>/get``,
+  ``<job>/update`` and their answers, ``notify-next``).
 
 Nothing else: no ``iot:*`` action, no ``*`` resource, no other thing's topics, no classic
 shadow, no ``$aws/events``. ``docs/aws-device.md`` explains each statement.
@@ -32,6 +34,7 @@ __all__ = [
 import re
 from typing import Any
 
+from edge_app.remote.jobs import JobTopics
 from edge_app.remote.shadow import ShadowTopics
 
 DEFAULT_POLICY_NAME = "edge-app-device"
@@ -44,21 +47,11 @@ UPLINK_TOPICS = ("events", "metrics", "status", "snapshots/*")
 """What the daemon publishes under its prefix (docs/events.md); ``*`` is one event id."""
 _RETAINED = ("status",)
 """The one topic published with the retain flag (``online``/``offline``/``stopped``)."""
-JOBS_PUBLISH = ("get", "start-next", "*/get", "*/update")
-"""IoT Jobs requests a device sends, under ``$aws/things/<thing>/jobs/`` (``*``: a job id)."""
-JOBS_RECEIVE = (
-    "notify",
-    "notify-next",
-    "get/accepted",
-    "get/rejected",
-    "start-next/accepted",
-    "start-next/rejected",
-    "*/get/accepted",
-    "*/get/rejected",
-    "*/update/accepted",
-    "*/update/rejected",
-)
-"""IoT Jobs answers and notifications a device subscribes to and receives."""
+_JOBS = JobTopics(THING)
+JOBS_PUBLISH = tuple(t.replace("/+/", "/*/") for t in _JOBS.requests)
+"""The IoT Jobs requests the agent sends (``JobTopics.requests``; ``*``: a job id)."""
+JOBS_RECEIVE = tuple(t.replace("/+/", "/*/") for t in _JOBS.subscribed)
+"""The IoT Jobs answers and notifications the agent subscribes to (``JobTopics.subscribed``)."""
 _ARN_PART = re.compile(r"^[a-z0-9-]{1,64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _TEMPLATE = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
@@ -81,11 +74,9 @@ def device_policy(partition: str, region: str, account: str) -> dict[str, Any]:
     arn = _arn(partition, region, account)
     own = TOPIC_PREFIX.format(thing=THING)
     shadow = ShadowTopics(THING)
-    jobs = f"$aws/things/{THING}/jobs"
     publish = [f"{own}/{t}" for t in UPLINK_TOPICS]
-    publish += list(shadow.requests)
-    publish += [f"{jobs}/{t}" for t in JOBS_PUBLISH]
-    receive = list(shadow.subscribed) + [f"{jobs}/{t}" for t in JOBS_RECEIVE]
+    publish += list(shadow.requests) + list(JOBS_PUBLISH)
+    receive = list(shadow.subscribed) + list(JOBS_RECEIVE)
     return {
         "Version": "2012-10-17",
         "Statement": [

@@ -18,6 +18,7 @@ from edge_app.cli import aws as aws_cmd
 from edge_app.cli import config as config_cmd
 from edge_app.cli import demo as demo_cmd
 from edge_app.cli import detect as detect_cmd
+from edge_app.cli import fleet as fleet_cmd
 from edge_app.cli import health as health_cmd
 from edge_app.cli import install as install_cmd
 from edge_app.cli import keys as keys_cmd
@@ -39,6 +40,7 @@ _COMMANDS: tuple[Registrar, ...] = (
     review_cmd.register,
     keys_cmd.register,
     aws_cmd.register,
+    fleet_cmd.register,
     install_cmd.register,
     demo_cmd.register,
 )

@@ -206,43 +206,45 @@ class ShadowHandler:
             "applied", version, snapshot.digest, (), self._applied_report(version, token)
         )
 
-    def handle_local(self, state: dict[str, Any]) -> Outcome:
+    def handle_local(self, state: dict[str, Any], *, origin: str = "local") -> Outcome:
         """A change made on the device (the status page's zone editor), ``state`` a partial
         desired document (``{"cameras": {name: {"zones": [...]}}, "rules": [...]}``): the same
         validate, apply, persist and audit as a remote delta, laid over the desired document
         in force. The report writes ``state`` into the shadow's ``desired`` as well as what
         runs into ``reported``, so the shadow agrees and sends no delta that would undo it.
         The version bar does not move (the shadow numbers the update itself); a rejected
-        change is audited and answered, never reported."""
+        change is audited and answered, never reported. ``origin`` names who made the change
+        in the audit event (``local``: the status page; ``job:<id>``: an IoT Job)."""
         desired = merge_delta(self._desired, state)
         try:
             _, effective = validate_overlay(desired, self._local, self._models)
         except ConfigError as exc:
-            return self._local_rejected(exc.errors)
+            return self._local_rejected(exc.errors, origin)
         current = self._applier.current()
         effective = effective.model_copy(update={"version": current.config.version})
         try:
             snapshot = self._applier.apply(effective, current.remote_version or 0)
         except EdgeAppError as exc:
-            return self._local_rejected([FieldError("", str(exc))])
+            return self._local_rejected([FieldError("", str(exc))], origin)
         self._desired = desired
         try:
             self._store.save(LastGood(desired, max(self._bar, 0), snapshot.digest))
         except ConfigError as exc:
             log.error("local config change applied but not persisted: %s", exc)
-        self._record("applied", None, snapshot, (), origin="local")
+        self._record("applied", None, snapshot, (), origin=origin)
         report = self._applied_report(self._bar, None)
         report["state"]["desired"] = state
-        log.info("local config change in force (%s)", snapshot.digest)
+        log.info("%s config change in force (%s)", origin, snapshot.digest)
         return Outcome("applied", None, snapshot.digest, (), report)
 
-    def _local_rejected(self, errors: list[FieldError]) -> Outcome:
+    def _local_rejected(self, errors: list[FieldError], origin: str) -> Outcome:
         current = self._applier.current()
         log.warning(
-            "local config change rejected: %s",
+            "%s config change rejected: %s",
+            origin,
             "; ".join(str(e) for e in errors[:5]),
         )
-        self._record("rejected", None, current, tuple(errors), origin="local")
+        self._record("rejected", None, current, tuple(errors), origin=origin)
         return Outcome("rejected", None, current.digest, tuple(errors))
 
     def deleted(self, payload: bytes) -> None:

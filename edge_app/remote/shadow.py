@@ -141,22 +141,25 @@ class ShadowClient:
         self._on_outcome = on_outcome
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
         self.outcomes = 0
-        self._local: dict[int, tuple[dict[str, Any], Future[Outcome]]] = {}
+        self._local: dict[int, tuple[dict[str, Any], str, Future[Outcome]]] = {}
         self._local_n = 0
         self._local_lock = threading.Lock()
         # The last local change's report, until a publish of it succeeds: a reconnect sends
         # it before the get, so the shadow's desired never undoes a change made offline.
         self._unsent: bytes | None = None
 
-    def local_change(self, state: dict[str, Any], timeout_s: float) -> Outcome:
+    def local_change(
+        self, state: dict[str, Any], timeout_s: float, *, origin: str = "local"
+    ) -> Outcome:
         """Decide on a change made on the device (``ShadowHandler.handle_local``) on this
         client's thread, in turn with shadow messages; waits up to ``timeout_s`` for the
-        outcome (``TimeoutError`` if the thread is busy that long, e.g. loading a model)."""
+        outcome (``TimeoutError`` if the thread is busy that long, e.g. loading a model).
+        ``origin`` names the change's maker in the audit (``local``, ``job:<id>``)."""
         future: Future[Outcome] = Future()
         with self._local_lock:
             self._local_n += 1
             key = self._local_n
-            self._local[key] = (state, future)
+            self._local[key] = (state, origin, future)
         self._put("local", str(key).encode())
         return future.result(timeout_s)
 
@@ -215,9 +218,9 @@ class ShadowClient:
             return
         if topic == "local":
             with self._local_lock:
-                state, future = self._local.pop(int(payload))
+                state, origin, future = self._local.pop(int(payload))
             try:
-                local = self._handler.handle_local(state)
+                local = self._handler.handle_local(state, origin=origin)
             except Exception as exc:
                 future.set_exception(exc)
                 raise

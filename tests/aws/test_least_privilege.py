@@ -4,7 +4,8 @@
 on its mutual-TLS listener; thing-a and thing-b each present their own certificate. Device A
 may use its own topics and shadow, and cannot publish to B's topics or shadow, nor receive
 anything of B's (live, retained or shadow answers) whatever it subscribes to, not even by
-claiming B's client id.
+claiming B's client id. The same holds for IoT Jobs: A runs its own and cannot see, start or
+update B's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import pytest
 from edge_app.aws import MqttProbe
 from edge_app.config import TlsConfig
 from edge_app.remote import ShadowTopics
+from edge_app.remote.jobs import JobTopics
 from edge_app.uplink import tls_context
 from simulator.broker import Mosquitto
 from simulator.certs import Pki
+from simulator.jobs import JobsService
 from simulator.shadow import ShadowService
 
 pytestmark = pytest.mark.broker
@@ -94,6 +97,8 @@ def test_a_cannot_publish_to_b_topics_or_shadow(
         b_shadow.update,
         b_shadow.delete,
         f"$aws/things/{B}/jobs/get",
+        JobTopics(B).start_next,
+        JobTopics(B).update("job-1"),
     ]
     with device(policy_broker, fleet[A], A) as a:
         for topic in targets:
@@ -172,3 +177,40 @@ def test_a_wrong_client_id_may_not_use_even_its_own_topics(
     with device(policy_broker, fleet[A], "not-a-thing") as a:
         assert a.publish(f"edge-app/{A}/events", b"{}").code == NOT_AUTHORIZED
         assert a.publish(ShadowTopics(A).get, b"{}").code == NOT_AUTHORIZED
+
+
+def test_a_may_run_its_own_jobs_but_cannot_see_start_or_update_b_jobs(
+    policy_broker: Mosquitto, fleet: dict[str, Pki]
+) -> None:
+    a_jobs, b_jobs = JobTopics(A), JobTopics(B)
+    document = {"operation": "config", "desired": {"detector": {"score_threshold": 0.6}}}
+    cloud = MqttProbe(
+        policy_broker.host, policy_broker.port, client_id="lp-jobs-cloud", context=None
+    )
+    with JobsService(policy_broker.host, policy_broker.port, client_id="lp-jobs") as jobs, cloud:
+        assert cloud.connect().ok
+        assert cloud.subscribe(b_jobs.notify_next).ok
+        jobs.create_job("lp-b-job", {**document, "marker": "b-job-marker"}, things=[B])
+        with device(policy_broker, fleet[A], A) as a:
+            for topic_filter in [*b_jobs.subscribed, f"$aws/things/{B}/jobs/#"]:
+                a.subscribe(topic_filter)
+            for topic in (b_jobs.start_next, b_jobs.update("lp-b-job"), b_jobs.get("lp-b-job")):
+                answer = a.publish(topic, b'{"status":"SUCCEEDED"}')
+                assert (answer.ok, answer.code) == (False, NOT_AUTHORIZED), topic
+            # B's notify-next goes out again (the job is re-announced) while A listens
+            jobs.create_job("lp-b-job-2", {**document, "marker": "b-job-marker"}, things=[B])
+            jobs.cancel_job("lp-b-job")  # the next one changes: notify-next names lp-b-job-2
+            assert cloud.wait_message(contains(b"lp-b-job-2")) is not None  # the control
+            # A's own jobs work: its subscriptions and requests are allowed
+            for topic_filter in a_jobs.subscribed:
+                assert a.subscribe(topic_filter).ok, topic_filter
+            jobs.create_job("lp-a-job", document, things=[A])
+            assert a.publish(a_jobs.start_next, b'{"clientToken":"lp-a"}').ok
+            started = a.wait_message(lambda t, p: t == a_jobs.start_next_accepted and b"lp-a" in p)
+            assert started is not None
+            assert json.loads(started[1])["execution"]["jobId"] == "lp-a-job"
+            assert a.publish(a_jobs.update("lp-a-job"), b'{"status":"SUCCEEDED"}').ok
+            assert jobs.wait_until(lambda: jobs.status("lp-a-job", A) == "SUCCEEDED", 10.0)
+            leaked = [t for t, p in a.messages if b"b-job-marker" in p or f"/{B}/" in t]
+        assert leaked == []
+        assert jobs.status("lp-b-job-2", B) == "QUEUED"  # A could not start or finish it
