@@ -31,9 +31,9 @@ from simulator.certs import Pki
 from simulator.jobs import JobsService
 from simulator.proxy import TcpProxy
 from simulator.shadow import ShadowService
+from tests.config.test_remote_overlay import MODELS, local_config
 from tests.factories import wait_until
 from tests.fakes import FakeUpdater, RecordingApplier
-from tests.config.test_remote_overlay import MODELS, local_config
 
 pytestmark = pytest.mark.broker
 
