@@ -1,0 +1,386 @@
+"""``python -m simulator fleet``: many simulated devices against one broker, audited per device.
+
+One Mosquitto with a mutual-TLS listener whose ACL mirrors the AWS IoT device policy
+(``simulator.acl.policy_acl`` of ``edge_app.aws.device_policy``), with every device's
+certificate denied every other device's topics; N devices ``cam-0001``.. each with its own
+certificate (CN = thing name = client id) running the real delivery stack
+(``simulator.fleetdevice.SimDevice``: its own SQLite outbox, ``DrainLoop``, ``MqttTransport``);
+scripted outages per device cut that device's link only. On the broker's plain listener (the
+cloud side) a ``CloudConsumer`` feeds a ``Ledger`` (raised, delivered, duplicates, missing per
+device) and ``BrokerLoad`` reads the broker's ``$SYS`` message rate.
+
+A run goes through ``PHASES`` in order; ``Fleet(on_phase=...)`` hooks are called at the start
+of each with the phase and the fleet (its devices, broker and ledger), which is where a rollout
+(IoT Jobs, model updates) attaches later: components on each device before ``connect``, the
+rollout itself during ``run``, its outcome checked in ``report``.
+
+* ``setup``: certificates (made once in ``<workdir>/pki``, reused), the broker, the consumers;
+* ``connect``: every device connects (``--connect-timeout``);
+* ``run``: devices raise their events from one shared start time; outages run on schedule;
+* ``drain``: wait until every raised event has arrived, or ``--drain-timeout`` seconds after
+  the last was raised (never a fixed sleep);
+* ``report``: the per-device table (``--json``: one object); exit 1 if anything is missing.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PHASES", "Fleet", "FleetReport", "fleet_acl", "main", "register"]
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_app.aws import device_policy
+from edge_app.config import TlsConfig
+from simulator.acl import policy_acl
+from simulator.broker import BrokerError, Mosquitto, ensure_mosquitto
+from simulator.certs import PkiError, make_pki
+from simulator.cloud import CloudConsumer
+from simulator.fleetdevice import SimDevice
+from simulator.fleetledger import BrokerLoad, BrokerSummary, DeviceTally, Ledger, percentile
+from simulator.fleetplan import FleetPlan, OutageSpec, random_outages
+
+log = logging.getLogger(__name__)
+
+PHASES = ("setup", "connect", "run", "drain", "report")
+POLICY_ACCOUNT = ("aws", "us-east-1", "123456789012")
+"""Partition, region and account of the device policy the broker's ACL mirrors."""
+_START_MARGIN_S = 0.2  # devices start raising together this long after the run phase begins
+
+PhaseHook = Callable[[str, "Fleet"], None]
+
+
+def fleet_acl(things: Sequence[str]) -> str:
+    """The broker's ``acl_file`` for ``things``: the IoT device policy, per certificate."""
+    return policy_acl(device_policy(*POLICY_ACCOUNT), things)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetReport:
+    """What a run found: per-device tallies, totals, the broker's load and each phase's time."""
+
+    devices: list[DeviceTally]
+    totals: dict[str, float]
+    broker: BrokerSummary
+    phases_s: dict[str, float]
+    connected: int
+    complete: bool
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Fleet:
+    """The devices of ``plan`` against one broker, with the cloud side's books.
+
+    ``workdir`` holds the PKI (reused across runs), the broker's files and every device's
+    outbox; the caller owns it. ``on_phase`` hooks run at the start of each of ``PHASES``.
+    After ``run()`` the fleet is stopped; ``devices``, ``broker`` and ``ledger`` stay readable.
+    """
+
+    def __init__(
+        self,
+        plan: FleetPlan,
+        workdir: Path,
+        *,
+        on_phase: Sequence[PhaseHook] = (),
+        connect_timeout_s: float = 30.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.devices: list[SimDevice] = []
+        self.broker: Mosquitto | None = None
+        self.ledger = Ledger()
+        self._hooks = list(on_phase)
+        self._connect_timeout_s = connect_timeout_s
+        self._say = progress or (lambda _text: None)
+        self._phases: dict[str, float] = {}
+
+    def run(self) -> FleetReport:
+        """Run every phase; returns the report. Raises ``BrokerError``/``PkiError`` when the
+        broker or the certificates cannot be set up."""
+        plan = self.plan
+        with ExitStack() as stack:
+            self._phase("setup")
+            pki_dir = self.workdir / "pki"
+            pkis = {thing: make_pki(pki_dir, thing) for thing in plan.things}
+            ca = next(iter(pkis.values())).ca
+            self.broker = Mosquitto(
+                self.workdir / "broker", pkis[plan.things[0]], acl=fleet_acl(plan.things),
+                sys_interval=1,
+            )  # fmt: skip
+            stack.enter_context(self.broker)
+            broker = self.broker
+            load = stack.enter_context(BrokerLoad(broker.host, broker.port))
+            consumer = CloudConsumer(broker.host, broker.port, client_id="fleet-cloud")
+            consumer.on_batch = self.ledger.feed
+            stack.enter_context(consumer)
+            self._say(
+                f"broker: mosquitto, mutual TLS on :{broker.tls_port} with per-device ACLs; "
+                f"cloud side on :{broker.port}"
+            )
+            for thing in plan.things:
+                pki = pkis[thing]
+                self.devices.append(
+                    SimDevice(
+                        thing,
+                        host=broker.host,
+                        port=broker.tls_port,
+                        tls=TlsConfig(ca=ca, cert=pki.client_cert, key=pki.client_key),
+                        data_dir=self.workdir / "devices" / thing,
+                        rate=plan.rate,
+                        events=plan.events,
+                        outages=plan.outages_of(thing),
+                    )
+                )
+                stack.callback(self.devices[-1].stop)
+
+            self._phase("connect")
+            for device in self.devices:
+                device.connect()
+            connected = self._wait_connected()
+            self._say(f"connected: {connected} of {len(self.devices)} devices")
+
+            self._phase("run")
+            t0 = time.monotonic() + _START_MARGIN_S
+            for device in self.devices:
+                device.run(t0)
+            for outage in plan.outages:
+                self._say(
+                    f"outage: {outage.thing} offline from {outage.start_s:g} s "
+                    f"for {outage.duration_s:g} s"
+                )
+            self.ledger.wait(
+                lambda: all(d.done_raising for d in self.devices),
+                plan.generation_s + plan.drain_timeout_s,
+            )
+            self._say(f"raised: {sum(len(d.raised) for d in self.devices)} events")
+
+            self._phase("drain")
+            complete = self.ledger.wait(self._complete, plan.drain_timeout_s)
+            end = time.monotonic()
+
+            self._phase("report")
+            report = self._report(load.summary(t0, end), connected, complete)
+        self._phases["stop"] = time.monotonic()
+        return report
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _phase(self, name: str) -> None:
+        self._phases[name] = time.monotonic()
+        for hook in self._hooks:
+            hook(name, self)
+
+    def _wait_connected(self) -> int:
+        def count() -> int:
+            return sum(d.transport.is_connected for d in self.devices)
+
+        self.ledger.wait(lambda: count() == len(self.devices), self._connect_timeout_s)
+        return count()
+
+    def _complete(self) -> bool:
+        return all(d.done_raising and self.ledger.holds(d.thing, d.raised) for d in self.devices)
+
+    def _report(self, broker: BrokerSummary, connected: int, complete: bool) -> FleetReport:
+        tallies = [
+            self.ledger.tally(
+                d.thing,
+                d.raised,
+                behind_s=d.behind_s,
+                outages=tuple(o.text for o in d.outages),
+            )
+            for d in self.devices
+        ]
+        lags = self.ledger.lags()
+        totals: dict[str, float] = {
+            key: sum(getattr(t, key) for t in tallies)
+            for key in ("raised", "delivered", "duplicates", "missing")
+        }
+        totals |= {
+            "lag_p50_s": round(percentile(lags, 50), 3),
+            "lag_p99_s": round(percentile(lags, 99), 3),
+            "lag_max_s": round(max(lags, default=0.0), 3),
+            "behind_s": max((t.behind_s for t in tallies), default=0.0),
+            "batches": self.ledger.batches,
+        }
+        marks = list(self._phases.items())
+        phases = {
+            name: round(marks[i + 1][1] - at, 2) if i + 1 < len(marks) else 0.0
+            for i, (name, at) in enumerate(marks)
+        }
+        phases.pop("report", None)
+        plan = self.plan
+        return FleetReport(
+            devices=tallies,
+            totals=totals,
+            broker=broker,
+            phases_s=phases,
+            connected=connected,
+            complete=complete and totals["missing"] == 0 and connected == len(self.devices),
+            plan={
+                "devices": plan.devices,
+                "rate": plan.rate,
+                "events": plan.events,
+                "outages": [o.text for o in plan.outages],
+                "drain_timeout_s": plan.drain_timeout_s,
+            },
+        )
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "fleet",
+        help="many simulated devices against one broker: per-device delivery audit",
+        description=(
+            "N simulated devices (cam-0001..), each with its own certificate, client id and "
+            "SQLite outbox running the real delivery stack, against one Mosquitto with mutual "
+            "TLS and per-device ACLs (the AWS IoT device policy); scripted outages per device. "
+            "Prints per-device raised/delivered/duplicates/missing, raise-to-delivered lag and "
+            "the broker's message rate; exits 1 if any event is missing."
+        ),
+    )
+    parser.add_argument("--devices", type=int, default=3, help="number of devices (1-500)")
+    parser.add_argument(
+        "--rate", type=float, default=5.0, help="events per second each device raises"
+    )
+    parser.add_argument("--events", type=int, default=50, help="events each device raises")
+    parser.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="THING:START:DURATION",
+        help="take THING offline START seconds into the run for DURATION seconds (its link "
+        "is refused and reset, the others keep theirs), e.g. cam-0003:5:10; repeatable",
+    )
+    parser.add_argument(
+        "--outages",
+        choices=["random"],
+        help="random: a quarter of the devices (at least one) each offline once, drawn "
+        "with --seed (instead of --outage)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of --outages random")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for delivery to complete after the last event is raised",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=30.0, help="seconds to wait for devices to connect"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep certificates, broker log and outboxes here (default: a temporary "
+        "directory, removed at the end)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(func=main)
+
+
+def plan_from_args(args: argparse.Namespace) -> FleetPlan:
+    """The plan of parsed ``args``; ``ValueError`` with a one-line reason when wrong."""
+    if args.outages and args.outage:
+        raise ValueError("use --outage or --outages random, not both")
+    outages = tuple(OutageSpec.parse(text) for text in args.outage)
+    if args.outages == "random":
+        bare = FleetPlan(args.devices, args.rate, args.events)  # checks them first
+        outages = random_outages(bare.things, bare.generation_s, args.seed)
+    return FleetPlan(
+        args.devices,
+        args.rate,
+        args.events,
+        outages=outages,
+        drain_timeout_s=args.drain_timeout,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    say = (lambda _t: None) if args.json else _progress()
+    with ExitStack() as stack:
+        workdir = args.workdir
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
+        try:
+            ensure_mosquitto()
+            fleet = Fleet(
+                plan, workdir.resolve(), connect_timeout_s=args.connect_timeout, progress=say
+            )
+            report = fleet.run()
+        except (BrokerError, PkiError) as exc:
+            print(f"fleet: {exc}", file=sys.stderr)
+            return 3
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print_report(report)
+    return 0 if report.complete else 1
+
+
+def _progress() -> Callable[[str], None]:
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
+
+    return say
+
+
+def print_report(report: FleetReport) -> None:
+    """The per-device table, the totals, the broker's load and the verdict, as text."""
+    head = ("device", "raised", "delivered", "duplicates", "missing", "p50 s", "p99 s", "outages")
+    rows = [
+        (t.thing, t.raised, t.delivered, t.duplicates, t.missing, t.lag_p50_s, t.lag_p99_s,
+         " ".join(t.outages) or "-")
+        for t in report.devices
+    ]  # fmt: skip
+    tot = report.totals
+    rows.append(
+        ("total", int(tot["raised"]), int(tot["delivered"]), int(tot["duplicates"]),
+         int(tot["missing"]), tot["lag_p50_s"], tot["lag_p99_s"], "")
+    )  # fmt: skip
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join(f"{{:<{w}}}" if i in (0, 7) else f"{{:>{w}}}" for i, w in enumerate(widths))
+    print(line.format(*head))
+    for row in rows:
+        if row[0] == "total":
+            print("  ".join("-" * w for w in widths))
+        print(line.format(*row))
+    b = report.broker
+    print(
+        f"broker: {b.publishes_received_per_s:g} publishes/s received, "
+        f"{b.publishes_sent_per_s:g}/s sent (mean over {b.window_s:g} s); 1-min load peak "
+        f"{b.load_received_1min_peak:g} msgs/min in, {b.load_sent_1min_peak:g} out; "
+        f"{b.clients_peak} clients"
+    )
+    phases = ", ".join(f"{name} {s:g} s" for name, s in report.phases_s.items() if s)
+    print(f"phases: {phases}; {int(tot['batches'])} batches; producers at most "
+          f"{tot['behind_s']:g} s behind schedule")  # fmt: skip
+    if report.complete:
+        print(f"result: complete, {int(tot['delivered'])} of {int(tot['raised'])} delivered")
+    else:
+        missing = [t.thing for t in report.devices if t.missing]
+        print(
+            f"result: INCOMPLETE, {int(tot['missing'])} missing ({', '.join(missing) or '-'}); "
+            f"{report.connected} of {len(report.devices)} devices connected"
+        )
