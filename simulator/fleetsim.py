@@ -82,9 +82,10 @@ class FleetReport:
 class Fleet:
     """The devices of ``plan`` against one broker, with the cloud side's books.
 
-    ``workdir`` holds the PKI (reused across runs), the broker's files and every device's
-    outbox; the caller owns it. ``on_phase`` hooks run at the start of each of ``PHASES``.
-    After ``run()`` the fleet is stopped; ``devices``, ``broker`` and ``ledger`` stay readable.
+    ``workdir`` holds the broker's files, every device's outbox and (unless ``pki_dir`` names
+    another place) the PKI, reused across runs; the caller owns both. ``on_phase`` hooks run
+    at the start of each of ``PHASES``. After ``run()`` the fleet is stopped; ``devices``,
+    ``broker`` and ``ledger`` stay readable.
     """
 
     def __init__(
@@ -93,11 +94,13 @@ class Fleet:
         workdir: Path,
         *,
         on_phase: Sequence[PhaseHook] = (),
+        pki_dir: Path | None = None,
         connect_timeout_s: float = 30.0,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.workdir = workdir
+        self.pki_dir = pki_dir or workdir / "pki"
         self.devices: list[SimDevice] = []
         self.broker: Mosquitto | None = None
         self.ledger = Ledger()
@@ -112,8 +115,7 @@ class Fleet:
         plan = self.plan
         with ExitStack() as stack:
             self._phase("setup")
-            pki_dir = self.workdir / "pki"
-            pkis = {thing: make_pki(pki_dir, thing) for thing in plan.things}
+            pkis = {thing: make_pki(self.pki_dir, thing) for thing in plan.things}
             ca = next(iter(pkis.values())).ca
             self.broker = Mosquitto(
                 self.workdir / "broker", pkis[plan.things[0]], acl=fleet_acl(plan.things),
