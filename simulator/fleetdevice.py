@@ -153,10 +153,15 @@ class SimDevice:
             script = FaultScript.parse(outage_script(self.outages))
             self._spawn("outage", lambda: self._script(t0, script))
 
+    def halt(self) -> None:
+        """Tell every thread of this device to stop, without waiting (``stop`` waits): a fleet
+        halts all its devices first, so their threads wind down together."""
+        self._stop.set()
+
     def stop(self) -> None:
         """Stop raising, draining and the outage script; disconnect; close the outbox.
         Idempotent."""
-        self._stop.set()
+        self.halt()
         for thread in self._threads:
             thread.join(_JOIN_S)
         self._threads = []

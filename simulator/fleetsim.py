@@ -146,6 +146,8 @@ class Fleet:
                     )
                 )
                 stack.callback(self.devices[-1].stop)
+            # Unwound first: every device's threads start winding down before any is joined.
+            stack.callback(self._halt_all)
 
             self._phase("connect")
             for device in self.devices:
@@ -178,6 +180,10 @@ class Fleet:
         return report
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _halt_all(self) -> None:
+        for device in self.devices:
+            device.halt()
 
     def _phase(self, name: str) -> None:
         self._phases[name] = time.monotonic()
