@@ -33,6 +33,7 @@ from edge_app.ids import new_ulid
 from edge_app.outbox import Outbox
 from edge_app.uplink import DrainLoop, MqttTransport, encode_batch, status_payload
 from simulator.broker import free_port
+from simulator.fleetledger import DeviceTally, Ledger
 from simulator.fleetplan import OutageSpec, outage_script
 from simulator.outage import FaultScript
 from simulator.proxy import TcpProxy
@@ -128,6 +129,19 @@ class SimDevice:
     def done_raising(self) -> bool:
         with self._lock:
             return len(self._raised) >= self._events
+
+    def holds_all(self, ledger: Ledger) -> bool:
+        """True once every event is raised and each has arrived in ``ledger``."""
+        return self.done_raising and ledger.holds(self.thing, self.raised)
+
+    def tally(self, ledger: Ledger) -> DeviceTally:
+        """This device's delivery, by event id."""
+        return ledger.tally(
+            self.thing,
+            self.raised,
+            behind_s=self.behind_s,
+            outages=tuple(o.text for o in self.outages),
+        )
 
     def attach(self, component: Component) -> None:
         """Run ``component`` with this device (call before ``connect``)."""

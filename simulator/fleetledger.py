@@ -71,6 +71,7 @@ class Ledger:
         self._changed = threading.Condition()
         self._lag: dict[str, dict[str, float]] = {}  # thing -> event id -> lag at first receipt
         self._copies: dict[str, int] = {}  # thing -> events received, copies included
+        self._seqs: dict[str, dict[int, float]] = {}  # thing -> seq -> lag at first receipt
         self.batches = 0
 
     def feed(self, batch: Mapping[str, Any], received_wall: float | None = None) -> None:
@@ -83,7 +84,9 @@ class Ledger:
                 seen = self._lag.setdefault(thing, {})
                 self._copies[thing] = self._copies.get(thing, 0) + 1
                 if event["id"] not in seen:
-                    seen[event["id"]] = now - _unix(event["ts"])
+                    lag = now - _unix(event["ts"])
+                    seen[event["id"]] = lag
+                    self._seqs.setdefault(thing, {}).setdefault(int(event["seq"]), lag)
             self._changed.notify_all()
 
     def holds(self, thing: str, ids: Iterable[str]) -> bool:
@@ -91,6 +94,12 @@ class Ledger:
         with self._changed:
             seen = self._lag.get(thing, {})
             return all(i in seen for i in ids)
+
+    def holds_seqs(self, thing: str, last_seq: int) -> bool:
+        """True when every seq 1..``last_seq`` of ``thing`` has arrived."""
+        with self._changed:
+            seqs = self._seqs.get(thing, {})
+            return all(q in seqs for q in range(1, last_seq + 1))
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until ``predicate()`` holds (checked on every batch, and every 0.5 s for
@@ -119,23 +128,51 @@ class Ledger:
             seen = dict(self._lag.get(thing, {}))
             copies = self._copies.get(thing, 0)
         delivered = [seen[i] for i in ids if i in seen]
-        return DeviceTally(
-            thing=thing,
-            raised=len(ids),
-            delivered=len(delivered),
-            duplicates=copies - len(seen),
-            missing=len(ids) - len(delivered),
-            lag_p50_s=round(percentile(delivered, 50), 3),
-            lag_p99_s=round(percentile(delivered, 99), 3),
-            lag_max_s=round(max(delivered, default=0.0), 3),
-            behind_s=round(behind_s, 3),
+        return _tally(
+            thing, len(ids), delivered, duplicates=copies - len(seen), behind_s=behind_s,
             outages=outages,
+        )  # fmt: skip
+
+    def tally_seqs(
+        self, thing: str, last_seq: int, *, outages: tuple[str, ...] = ()
+    ) -> DeviceTally:
+        """``thing``'s delivery of seqs 1..``last_seq`` (a device whose ids are not known)."""
+        with self._changed:
+            seqs = dict(self._seqs.get(thing, {}))
+            unique = len(self._lag.get(thing, {}))
+            copies = self._copies.get(thing, 0)
+        delivered = [seqs[q] for q in range(1, last_seq + 1) if q in seqs]
+        return _tally(
+            thing, last_seq, delivered, duplicates=copies - unique, behind_s=0.0, outages=outages
         )
 
     def lags(self) -> list[float]:
         """Every delivered event's lag, seconds, all devices."""
         with self._changed:
             return [lag for seen in self._lag.values() for lag in seen.values()]
+
+
+def _tally(
+    thing: str,
+    raised: int,
+    delivered: list[float],
+    *,
+    duplicates: int,
+    behind_s: float,
+    outages: tuple[str, ...],
+) -> DeviceTally:
+    return DeviceTally(
+        thing=thing,
+        raised=raised,
+        delivered=len(delivered),
+        duplicates=duplicates,
+        missing=raised - len(delivered),
+        lag_p50_s=round(percentile(delivered, 50), 3),
+        lag_p99_s=round(percentile(delivered, 99), 3),
+        lag_max_s=round(max(delivered, default=0.0), 3),
+        behind_s=round(behind_s, 3),
+        outages=outages,
+    )
 
 
 @dataclass(frozen=True, slots=True)

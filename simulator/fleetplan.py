@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_DEVICES",
+    "MAX_REPLAY_DEVICES",
     "FleetPlan",
     "OutageSpec",
     "outage_script",
@@ -27,9 +28,12 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 MAX_DEVICES = 500
 """Most devices one run simulates (each has threads and sockets in this one process)."""
+MAX_REPLAY_DEVICES = 8
+"""Most devices of a ``--replay`` run (each runs the whole daemon with its own detector)."""
 _THING_RE = re.compile(r"cam-[0-9]{4}")
 
 
@@ -125,6 +129,9 @@ class FleetPlan:
     events: int
     outages: tuple[OutageSpec, ...] = ()
     drain_timeout_s: float = 60.0
+    replay: Path | None = None
+    """A clip each device's daemon replays instead of generated events (``rate``/``events``
+    then unused); at most ``MAX_REPLAY_DEVICES`` devices."""
 
     def __post_init__(self) -> None:
         names = set(thing_names(self.devices))
@@ -132,6 +139,14 @@ class FleetPlan:
             raise ValueError(f"--rate must be > 0 and <= 1000 events/s per device, got {self.rate}")
         if self.events < 1:
             raise ValueError(f"--events must be >= 1 per device, got {self.events}")
+        if self.replay is not None:
+            if self.devices > MAX_REPLAY_DEVICES:
+                raise ValueError(
+                    f"--replay runs the daemon and a detector per device: use at most "
+                    f"{MAX_REPLAY_DEVICES} devices, got {self.devices}"
+                )
+            if not self.replay.is_file():
+                raise ValueError(f"--replay {self.replay}: no such file; give a video clip")
         if not self.drain_timeout_s > 0:
             raise ValueError(f"--drain-timeout must be > 0 seconds, got {self.drain_timeout_s}")
         for outage in self.outages:

@@ -36,10 +36,12 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from edge_app.aws import device_policy
 from edge_app.config import TlsConfig
+from edge_app.errors import ModelError
+from edge_app.models import default_model_dir, load_manifest, pull
 from simulator.acl import policy_acl
 from simulator.broker import BrokerError, Mosquitto, ensure_mosquitto
 from simulator.certs import PkiError, make_pki
@@ -47,6 +49,9 @@ from simulator.cloud import CloudConsumer
 from simulator.fleetdevice import SimDevice
 from simulator.fleetledger import BrokerLoad, BrokerSummary, DeviceTally, Ledger, percentile
 from simulator.fleetplan import FleetPlan, OutageSpec, random_outages
+
+if TYPE_CHECKING:  # the daemon and OpenCV are imported only for a --replay run
+    from simulator.fleetreplay import ReplayDevice
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ POLICY_ACCOUNT = ("aws", "us-east-1", "123456789012")
 _START_MARGIN_S = 0.2  # devices start raising together this long after the run phase begins
 
 PhaseHook = Callable[[str, "Fleet"], None]
+Member: TypeAlias = "SimDevice | ReplayDevice"
+"""A fleet device: generated events (``SimDevice``) or the daemon on a clip (``ReplayDevice``)."""
 
 
 def fleet_acl(things: Sequence[str]) -> str:
@@ -95,13 +102,15 @@ class Fleet:
         *,
         on_phase: Sequence[PhaseHook] = (),
         pki_dir: Path | None = None,
+        model: Path | None = None,
         connect_timeout_s: float = 30.0,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.workdir = workdir
         self.pki_dir = pki_dir or workdir / "pki"
-        self.devices: list[SimDevice] = []
+        self.devices: list[Member] = []
+        self._model = model
         self.broker: Mosquitto | None = None
         self.ledger = Ledger()
         self._hooks = list(on_phase)
@@ -133,18 +142,8 @@ class Fleet:
             )
             for thing in plan.things:
                 pki = pkis[thing]
-                self.devices.append(
-                    SimDevice(
-                        thing,
-                        host=broker.host,
-                        port=broker.tls_port,
-                        tls=TlsConfig(ca=ca, cert=pki.client_cert, key=pki.client_key),
-                        data_dir=self.workdir / "devices" / thing,
-                        rate=plan.rate,
-                        events=plan.events,
-                        outages=plan.outages_of(thing),
-                    )
-                )
+                tls = TlsConfig(ca=ca, cert=pki.client_cert, key=pki.client_key)
+                self.devices.append(self._member(thing, broker, tls))
                 stack.callback(self.devices[-1].stop)
             # Unwound first: every device's threads start winding down before any is joined.
             stack.callback(self._halt_all)
@@ -164,11 +163,16 @@ class Fleet:
                     f"outage: {outage.thing} offline from {outage.start_s:g} s "
                     f"for {outage.duration_s:g} s"
                 )
+            raise_s = plan.generation_s
+            if plan.replay is not None:
+                from simulator.fleetreplay import clip_seconds  # noqa: PLC0415 - OpenCV
+
+                raise_s = clip_seconds(plan.replay)
             self.ledger.wait(
                 lambda: all(d.done_raising for d in self.devices),
-                plan.generation_s + plan.drain_timeout_s,
+                raise_s + plan.drain_timeout_s,
             )
-            self._say(f"raised: {sum(len(d.raised) for d in self.devices)} events")
+            self._say(f"raised: {sum(d.tally(self.ledger).raised for d in self.devices)} events")
 
             self._phase("drain")
             complete = self.ledger.wait(self._complete, plan.drain_timeout_s)
@@ -180,6 +184,23 @@ class Fleet:
         return report
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _member(self, thing: str, broker: Mosquitto, tls: TlsConfig) -> Member:
+        plan = self.plan
+        data_dir = self.workdir / "devices" / thing
+        if plan.replay is None:
+            return SimDevice(
+                thing, host=broker.host, port=broker.tls_port, tls=tls, data_dir=data_dir,
+                rate=plan.rate, events=plan.events, outages=plan.outages_of(thing),
+            )  # fmt: skip
+        if self._model is None:
+            raise ValueError("a replay fleet needs a model: Fleet(..., model=PATH)")
+        from simulator.fleetreplay import ReplayDevice  # noqa: PLC0415 - the daemon, OpenCV
+
+        return ReplayDevice(
+            thing, host=broker.host, port=broker.tls_port, tls=tls, data_dir=data_dir,
+            clip=plan.replay, model=self._model, outages=plan.outages_of(thing),
+        )  # fmt: skip
 
     def _halt_all(self) -> None:
         for device in self.devices:
@@ -198,18 +219,10 @@ class Fleet:
         return count()
 
     def _complete(self) -> bool:
-        return all(d.done_raising and self.ledger.holds(d.thing, d.raised) for d in self.devices)
+        return all(d.holds_all(self.ledger) for d in self.devices)
 
     def _report(self, broker: BrokerSummary, connected: int, complete: bool) -> FleetReport:
-        tallies = [
-            self.ledger.tally(
-                d.thing,
-                d.raised,
-                behind_s=d.behind_s,
-                outages=tuple(o.text for o in d.outages),
-            )
-            for d in self.devices
-        ]
+        tallies = [d.tally(self.ledger) for d in self.devices]
         lags = self.ledger.lags()
         totals: dict[str, float] = {
             key: sum(getattr(t, key) for t in tallies)
@@ -242,6 +255,7 @@ class Fleet:
                 "events": plan.events,
                 "outages": [o.text for o in plan.outages],
                 "drain_timeout_s": plan.drain_timeout_s,
+                "replay": None if plan.replay is None else str(plan.replay),
             },
         )
 
@@ -266,6 +280,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--rate", type=float, default=5.0, help="events per second each device raises"
     )
     parser.add_argument("--events", type=int, default=50, help="events each device raises")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="CLIP",
+        help="instead of generated events, each device runs the whole daemon (EdgeApp, the "
+        "default model, one inference thread) on CLIP at its own fps: much heavier, at most "
+        "8 devices; --rate and --events are then unused",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="with --replay: detector model file (default: the pulled "
+        "default model)"
+    )  # fmt: skip
     parser.add_argument(
         "--outage",
         action="append",
@@ -314,6 +340,7 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
         args.events,
         outages=outages,
         drain_timeout_s=args.drain_timeout,
+        replay=args.replay,
     )
 
 
@@ -331,11 +358,16 @@ def main(args: argparse.Namespace) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
         try:
             ensure_mosquitto()
+            model = _replay_model(args.model) if plan.replay is not None else None
             fleet = Fleet(
-                plan, workdir.resolve(), connect_timeout_s=args.connect_timeout, progress=say
+                plan,
+                workdir.resolve(),
+                model=model,
+                connect_timeout_s=args.connect_timeout,
+                progress=say,
             )
             report = fleet.run()
-        except (BrokerError, PkiError) as exc:
+        except (BrokerError, PkiError, ModelError) as exc:
             print(f"fleet: {exc}", file=sys.stderr)
             return 3
     if args.json:
@@ -343,6 +375,15 @@ def main(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0 if report.complete else 1
+
+
+def _replay_model(chosen: Path | None) -> Path:
+    """``chosen``, or the default model (pulled into the cache if it is not there yet)."""
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ModelError(f"--model {chosen}: no such file; give a .tflite model file")
+        return chosen
+    return pull(load_manifest().default_spec(), default_model_dir(), progress=None)
 
 
 def _progress() -> Callable[[str], None]:

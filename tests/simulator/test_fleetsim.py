@@ -253,3 +253,29 @@ def test_percentile_is_nearest_rank() -> None:
         100.0,
     )
     assert percentile([], 99) == 0.0
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_replay_devices_run_the_daemon_and_deliver_every_seq(
+    tmp_path: Path, default_model: Path, scene: tuple[Path, object]
+) -> None:
+    clip, _ = scene
+    outage = OutageSpec("cam-0002", 1.0, 2.0)
+    plan = FleetPlan(devices=2, rate=1.0, events=1, outages=(outage,), replay=clip)
+    report = Fleet(plan, tmp_path, model=default_model).run()
+    assert report.complete
+    for tally in report.devices:
+        # every seq the daemon stored, from its own pipeline on the clip, arrived
+        assert tally.raised > 0
+        assert (tally.delivered, tally.missing) == (tally.raised, 0)
+    assert report.devices[1].outages == (outage.text,)
+
+
+def test_replay_is_for_a_few_devices_and_an_existing_clip(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    with pytest.raises(ValueError, match="no such file"):
+        FleetPlan(2, 1.0, 1, replay=clip)
+    clip.write_bytes(b"")
+    with pytest.raises(ValueError, match="at most 8 devices"):
+        FleetPlan(9, 1.0, 1, replay=clip)
