@@ -279,3 +279,18 @@ def test_replay_is_for_a_few_devices_and_an_existing_clip(tmp_path: Path) -> Non
     clip.write_bytes(b"")
     with pytest.raises(ValueError, match="at most 8 devices"):
         FleetPlan(9, 1.0, 1, replay=clip)
+
+
+@pytest.mark.broker
+def test_a_device_offline_past_the_drain_timeout_is_reported_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["fleet", "--devices", "2", "--rate", "10", "--events", "10", "--json"]
+    argv += ["--outage", "cam-0002:0:600", "--drain-timeout", "2", "--workdir", str(tmp_path)]
+    code = simulator_main(argv)
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert doc["complete"] is False
+    missing = {d["thing"]: (d["raised"], d["missing"]) for d in doc["devices"]}
+    assert missing == {"cam-0001": (10, 0), "cam-0002": (10, 10)}
+    assert doc["totals"]["missing"] == 10
