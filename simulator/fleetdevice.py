@@ -20,6 +20,7 @@ from __future__ import annotations
 
 __all__ = ["Component", "SimDevice"]
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Protocol
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import TlsConfig
 from edge_app.domain import Event, ModelRef, Phase, Severity
+from edge_app.errors import EdgeAppError
 from edge_app.ids import new_ulid
 from edge_app.outbox import Outbox
 from edge_app.uplink import DrainLoop, MqttTransport, encode_batch, status_payload
@@ -37,6 +39,8 @@ from simulator.fleetledger import DeviceTally, Ledger
 from simulator.fleetplan import OutageSpec, outage_script
 from simulator.outage import FaultScript
 from simulator.proxy import TcpProxy
+
+log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "edge-app/{thing}"
 _MODEL = ModelRef("fleet-sim", "000000000000")
@@ -85,6 +89,8 @@ class SimDevice:
         self._raised: dict[str, int] = {}  # event id -> seq
         self.behind_s = 0.0
         """Most seconds the producer fell behind its schedule (a saturated machine)."""
+        self.failed: str | None = None
+        """Why the producer stopped early (its outbox refused an event), else None."""
         self._threads: list[threading.Thread] = []
         self._components: list[Component] = []
         self.proxy: TcpProxy | None = None
@@ -127,12 +133,25 @@ class SimDevice:
 
     @property
     def done_raising(self) -> bool:
+        """True once every event is raised, or the producer stopped on an error."""
         with self._lock:
-            return len(self._raised) >= self._events
+            return len(self._raised) >= self._events or self.failed is not None
 
     def holds_all(self, ledger: Ledger) -> bool:
         """True once every event is raised and each has arrived in ``ledger``."""
-        return self.done_raising and ledger.holds(self.thing, self.raised)
+        with self._lock:
+            raised = len(self._raised)
+        # Counting first keeps this cheap while a backlog drains: the id check runs once the
+        # numbers match (the fleet asks after every batch received).
+        return (
+            self.done_raising
+            and ledger.delivered_count(self.thing) >= raised
+            and ledger.holds(self.thing, self.raised)
+        )
+
+    def settled(self) -> bool:
+        """True when the outbox holds nothing: every event raised so far was acknowledged."""
+        return self.outbox.stats().depth == 0
 
     def tally(self, ledger: Ledger) -> DeviceTally:
         """This device's delivery, by event id."""
@@ -200,7 +219,13 @@ class SimDevice:
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             self.behind_s = max(self.behind_s, time.monotonic() - due)
-            stored = self.outbox.enqueue(self._event())
+            try:
+                stored = self.outbox.enqueue(self._event())
+            except EdgeAppError as exc:
+                # A full disk, say: this device stops raising; the report shows how far it got.
+                log.error("%s: stopped raising events: %s", self.thing, exc)
+                self.failed = str(exc)
+                return
             assert stored.seq is not None  # the outbox assigns it in the commit
             with self._lock:
                 self._raised[stored.id] = stored.seq

@@ -95,6 +95,11 @@ class Ledger:
             seen = self._lag.get(thing, {})
             return all(i in seen for i in ids)
 
+    def delivered_count(self, thing: str) -> int:
+        """How many distinct events of ``thing`` have arrived."""
+        with self._changed:
+            return len(self._lag.get(thing, {}))
+
     def holds_seqs(self, thing: str, last_seq: int) -> bool:
         """True when every seq 1..``last_seq`` of ``thing`` has arrived."""
         with self._changed:

@@ -61,6 +61,7 @@ class ReplayDevice:
         self.thing = thing
         self.outages = outages
         self.behind_s = 0.0  # paced by the clip: there is no schedule to fall behind
+        self.failed: str | None = None  # the daemon reports its own failures as health events
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.proxy: TcpProxy | None = None
@@ -134,6 +135,10 @@ class ReplayDevice:
     def holds_all(self, ledger: Ledger) -> bool:
         """True once the clip ended and every seq the daemon stored has arrived."""
         return self.done_raising and ledger.holds_seqs(self.thing, self.last_seq())
+
+    def settled(self) -> bool:
+        """True when the daemon's outbox holds nothing (every event acknowledged)."""
+        return not self._started or self.app.stats().outbox_depth == 0
 
     def tally(self, ledger: Ledger) -> DeviceTally:
         return ledger.tally_seqs(

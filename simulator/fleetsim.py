@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from edge_app.aws import device_policy
 from edge_app.config import TlsConfig
-from edge_app.errors import ModelError
+from edge_app.errors import EdgeAppError, ModelError
 from edge_app.models import default_model_dir, load_manifest, pull
 from simulator.acl import policy_acl
 from simulator.broker import BrokerError, Mosquitto, ensure_mosquitto
@@ -79,6 +79,8 @@ class FleetReport:
     broker: BrokerSummary
     phases_s: dict[str, float]
     connected: int
+    settled: bool
+    """Every device's outbox was empty at the end: all its batches acknowledged."""
     complete: bool
     plan: dict[str, Any] = field(default_factory=dict)
 
@@ -175,11 +177,17 @@ class Fleet:
             self._say(f"raised: {sum(d.tally(self.ledger).raised for d in self.devices)} events")
 
             self._phase("drain")
+            drain_end = time.monotonic() + plan.drain_timeout_s
             complete = self.ledger.wait(self._complete, plan.drain_timeout_s)
             end = time.monotonic()
+            # The devices' side of the same fact: each outbox empty, every batch acknowledged
+            # (a PUBACK may still be on its way when the cloud already has the batch).
+            settled = self.ledger.wait(
+                lambda: all(d.settled() for d in self.devices), max(0.0, drain_end - end)
+            )
 
             self._phase("report")
-            report = self._report(load.summary(t0, end), connected, complete)
+            report = self._report(load.summary(t0, end), connected, complete, settled)
         self._phases["stop"] = time.monotonic()
         return report
 
@@ -221,7 +229,9 @@ class Fleet:
     def _complete(self) -> bool:
         return all(d.holds_all(self.ledger) for d in self.devices)
 
-    def _report(self, broker: BrokerSummary, connected: int, complete: bool) -> FleetReport:
+    def _report(
+        self, broker: BrokerSummary, connected: int, complete: bool, settled: bool
+    ) -> FleetReport:
         tallies = [d.tally(self.ledger) for d in self.devices]
         lags = self.ledger.lags()
         totals: dict[str, float] = {
@@ -248,7 +258,11 @@ class Fleet:
             broker=broker,
             phases_s=phases,
             connected=connected,
-            complete=complete and totals["missing"] == 0 and connected == len(self.devices),
+            settled=settled,
+            complete=complete
+            and totals["missing"] == 0
+            and connected == len(self.devices)
+            and not any(d.failed for d in self.devices),
             plan={
                 "devices": plan.devices,
                 "rate": plan.rate,
@@ -367,9 +381,12 @@ def main(args: argparse.Namespace) -> int:
                 progress=say,
             )
             report = fleet.run()
-        except (BrokerError, PkiError, ModelError) as exc:
+        except (BrokerError, PkiError, EdgeAppError) as exc:
             print(f"fleet: {exc}", file=sys.stderr)
             return 3
+        except KeyboardInterrupt:
+            print("fleet: interrupted; nothing reported", file=sys.stderr)
+            return 130
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -425,8 +442,12 @@ def print_report(report: FleetReport) -> None:
     phases = ", ".join(f"{name} {s:g} s" for name, s in report.phases_s.items() if s)
     print(f"phases: {phases}; {int(tot['batches'])} batches; producers at most "
           f"{tot['behind_s']:g} s behind schedule")  # fmt: skip
+    outboxes = "every outbox empty" if report.settled else "some outboxes still hold batches"
     if report.complete:
-        print(f"result: complete, {int(tot['delivered'])} of {int(tot['raised'])} delivered")
+        print(
+            f"result: complete, {int(tot['delivered'])} of {int(tot['raised'])} delivered; "
+            f"{outboxes}"
+        )
     else:
         missing = [t.thing for t in report.devices if t.missing]
         print(

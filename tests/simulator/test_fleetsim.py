@@ -85,6 +85,7 @@ def test_every_event_of_every_device_arrives_through_an_outage(
 ) -> None:
     _fleet, report, seen = run
     assert report.complete
+    assert report.settled  # every device's outbox empty: the PUBACKs came back too
     assert report.connected == PLAN.devices
     assert [t.thing for t in report.devices] == list(PLAN.things)
     for tally in report.devices:
@@ -135,7 +136,9 @@ def test_json_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = simulator_main([*argv, "--workdir", str(tmp_path)])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert set(doc) == {"devices", "totals", "broker", "phases_s", "connected", "complete", "plan"}
+    keys = {"devices", "totals", "broker", "phases_s", "connected", "settled", "complete", "plan"}
+    assert set(doc) == keys
+    assert doc["settled"] is True
     assert [d["thing"] for d in doc["devices"]] == ["cam-0001", "cam-0002"]
     assert {"raised", "delivered", "duplicates", "missing", "lag_p99_s"} <= set(doc["devices"][0])
     assert doc["totals"]["raised"] == doc["totals"]["delivered"] == 20
