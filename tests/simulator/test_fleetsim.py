@@ -13,6 +13,7 @@ import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +22,7 @@ from edge_app.config import TlsConfig
 from edge_app.domain import format_utc
 from edge_app.uplink import tls_context
 from simulator.__main__ import main as simulator_main
-from simulator.fleetledger import Ledger, percentile
+from simulator.fleetledger import CLIENTS, PUBLISH_RECEIVED, BrokerLoad, Ledger, percentile
 from simulator.fleetplan import FleetPlan, OutageSpec, outage_script, random_outages
 from simulator.fleetsim import PHASES, Fleet, FleetReport, plan_from_args, register
 
@@ -297,3 +298,33 @@ def test_a_device_offline_past_the_drain_timeout_is_reported_missing(
     missing = {d["thing"]: (d["raised"], d["missing"]) for d in doc["devices"]}
     assert missing == {"cam-0001": (10, 0), "cam-0002": (10, 10)}
     assert doc["totals"]["missing"] == 10
+
+
+def test_a_device_counted_by_seq_is_missing_what_never_arrived() -> None:
+    ledger = Ledger()
+    events = [{"id": f"e{q}", "seq": q, "device": "cam-0001", "ts": format_utc(10.0)}
+              for q in (1, 2, 4, 4)]  # fmt: skip
+    ledger.feed({"device": "cam-0001", "events": events}, received_wall=12.0)
+    assert ledger.holds_seqs("cam-0001", 2)
+    assert not ledger.holds_seqs("cam-0001", 4)
+    tally = ledger.tally_seqs("cam-0001", 4)
+    assert (tally.raised, tally.delivered, tally.duplicates, tally.missing) == (4, 3, 1, 1)
+    assert tally.lag_max_s == 2.0
+
+
+def test_the_broker_rate_is_the_counter_s_slope_over_the_window() -> None:
+    load = BrokerLoad("127.0.0.1", 1)  # never started: fed by hand below
+
+    def at(when: float, topic: str, value: float) -> None:
+        load._on_message(None, None, SimpleNamespace(topic=topic, payload=str(value).encode()))  # type: ignore[arg-type]
+        samples = load._samples[topic]
+        samples[-1] = (when, samples[-1][1])
+
+    for when, count in [(0.0, 100.0), (5.0, 150.0), (9.0, 400.0), (13.0, 500.0), (20.0, 900.0)]:
+        at(when, PUBLISH_RECEIVED, count)
+    at(9.0, CLIENTS, 7.0)
+    summary = load.summary(6.0, 14.0)
+    # from the last value at or before the start (t=5: 150) to the last by the end (t=13: 500)
+    assert summary.publishes_received_per_s == round(350 / 8, 2)
+    assert (summary.window_s, summary.samples, summary.clients_peak) == (8.0, 3, 7)
+    load.stop()
