@@ -37,7 +37,7 @@ SUBCOMMANDS: dict[str, str] = {
     "shadow": "simulator.shadow_cli",
     "outage": "simulator.outage",
     "certs": "simulator.certs_cli",
-    "fleet": "simulator.fleetsim",
+    "fleet": "simulator.fleetsim_cli",
 }
 
 

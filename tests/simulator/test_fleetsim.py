@@ -24,7 +24,8 @@ from edge_app.uplink import tls_context
 from simulator.__main__ import main as simulator_main
 from simulator.fleetledger import CLIENTS, PUBLISH_RECEIVED, BrokerLoad, Ledger, percentile
 from simulator.fleetplan import FleetPlan, OutageSpec, outage_script, random_outages
-from simulator.fleetsim import PHASES, Fleet, FleetReport, plan_from_args, register
+from simulator.fleetsim import PHASES, Fleet, FleetReport
+from simulator.fleetsim_cli import plan_from_args, register
 
 NOT_AUTHORIZED = 135
 OUTAGE = OutageSpec("cam-0002", 0.5, 1.5)
