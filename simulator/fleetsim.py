@@ -28,6 +28,7 @@ from __future__ import annotations
 
 __all__ = ["PHASES", "Fleet", "FleetReport", "Member", "PhaseHook", "fleet_acl"]
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -116,10 +117,14 @@ class Fleet:
 
     def run(self) -> FleetReport:
         """Run every phase; returns the report. Raises ``BrokerError``/``PkiError`` when the
-        broker or the certificates cannot be set up."""
+        broker or the certificates cannot be set up, ``EdgeAppError`` when a device cannot
+        (its outbox; a replay device's config or model)."""
         plan = self.plan
         with ExitStack() as stack:
             self._phase("setup")
+            # Every run starts from empty outboxes: what an earlier run left undelivered in a
+            # kept workdir would arrive now and blur this run's books.
+            shutil.rmtree(self.workdir / "devices", ignore_errors=True)
             pkis = {thing: make_pki(self.pki_dir, thing) for thing in plan.things}
             ca = next(iter(pkis.values())).ca
             self.broker = Mosquitto(

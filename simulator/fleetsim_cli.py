@@ -83,8 +83,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--workdir",
         type=Path,
-        help="keep certificates, broker log and outboxes here (default: a temporary "
-        "directory, removed at the end)",
+        help="keep certificates (reused), broker log and outboxes (emptied at the start) "
+        "here (default: a temporary directory, removed at the end)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(func=main)
