@@ -28,6 +28,7 @@ from edge_app.app import EdgeApp
 from edge_app.config import TlsConfig, parse_config
 from edge_app.uplink import MqttTransport, status_payload
 from simulator.broker import free_port
+from simulator.fleetdevice import Component
 from simulator.fleetledger import DeviceTally, Ledger
 from simulator.fleetplan import OutageSpec, outage_script
 from simulator.outage import FaultScript
@@ -64,6 +65,7 @@ class ReplayDevice:
         self.failed: str | None = None  # the daemon reports its own failures as health events
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._components: list[Component] = []
         self.proxy: TcpProxy | None = None
         if outages:
             self.proxy = TcpProxy(free_port(), host, port)
@@ -100,6 +102,12 @@ class ReplayDevice:
             self.proxy.up()
         self.app.start()
         self._started = True
+        for component in self._components:
+            component.start()
+
+    def attach(self, component: Component) -> None:
+        """Run ``component`` with this device (call before ``connect``), as ``SimDevice``."""
+        self._components.append(component)
 
     def run(self, t0: float) -> None:
         if self.proxy is not None:
@@ -120,6 +128,9 @@ class ReplayDevice:
         for thread in self._threads:
             thread.join(_JOIN_S)
         self._threads = []
+        for component in reversed(self._components):
+            component.stop()
+        self._components = []
         self.last_seq()  # the outbox closes with the app
         self._started = False
         self.app.stop(flush_timeout_s=0.0)

@@ -34,10 +34,26 @@ PLAN = FleetPlan(devices=4, rate=20.0, events=60, outages=(OUTAGE,), drain_timeo
 
 @dataclass
 class Seen:
-    """What the hook saw: the phases in order, and the broker's answers to the probes."""
+    """What the hook saw: the phases in order, the broker's answers to the probes, and what
+    the components attached to each device were told."""
 
     phases: list[str] = field(default_factory=list)
     answers: dict[str, tuple[bool, int | None]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Recorder:
+    """A component attached to a device (where a Jobs agent or model updater would go)."""
+
+    thing: str
+    seen: Seen
+
+    def start(self) -> None:
+        self.seen.calls.append(("start", self.thing))
+
+    def stop(self) -> None:
+        self.seen.calls.append(("stop", self.thing))
 
 
 def _context(pki_dir: Path, thing: str) -> ssl.SSLContext:
@@ -74,6 +90,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Fleet, FleetReport, S
 
     def hook(phase: str, fleet: Fleet) -> None:
         seen.phases.append(phase)
+        if phase == "connect":  # the devices exist, none is connected yet
+            for device in fleet.devices:
+                device.attach(Recorder(device.thing, seen))
         if phase == "report":
             _probe(fleet, seen)
 
@@ -97,6 +116,15 @@ def test_every_event_of_every_device_arrives_through_an_outage(
     assert all(t.duplicates == 0 for t in report.devices if t.thing != OUTAGE.thing)
     assert report.totals["delivered"] == PLAN.devices * PLAN.events
     assert seen.phases == list(PHASES)
+
+
+@pytest.mark.broker
+def test_components_attached_to_devices_start_and_stop_with_them(
+    run: tuple[Fleet, FleetReport, Seen],
+) -> None:
+    _, _, seen = run
+    things = list(PLAN.things)
+    assert seen.calls == [("start", t) for t in things] + [("stop", t) for t in things[::-1]]
 
 
 @pytest.mark.broker
