@@ -23,10 +23,12 @@ cell pays for openssl. Cells run in order; a cell is not skipped after a failure
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -124,6 +126,8 @@ def main() -> int:
 
     configure_logging("error")
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    if args.dir is None:
+        atexit.register(shutil.rmtree, root, True)
     pki_dir = root / "pki"
     for thing in thing_names(max(args.devices)):
         make_pki(pki_dir, thing)
