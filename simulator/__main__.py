@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, str] = {
     "jobs": "simulator.jobs_cli",
     "outage": "simulator.outage",
     "certs": "simulator.certs_cli",
+    "fleet": "simulator.fleetsim_cli",
 }
 
 

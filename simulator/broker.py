@@ -126,7 +126,8 @@ class Mosquitto:
     certificate copies live in a run directory the broker's user owns (inside ``workdir`` when
     that user can reach it, else a private temp dir removed on ``stop``). Ports are chosen at
     construction (``None`` picks a free one) and kept across ``restart()``, so clients can
-    reconnect to the same address. Use as a context manager, or call ``start``/``stop``.
+    reconnect to the same address. ``sys_interval``: seconds between ``$SYS`` updates
+    (Mosquitto's default: 10). Use as a context manager, or call ``start``/``stop``.
     """
 
     def __init__(
@@ -137,12 +138,16 @@ class Mosquitto:
         port: int | None = None,
         tls_port: int | None = None,
         acl: str | None = None,
+        sys_interval: int | None = None,
     ) -> None:
         if acl is not None and pki is None:
             raise BrokerError("acl applies to the TLS listener: pass pki=make_pki(...) as well")
         self._workdir = workdir
         self._pki = pki
         self._acl = acl
+        if sys_interval is not None and sys_interval < 1:
+            raise BrokerError(f"sys_interval must be >= 1 second, got {sys_interval}")
+        self._sys_interval = sys_interval
         self._port = port if port is not None else free_port()
         self._tls_port: int | None = None
         if pki is not None:
@@ -319,6 +324,8 @@ class Mosquitto:
             "max_queued_messages 100000",
             "set_tcp_nodelay true",
         ]
+        if self._sys_interval is not None:
+            lines.append(f"sys_interval {self._sys_interval}")
         if owner is None and os.geteuid() == 0:
             # Root without a mosquitto user: mosquitto would fall back to "nobody", which
             # cannot read the run dir; staying root is the lesser evil in a test container.

@@ -1,0 +1,194 @@
+"""A fleet device that runs the whole daemon on a clip: ``python -m simulator fleet --replay``.
+
+``ReplayDevice`` is a ``SimDevice`` whose events come from the real pipeline instead of a
+generator: an ``EdgeApp`` (the composition root ``edge-app run`` uses) with one camera
+replaying the clip at its own fps (``realtime``, so outage times mean seconds of video), the
+given detector model (the default: SSD MobileNet v2), rules for people, vehicles and animals,
+its own outbox and its uplink over mutual TLS to the fleet's broker, through its own proxy when
+it has outages. It costs a detector per device (one inference thread each): a few devices on
+this machine, not fifty.
+
+Its events are counted by ``seq`` (1..the outbox's last seq: every event the daemon stored,
+health events included), not by id: the daemon's ids are not visible from outside it, and its
+seqs have no gaps by contract (docs/events.md).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ReplayDevice", "clip_seconds"]
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edge_app.app import EdgeApp
+from edge_app.config import TlsConfig, parse_config
+from edge_app.uplink import MqttTransport, status_payload
+from simulator.broker import free_port
+from simulator.fleetdevice import Component
+from simulator.fleetledger import DeviceTally, Ledger
+from simulator.fleetplan import OutageSpec, outage_script
+from simulator.outage import FaultScript
+from simulator.proxy import TcpProxy
+
+RULES = [
+    {"name": "person", "labels": ["person"], "min_score": 0.5, "severity": "high"},
+    {"name": "vehicle", "labels": ["motorcycle", "bicycle", "car"], "min_score": 0.5},
+    {"name": "animal", "labels": ["cat", "dog"], "min_score": 0.5, "severity": "low"},
+]
+_JOIN_S = 10.0
+
+
+class ReplayDevice:
+    """Device ``thing`` running ``EdgeApp`` on ``clip`` with ``model``, delivering to
+    ``host:port`` over ``tls``; the same life cycle as ``SimDevice`` (``connect``, ``run``,
+    ``halt``, ``stop``). Its data (outbox, snapshots) live in ``data_dir``."""
+
+    def __init__(
+        self,
+        thing: str,
+        *,
+        host: str,
+        port: int,
+        tls: TlsConfig,
+        data_dir: Path,
+        clip: Path,
+        model: Path,
+        outages: tuple[OutageSpec, ...] = (),
+    ) -> None:
+        self.thing = thing
+        self.outages = outages
+        self.behind_s = 0.0  # paced by the clip: there is no schedule to fall behind
+        self.failed: str | None = None  # the daemon reports its own failures as health events
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._components: list[Component] = []
+        self.proxy: TcpProxy | None = None
+        if outages:
+            self.proxy = TcpProxy(free_port(), host, port)
+            host, port = "127.0.0.1", self.proxy.listen_port
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config = parse_config(
+            _config(thing, host=host, port=port, tls=tls, data_dir=data_dir, clip=clip, model=model)
+        )
+        up = config.uplink
+        # The daemon's transport, built here as its builder would, so the fleet can read it.
+        self.transport = MqttTransport(
+            host,
+            port,
+            client_id=thing,
+            tls=up.tls,
+            will=(f"{config.topic_prefix}/status", status_payload("offline")),
+            reconnect_min_s=up.reconnect.min_s,
+            reconnect_max_s=up.reconnect.max_s,
+            inflight=up.inflight,
+        )
+        self.app = EdgeApp(config, transport=self.transport)
+        self._started = False
+        self._last_seq = 0
+
+    @property
+    def done_raising(self) -> bool:
+        """True once the clip has played to its end."""
+        return self._started and self.app.wait(0)
+
+    def connect(self) -> None:
+        """Start the daemon: it connects and starts on the clip at once (it has no separate
+        connect step); the outage script still waits for the run's start."""
+        if self.proxy is not None:
+            self.proxy.up()
+        self.app.start()
+        self._started = True
+        for component in self._components:
+            component.start()
+
+    def attach(self, component: Component) -> None:
+        """Run ``component`` with this device (call before ``connect``), as ``SimDevice``."""
+        self._components.append(component)
+
+    def run(self, t0: float) -> None:
+        if self.proxy is not None:
+            script = FaultScript.parse(outage_script(self.outages))
+            thread = threading.Thread(
+                target=self._script, args=(t0, script), name=f"fleet-{self.thing}-outage"
+            )
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def halt(self) -> None:
+        self._stop.set()
+        self.app.request_stop()
+
+    def stop(self) -> None:
+        self.halt()
+        for thread in self._threads:
+            thread.join(_JOIN_S)
+        self._threads = []
+        for component in reversed(self._components):
+            component.stop()
+        self._components = []
+        self.last_seq()  # the outbox closes with the app
+        self._started = False
+        self.app.stop(flush_timeout_s=0.0)
+        if self.proxy is not None:
+            self.proxy.close()
+
+    def last_seq(self) -> int:
+        """The last seq the daemon stored (while running; after ``stop``, the one it had)."""
+        if self._started:
+            self._last_seq = self.app.stats().last_seq
+        return self._last_seq
+
+    def holds_all(self, ledger: Ledger) -> bool:
+        """True once the clip ended and every seq the daemon stored has arrived."""
+        return self.done_raising and ledger.holds_seqs(self.thing, self.last_seq())
+
+    def settled(self) -> bool:
+        """True when the daemon's outbox holds nothing (every event acknowledged)."""
+        return not self._started or self.app.stats().outbox_depth == 0
+
+    def tally(self, ledger: Ledger) -> DeviceTally:
+        return ledger.tally_seqs(
+            self.thing, self.last_seq(), outages=tuple(o.text for o in self.outages)
+        )
+
+    def _script(self, t0: float, script: FaultScript) -> None:
+        if self.proxy is None or self._stop.wait(max(0.0, t0 - time.monotonic())):
+            return
+        script.run(self.proxy, stop=self._stop)
+
+
+def clip_seconds(clip: Path) -> float:
+    """How long ``clip`` plays, seconds (frames / fps; 0 when OpenCV cannot tell)."""
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return float(frames / fps) if fps > 0 else 0.0
+
+
+def _config(
+    thing: str, *, host: str, port: int, tls: TlsConfig, data_dir: Path, clip: Path, model: Path
+) -> dict[str, Any]:
+    return {
+        "device": {"thing_name": thing, "site": "fleet", "data_dir": str(data_dir)},
+        "cameras": [
+            {"name": "yard", "source": {"type": "file", "path": str(clip), "realtime": True}}
+        ],
+        "detector": {"model": str(model), "threads": 1, "score_threshold": 0.4},
+        "rules": [{**r, "min_frames": 3, "end_after_s": 1.0} for r in RULES],
+        "uplink": {
+            "host": host,
+            "port": port,
+            "tls": {"ca": str(tls.ca), "cert": str(tls.cert), "key": str(tls.key)},
+            "reconnect": {"min_s": 0.2, "max_s": 1.0},
+        },
+        "health": {"port": 0},  # any free port: several daemons run in this process
+        "log_level": "error",
+    }

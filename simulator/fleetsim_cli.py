@@ -1,0 +1,206 @@
+"""The command line of ``python -m simulator fleet`` (the run itself: ``simulator.fleetsim``).
+
+Arguments become a ``FleetPlan`` before anything starts, so a bad one is a one-line error and
+exit code 2; the broker, certificates or model failing to set up is exit 3; the report is a
+table (``print_report``) or, with ``--json``, one object; exit 1 when anything is missing.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main", "plan_from_args", "print_report", "register"]
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from edge_app.errors import EdgeAppError, ModelError
+from edge_app.models import default_model_dir, load_manifest, pull
+from simulator.broker import BrokerError, ensure_mosquitto
+from simulator.certs import PkiError
+from simulator.fleetplan import FleetPlan, OutageSpec, random_outages
+from simulator.fleetsim import Fleet, FleetReport
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "fleet",
+        help="many simulated devices against one broker: per-device delivery audit",
+        description=(
+            "N simulated devices (cam-0001..), each with its own certificate, client id and "
+            "SQLite outbox running the real delivery stack, against one Mosquitto with mutual "
+            "TLS and per-device ACLs (the AWS IoT device policy); scripted outages per device. "
+            "Prints per-device raised/delivered/duplicates/missing, raise-to-delivered lag and "
+            "the broker's message rate; exits 1 if any event is missing."
+        ),
+    )
+    parser.add_argument("--devices", type=int, default=3, help="number of devices (1-500)")
+    parser.add_argument(
+        "--rate", type=float, default=5.0, help="events per second each device raises"
+    )
+    parser.add_argument("--events", type=int, default=50, help="events each device raises")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="CLIP",
+        help="instead of generated events, each device runs the whole daemon (EdgeApp, the "
+        "default model, one inference thread) on CLIP at its own fps: much heavier, at most "
+        "8 devices; --rate and --events are then unused",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="with --replay: detector model file (default: the pulled "
+        "default model)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="THING:START:DURATION",
+        help="take THING offline START seconds into the run for DURATION seconds (its link "
+        "is refused and reset, the others keep theirs), e.g. cam-0003:5:10; repeatable",
+    )
+    parser.add_argument(
+        "--outages",
+        choices=["random"],
+        help="random: a quarter of the devices (at least one) each offline once, drawn "
+        "with --seed (instead of --outage)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of --outages random")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for delivery to complete after the last event is raised",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=30.0, help="seconds to wait for devices to connect"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep certificates (reused), broker log and outboxes (emptied at the start) "
+        "here (default: a temporary directory, removed at the end)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(func=main)
+
+
+def plan_from_args(args: argparse.Namespace) -> FleetPlan:
+    """The plan of parsed ``args``; ``ValueError`` with a one-line reason when wrong."""
+    if args.outages and args.outage:
+        raise ValueError("use --outage or --outages random, not both")
+    outages = tuple(OutageSpec.parse(text) for text in args.outage)
+    if args.outages == "random":
+        bare = FleetPlan(args.devices, args.rate, args.events)  # checks them first
+        outages = random_outages(bare.things, bare.generation_s, args.seed)
+    return FleetPlan(
+        args.devices,
+        args.rate,
+        args.events,
+        outages=outages,
+        drain_timeout_s=args.drain_timeout,
+        replay=args.replay,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    say = (lambda _t: None) if args.json else _progress()
+    with ExitStack() as stack:
+        workdir = args.workdir
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
+        try:
+            ensure_mosquitto()
+            model = _replay_model(args.model) if plan.replay is not None else None
+            fleet = Fleet(
+                plan,
+                workdir.resolve(),
+                model=model,
+                connect_timeout_s=args.connect_timeout,
+                progress=say,
+            )
+            report = fleet.run()
+        except (BrokerError, PkiError, EdgeAppError) as exc:
+            print(f"fleet: {exc}", file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            print("fleet: interrupted; nothing reported", file=sys.stderr)
+            return 130
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print_report(report)
+    return 0 if report.complete else 1
+
+
+def _replay_model(chosen: Path | None) -> Path:
+    """``chosen``, or the default model (pulled into the cache if it is not there yet)."""
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ModelError(f"--model {chosen}: no such file; give a .tflite model file")
+        return chosen
+    return pull(load_manifest().default_spec(), default_model_dir(), progress=None)
+
+
+def _progress() -> Callable[[str], None]:
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)
+
+    return say
+
+
+def print_report(report: FleetReport) -> None:
+    """The per-device table, the totals, the broker's load and the verdict, as text."""
+    head = ("device", "raised", "delivered", "duplicates", "missing", "p50 s", "p99 s", "outages")
+    rows = [
+        (t.thing, t.raised, t.delivered, t.duplicates, t.missing, t.lag_p50_s, t.lag_p99_s,
+         " ".join(t.outages) or "-")
+        for t in report.devices
+    ]  # fmt: skip
+    tot = report.totals
+    rows.append(
+        ("total", int(tot["raised"]), int(tot["delivered"]), int(tot["duplicates"]),
+         int(tot["missing"]), tot["lag_p50_s"], tot["lag_p99_s"], "")
+    )  # fmt: skip
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join(f"{{:<{w}}}" if i in (0, 7) else f"{{:>{w}}}" for i, w in enumerate(widths))
+    print(line.format(*head))
+    for row in rows:
+        if row[0] == "total":
+            print("  ".join("-" * w for w in widths))
+        print(line.format(*row))
+    b = report.broker
+    print(
+        f"broker: {b.publishes_received_per_s:g} publishes/s received, "
+        f"{b.publishes_sent_per_s:g}/s sent (mean over {b.window_s:g} s); 1-min load peak "
+        f"{b.load_received_1min_peak:g} msgs/min in, {b.load_sent_1min_peak:g} out; "
+        f"{b.clients_peak} clients"
+    )
+    phases = ", ".join(f"{name} {s:g} s" for name, s in report.phases_s.items() if s)
+    print(f"phases: {phases}; {int(tot['batches'])} batches; producers at most "
+          f"{tot['behind_s']:g} s behind schedule")  # fmt: skip
+    outboxes = "every outbox empty" if report.settled else "some outboxes still hold batches"
+    if report.complete:
+        print(
+            f"result: complete, {int(tot['delivered'])} of {int(tot['raised'])} delivered; "
+            f"{outboxes}"
+        )
+    else:
+        missing = [t.thing for t in report.devices if t.missing]
+        print(
+            f"result: INCOMPLETE, {int(tot['missing'])} missing ({', '.join(missing) or '-'}); "
+            f"{report.connected} of {len(report.devices)} devices connected"
+        )
