@@ -40,12 +40,13 @@ from edge_app.files import loose_bits, private_dir
 from edge_app.intake import EventIntake
 from edge_app.models import Catalog, Registry, RemoteChoices, default_model_dir, load_manifest
 from edge_app.outbox import EventJournal, LaneStats, LaneStore, Outbox, recovery_event
-from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
+from edge_app.pipeline import CameraParts, CameraWorker, RecentFrames, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.sources import open_source
 from edge_app.telemetry import DiskUsage, HealthEvents, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
+from edge_app.updates import ModelUpdater, UpdateParts, UpdateRecord
 from edge_app.uplink import (
     DrainLoop,
     LaneSender,
@@ -116,7 +117,7 @@ class AppParts:
     ``health.events: false``) turns the telemetry thread's health reports into events through
     it; ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread;
     ``config_change`` decides changes made on the device (None when the page is off and
-    there is no remote config)."""
+    there is no remote config); ``model_updates`` is the over-the-air model updater."""
 
     outbox: Outbox
     live: RuntimeHolder
@@ -130,6 +131,7 @@ class AppParts:
     uplink: UplinkParts | None
     ui: UiParts | None = None
     config_change: ConfigChange | None = None
+    model_updates: ModelUpdater | None = None
 
 
 def build_app(
@@ -245,6 +247,9 @@ def build_app(
     step("cameras")
     stop_capture = threading.Event()
     lock = FairLock()  # FIFO: cameras sharing the detector take turns instead of racing for it
+    updates = effective.model_updates
+    # a few frame references for over-the-air test runs, shared out over the cameras
+    recent = RecentFrames(-(-updates.test_frames // len(effective.cameras)), updates.sample_every_s)
     workers.extend(
         _camera_loops(
             config,
@@ -257,19 +262,22 @@ def build_app(
             clock=clock,
             stack=stack,
             slots=ui.slots if ui is not None else {},
+            recent=recent,
         )
+    )
+    # One applier for remote config and model updates: its lock keeps their swaps in turn.
+    applier = RuntimeApplier(
+        live,
+        catalog=catalog,
+        detector_lock=lock,
+        retire=lambda replaced: detectors.callback(replaced.close),
+        set_batching=wire.drain.set_batching if wire.drain is not None else None,
     )
     uplink, config_change = _config_changes(
         config,
         wire,
         page=ui is not None,
-        applier=lambda: RuntimeApplier(
-            live,
-            catalog=catalog,
-            detector_lock=lock,
-            retire=lambda replaced: detectors.callback(replaced.close),
-            set_batching=wire.drain.set_batching if wire.drain is not None else None,
-        ),
+        applier=lambda: applier,
         handler=lambda applier: ShadowHandler(
             config,
             applier,
@@ -281,6 +289,21 @@ def build_app(
         ),
         step=step,
         on_config_outcome=on_config_outcome,
+    )
+    model_updates = ModelUpdater(
+        config,
+        UpdateParts(
+            live=live,
+            applier=applier,
+            detector_lock=lock,
+            recent=recent,
+            cameras=lambda: {w.camera: w.stats for w in workers},
+            store=store,
+            config_change=config_change,
+            catalog=catalog,
+            clock=clock,
+            on_record=_update_reporter(uplink),
+        ),
     )
     return AppParts(
         outbox=outbox,
@@ -295,7 +318,16 @@ def build_app(
         uplink=uplink,
         ui=ui,
         config_change=config_change,
+        model_updates=model_updates,
     )
+
+
+def _update_reporter(uplink: UplinkParts | None) -> Callable[[UpdateRecord], None] | None:
+    """Each model update's outcome into the shadow's ``reported.model_update``."""
+    if uplink is None:
+        return None
+    shadow = uplink.shadow
+    return lambda record: shadow.report({"model_update": record.to_json()})
 
 
 def _config_changes(
@@ -439,6 +471,7 @@ def _camera_loops(
     clock: Clock,
     stack: ExitStack,
     slots: dict[str, PreviewSlot],
+    recent: RecentFrames | None = None,
 ) -> list[CameraWorker]:
     """One loop per camera of ``effective``, each with its source opened (closed on
     ``stack``); cameras with ``clips`` share one clip writer (its thread closed on ``stack``)."""
@@ -464,7 +497,16 @@ def _camera_loops(
                 width=c.width,
             )
         parts = CameraParts(
-            source, live, intake.accept, stop, clock, lock, snapshots, clips, slots.get(camera.name)
+            source,
+            live,
+            intake.accept,
+            stop,
+            clock,
+            lock,
+            snapshots,
+            clips,
+            slots.get(camera.name),
+            recent,
         )
         workers.append(CameraWorker(camera, parts))
     return workers
