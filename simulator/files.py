@@ -59,7 +59,7 @@ class FileServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="file-server", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="file-server", daemon=True
         )
         self._thread.start()
 

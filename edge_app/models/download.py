@@ -64,18 +64,22 @@ class TokenBucket:
         self.waited_s = 0.0
 
     def take(self, n: int) -> None:
-        """Account for ``n`` bytes, sleeping first while the bucket holds too few tokens."""
-        while True:
-            now = self._monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens >= min(n, self.burst):
-                self._tokens -= n  # may go negative for n > burst: the next take waits longer
-                self.taken += n
-                return
-            wait = (min(n, self.burst) - self._tokens) / self.rate
+        """Account for ``n`` bytes, sleeping first while the bucket holds too few tokens
+        (one sleep, of the exact shortfall: no loop that float rounding could keep going)."""
+        self._refill()
+        need = min(n, self.burst)
+        if self._tokens < need:
+            wait = (need - self._tokens) / self.rate
             self.waited_s += wait
             self._sleep(wait)
+            self._refill()
+        self._tokens -= n  # may go negative for n > burst: the next take waits longer
+        self.taken += n
+
+    def _refill(self) -> None:
+        now = self._monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
 
 
 @dataclass(slots=True)
