@@ -84,12 +84,16 @@ class UpdateParts:
 
 
 class _RejectedError(Exception):
-    """A check failed before the switch; ``agreement`` when it was measured."""
+    """A check failed before the switch; ``agreement`` when it was measured; ``broken`` when
+    the model itself failed (load, invoke): its registry entry is then marked rejected."""
 
-    def __init__(self, reason: str, agreement: float | None = None) -> None:
+    def __init__(
+        self, reason: str, agreement: float | None = None, *, broken: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.agreement = agreement
+        self.broken = broken
 
 
 class ModelUpdater:
@@ -98,6 +102,9 @@ class ModelUpdater:
     def __init__(self, local: AppConfig, parts: UpdateParts) -> None:
         self._local = local
         self._settings = local.model_updates
+        self.parts = parts
+        """What it works with (a test builds a second updater over them with another
+        ``open_model``)."""
         self._parts = parts
         self._model_dir = Path(local.detector.model_dir or default_model_dir())
         self._one = threading.Lock()
@@ -287,9 +294,10 @@ class ModelUpdater:
             raise _RejectedError(f"cannot load the model: {exc}") from exc
         try:
             agreement = self._test_run(detector, old.detector, note, figures)
-        except _RejectedError:
+        except _RejectedError as exc:
             detector.close()
-            self._reject_entry(offer)
+            if exc.broken:
+                self._reject_entry(offer)
             raise
         return detector, agreement
 
@@ -309,7 +317,7 @@ class ModelUpdater:
             try:
                 new.detect(_blank(new))
             except Exception as exc:
-                raise _RejectedError(f"the model fails at invoke: {exc}") from exc
+                raise _RejectedError(f"the model fails at invoke: {exc}", broken=True) from exc
             if s.agreement_floor > 0:
                 raise _RejectedError(
                     "no recent camera frames to measure agreement on (are the cameras "
@@ -321,13 +329,15 @@ class ModelUpdater:
             try:
                 got = new.detect(frame.image)
             except Exception as exc:
-                raise _RejectedError(f"the model fails at invoke: {exc}") from exc
+                raise _RejectedError(f"the model fails at invoke: {exc}", broken=True) from exc
             with self._parts.detector_lock:  # the running interpreter serves the cameras too
                 ref = running.detect(frame.image)
             pairs.append((ref, got))
         measured = match_detections(pairs)
         figures["test_run_s"] = time.perf_counter() - started
         figures["test_frames"] = len(frames)
+        # 1.0 with none on either side: say how much there was to agree on
+        figures["reference_detections"] = measured.source_detections
         value = measured.agreement
         if value < s.agreement_floor:
             raise _RejectedError(
