@@ -117,7 +117,8 @@ def default_labels() -> Path:
 
 
 def status_of(app: EdgeApp) -> dict[str, Any]:
-    assert app.telemetry is not None and app.telemetry.server is not None
+    assert app.telemetry is not None
+    assert app.telemetry.server is not None
     url = f"http://127.0.0.1:{app.telemetry.server.port}/status"
     with urllib.request.urlopen(url, timeout=5) as response:
         doc: dict[str, Any] = json.loads(response.read())
@@ -170,7 +171,8 @@ def test_a_second_copy_switches_names_itself_everywhere_loses_no_frame_and_survi
     assert 0 < result.figures["switch_s"] < 5
     assert result.figures["watch_frames"] >= 10
     assert notes[0] == "downloading 0%" or notes[0].startswith("downloading")
-    assert "switching" in notes and any(n.startswith("test-running on 6") for n in notes)
+    assert "switching" in notes
+    assert any(n.startswith("test-running on 6") for n in notes)
     assert again.state is UpdateState.UNCHANGED
     # frames lost during the switch: none
     assert stats.detect_errors == 0
@@ -180,7 +182,8 @@ def test_a_second_copy_switches_names_itself_everywhere_loses_no_frame_and_survi
     assert status["model_update"]["state"] == "switched"  # the last outcome
     assert status["model_update"]["model"] == want
     newer = [e for e in stored_events(config) if e["seq"] > seq]
-    assert newer and all(e["model"] == want for e in newer)
+    assert newer
+    assert all(e["model"] == want for e in newer)
     entry = Registry(cache).get("people", "2")
     assert entry.status is ModelStatus.APPROVED
     assert entry.lineage["source"]["url"] == offer.url
@@ -237,7 +240,8 @@ def test_bad_offers_are_rejected_and_the_running_model_never_stops(
         assert results[what].state is UpdateState.REJECTED, what
         assert reason in results[what].reason, (what, results[what].reason)
         assert "\n" not in results[what].reason
-    assert running.name == "people" and running.version == "7"
+    assert running.name == "people"
+    assert running.version == "7"
     assert status["model_update"]["state"] == "rejected"
     assert "already registered" in status["model_update"]["reason"]
     assert "junk" not in {e.name for e in Registry(cache).entries()}  # never registered
@@ -318,14 +322,16 @@ def test_a_model_that_fails_in_its_health_watch_is_rolled_back(
         stats = yard(app)
         app.request_stop()
     assert result.state is UpdateState.ROLLED_BACK
-    assert "failed at invoke" in result.reason and "tensor arena" in result.reason
+    assert "failed at invoke" in result.reason
+    assert "tensor arena" in result.reason
     assert result.model.name == "ssd_mobilenet_v2_coco"
     assert result.figures["rollback_s"] < 5
     assert running["name"] == "ssd_mobilenet_v2_coco"
     assert 1 <= stats.detect_errors < MAX_DETECT_ERRORS  # the camera rode it out
     assert Registry(cache).get("people", "3").status is ModelStatus.REJECTED
     last = LastGoodStore(config.device.data_dir).load()
-    assert last is not None and "people@3" not in json.dumps(last.desired)
+    assert last is not None
+    assert "people@3" not in json.dumps(last.desired)
     with EdgeApp(config) as app:  # a restart runs the previous model
         model = app.runtime.detector.model.name
         app.request_stop()
@@ -373,10 +379,12 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
     assert "cannot load the model" in odd.reason
     assert floor.state is UpdateState.REJECTED, floor.agreement
     assert floor.agreement is not None
-    assert f"agreement {floor.agreement:.3f}" in floor.reason and "below" in floor.reason
+    assert f"agreement {floor.agreement:.3f}" in floor.reason
+    assert "below" in floor.reason
     assert real.state is UpdateState.SWITCHED, real.reason
     assert real.figures["reference_detections"] >= 6  # >= 1 person a frame: measured
-    assert real.agreement is not None and 0.05 <= real.agreement < 0.99
+    assert real.agreement is not None
+    assert 0.05 <= real.agreement < 0.99
     assert running == {"name": "ssd-v1", "sha256": v1.sha256[:12], "version": "1"}
     assert stats.detect_errors == 0
     assert lost(stats) == 0

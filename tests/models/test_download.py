@@ -70,7 +70,8 @@ def test_a_dropped_connection_resumes_with_range(
     path = fetch(server, data, tmp_path / "dl", stats)
     assert path.read_bytes() == data
     assert [r for _, r in server.requests] == [None, "bytes=100000-"]
-    assert stats.ranged == 1 and stats.resumed_from == [100_000]
+    assert stats.ranged == 1
+    assert stats.resumed_from == [100_000]
     assert stats.fetched == SIZE  # nothing fetched twice
     assert server.sent == SIZE
 
@@ -145,7 +146,7 @@ def test_size_cap_and_a_longer_body_are_refused(
     served: tuple[FileServer, bytes], tmp_path: Path
 ) -> None:
     server, data = served
-    with pytest.raises(DownloadError, match="more than model_updates.max_bytes"):
+    with pytest.raises(DownloadError, match=r"more than model_updates\.max_bytes"):
         fetch(server, data, tmp_path / "dl", max_bytes=1000)
     assert server.requests == []
     with pytest.raises(DownloadError, match="longer than the offered 1000 bytes"):
@@ -155,7 +156,7 @@ def test_size_cap_and_a_longer_body_are_refused(
 def test_only_allowed_prefixes_are_read(tmp_path: Path, served: tuple[FileServer, bytes]) -> None:
     server, data = served
     settings = ModelUpdatesConfig(allowed_urls=["https://models.example.com/edge/"])
-    with pytest.raises(DownloadError, match="not under any of model_updates.allowed_urls"):
+    with pytest.raises(DownloadError, match=r"not under any of model_updates\.allowed_urls"):
         fetch(server, data, tmp_path / "dl", allowed=settings.allows)
     assert server.requests == []
     assert not settings.allows("https://models.example.com.evil.net/edge/m.tflite")
