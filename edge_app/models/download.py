@@ -41,7 +41,8 @@ class DownloadError(ModelError):
 
 class TokenBucket:
     """A bandwidth cap: ``take(n)`` blocks until ``n`` bytes fit under ``rate`` bytes/s
-    (bursts up to ``burst`` bytes, default one second's worth). ``monotonic``/``sleep`` are
+    (bursts up to ``burst`` bytes, default one read's worth, so even a short download keeps
+    to the cap on average). ``monotonic``/``sleep`` are
     the seam a test drives; ``waited_s`` sums the time spent sleeping."""
 
     def __init__(
@@ -55,7 +56,7 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
-        self.burst = float(burst if burst is not None else max(rate, CHUNK))
+        self.burst = float(burst if burst is not None else CHUNK)
         self._monotonic = monotonic
         self._sleep = sleep
         self._tokens = self.burst
