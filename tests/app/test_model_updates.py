@@ -389,3 +389,26 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
     assert stats.detect_errors == 0
     assert lost(stats) == 0
     print(f"SSD v1 vs v2 agreement on 6 dashcam frames: {real.agreement:.3f}")
+
+
+def test_without_remote_config_or_status_page_the_switch_still_survives_a_restart(
+    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth], www: FileServer
+) -> None:
+    clip, _ = scene
+    cache = cache_with(tmp_path, default_model)
+    doc = config_for(tmp_path, clip, cache, www).model_dump(mode="json", exclude_none=True)
+    doc["health"] = {"enabled": False}  # no status page: no local-change path either
+    config = parse_config(doc)
+    offer = offer_of(www, default_model, "people", "4")
+    with EdgeApp(config) as app:
+        started(app)
+        result = app.model_updates.update(offer, origin="job:np")
+        app.request_stop()
+    assert result.state is UpdateState.SWITCHED, result.reason
+    last = LastGoodStore(config.device.data_dir).load()
+    assert last is not None
+    assert last.desired == {"detector": {"model": "people@4"}}
+    with EdgeApp(config) as app:
+        model = app.runtime.detector.model
+        app.request_stop()
+    assert (model.name, model.version) == ("people", "4")
