@@ -303,6 +303,7 @@ def build_app(
             catalog=catalog,
             clock=clock,
             on_record=_update_reporter(uplink),
+            stop=stop_capture,
         ),
     )
     return AppParts(

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from edge_app.config import (
 from edge_app.domain import Detections
 from edge_app.errors import EdgeAppError
 from edge_app.models import Catalog, Conventions, ModelStatus, Registry, default_model_dir
-from edge_app.models.download import DownloadStats, TokenBucket, download
+from edge_app.models.download import DownloadError, DownloadStats, TokenBucket, download
 from edge_app.models.offer import FileOffer, ModelOffer, UpdateResult, UpdateState
 from edge_app.pipeline import CameraStats, RecentFrames, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
@@ -68,7 +68,9 @@ class UpdateParts:
     cameras' ``detector_lock``, their ``recent`` frames and ``cameras`` stats, the last-good
     ``store``, the shadow's ``config_change`` (None without remote config or status page),
     the ``catalog``, the ``clock`` (wall time of records) and ``on_record`` (each outcome,
-    e.g. to the shadow's ``reported``). ``open_model`` is the seam a test replaces."""
+    e.g. to the shadow's ``reported``); once ``stop`` is set (the app stops taking frames) an
+    update in progress ends: a download stops (its part kept for a resume), a test run is
+    refused, a health watch ends early. ``open_model`` is the seam a test replaces."""
 
     live: RuntimeHolder
     applier: RuntimeApplier
@@ -80,6 +82,7 @@ class UpdateParts:
     catalog: Catalog | None
     clock: Clock
     on_record: Callable[[UpdateRecord], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
     open_model: OpenModel = open_detector
 
 
@@ -255,6 +258,11 @@ class ModelUpdater:
         shown = [-1]
 
         def progress(have: int, size: int) -> None:
+            if self._parts.stop.is_set():
+                raise DownloadError(
+                    "the app is stopping: download stopped (the part is kept; offer it again "
+                    "to resume)"
+                )
             tenth = have * 10 // size
             if note is not None and tenth != shown[0]:
                 shown[0] = tenth
@@ -326,6 +334,8 @@ class ModelUpdater:
             return None
         pairs: list[tuple[Detections, Detections]] = []
         for frame in frames:
+            if self._parts.stop.is_set():
+                raise _RejectedError("the app is stopping: test run not finished")
             try:
                 got = new.detect(frame.image)
             except Exception as exc:
@@ -358,7 +368,7 @@ class ModelUpdater:
         base = {name: (c.processed, c.detect_errors) for name, c in self._parts.cameras().items()}
         started = time.monotonic()
         deadline = started + s.watch_timeout_s
-        stop = threading.Event()
+        stop = self._parts.stop
         while True:
             now = self._parts.cameras()
             errors = [c for name, c in now.items() if c.detect_errors > base.get(name, (0, 0))[1]]
@@ -370,7 +380,7 @@ class ModelUpdater:
                     f"({errors[0].last_detect_error})"
                 )
             done = sum(c.processed - base.get(name, (0, 0))[0] for name, c in now.items())
-            if done >= s.watch_frames or time.monotonic() >= deadline:
+            if done >= s.watch_frames or time.monotonic() >= deadline or stop.is_set():
                 figures["watch_s"] = time.monotonic() - started
                 figures["watch_frames"] = done
                 return None

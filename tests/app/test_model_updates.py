@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -412,3 +413,36 @@ def test_without_remote_config_or_status_page_the_switch_still_survives_a_restar
         model = app.runtime.detector.model
         app.request_stop()
     assert (model.name, model.version) == ("people", "4")
+
+
+def test_a_stop_ends_a_capped_download_and_the_next_start_resumes_it_with_range(
+    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth], www: FileServer
+) -> None:
+    clip, _ = scene
+    cache = cache_with(tmp_path, default_model)
+    capped = config_for(tmp_path, clip, cache, www, bandwidth_bytes_per_s=200_000)
+    offer = offer_of(www, default_model, "people", "5")
+    part = cache / "downloads" / f"{offer.sha256}.part"
+    results: list[UpdateResult] = []
+    with EdgeApp(capped) as app:
+        started(app)
+        worker = threading.Thread(
+            target=lambda: results.append(app.model_updates.update(offer, origin="job:cap"))
+        )
+        worker.start()
+        assert wait_until(lambda: part.exists() and part.stat().st_size > 100_000)
+        app.request_stop()
+        worker.join(WAIT_S)
+    [stopped] = results
+    assert stopped.state is UpdateState.REJECTED
+    assert "the app is stopping" in stopped.reason
+    kept = part.stat().st_size
+    assert 100_000 < kept < offer.size
+    uncapped = config_for(tmp_path, clip, cache, www)
+    with EdgeApp(uncapped) as app:
+        started(app)
+        resumed = app.model_updates.update(offer, origin="job:cap")
+        app.request_stop()
+    assert resumed.state is UpdateState.SWITCHED, resumed.reason
+    assert www.requests[-1] == ("people-5.tflite", f"bytes={kept}-")
+    assert resumed.figures["download_bytes"] == offer.size - kept
