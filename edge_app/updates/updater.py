@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ OpenModel = Callable[[DetectorConfig, Catalog | None], Detector]
 
 _PERSIST_TIMEOUT_S = 60.0
 """How long the local-change path may take (the remote-config thread may be busy)."""
+_REASON_MAX = 1000
+"""Longest reason given back (characters): it becomes a job's status detail."""
 _POLL_S = 0.005
 """Health watch polling interval (real time: the cameras run in real time)."""
 
@@ -134,6 +136,7 @@ class ModelUpdater:
             result = UpdateResult(UpdateState.REJECTED, running, f"update failed: {exc}")
         finally:
             self._one.release()
+        result = replace(result, reason=_one_line(result.reason))
         self._keep(offer, origin, result)
         return result
 
@@ -448,6 +451,12 @@ class ModelUpdater:
                 self._parts.on_record(record)
             except Exception:
                 log.exception("model update outcome not reported")
+
+
+def _one_line(reason: str) -> str:
+    """A reason on one line (loader errors may span several), at most ``_REASON_MAX``."""
+    line = " ".join(reason.split())
+    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 3] + "..."
 
 
 def _with_model(config: AppConfig, ref: str) -> AppConfig:

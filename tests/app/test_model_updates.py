@@ -317,11 +317,16 @@ def test_a_model_that_fails_in_its_health_watch_is_rolled_back(
         assert isinstance(shipped, ModelUpdater)
         updater = ModelUpdater(config, replace(shipped.parts, open_model=failing_opener(ok=6)))
         result = updater.update(offer, origin="job:rb")
+        at_test = ModelUpdater(config, replace(shipped.parts, open_model=failing_opener(ok=2)))
+        early = at_test.update(offer_of(www, default_model, "people", "8"), origin="job:early")
         after = yard(app).processed
         assert wait_until(lambda: yard(app).processed > after + 10, timeout=WAIT_S)
         running = app.runtime.detector.model.to_json()
         stats = yard(app)
         app.request_stop()
+    assert early.state is UpdateState.REJECTED  # failed at invoke in its test run
+    assert early.reason.startswith("the model fails at invoke: invoke failed")
+    assert Registry(cache).get("people", "8").status is ModelStatus.REJECTED
     assert result.state is UpdateState.ROLLED_BACK
     assert "failed at invoke" in result.reason
     assert "tensor arena" in result.reason
@@ -378,6 +383,8 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
     assert "fake-op-double" in bad.reason or "custom op" in bad.reason
     assert odd.state is UpdateState.REJECTED
     assert "cannot load the model" in odd.reason
+    assert "no decoder understands" in odd.reason
+    assert "\n" not in odd.reason
     assert floor.state is UpdateState.REJECTED, floor.agreement
     assert floor.agreement is not None
     assert f"agreement {floor.agreement:.3f}" in floor.reason
@@ -390,6 +397,7 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
     assert stats.detect_errors == 0
     assert lost(stats) == 0
     print(f"SSD v1 vs v2 agreement on 6 dashcam frames: {real.agreement:.3f}")
+    print(f"broken: {bad.reason}\nclassifier: {odd.reason}")
 
 
 def test_without_remote_config_or_status_page_the_switch_still_survives_a_restart(
@@ -431,9 +439,12 @@ def test_a_stop_ends_a_capped_download_and_the_next_start_resumes_it_with_range(
         )
         worker.start()
         assert wait_until(lambda: part.exists() and part.stat().st_size > 100_000)
+        other = app.model_updates.update(offer_of(www, default_model, "people", "6"), origin="x")
         app.request_stop()
         worker.join(WAIT_S)
     [stopped] = results
+    assert other.state is UpdateState.REJECTED
+    assert "another model update is in progress" in other.reason
     assert stopped.state is UpdateState.REJECTED
     assert "the app is stopping" in stopped.reason
     kept = part.stat().st_size
