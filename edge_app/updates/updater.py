@@ -156,13 +156,13 @@ class ModelUpdater:
         except _RejectedError as exc:
             log.warning("model update %s from %s rejected: %s", offer.ref, origin, exc.reason)
             return UpdateResult(UpdateState.REJECTED, running, exc.reason, exc.agreement, figures)
+        self._parts.applier.retire(detector)  # from here on closed when the app stops
         registry = Registry(self._model_dir)
         registry.set_status(offer.name, offer.version, ModelStatus.APPROVED)
         note("switching")
         last = self._parts.store.load()
         started = time.perf_counter()
         config = _with_model(old.snapshot.config, offer.ref)
-        self._parts.applier.retire(detector)
         self._parts.applier.apply(config, old.snapshot.remote_version or 0, detector=detector)
         figures["switch_s"] = time.perf_counter() - started
         log.info(
