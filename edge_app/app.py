@@ -38,6 +38,7 @@ from edge_app.builder import AppParts, Seams, UplinkParts, build_app
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import AppConfig, ConfigSnapshot
 from edge_app.models import Catalog
+from edge_app.models.offer import ModelUpdates
 from edge_app.outbox import Outbox
 from edge_app.pipeline import CameraStats, Runtime
 from edge_app.remote import Outcome
@@ -149,6 +150,14 @@ class EdgeApp:
     def telemetry(self) -> Telemetry | None:
         """Registry, health, HTTP endpoint and watchdog; None unless the app is running."""
         return self._parts.telemetry if self._parts is not None and self._running else None
+
+    @property
+    def model_updates(self) -> ModelUpdates:
+        """The over-the-air model updater (``ModelUpdates.update``: blocking, one offer at a
+        time, never raises for a bad offer); the Jobs agent calls it. Needs a started app."""
+        updater = self._built().model_updates
+        assert updater is not None  # build_app always builds one
+        return updater
 
     @property
     def retention(self) -> Retention | None:
@@ -313,6 +322,7 @@ class EdgeApp:
             "device": self._config.device.thing_name,
             "config_version": runtime.snapshot.config.version,
             "model": runtime.detector.model.to_json(),
+            "model_update": self._last_update(),
             "cameras": {
                 name: {"frames": c.frames, "processed": c.processed, "events": c.events}
                 for name, c in stats.cameras.items()
@@ -322,6 +332,11 @@ class EdgeApp:
             "uplink_connected": stats.uplink_connected,
             "batches_sent": stats.batches_sent,
         }
+
+    def _last_update(self) -> dict[str, object] | None:
+        updater = self._built().model_updates
+        last = updater.last if updater is not None else None
+        return last.to_json() if last is not None else None
 
     def _built(self) -> AppParts:
         if self._parts is None:

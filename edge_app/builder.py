@@ -41,13 +41,14 @@ from edge_app.intake import EventIntake
 from edge_app.models import Catalog, Registry, RemoteChoices, default_model_dir, load_manifest
 from edge_app.models.offer import ModelUpdates
 from edge_app.outbox import EventJournal, LaneStats, LaneStore, Outbox, recovery_event
-from edge_app.pipeline import CameraParts, CameraWorker, Runtime, RuntimeHolder
+from edge_app.pipeline import CameraParts, CameraWorker, RecentFrames, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import Outcome, ShadowClient, ShadowHandler
 from edge_app.remote.jobs import JobsAgent
 from edge_app.sources import open_source
 from edge_app.telemetry import DiskUsage, HealthEvents, TimeoutExtender, load_token, sd_notify
 from edge_app.telemetry.wiring import Telemetry, metrics_lane_sender
+from edge_app.updates import ModelUpdater, UpdateParts, UpdateRecord
 from edge_app.uplink import (
     DrainLoop,
     LaneSender,
@@ -77,8 +78,7 @@ class Seams:
     demo). A supplied ``transport`` is connected and disconnected by the app; a supplied
     ``detector`` stays the caller's to close. ``notify`` is ``sd_notify``; ``watchdog_s``
     overrides ``$WATCHDOG_USEC``; ``disk_usage`` replaces ``shutil.disk_usage``;
-    ``model_updates`` is the model updater model jobs use (None: they fail, saying the device
-    has none)."""
+    ``model_updates`` replaces the over-the-air updater model jobs use (tests)."""
 
     clock: Clock
     transport: Transport | None = None
@@ -123,7 +123,7 @@ class AppParts:
     ``health.events: false``) turns the telemetry thread's health reports into events through
     it; ``stop_capture`` ends every camera loop, ``retention_stop`` the retention thread;
     ``config_change`` decides changes made on the device (None when the page is off and
-    there is no remote config)."""
+    there is no remote config); ``model_updates`` is the over-the-air model updater."""
 
     outbox: Outbox
     live: RuntimeHolder
@@ -137,6 +137,7 @@ class AppParts:
     uplink: UplinkParts | None
     ui: UiParts | None = None
     config_change: ConfigChange | None = None
+    model_updates: ModelUpdater | None = None
 
 
 def build_app(
@@ -252,6 +253,9 @@ def build_app(
     step("cameras")
     stop_capture = threading.Event()
     lock = FairLock()  # FIFO: cameras sharing the detector take turns instead of racing for it
+    updates = effective.model_updates
+    # a few frame references for over-the-air test runs, shared out over the cameras
+    recent = RecentFrames(-(-updates.test_frames // len(effective.cameras)), updates.sample_every_s)
     workers.extend(
         _camera_loops(
             config,
@@ -264,19 +268,22 @@ def build_app(
             clock=clock,
             stack=stack,
             slots=ui.slots if ui is not None else {},
+            recent=recent,
         )
     )
-    uplink, config_change = _config_changes(
+    # One applier for remote config and model updates: its lock keeps their swaps in turn.
+    applier = RuntimeApplier(
+        live,
+        catalog=catalog,
+        detector_lock=lock,
+        retire=lambda replaced: detectors.callback(replaced.close),
+        set_batching=wire.drain.set_batching if wire.drain is not None else None,
+    )
+    shadow, config_change = _config_changes(
         config,
         wire,
         page=ui is not None,
-        applier=lambda: RuntimeApplier(
-            live,
-            catalog=catalog,
-            detector_lock=lock,
-            retire=lambda replaced: detectors.callback(replaced.close),
-            set_batching=wire.drain.set_batching if wire.drain is not None else None,
-        ),
+        applier=lambda: applier,
         handler=lambda applier: ShadowHandler(
             config,
             applier,
@@ -288,9 +295,24 @@ def build_app(
         ),
         step=step,
         on_config_outcome=on_config_outcome,
-        clock=clock,
-        model_updates=seams.model_updates,
     )
+    model_updates = ModelUpdater(
+        config,
+        UpdateParts(
+            live=live,
+            applier=applier,
+            detector_lock=lock,
+            recent=recent,
+            cameras=lambda: {w.camera: w.stats for w in workers},
+            store=store,
+            config_change=config_change,
+            catalog=catalog,
+            clock=clock,
+            on_record=_update_reporter(shadow),
+            stop=stop_capture,
+        ),
+    )
+    uplink = _uplink(config, wire, shadow, clock=clock, models=seams.model_updates or model_updates)
     return AppParts(
         outbox=outbox,
         live=live,
@@ -304,7 +326,18 @@ def build_app(
         uplink=uplink,
         ui=ui,
         config_change=config_change,
+        model_updates=model_updates,
     )
+
+
+def _update_reporter(
+    shadow: tuple[ShadowClient, threading.Event] | None,
+) -> Callable[[UpdateRecord], None] | None:
+    """Each model update's outcome into the shadow's ``reported.model_update``."""
+    if shadow is None:
+        return None
+    client = shadow[0]
+    return lambda record: client.report({"model_update": record.to_json()})
 
 
 def _config_changes(
@@ -316,13 +349,12 @@ def _config_changes(
     handler: Callable[[RuntimeApplier], ShadowHandler],
     step: Step,
     on_config_outcome: Callable[[Outcome], None],
-    clock: Clock,
-    model_updates: ModelUpdates | None,
-) -> tuple[UplinkParts | None, ConfigChange | None]:
+) -> tuple[tuple[ShadowClient, threading.Event] | None, ConfigChange | None]:
     """Remote config (with an uplink) and the decider of changes made on the device (with
     the status page): one ``ShadowHandler`` serves both, so a local change takes the remote
-    one's path, and so does a config job (the Jobs agent hands its overlay to the same
-    thread). Returns the uplink parts and the local decider (None: neither is needed)."""
+    one's path, and so does a config job (``_uplink`` hands the Jobs agent's overlays to the
+    same thread). Returns the shadow client with its stop event, and the local decider (None:
+    neither is needed)."""
     transport, drain = wire.transport, wire.drain
     if transport is not None and drain is not None:
         step("remote config")
@@ -336,26 +368,41 @@ def _config_changes(
             on_outcome=on_config_outcome,
         )
         # the remote-config thread decides local changes too, in turn with shadow messages
-        jobs_stop = threading.Event()
-
-        def config_job(desired: dict[str, Any], origin: str) -> Outcome:
-            return shadow.local_change(desired, _CONFIG_JOB_WAIT_S, origin=origin)
-
-        jobs = JobsAgent(
-            transport,
-            config.device.thing_name,
-            stop=jobs_stop,
-            clock=clock,
-            config=config_job,
-            models=model_updates,
-        )
-        uplink = UplinkParts(
-            transport, drain, wire.drain_stop, shadow, shadow_stop, jobs, jobs_stop
-        )
-        return uplink, shadow.local_change
+        return (shadow, shadow_stop), shadow.local_change
     if page:
         return None, _serialised(handler(applier()))
     return None, None
+
+
+def _uplink(
+    config: AppConfig,
+    wire: _Wire,
+    shadow: tuple[ShadowClient, threading.Event] | None,
+    *,
+    clock: Clock,
+    models: ModelUpdates,
+) -> UplinkParts | None:
+    """The MQTT side as one part: transport, drain, shadow client and the IoT Jobs agent,
+    whose config jobs go through the shadow thread and model jobs to ``models`` (built after
+    the shadow client, since the updater persists a switch through its local-change path)."""
+    transport, drain = wire.transport, wire.drain
+    if transport is None or drain is None or shadow is None:
+        return None
+    client, shadow_stop = shadow
+
+    def config_job(desired: dict[str, Any], origin: str) -> Outcome:
+        return client.local_change(desired, _CONFIG_JOB_WAIT_S, origin=origin)
+
+    jobs_stop = threading.Event()
+    jobs = JobsAgent(
+        transport,
+        config.device.thing_name,
+        stop=jobs_stop,
+        clock=clock,
+        config=config_job,
+        models=models,
+    )
+    return UplinkParts(transport, drain, wire.drain_stop, client, shadow_stop, jobs, jobs_stop)
 
 
 _CONFIG_JOB_WAIT_S = 300.0
@@ -470,6 +517,7 @@ def _camera_loops(
     clock: Clock,
     stack: ExitStack,
     slots: dict[str, PreviewSlot],
+    recent: RecentFrames | None = None,
 ) -> list[CameraWorker]:
     """One loop per camera of ``effective``, each with its source opened (closed on
     ``stack``); cameras with ``clips`` share one clip writer (its thread closed on ``stack``)."""
@@ -495,7 +543,16 @@ def _camera_loops(
                 width=c.width,
             )
         parts = CameraParts(
-            source, live, intake.accept, stop, clock, lock, snapshots, clips, slots.get(camera.name)
+            source,
+            live,
+            intake.accept,
+            stop,
+            clock,
+            lock,
+            snapshots,
+            clips,
+            slots.get(camera.name),
+            recent,
         )
         workers.append(CameraWorker(camera, parts))
     return workers

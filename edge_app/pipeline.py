@@ -14,7 +14,16 @@ loaded and test-run before the swap.
 
 from __future__ import annotations
 
-__all__ = ["CameraParts", "CameraStats", "CameraWorker", "EventSink", "Runtime", "RuntimeHolder"]
+__all__ = [
+    "MAX_DETECT_ERRORS",
+    "CameraParts",
+    "CameraStats",
+    "CameraWorker",
+    "EventSink",
+    "RecentFrames",
+    "Runtime",
+    "RuntimeHolder",
+]
 
 import logging
 import os
@@ -65,6 +74,45 @@ class Runtime:
 RuntimeHolder = SnapshotHolder[Runtime]
 """The runtime in force; the remote-config applier swaps it, the camera loops read it."""
 
+MAX_DETECT_ERRORS = 25
+"""Failed ``detect`` calls in a row a camera loop rides out (each frame counted in
+``detect_errors`` and lost) before it stops: long enough for the over-the-air updater's
+health watch to switch a failing new model back, short enough that a model that fails for
+good stops the camera as it always did."""
+
+
+class RecentFrames:
+    """A few recent frames of each camera, kept by reference (a frame is never written to
+    after it is read), one every ``every_s`` seconds: what a new model is test-run on before
+    a switch. ``offer`` is on the hot path: one comparison per frame, a lock once per
+    ``every_s``."""
+
+    def __init__(self, keep: int, every_s: float) -> None:
+        self._keep = max(1, keep)
+        self._every = every_s
+        self._due: dict[str, float] = {}
+        self._frames: dict[str, deque[Frame]] = {}
+        self._lock = threading.Lock()
+
+    def offer(self, camera: str, frame: Frame) -> None:
+        if frame.mono < self._due.get(camera, float("-inf")):
+            return
+        self._due[camera] = frame.mono + self._every
+        with self._lock:
+            ring = self._frames.setdefault(camera, deque(maxlen=self._keep))
+            ring.append(frame)
+
+    def latest(self, n: int) -> list[Frame]:
+        """Up to ``n`` frames, newest first, taken in turn from each camera."""
+        with self._lock:
+            rings = [list(ring) for ring in self._frames.values()]
+        out: list[Frame] = []
+        while len(out) < n and any(rings):
+            for ring in rings:
+                if ring and len(out) < n:
+                    out.append(ring.pop())
+        return out
+
 
 @dataclass(slots=True)
 class CameraStats:
@@ -95,6 +143,8 @@ class CameraStats:
     inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     inspected: int = 0
     inspect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    detect_errors: int = 0
+    last_detect_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +157,8 @@ class CameraParts:
     lateness (``camera.max_lag_s``) is measured on; ``detector_lock`` is held around each
     ``detect`` (cameras sharing one detector pass the same lock); ``snapshots`` and ``clips``
     are the local actions (None: none); ``preview`` is the live view's slot (filled only while
-    a viewer asks).
+    a viewer asks); ``recent`` keeps a few frames for over-the-air model test runs (None:
+    none).
     """
 
     source: FrameSource
@@ -119,6 +170,7 @@ class CameraParts:
     snapshots: SnapshotWriter | None = None
     clips: ClipRecorder | None = None
     preview: PreviewSlot | None = None
+    recent: RecentFrames | None = None
 
 
 class CameraWorker:
@@ -149,6 +201,8 @@ class CameraWorker:
         self._snapshots = parts.snapshots
         self._clips = parts.clips
         self.preview = parts.preview
+        self._recent = parts.recent
+        self._error_streak = 0
         self._last_detections = Detections.empty()
         self._motion: bool | None = None
         self._tamper_starts: dict[str, str] = {}
@@ -246,6 +300,8 @@ class CameraWorker:
                 stats.frames += 1
                 stats.last_frame_mono = frame.mono
                 last = frame
+                if self._recent is not None:
+                    self._recent.offer(self.camera, frame)
                 if self._clips is not None:
                     self._clips.push(frame)  # references only; the writer thread encodes
                 if frame.mono < next_due:
@@ -323,10 +379,16 @@ class CameraWorker:
             stats.detecting = True
             started = time.perf_counter()
             preparer, prepared = self._preparer, frame.prepared
-            if preparer is not None and isinstance(prepared, PreparedInput):
-                detections = preparer.detect_prepared(image, prepared)
-            else:
-                detections = self._detector.detect(image)
+            try:
+                if preparer is not None and isinstance(prepared, PreparedInput):
+                    detections = preparer.detect_prepared(image, prepared)
+                else:
+                    detections = self._detector.detect(image)
+            except Exception as exc:
+                stats.detecting = False
+                self._detect_failed(exc)
+                return
+            self._error_streak = 0
             stats.inference_ms.append((time.perf_counter() - started) * 1000.0)
             stats.detecting = False
         if window is not None:
@@ -339,6 +401,19 @@ class CameraWorker:
                 stats.first_detection_mono = frame.mono
         for event in self._rules.update(frame, detections):
             self._raise(event, frame, detections)
+
+    def _detect_failed(self, exc: Exception) -> None:
+        """Count a failed ``detect`` (the frame is lost); re-raise once ``MAX_DETECT_ERRORS``
+        failed in a row."""
+        stats = self.stats
+        stats.detect_errors += 1
+        stats.last_detect_error = f"{type(exc).__name__}: {exc}"[:300]
+        self._error_streak += 1
+        if self._error_streak == 1:
+            log.error("camera %s: detect failed (%s)", self.camera, stats.last_detect_error)
+        if self._error_streak >= MAX_DETECT_ERRORS:
+            log.error("camera %s: %d detect calls failed in a row", self.camera, MAX_DETECT_ERRORS)
+            raise exc
 
     def _inspect(self, stage: RuleStage, frame: Frame) -> None:
         started = time.perf_counter()

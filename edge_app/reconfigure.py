@@ -52,22 +52,40 @@ class RuntimeApplier:
         self._set_batching = set_batching
         self._lock = threading.Lock()  # one apply at a time
 
+    def retire(self, detector: Detector) -> None:
+        """Have ``detector`` closed when the app stops (a camera may be mid-frame on it)."""
+        self._retire(detector)
+
     def current(self) -> ConfigSnapshot:
         return self._live.current.snapshot
 
     def model(self) -> ModelRef:
         return self._live.current.detector.model
 
-    def apply(self, config: AppConfig, remote_version: int) -> ConfigSnapshot:
+    def apply(
+        self,
+        config: AppConfig,
+        remote_version: int,
+        *,
+        detector: Detector | None = None,
+        source: str = "remote",
+    ) -> ConfigSnapshot:
         """Build the new runtime, then swap it in. Raises ``ModelError`` (nothing changed) if a
-        new model cannot be loaded or fails its test run."""
+        new model cannot be loaded or fails its test run.
+
+        ``detector``, if given, is an open, tested detector of ``config``'s model to run
+        instead of loading one (the over-the-air updater's, already checked on real frames;
+        or the previous one, kept open for a rollback); its caller ``retire``s it."""
         with self._lock:
             old = self._live.current
-            detector = old.detector
-            if needs_new_detector(old.snapshot.config, config):
+            if detector is not None:
+                pass
+            elif needs_new_detector(old.snapshot.config, config):
                 detector = load_and_test(config, self._catalog)
                 self._retire(detector)
-            snapshot = ConfigSnapshot.of(config, "remote", remote_version)
+            else:
+                detector = old.detector
+            snapshot = ConfigSnapshot.of(config, source, remote_version)
             with self._detector_lock:  # between two frames of every camera
                 threshold = config.detector.score_threshold
                 if detector.score_threshold != threshold:

@@ -19,6 +19,7 @@ __all__ = [
     "HealthConfig",
     "ImageDirSourceConfig",
     "MetricsConfig",
+    "ModelUpdatesConfig",
     "MotionConfig",
     "OutboxConfig",
     "ReconnectConfig",
@@ -79,6 +80,7 @@ from edge_app.config.detection import (
 from edge_app.config.inspection import ANOMALY_LABEL
 from edge_app.config.tracking import TrackingConfig
 from edge_app.config.ui import UiConfig
+from edge_app.config.updates import ModelUpdatesConfig
 
 _MAX_TOPIC_BYTES = 256
 """Longest topic AWS IoT Core accepts, UTF-8 bytes."""
@@ -118,6 +120,10 @@ class AppConfig(Model):
     )
     ui: UiConfig = Field(
         default_factory=UiConfig, description="Local status page served on the health endpoint."
+    )
+    model_updates: ModelUpdatesConfig = Field(
+        default_factory=ModelUpdatesConfig,
+        description="Over-the-air model updates: where from, caps and checks (local only).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written to stderr."

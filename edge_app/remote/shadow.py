@@ -163,6 +163,12 @@ class ShadowClient:
         self._put("local", str(key).encode())
         return future.result(timeout_s)
 
+    def report(self, reported: dict[str, Any]) -> None:
+        """Publish a partial ``reported`` document (e.g. the last model update's outcome) on
+        this client's thread; kept for the next connect while the link is down."""
+        body = json.dumps({"state": {"reported": reported}}, separators=(",", ":")).encode()
+        self._put("report", body)
+
     def attach(self) -> None:
         """Subscribe to the response topics and ask for the document on every connect."""
         for topic in self.topics.subscribed:
@@ -215,6 +221,9 @@ class ShadowClient:
             if self._unsent is not None:
                 self._send_local(self._unsent)
             self._transport.publish(t.get, self._handler.get_request(), qos=1)
+            return
+        if topic == "report":
+            self._send_local(payload)
             return
         if topic == "local":
             with self._local_lock:

@@ -45,7 +45,9 @@ OUT: Row = ("person", [0.7, 0.2, 0.9, 0.9], 0.6)  # outside the zone "bay"
 BAY = [{"name": "bay", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}]
 # config_digest of the audited v7 config: a hash of the whole config document, so it follows
 # the schema (a field added anywhere changes it), not the wire form of events.
-DIGEST_V7 = "175092aa179852fb"  # ui, tracking, anomaly and classify; model-led preprocessing
+DIGEST_V7 = (
+    "26919f566e963395"  # ui, tracking, anomaly, classify; model-led preprocessing; model_updates
+)
 
 
 def dets(*rows: Row) -> Detections:
