@@ -28,8 +28,8 @@ from edge_app.updates import ModelUpdater
 from edge_app.vision.detector import Detector, Preparer, open_detector
 from simulator.files import FileServer
 from simulator.scene import SceneTruth
-from tests.factories import wait_until
 from tests.app.test_app import stored_events
+from tests.factories import wait_until
 
 WAIT_S = 60.0
 RULES = [

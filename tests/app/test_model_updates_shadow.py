@@ -15,7 +15,6 @@ from simulator.files import FileServer
 from simulator.scene import SceneTruth
 from simulator.shadow import ShadowService
 from tests.app.test_model_updates import default_labels, offer_of, www
-from tests.factories import wait_until
 from tests.app.test_remote_config import (
     WAIT_S,
     RecordingApp,
@@ -24,6 +23,7 @@ from tests.app.test_remote_config import (
     reported,
     shadow,
 )
+from tests.factories import wait_until
 
 __all__ = ["shadow", "www"]  # the fixtures, used by name
 
