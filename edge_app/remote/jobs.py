@@ -34,7 +34,6 @@ __all__ = ["ConfigJobs", "JobResult", "JobTopics", "JobsAgent"]
 
 import json
 import logging
-import queue
 import re
 import threading
 from collections import OrderedDict, deque
@@ -45,6 +44,7 @@ from typing import Any, Literal
 from edge_app.clock import Clock
 from edge_app.models.offer import ModelUpdates, UpdateResult
 from edge_app.remote.handler import Outcome
+from edge_app.remote.inbox import CONNECTED, Inbox
 from edge_app.remote.jobdoc import (
     ConfigJob,
     JobDocumentError,
@@ -66,8 +66,6 @@ Final = Literal["SUCCEEDED", "FAILED", "REJECTED"]
 NO_MODEL_UPDATER = "this device has no model updater"
 """The reason a model job fails with on a device built without one."""
 
-_SLICE_S = 0.1  # longest real-time wait for work before ``stop`` is checked again
-_QUEUE_MAX = 256  # messages waiting beyond this are dropped (the next start-next recovers)
 _MAX_MESSAGE_BYTES = 128 * 1024  # the AWS IoT Core message limit
 _SEND_WAIT_S = 10.0  # how long a final update waits for its PUBACK before it is kept
 _PROGRESS_EVERY_S = 2.0  # at most one IN_PROGRESS progress update this often
@@ -145,7 +143,7 @@ class JobResult:
     details: dict[str, str] = field(default_factory=dict)
 
 
-class JobsAgent:
+class JobsAgent(Inbox):
     """Runs this thing's IoT Jobs from ``transport``, one at a time.
 
     ``config`` decides config jobs (None: such jobs FAIL, "no remote config"); ``models`` is
@@ -165,14 +163,12 @@ class JobsAgent:
         models: ModelUpdates | None = None,
         on_result: Callable[[JobResult], None] | None = None,
     ) -> None:
+        super().__init__(transport, stop=stop, name="jobs")
         self.topics = JobTopics(thing)
-        self._transport = transport
-        self._stop = stop
         self._clock = clock
         self._config = config
         self._models = models
         self._on_result = on_result
-        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
         # (job id, executionNumber) of each execution run: a retry (jobExecutionsRetryConfig)
         # is a new execution number of the same job and runs again.
         self._done: OrderedDict[tuple[str, int | None], Final] = OrderedDict()
@@ -182,41 +178,10 @@ class JobsAgent:
         self.results: deque[JobResult] = deque(maxlen=_DONE_MAX)
         """The latest final results, oldest first (for tests and the log)."""
 
-    def attach(self) -> None:
-        """Subscribe to the Jobs answers and ask for the next job on every connect."""
-        for topic in self.topics.subscribed:
-            self._transport.subscribe(topic, self._received, qos=1)
-        self._transport.on_connection_change(self._connection_changed)
-        if self._transport.is_connected:
-            self._put("connected", b"")
-
-    def run(self) -> None:
-        """Thread body: handle queued messages one by one until ``stop`` is set."""
-        while not self._stop.is_set():
-            try:
-                topic, payload = self._queue.get(timeout=_SLICE_S)
-            except queue.Empty:
-                continue
-            try:
-                self._dispatch(topic, payload)
-            except Exception:
-                # One bad message must not end job handling for good.
-                log.exception("jobs message on %s could not be handled", topic)
-
     # -- internals -------------------------------------------------------------------------
 
-    def _received(self, topic: str, payload: bytes) -> None:
-        self._put(topic, payload)
-
-    def _connection_changed(self, connected: bool) -> None:
-        if connected:
-            self._put("connected", b"")
-
-    def _put(self, topic: str, payload: bytes) -> None:
-        try:
-            self._queue.put_nowait((topic, payload))
-        except queue.Full:
-            log.warning("jobs queue full: message on %s dropped (next start-next recovers)", topic)
+    def _subscribed(self) -> tuple[str, ...]:
+        return self.topics.subscribed
 
     def _token(self) -> str:
         self._tokens += 1
@@ -228,7 +193,7 @@ class JobsAgent:
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         t = self.topics
-        if topic == "connected":
+        if topic == CONNECTED:
             if self._unsent is not None and not self._send_final(*self._unsent):
                 return  # lost again: the next connect retries
             self._start_next()

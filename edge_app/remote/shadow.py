@@ -23,7 +23,6 @@ __all__ = ["SHADOW_NAME", "ShadowClient", "ShadowTopics"]
 
 import json
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -31,17 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_app.remote.handler import Kind, Outcome, ShadowHandler
+from edge_app.remote.inbox import CONNECTED, Inbox
 from edge_app.uplink import Transport
 
 log = logging.getLogger(__name__)
 
 SHADOW_NAME = "edge-config"
 """The named shadow that carries this app's remote configuration."""
-
-# Longest real-time wait for work before ``stop`` is checked again, seconds.
-_SLICE_S = 0.1
-# Messages waiting beyond this many are dropped (the next ``get`` brings the state back).
-_QUEUE_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +111,7 @@ class ShadowTopics:
         )
 
 
-class ShadowClient:
+class ShadowClient(Inbox):
     """Feeds shadow messages from ``transport`` to ``handler`` and publishes its reports.
 
     Call ``attach()`` before the transport connects (it subscribes and watches the connection);
@@ -134,12 +129,10 @@ class ShadowClient:
         shadow: str = SHADOW_NAME,
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        super().__init__(transport, stop=stop, name="shadow")
         self.topics = ShadowTopics(thing, shadow)
-        self._transport = transport
         self._handler = handler
-        self._stop = stop
         self._on_outcome = on_outcome
-        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(_QUEUE_MAX)
         self.outcomes = 0
         self._local: dict[int, tuple[dict[str, Any], str, Future[Outcome]]] = {}
         self._local_n = 0
@@ -169,27 +162,6 @@ class ShadowClient:
         body = json.dumps({"state": {"reported": reported}}, separators=(",", ":")).encode()
         self._put("report", body)
 
-    def attach(self) -> None:
-        """Subscribe to the response topics and ask for the document on every connect."""
-        for topic in self.topics.subscribed:
-            self._transport.subscribe(topic, self._received, qos=1)
-        self._transport.on_connection_change(self._connection_changed)
-        if self._transport.is_connected:
-            self._put("connected", b"")
-
-    def run(self) -> None:
-        """Thread body: decide on queued messages one by one until ``stop`` is set."""
-        while not self._stop.is_set():
-            try:
-                topic, payload = self._queue.get(timeout=_SLICE_S)
-            except queue.Empty:
-                continue
-            try:
-                self._dispatch(topic, payload)
-            except Exception:
-                # One bad message must not end remote configuration for good.
-                log.exception("shadow message on %s could not be handled", topic)
-
     # -- internals -------------------------------------------------------------------------
 
     def _send_local(self, body: bytes) -> None:
@@ -202,22 +174,12 @@ class ShadowClient:
         self._transport.publish(self.topics.update, body, qos=1)
         self._unsent = None
 
-    def _received(self, topic: str, payload: bytes) -> None:
-        self._put(topic, payload)
-
-    def _connection_changed(self, connected: bool) -> None:
-        if connected:
-            self._put("connected", b"")
-
-    def _put(self, topic: str, payload: bytes) -> None:
-        try:
-            self._queue.put_nowait((topic, payload))
-        except queue.Full:
-            log.warning("shadow queue full: message on %s dropped (next get recovers)", topic)
+    def _subscribed(self) -> tuple[str, ...]:
+        return self.topics.subscribed
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         t = self.topics
-        if topic == "connected":
+        if topic == CONNECTED:
             if self._unsent is not None:
                 self._send_local(self._unsent)
             self._transport.publish(t.get, self._handler.get_request(), qos=1)
