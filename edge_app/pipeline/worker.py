@@ -1,36 +1,14 @@
-"""The per-camera frame loop: source -> detector -> rules -> local actions -> outbox.
-
-One ``CameraWorker`` per camera; the composition root runs each on its own thread. The loop is
-the hot path: per frame it does the rate check, one ``detect`` call and the rule update, and
-nothing else unless an event is raised.
-
-A worker is built from its camera's config and its ``CameraParts`` (source, runtime holder,
-event sink, stop event, clock, ...). Its detector and rules come from the ``RuntimeHolder``:
-at the top of each frame the worker compares the holder's ``Runtime`` with the one it runs
-and, when it changed, adopts the new one before the frame (rules, zones, fps, detector).
-Adopting costs well under a frame: it builds a ``RuleEngine`` at most, the new detector was
-loaded and test-run before the swap.
-"""
+"""The per-camera frame loop: source -> detector -> rules -> local actions -> outbox (see the
+package docstring)."""
 
 from __future__ import annotations
 
-__all__ = [
-    "MAX_DETECT_ERRORS",
-    "CameraParts",
-    "CameraStats",
-    "CameraWorker",
-    "EventSink",
-    "RecentFrames",
-    "Runtime",
-    "RuntimeHolder",
-]
+__all__ = ["MAX_DETECT_ERRORS", "CameraParts", "CameraWorker"]
 
 import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
@@ -39,16 +17,17 @@ from edge_app.clock import Clock
 from edge_app.config import (
     AppConfig,
     CameraConfig,
-    ConfigSnapshot,
     RuleConfig,
-    SnapshotHolder,
     TamperConfig,
 )
 from edge_app.domain import Detections, EndReason, Event, Frame, Image, Phase, UpdateReason
 from edge_app.errors import EdgeAppError
+from edge_app.pipeline.recent import RecentFrames
+from edge_app.pipeline.runtime import EventSink, Runtime, RuntimeHolder
+from edge_app.pipeline.stats import CameraStats
 from edge_app.sources import FrameSource, PreparesFrames
 from edge_app.vision.crop import Window, motion_window, to_frame
-from edge_app.vision.detector import Detector, Preparer
+from edge_app.vision.detector import Preparer
 from edge_app.vision.inspection import build_inspectors
 from edge_app.vision.motion import DetectionGate
 from edge_app.vision.preprocess import PreparedInput
@@ -58,93 +37,11 @@ from edge_app.vision.tamper import TamperMonitor, TamperStep, tamper_event
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[Event], Event]
-"""Stores an event durably and returns it with its ``seq`` (``EventIntake.accept``); raises
-``EdgeAppError`` when it cannot."""
-
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """What the camera loops run with: one config snapshot and the detector that serves it."""
-
-    snapshot: ConfigSnapshot
-    detector: Detector
-
-
-RuntimeHolder = SnapshotHolder[Runtime]
-"""The runtime in force; the remote-config applier swaps it, the camera loops read it."""
-
 MAX_DETECT_ERRORS = 25
 """Failed ``detect`` calls in a row a camera loop rides out (each frame counted in
 ``detect_errors`` and lost) before it stops: long enough for the over-the-air updater's
 health watch to switch a failing new model back, short enough that a model that fails for
 good stops the camera as it always did."""
-
-
-class RecentFrames:
-    """A few recent frames of each camera, kept by reference (a frame is never written to
-    after it is read), one every ``every_s`` seconds: what a new model is test-run on before
-    a switch. ``offer`` is on the hot path: one comparison per frame, a lock once per
-    ``every_s``."""
-
-    def __init__(self, keep: int, every_s: float) -> None:
-        self._keep = max(1, keep)
-        self._every = every_s
-        self._due: dict[str, float] = {}
-        self._frames: dict[str, deque[Frame]] = {}
-        self._lock = threading.Lock()
-
-    def offer(self, camera: str, frame: Frame) -> None:
-        if frame.mono < self._due.get(camera, float("-inf")):
-            return
-        self._due[camera] = frame.mono + self._every
-        with self._lock:
-            ring = self._frames.setdefault(camera, deque(maxlen=self._keep))
-            ring.append(frame)
-
-    def latest(self, n: int) -> list[Frame]:
-        """Up to ``n`` frames, newest first, taken in turn from each camera."""
-        with self._lock:
-            rings = [list(ring) for ring in self._frames.values()]
-        out: list[Frame] = []
-        while len(out) < n and any(rings):
-            for ring in rings:
-                if ring and len(out) < n:
-                    out.append(ring.pop())
-        return out
-
-
-@dataclass(slots=True)
-class CameraStats:
-    """Counters of one camera's loop; read from other threads without a lock (ints only).
-
-    ``cropped`` counts detections run on a window around small motion (``motion.crop``).
-    ``detecting`` is true while the loop is inside ``detect``; ``inference_ms`` keeps the
-    detector time of the last frames (ms) for the telemetry collector (an append is atomic).
-    ``inspected`` counts frames given to anomaly inspection, ``inspect_ms`` their cost (ms).
-    """
-
-    frames: int = 0
-    processed: int = 0
-    skipped_rate: int = 0
-    skipped_motion: int = 0
-    cropped: int = 0
-    tamper_events: int = 0
-    dropped_late: int = 0
-    detections: int = 0
-    events: int = 0
-    events_unstored: int = 0
-    last_frame_mono: float = 0.0
-    first_detection_mono: float | None = None
-    config_version: int = 0
-    config_changes: int = 0
-    config_adopted_mono: float = 0.0
-    detecting: bool = False
-    inference_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
-    inspected: int = 0
-    inspect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
-    detect_errors: int = 0
-    last_detect_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
