@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,11 @@ def run(rounds: int, cap: int) -> dict[str, Any]:
             with EdgeApp(config) as app:
                 _wait(lambda: app.camera_stats()["yard"].processed >= 20)
                 shipped = app.model_updates
-                assert isinstance(shipped, ModelUpdater)
 
                 def failing(c: DetectorConfig, cat: Catalog | None) -> Detector:
                     return _FailsWhenLive(open_detector(c, cat), ok=6)
 
-                breaks = ModelUpdater(
-                    config, type(shipped.parts)(**{**_fields(shipped.parts), "open_model": failing})
-                )
+                breaks = ModelUpdater(config, replace(shipped.parts, open_model=failing))
                 for i in range(rounds):
                     offer = ModelOffer(
                         url=server.url("m.tflite"),
@@ -171,10 +169,6 @@ def run(rounds: int, cap: int) -> dict[str, Any]:
         "cap_mb_s": cap / 1e6,
         "model_bytes": size,
     }
-
-
-def _fields(parts: Any) -> dict[str, Any]:
-    return {name: getattr(parts, name) for name in parts.__dataclass_fields__}
 
 
 def _throughput(server: FileServer, sha: str, size: int, into: Path, cap: int | None) -> float:

@@ -38,13 +38,13 @@ from edge_app.builder import AppParts, Seams, UplinkParts, build_app
 from edge_app.clock import Clock, SystemClock
 from edge_app.config import AppConfig, ConfigSnapshot
 from edge_app.models import Catalog
-from edge_app.models.offer import ModelUpdates
 from edge_app.outbox import Outbox
 from edge_app.pipeline import CameraStats, Runtime
 from edge_app.remote import Outcome
 from edge_app.telemetry import DiskUsage, sd_notify
 from edge_app.telemetry.wiring import Telemetry
 from edge_app.ui import LiveView, StatusPages, UiSources, ZoneEditor
+from edge_app.updates import ModelUpdater
 from edge_app.uplink import Transport
 from edge_app.vision.detector import Detector
 
@@ -152,7 +152,7 @@ class EdgeApp:
         return self._parts.telemetry if self._parts is not None and self._running else None
 
     @property
-    def model_updates(self) -> ModelUpdates:
+    def model_updates(self) -> ModelUpdater:
         """The over-the-air model updater (``ModelUpdates.update``: blocking, one offer at a
         time, never raises for a bad offer); the Jobs agent calls it. Needs a started app."""
         updater = self._built().model_updates

@@ -8,7 +8,6 @@ __all__ = ["AppParts", "ConfigChange", "Seams", "Step", "UiParts", "UplinkParts"
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from edge_app.actions import PreviewSlot, Retention
 from edge_app.atrest import Sealer
@@ -18,7 +17,7 @@ from edge_app.models import Catalog
 from edge_app.models.offer import ModelUpdates
 from edge_app.outbox import EventJournal, LaneStats, Outbox
 from edge_app.pipeline import CameraWorker, RuntimeHolder
-from edge_app.remote import Outcome, ShadowClient
+from edge_app.remote import ConfigChange, ShadowClient
 from edge_app.remote.jobs import JobsAgent
 from edge_app.telemetry import DiskUsage, HealthEvents, sd_notify
 from edge_app.telemetry.wiring import Telemetry
@@ -28,10 +27,6 @@ from edge_app.uplink import (
     Transport,
 )
 from edge_app.vision.detector import Detector
-
-ConfigChange = Callable[[dict[str, Any], float], Outcome]
-"""Decides on a change made on the device (``ShadowHandler.handle_local``), waiting up to the
-given seconds; the status page's zone editor calls it."""
 
 Step = Callable[[str], None]
 """Called with a step's name before the step runs (``EdgeApp.on_start_step``)."""

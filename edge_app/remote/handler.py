@@ -27,7 +27,7 @@ budget, and count the rest (``report.py``).
 
 from __future__ import annotations
 
-__all__ = ["Applier", "AuditSink", "Outcome", "ShadowHandler"]
+__all__ = ["Applier", "AuditSink", "ConfigChange", "Outcome", "ShadowHandler"]
 
 import json
 import logging
@@ -105,6 +105,12 @@ class Outcome:
     digest: str
     errors: tuple[FieldError, ...] = ()
     report: dict[str, Any] | None = field(default=None, compare=False)
+
+
+ConfigChange = Callable[[dict[str, Any], float], Outcome]
+"""Decides on a change made on the device (``ShadowHandler.handle_local`` on the remote-config
+thread), waiting up to the given seconds: the status page's zone editor, config jobs and the
+model updater's switch take this path."""
 
 
 class ShadowHandler:

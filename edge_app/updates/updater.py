@@ -44,15 +44,12 @@ from edge_app.models.download import DownloadError, DownloadStats, TokenBucket, 
 from edge_app.models.offer import FileOffer, ModelOffer, UpdateResult, UpdateState
 from edge_app.pipeline import CameraStats, RecentFrames, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
-from edge_app.remote import Outcome
+from edge_app.remote import ConfigChange
 from edge_app.updates.record import UpdateRecord
 from edge_app.vision.agreement import match_detections
 from edge_app.vision.detector import Detector, open_detector
 
 log = logging.getLogger(__name__)
-
-ConfigChange = Callable[[dict[str, Any], float], Outcome]
-"""The shadow handler's local-change path (``builder.ConfigChange``)."""
 
 OpenModel = Callable[[DetectorConfig, Catalog | None], Detector]
 
@@ -110,7 +107,6 @@ class ModelUpdater:
         self.parts = parts
         """What it works with (a test builds a second updater over them with another
         ``open_model``)."""
-        self._parts = parts
         self._model_dir = Path(local.detector.model_dir or default_model_dir())
         self._one = threading.Lock()
         self.last: UpdateRecord | None = None
@@ -125,14 +121,14 @@ class ModelUpdater:
         a bad offer; the result says what failed."""
         note = progress or (lambda _: None)
         if not self._one.acquire(blocking=False):
-            running = self._parts.live.current.detector.model
+            running = self.parts.live.current.detector.model
             why = "another model update is in progress; offer it again when it has finished"
             return UpdateResult(UpdateState.REJECTED, running, why)
         try:
             result = self._update(offer, origin, note)
         except Exception as exc:  # never raise for an offer: say what failed instead
             log.exception("model update %s from %s failed", offer.ref, origin)
-            running = self._parts.live.current.detector.model
+            running = self.parts.live.current.detector.model
             result = UpdateResult(UpdateState.REJECTED, running, f"update failed: {exc}")
         finally:
             self._one.release()
@@ -143,7 +139,7 @@ class ModelUpdater:
     # -- the flow ------------------------------------------------------------------------
 
     def _update(self, offer: ModelOffer, origin: str, note: Callable[[str], None]) -> UpdateResult:
-        old = self._parts.live.current
+        old = self.parts.live.current
         running = old.detector.model
         if (running.name, running.version) == (offer.name, offer.version) and (
             offer.sha256.startswith(running.sha256)
@@ -156,14 +152,14 @@ class ModelUpdater:
         except _RejectedError as exc:
             log.warning("model update %s from %s rejected: %s", offer.ref, origin, exc.reason)
             return UpdateResult(UpdateState.REJECTED, running, exc.reason, exc.agreement, figures)
-        self._parts.applier.retire(detector)  # from here on closed when the app stops
+        self.parts.applier.retire(detector)  # from here on closed when the app stops
         registry = Registry(self._model_dir)
         registry.set_status(offer.name, offer.version, ModelStatus.APPROVED)
         note("switching")
-        last = self._parts.store.load()
+        last = self.parts.store.load()
         started = time.perf_counter()
         config = _with_model(old.snapshot.config, offer.ref)
-        self._parts.applier.apply(config, old.snapshot.remote_version or 0, detector=detector)
+        self.parts.applier.apply(config, old.snapshot.remote_version or 0, detector=detector)
         figures["switch_s"] = time.perf_counter() - started
         log.info(
             "model %s switched in (%.1f ms, agreement %.3f on recent frames)",
@@ -176,8 +172,8 @@ class ModelUpdater:
         if failure is None:
             return UpdateResult(UpdateState.SWITCHED, detector.model, "", agreement, figures)
         started = time.perf_counter()
-        self._parts.applier.apply(
-            _with_detector(self._parts.live.current.snapshot.config, old.snapshot.config.detector),
+        self.parts.applier.apply(
+            _with_detector(self.parts.live.current.snapshot.config, old.snapshot.config.detector),
             old.snapshot.remote_version or 0,
             detector=old.detector,
         )
@@ -261,7 +257,7 @@ class ModelUpdater:
         shown = [-1]
 
         def progress(have: int, size: int) -> None:
-            if self._parts.stop.is_set():
+            if self.parts.stop.is_set():
                 raise DownloadError(
                     "the app is stopping: download stopped (the part is kept; offer it again "
                     "to resume)"
@@ -299,7 +295,7 @@ class ModelUpdater:
         note("test-loading")
         config = _with_model(old.snapshot.config, offer.ref).detector
         try:
-            detector = self._parts.open_model(config, self._parts.catalog)
+            detector = self.parts.open_model(config, self.parts.catalog)
         except Exception as exc:
             self._reject_entry(offer)
             raise _RejectedError(f"cannot load the model: {exc}") from exc
@@ -320,7 +316,7 @@ class ModelUpdater:
         figures: dict[str, float],
     ) -> float | None:
         s = self._settings
-        recent = self._parts.recent
+        recent = self.parts.recent
         frames = recent.latest(s.test_frames) if recent is not None else []
         note(f"test-running on {len(frames)} recent frame(s)")
         started = time.perf_counter()
@@ -337,13 +333,13 @@ class ModelUpdater:
             return None
         pairs: list[tuple[Detections, Detections]] = []
         for frame in frames:
-            if self._parts.stop.is_set():
+            if self.parts.stop.is_set():
                 raise _RejectedError("the app is stopping: test run not finished")
             try:
                 got = new.detect(frame.image)
             except Exception as exc:
                 raise _RejectedError(f"the model fails at invoke: {exc}", broken=True) from exc
-            with self._parts.detector_lock:  # the running interpreter serves the cameras too
+            with self.parts.detector_lock:  # the running interpreter serves the cameras too
                 ref = running.detect(frame.image)
             pairs.append((ref, got))
         measured = match_detections(pairs)
@@ -368,12 +364,12 @@ class ModelUpdater:
         if s.watch_frames == 0:
             return None
         note(f"watching {s.watch_frames} frames")
-        base = {name: (c.processed, c.detect_errors) for name, c in self._parts.cameras().items()}
+        base = {name: (c.processed, c.detect_errors) for name, c in self.parts.cameras().items()}
         started = time.monotonic()
         deadline = started + s.watch_timeout_s
-        stop = self._parts.stop
+        stop = self.parts.stop
         while True:
-            now = self._parts.cameras()
+            now = self.parts.cameras()
             errors = [c for name, c in now.items() if c.detect_errors > base.get(name, (0, 0))[1]]
             if errors:
                 figures["watch_s"] = time.monotonic() - started
@@ -404,7 +400,7 @@ class ModelUpdater:
     def _change(
         self, state: dict[str, Any], last: LastGood | None, *, restore: bool = False
     ) -> None:
-        change = self._parts.config_change
+        change = self.parts.config_change
         if change is not None:
             try:
                 outcome = change(state, _PERSIST_TIMEOUT_S)
@@ -422,16 +418,16 @@ class ModelUpdater:
         try:
             if restore:
                 if last is not None:
-                    self._parts.store.save(last)
+                    self.parts.store.save(last)
                 else:
-                    current = self._parts.live.current.snapshot
+                    current = self.parts.live.current.snapshot
                     version = current.config.version
-                    self._parts.store.save(LastGood({}, version, current.digest))
+                    self.parts.store.save(LastGood({}, version, current.digest))
                 return
-            current = self._parts.live.current.snapshot
+            current = self.parts.live.current.snapshot
             desired = merge_delta(last.desired if last is not None else {}, state)
             version = last.version if last is not None else current.config.version
-            self._parts.store.save(LastGood(desired, version, config_digest(current.config)))
+            self.parts.store.save(LastGood(desired, version, config_digest(current.config)))
         except EdgeAppError as exc:
             log.error("model change %s in force but not persisted: %s", state, exc)
 
@@ -444,11 +440,11 @@ class ModelUpdater:
             log.warning("could not mark %s rejected: %s", offer.ref, exc)
 
     def _keep(self, offer: ModelOffer, origin: str, result: UpdateResult) -> None:
-        record = UpdateRecord(offer.ref, origin, self._parts.clock.time(), result)
+        record = UpdateRecord(offer.ref, origin, self.parts.clock.time(), result)
         self.last = record
-        if self._parts.on_record is not None:
+        if self.parts.on_record is not None:
             try:
-                self._parts.on_record(record)
+                self.parts.on_record(record)
             except Exception:
                 log.exception("model update outcome not reported")
 

@@ -372,7 +372,7 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
                     )
                 }
             ),
-            updater.parts,  # type: ignore[attr-defined]
+            updater.parts,
         )
         floor = strict.update(v1, origin="job:f")
         real = updater.update(v1, origin="job:v1")
