@@ -7,10 +7,10 @@ there with other bytes is refused), test-load, test-run on recent real frames of
 next to the running model and measure their agreement (``edge_app.vision.agreement``); any
 failure -> ``rejected`` and the running model never stopped. Then approve it, swap it in
 through the ``RuntimeApplier`` at a frame boundary (the detector is already open, so the swap
-costs no load), persist it as last-good (through the shadow handler's local-change path when
-there is one, so the shadow and a later delta agree), and watch the next frames: a failed
-``detect`` -> switch back to the previous detector (still open), restore last-good, mark the
-entry rejected, ``rolled_back``.
+costs no load) and watch the next frames: a failed ``detect`` -> switch back to the previous
+detector (still open), mark the entry rejected, ``rolled_back``. Only a model that passed its
+watch is persisted as last-good (through the shadow handler's local-change path when there is
+one, so the shadow and a later delta agree): a power cut before that reboots into the old one.
 """
 
 from __future__ import annotations
@@ -167,9 +167,11 @@ class ModelUpdater:
             figures["switch_s"] * 1000,
             agreement if agreement is not None else float("nan"),
         )
-        self._persist(offer.ref, last)
         failure = self._watch(note, figures)
         if failure is None:
+            # Only a model that passed its watch becomes what a restart runs: a power cut
+            # during the watch reboots into the model that ran before.
+            self._persist(offer.ref, last)
             return UpdateResult(UpdateState.SWITCHED, detector.model, "", agreement, figures)
         started = time.perf_counter()
         self.parts.applier.apply(
@@ -178,7 +180,6 @@ class ModelUpdater:
             detector=old.detector,
         )
         figures["rollback_s"] = time.perf_counter() - started
-        self._restore(old, last)
         registry.set_status(offer.name, offer.version, ModelStatus.REJECTED)
         log.error("model %s rolled back to %s: %s", offer.ref, running.name, failure)
         return UpdateResult(UpdateState.ROLLED_BACK, running, failure, agreement, figures)
@@ -389,17 +390,7 @@ class ModelUpdater:
 
     def _persist(self, ref: str, last: LastGood | None) -> None:
         """Make the switched model what a restart runs (the last-good overlay)."""
-        self._change({"detector": {"model": ref}}, last)
-
-    def _restore(self, old: Runtime, last: LastGood | None) -> None:
-        """After a rollback: last-good as it was before the switch."""
-        model = old.snapshot.config.detector.model
-        pinned: str | None = None if model == self._local.detector.model else model
-        self._change({"detector": {"model": pinned}}, last, restore=True)
-
-    def _change(
-        self, state: dict[str, Any], last: LastGood | None, *, restore: bool = False
-    ) -> None:
+        state = {"detector": {"model": ref}}
         change = self.parts.config_change
         if change is not None:
             try:
@@ -416,14 +407,6 @@ class ModelUpdater:
             return
         # No shadow handler: write the overlay ourselves.
         try:
-            if restore:
-                if last is not None:
-                    self.parts.store.save(last)
-                else:
-                    current = self.parts.live.current.snapshot
-                    version = current.config.version
-                    self.parts.store.save(LastGood({}, version, current.digest))
-                return
             current = self.parts.live.current.snapshot
             desired = merge_delta(last.desired if last is not None else {}, state)
             version = last.version if last is not None else current.config.version
