@@ -10,7 +10,7 @@ local config's prefixes). stdlib ``urllib`` only: no new dependency on the devic
 
 from __future__ import annotations
 
-__all__ = ["DownloadError", "DownloadStats", "TokenBucket", "download"]
+__all__ = ["STALE_PART_S", "DownloadError", "DownloadStats", "TokenBucket", "download"]
 
 import errno
 import http.client
@@ -140,6 +140,7 @@ def download(
     if final.is_file() and sha256_file(final) == sha256:
         return final
     part = folder / f"{sha256}.part"
+    _prune_parts(folder, keep=part)
     fetch = _Fetch(url, size, allowed, timeout_s, bucket, progress, stats)
     started = time.monotonic()
     attempt = 0
@@ -170,6 +171,23 @@ def download(
         )
     os.replace(part, final)
     return final
+
+
+STALE_PART_S = 7 * 86400.0
+"""A partial download untouched this long belongs to an offer nobody repeated: deleted."""
+
+
+def _prune_parts(folder: Path, *, keep: Path) -> None:
+    """Delete other offers' ``.part`` files left for longer than ``STALE_PART_S`` (a resume
+    is only worth its disk space while the offer may come again)."""
+    cutoff = time.time() - STALE_PART_S
+    for old in folder.glob("*.part"):
+        try:
+            if old != keep and old.lstat().st_mtime < cutoff:
+                old.unlink()
+                log.info("deleted %s: a partial download untouched for 7 days", old.name)
+        except OSError:
+            continue  # gone meanwhile, or not ours to delete: harmless either way
 
 
 def _part_size(part: Path, size: int) -> int:

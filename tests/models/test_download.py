@@ -15,7 +15,13 @@ import pytest
 
 from edge_app.config import ModelUpdatesConfig
 from edge_app.errors import ChecksumMismatchError
-from edge_app.models.download import DownloadError, DownloadStats, TokenBucket, download
+from edge_app.models.download import (
+    STALE_PART_S,
+    DownloadError,
+    DownloadStats,
+    TokenBucket,
+    download,
+)
 from simulator.files import FileServer
 
 SIZE = 300_000
@@ -208,3 +214,38 @@ def test_a_capped_download_takes_about_size_over_rate(
     assert took >= 0.2
     assert bucket.waited_s >= 0.2
     assert bucket.taken >= SIZE
+
+
+def test_a_full_disk_is_a_clear_error_and_the_part_resumes_once_space_returns(
+    served: tuple[FileServer, bytes], small_fs: Path
+) -> None:
+    server, data = served
+    ballast = small_fs / "ballast"
+    free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+    ballast.write_bytes(b"\0" * (free - 100_000))  # room for a third of the file
+    with pytest.raises(DownloadError, match=r"disk full while downloading .* free space"):
+        fetch(server, data, small_fs / "dl")
+    part = small_fs / "dl" / (hashlib.sha256(data).hexdigest() + ".part")
+    kept = part.stat().st_size
+    assert 0 < kept < SIZE
+    ballast.unlink()
+    stats = DownloadStats()
+    assert fetch(server, data, small_fs / "dl", stats).read_bytes() == data
+    assert server.requests[-1] == ("m.tflite", f"bytes={kept}-")
+    assert stats.fetched == SIZE - kept
+
+
+def test_stale_parts_of_other_offers_are_deleted(
+    served: tuple[FileServer, bytes], tmp_path: Path
+) -> None:
+    server, data = served
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    stale, fresh = folder / ("a" * 64 + ".part"), folder / ("b" * 64 + ".part")
+    for part in (stale, fresh):
+        part.write_bytes(b"half a model")
+    week_ago = time.time() - STALE_PART_S - 60
+    os.utime(stale, (week_ago, week_ago))
+    fetch(server, data, folder)
+    assert not stale.exists()
+    assert fresh.exists()  # its offer may come again and resume it

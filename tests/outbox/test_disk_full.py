@@ -7,10 +7,7 @@ Needs root to mount a tmpfs; skipped with the reason otherwise.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,25 +17,6 @@ from edge_app.errors import OutboxError
 from edge_app.outbox import LaneStore, Outbox
 from edge_app.uplink import encode_batch, snapshot_row
 from tests.factories import DEVICE, make_event
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; run as root to test ENOSPC")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_refuses_events_then_recovers_when_space_returns(small_fs: Path) -> None:
