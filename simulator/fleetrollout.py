@@ -60,7 +60,7 @@ ABORT_RULE = {
 }
 CANARY_ROLLOUT = {"maximumPerMinute": 1}
 """One device per minute: the first is the canary, the abort rule stops the rest."""
-_WARM_FRAMES = 8  # frames every device processes before the first job (its test-run frames)
+_WARM_FRAMES = 15  # frames every device processes before the first job (its test-run frames)
 _POLL_S = 0.05
 
 

@@ -3,6 +3,9 @@
 Arguments become a ``FleetPlan`` before anything starts, so a bad one is a one-line error and
 exit code 2; the broker, certificates or model failing to set up is exit 3; the report is a
 table (``print_report``) or, with ``--json``, one object; exit 1 when anything is missing.
+``--rollout`` (with ``--replay``) adds the model rollout scenario (``simulator.fleetrollout``):
+its outcome is printed after the delivery table (``print_rollout``) or under ``rollout`` in the
+JSON, and exit 1 also when one of its expectations failed.
 """
 
 from __future__ import annotations
@@ -196,7 +199,8 @@ def main(args: argparse.Namespace) -> int:
                 model_updates=rollout.model_updates if rollout else None,
             )
             report = fleet.run()
-        except (BrokerError, PkiError, EdgeAppError) as exc:
+        # OSError: the rollout's file server or Jobs service could not start (a port, no SUBACK)
+        except (BrokerError, PkiError, EdgeAppError, OSError) as exc:
             print(f"fleet: {exc}", file=sys.stderr)
             return 3
         except KeyboardInterrupt:
