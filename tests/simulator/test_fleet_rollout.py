@@ -6,7 +6,8 @@ it and a real file server. The bad model job (a corrupt copy: the download verif
 fails) must fail on the canary and be CANCELED by its abort rule before any other device gets
 an execution; the good job (the running model as version 2) must succeed on every device with
 no frame lost, and ``/status`` and the events delivered afterwards must name the new model.
-The rest (arguments, the text table) needs no broker.
+A second, 1-device run gives the canary a model that works: the run must fail (exit 1) and
+say why. The rest (arguments, the text table) needs no broker.
 """
 
 from __future__ import annotations
@@ -150,3 +151,23 @@ def test_a_failed_rollout_says_what_went_wrong(capsys: pytest.CaptureFixture[str
     assert "cam-0001 (canary)  SUCCEEDED" in out
     assert out.strip().endswith("rollout: FAILED: canary cam-0001: SUCCEEDED, not FAILED")
     assert report.ok is False
+
+
+@pytest.mark.broker
+def test_a_canary_that_does_not_fail_makes_the_run_fail(
+    tmp_path: Path, default_model: Path, scene: tuple[Path, SceneTruth]
+) -> None:
+    clip, _ = scene
+    argv = ["fleet", "--replay", str(clip), "--devices", "1", "--model", str(default_model)]
+    argv += ["--rollout", "--bad-model", str(default_model), "--rollout-timeout", "40"]
+    argv += ["--workdir", str(tmp_path), "--json"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = simulator_main(argv)
+    rollout = json.loads(out.getvalue())["rollout"]
+    assert code == 1
+    assert rollout["ok"] is False
+    # the "bad" model is a good one: the canary switched to it and nothing aborted the job
+    assert rollout["devices"][0]["bad_status"] == "SUCCEEDED"
+    assert "canary cam-0001: SUCCEEDED, not FAILED" in rollout["problems"]
+    assert "bad model job COMPLETED, not CANCELED" in rollout["problems"]
