@@ -11,7 +11,8 @@ Mosquitto with the device policy's ACLs, the IoT Jobs emulator on the broker and
 a real HTTP file server. Per cell: the bad model job (canary 1, abort at 50 % FAILED) from
 creation to CANCELED; the good model job from creation to every device SUCCEEDED (download,
 register, test-run on recent frames, switch at a frame boundary, a 10-frame health watch),
-with the fastest and slowest device; frames lost over the whole run (read by the camera loop
+with the fastest and slowest device and the slowest device's download, test run and health
+watch (the updater's own timings); frames lost over the whole run (read by the camera loop
 but neither processed nor skipped on purpose; goal 0); whether every expectation held.
 
 The baseline, measured in the same run, is the 1-device cell: one device's update alone. The
@@ -80,6 +81,13 @@ def run_cell(
         "first_s": min(times, default=None),
         "last_s": max(times, default=None),
         "succeeded": len(times),
+        "watch_s_max": max((d.stages_s.get("watch_s", 0.0) for d in outcome.devices), default=0.0),
+        "test_run_s_max": max(
+            (d.stages_s.get("test_run_s", 0.0) for d in outcome.devices), default=0.0
+        ),
+        "download_s_max": max(
+            (d.stages_s.get("download_s", 0.0) for d in outcome.devices), default=0.0
+        ),
         "lost_frames": sum(max(0, d.lost_frames) for d in outcome.devices),
         "events_on_new": sum(d.events_on_new for d in outcome.devices),
         "delivered_complete": report.complete,
@@ -152,14 +160,16 @@ def main() -> int:
     print(f"\n{result['command']}  ({result['machine']}, {result['date']})\n")
     head = (
         "| devices | bad job | canary to CANCELED s | all SUCCEEDED s | x baseline | first s "
-        "| last s | frames lost | events on new model | delivery complete | as expected |"
+        "| last s | download s | test run s | watch s | frames lost | events on new model "
+        "| delivery complete | as expected |"
     )
     print(head)
     print("|" + "---|" * head.count(" |"))
     for c in cells:
         print(
             f"| {c['devices']} | {c['bad_job']} | {c['canceled_s']} | {c['all_succeeded_s']} "
-            f"| {c['x_baseline']} | {c['first_s']} | {c['last_s']} | {c['lost_frames']} "
+            f"| {c['x_baseline']} | {c['first_s']} | {c['last_s']} | {c['download_s_max']} "
+            f"| {c['test_run_s_max']} | {c['watch_s_max']} | {c['lost_frames']} "
             f"| {c['events_on_new']}/{c['devices']} | {'yes' if c['delivered_complete'] else 'NO'} "
             f"| {'yes' if c['ok'] else 'NO: ' + '; '.join(c['problems'])} |"
         )

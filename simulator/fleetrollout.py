@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Self
 from edge_app.models import load_manifest
 from edge_app.models.catalog import sha256_file
 from edge_app.models.offer import FileOffer, ModelOffer
+from edge_app.updates.record import UpdateRecord
 from simulator.files import FileServer
 from simulator.jobs import TERMINAL, JobsService
 
@@ -107,6 +108,10 @@ class DeviceRollout:
     """Events delivered after its SUCCEEDED (their models checked)."""
     events_on_new: bool = False
     lost_frames: int = -1
+    agreement: float | None = None
+    """The new model's test-run agreement with the running one (0..1)."""
+    stages_s: dict[str, float] = field(default_factory=dict)
+    """The updater's own timings of the good job: download, test run, switch, health watch."""
 
 
 @dataclass(slots=True)
@@ -336,6 +341,7 @@ class Rollout:
             row.reason = ex.get("statusDetails", {}).get("reason", "")
             row.model_after = _ref(device)
             row.status_model = _status_model(device)
+            row.agreement, row.stages_s = _update_figures(device)
             seqs[device.thing] = device.app.stats().last_seq
             if row.status != "SUCCEEDED":
                 why = f": {row.reason}" if row.reason else ""
@@ -379,6 +385,18 @@ def _processed(device: ReplayDevice) -> int:
 def _ref(device: ReplayDevice) -> str:
     model = device.app.runtime.detector.model
     return model.name if model.version is None else f"{model.name}@{model.version}"
+
+
+def _update_figures(device: ReplayDevice) -> tuple[float | None, dict[str, float]]:
+    """The agreement and stage timings of the device updater's last offer."""
+    last = getattr(device.app.model_updates, "last", None)
+    if not isinstance(last, UpdateRecord):
+        return None, {}
+    keys = ("download_s", "test_run_s", "switch_s", "watch_s")
+    figures = last.result.figures
+    agreement = last.result.agreement
+    stages = {k: round(float(figures[k]), 3) for k in keys if k in figures}
+    return (None if agreement is None else round(agreement, 3)), stages
 
 
 def _status_model(device: ReplayDevice) -> str:
