@@ -97,6 +97,8 @@ def test_the_new_model_reaches_every_device_with_no_frame_lost(
         assert device["new_events"] > 0
         assert device["events_on_new"] is True  # delivered events name the new model
         assert device["lost_frames"] == 0
+        assert device["agreement"] == 1.0  # the same network on the same frames
+        assert set(device["stages_s"]) == {"download_s", "test_run_s", "switch_s", "watch_s"}
         assert 0 < device["succeeded_s"] <= good["all_succeeded_s"]
     # the delivery books of the same run are complete too
     assert doc["complete"] is True
