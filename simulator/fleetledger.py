@@ -72,6 +72,7 @@ class Ledger:
         self._lag: dict[str, dict[str, float]] = {}  # thing -> event id -> lag at first receipt
         self._copies: dict[str, int] = {}  # thing -> events received, copies included
         self._seqs: dict[str, dict[int, float]] = {}  # thing -> seq -> lag at first receipt
+        self._models: dict[str, dict[int, str]] = {}  # thing -> seq -> NAME@VERSION it names
         self.batches = 0
 
     def feed(self, batch: Mapping[str, Any], received_wall: float | None = None) -> None:
@@ -87,7 +88,19 @@ class Ledger:
                     lag = now - _unix(event["ts"])
                     seen[event["id"]] = lag
                     self._seqs.setdefault(thing, {}).setdefault(int(event["seq"]), lag)
+                    model = event.get("model")
+                    if isinstance(model, dict):
+                        name, version = model.get("name"), model.get("version")
+                        ref = f"{name}@{version}" if version else str(name)
+                        self._models.setdefault(thing, {})[int(event["seq"])] = ref
             self._changed.notify_all()
+
+    def models_after(self, thing: str, seq: int) -> list[str]:
+        """The models (``NAME@VERSION``) named by ``thing``'s arrived events after ``seq``, in
+        seq order (events without a model, such as health events, left out)."""
+        with self._changed:
+            models = self._models.get(thing, {})
+            return [models[q] for q in sorted(models) if q > seq]
 
     def holds(self, thing: str, ids: Iterable[str]) -> bool:
         """True when every one of ``ids`` of ``thing`` has arrived."""

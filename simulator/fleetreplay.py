@@ -11,6 +11,12 @@ this machine, not fifty.
 Its events are counted by ``seq`` (1..the outbox's last seq: every event the daemon stored,
 health events included), not by id: the daemon's ids are not visible from outside it, and its
 seqs have no gaps by contract (docs/events.md).
+
+For a rollout (``simulator.fleetrollout``) a device is built with ``loop=True`` (the clip starts
+over, so the updater has recent frames and a health watch however long the rollout takes) and
+``model_updates`` (its local ``model_updates`` section: the file server's URL prefix); the
+rollout then ends the capture itself (``end_capture``). Its registry (``detector.model_dir``)
+is its own, under ``data_dir``, so devices never share a downloaded model.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class ReplayDevice:
         clip: Path,
         model: Path,
         outages: tuple[OutageSpec, ...] = (),
+        loop: bool = False,
+        model_updates: dict[str, Any] | None = None,
     ) -> None:
         self.thing = thing
         self.outages = outages
@@ -71,9 +79,15 @@ class ReplayDevice:
             self.proxy = TcpProxy(free_port(), host, port)
             host, port = "127.0.0.1", self.proxy.listen_port
         data_dir.mkdir(parents=True, exist_ok=True)
-        config = parse_config(
-            _config(thing, host=host, port=port, tls=tls, data_dir=data_dir, clip=clip, model=model)
+        raw = _config(
+            thing, host=host, port=port, tls=tls, data_dir=data_dir, clip=clip, model=model
         )
+        raw["cameras"][0]["source"]["loop"] = loop
+        if model_updates is not None:
+            raw["model_updates"] = model_updates
+        (data_dir / "models").mkdir(exist_ok=True)
+        config = parse_config(raw)
+        self.config = config
         up = config.uplink
         # The daemon's transport, built here as its builder would, so the fleet can read it.
         self.transport = MqttTransport(
@@ -118,6 +132,18 @@ class ReplayDevice:
             thread.daemon = True
             thread.start()
             self._threads.append(thread)
+
+    def end_capture(self) -> None:
+        """Stop taking frames (a looping clip ends here); delivery goes on until ``stop``."""
+        self.app.request_stop()
+
+    def lost_frames(self) -> int:
+        """Frames the camera read but neither processed nor skipped on purpose (fps limit,
+        motion gate): dropped late or lost in a model switch. Exact once the capture ended."""
+        return sum(
+            c.frames - c.processed - c.skipped_rate - c.skipped_motion
+            for c in self.app.camera_stats().values()
+        )
 
     def halt(self) -> None:
         self._stop.set()
@@ -181,7 +207,12 @@ def _config(
         "cameras": [
             {"name": "yard", "source": {"type": "file", "path": str(clip), "realtime": True}}
         ],
-        "detector": {"model": str(model), "threads": 1, "score_threshold": 0.4},
+        "detector": {
+            "model": str(model),
+            "model_dir": str(data_dir / "models"),  # its own registry
+            "threads": 1,
+            "score_threshold": 0.4,
+        },
         "rules": [{**r, "min_frames": 3, "end_after_s": 1.0} for r in RULES],
         "uplink": {
             "host": host,

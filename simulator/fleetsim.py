@@ -88,7 +88,9 @@ class Fleet:
 
     ``workdir`` holds the broker's files, every device's outbox and (unless ``pki_dir`` names
     another place) the PKI, reused across runs; the caller owns both. ``on_phase`` hooks run
-    at the start of each of ``PHASES``. After ``run()`` the fleet is stopped; ``devices``,
+    at the start of each of ``PHASES``. ``replay_loop`` and ``model_updates`` go to every
+    replay device (a rollout's: the clip loops until it ends the capture; where models may be
+    downloaded from). After ``run()`` the fleet is stopped; ``devices``,
     ``broker`` and ``ledger`` stay readable.
     """
 
@@ -102,12 +104,16 @@ class Fleet:
         model: Path | None = None,
         connect_timeout_s: float = 30.0,
         progress: Callable[[str], None] | None = None,
+        replay_loop: bool = False,
+        model_updates: dict[str, Any] | None = None,
     ) -> None:
         self.plan = plan
         self.workdir = workdir
         self.pki_dir = pki_dir or workdir / "pki"
         self.devices: list[Member] = []
         self._model = model
+        self._replay_loop = replay_loop
+        self._model_updates = model_updates
         self.broker: Mosquitto | None = None
         self.ledger = Ledger()
         self._hooks = list(on_phase)
@@ -155,8 +161,12 @@ class Fleet:
             connected = self._wait_connected()
             self._say(f"connected: {connected} of {len(self.devices)} devices")
 
+            run_start = time.monotonic()
             self._phase("run")
             t0 = time.monotonic() + _START_MARGIN_S
+            # The broker's rate is over the run from its start: a hook (a rollout) may have
+            # run the devices for a while already.
+            window_start = min(t0, run_start + _START_MARGIN_S)
             for device in self.devices:
                 device.run(t0)
             for outage in plan.outages:
@@ -186,7 +196,7 @@ class Fleet:
             )
 
             self._phase("report")
-            report = self._report(load.summary(t0, end), connected, complete, settled)
+            report = self._report(load.summary(window_start, end), connected, complete, settled)
         self._phases["stop"] = time.monotonic()
         return report
 
@@ -207,6 +217,7 @@ class Fleet:
         return ReplayDevice(
             thing, host=broker.host, port=broker.tls_port, tls=tls, data_dir=data_dir,
             clip=plan.replay, model=self._model, outages=plan.outages_of(thing),
+            loop=self._replay_loop, model_updates=self._model_updates,
         )  # fmt: skip
 
     def _halt_all(self) -> None:

@@ -3,15 +3,26 @@
 Arguments become a ``FleetPlan`` before anything starts, so a bad one is a one-line error and
 exit code 2; the broker, certificates or model failing to set up is exit 3; the report is a
 table (``print_report``) or, with ``--json``, one object; exit 1 when anything is missing.
+``--rollout`` (with ``--replay``) adds the model rollout scenario (``simulator.fleetrollout``):
+its outcome is printed after the delivery table (``print_rollout``) or under ``rollout`` in the
+JSON, and exit 1 also when one of its expectations failed.
 """
 
 from __future__ import annotations
 
-__all__ = ["main", "plan_from_args", "print_report", "register"]
+__all__ = [
+    "main",
+    "plan_from_args",
+    "print_report",
+    "print_rollout",
+    "register",
+    "rollout_from_args",
+]
 
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -24,6 +35,7 @@ from edge_app.models import default_model_dir, load_manifest, pull
 from simulator.broker import BrokerError, ensure_mosquitto
 from simulator.certs import PkiError
 from simulator.fleetplan import FleetPlan, OutageSpec, random_outages
+from simulator.fleetrollout import Rollout, RolloutPlan, RolloutReport
 from simulator.fleetsim import Fleet, FleetReport
 
 
@@ -86,6 +98,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep certificates (reused), broker log and outboxes (emptied at the start) "
         "here (default: a temporary directory, removed at the end)",
     )
+    rollout = parser.add_argument_group(
+        "rollout (with --replay)",
+        "--rollout: an IoT Jobs model rollout to every device while they run (a Jobs "
+        "emulator on the broker, a file server for the models): a bad model job staged to a "
+        "canary must fail there and be CANCELED by its abort rule, then a good model job must "
+        "succeed on every device with no frame lost; exits 1 if any of that does not hold",
+    )
+    rollout.add_argument(
+        "--rollout", action="store_true", help="run the rollout scenario (needs --replay)"
+    )
+    rollout.add_argument(
+        "--new-model",
+        type=Path,
+        metavar="FILE",
+        help="the model the good job rolls out (default: the running model as version 2)",
+    )
+    rollout.add_argument(
+        "--new-labels", type=Path, metavar="FILE", help="label file of --new-model"
+    )
+    rollout.add_argument(
+        "--bad-model",
+        type=Path,
+        metavar="FILE",
+        help="the canary's bad model (default: a corrupt copy of the running model)",
+    )
+    rollout.add_argument(
+        "--rollout-timeout",
+        type=float,
+        default=120.0,
+        help="seconds each step of the rollout may take",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(func=main)
 
@@ -108,14 +151,33 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
     )
 
 
+def rollout_from_args(args: argparse.Namespace) -> RolloutPlan | None:
+    """The rollout of parsed ``args`` (None without ``--rollout``); ``ValueError`` when wrong."""
+    extras = [f for f in ("new_model", "new_labels", "bad_model") if getattr(args, f)]
+    if not args.rollout:
+        if extras:
+            flag = "--" + extras[0].replace("_", "-")
+            raise ValueError(f"{flag} goes with --rollout")
+        return None
+    if args.replay is None:
+        raise ValueError("--rollout needs --replay CLIP (the devices run the daemon)")
+    if args.outage or args.outages:
+        raise ValueError("--rollout runs without outages: drop --outage/--outages")
+    if args.rollout_timeout <= 0:
+        raise ValueError(f"--rollout-timeout must be > 0, got {args.rollout_timeout:g}")
+    return RolloutPlan(args.new_model, args.new_labels, args.bad_model, args.rollout_timeout)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         plan = plan_from_args(args)
+        rollout_plan = rollout_from_args(args)
     except ValueError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     say = (lambda _t: None) if args.json else _progress()
+    rollout: Rollout | None = None
     with ExitStack() as stack:
         workdir = args.workdir
         if workdir is None:
@@ -123,25 +185,38 @@ def main(args: argparse.Namespace) -> int:
         try:
             ensure_mosquitto()
             model = _replay_model(args.model) if plan.replay is not None else None
+            if rollout_plan is not None and model is not None:
+                rollout = Rollout(rollout_plan, workdir.resolve(), model, progress=say)
+                stack.enter_context(rollout)
             fleet = Fleet(
                 plan,
                 workdir.resolve(),
                 model=model,
                 connect_timeout_s=args.connect_timeout,
                 progress=say,
+                on_phase=[rollout.on_phase] if rollout else [],
+                replay_loop=rollout is not None,
+                model_updates=rollout.model_updates if rollout else None,
             )
             report = fleet.run()
-        except (BrokerError, PkiError, EdgeAppError) as exc:
+        # OSError: the rollout's file server or Jobs service could not start (a port, no SUBACK)
+        except (BrokerError, PkiError, EdgeAppError, OSError) as exc:
             print(f"fleet: {exc}", file=sys.stderr)
             return 3
         except KeyboardInterrupt:
             print("fleet: interrupted; nothing reported", file=sys.stderr)
             return 130
+    outcome = None if rollout is None else rollout.report
     if args.json:
-        print(json.dumps(report.to_json()))
+        doc = report.to_json()
+        if outcome is not None:
+            doc["rollout"] = outcome.to_json()
+        print(json.dumps(doc))
     else:
         print_report(report)
-    return 0 if report.complete else 1
+        if outcome is not None:
+            print_rollout(outcome)
+    return 0 if report.complete and (outcome is None or outcome.ok) else 1
 
 
 def _replay_model(chosen: Path | None) -> Path:
@@ -204,3 +279,49 @@ def print_report(report: FleetReport) -> None:
             f"result: INCOMPLETE, {int(tot['missing'])} missing ({', '.join(missing) or '-'}); "
             f"{report.connected} of {len(report.devices)} devices connected"
         )
+
+
+def print_rollout(report: RolloutReport) -> None:
+    """Per device: both executions, the model before -> after, frames lost; both jobs."""
+    head = ("device", "bad job", "new model job", "s", "model before -> after", "lost", "reason")
+    rows = [
+        (
+            d.thing + (" (canary)" if d.canary else ""),
+            d.bad_status or "-",
+            d.status or "-",
+            "-" if d.succeeded_s is None else f"{d.succeeded_s:g}",
+            f"{d.model_before} -> {d.model_after or '?'}",
+            d.lost_frames if d.lost_frames >= 0 else "?",
+            _short(d.bad_reason or d.reason or "-"),
+        )
+        for d in report.devices
+    ]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join(f"{{:<{w}}}" if i != 5 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    print()
+    print(line.format(*head))
+    for row in rows:
+        print(line.format(*row))
+    bad, good = report.bad_job, report.good_job
+    if bad:
+        print(
+            f"bad model job {bad['job_id']} ({bad['model']}): {bad['status']} "
+            f"({bad['reason'] or '-'}) after {bad['canceled_s']} s"
+        )
+    if good:
+        print(
+            f"new model job {good['job_id']} ({good['model']}): {good['status']}, all "
+            f"SUCCEEDED after {good['all_succeeded_s']} s"
+        )
+    if report.ok:
+        print("rollout: as expected (canary rolled back, job canceled; new model everywhere, "
+              "no frame lost)")  # fmt: skip
+    else:
+        print("rollout: FAILED: " + "; ".join(report.problems))
+
+
+def _short(reason: str, chars: int = 90) -> str:
+    """``reason`` for a table cell: paths as their file names, clipped."""
+    text = re.sub(r"/[^\s:;]*/([^/\s:;]+)", r"\1", reason)
+    text = re.sub(r"([0-9a-f]{8})[0-9a-f]{8,}", r"\1...", text)  # sha256-named downloads
+    return text if len(text) <= chars else text[: chars - 3] + "..."
