@@ -19,6 +19,7 @@ __all__ = [
     "Registry",
     "RegistryEntry",
     "RemoteChoices",
+    "check_tflite",
     "is_ref",
     "register_model",
     "source_digest",
@@ -169,7 +170,7 @@ class Registry:
         if re.match(_VERSION, version) is None:
             raise ModelError(f"version {version!r}: use 1-32 letters, digits, '_.+-'")
         source = Path(source)
-        _check_tflite(source)
+        check_tflite(source)
         digest = sha256_file(source)
         if sha256 is not None and sha256.lower() != digest:
             raise ChecksumMismatchError(
@@ -264,7 +265,15 @@ class Registry:
             tmp.file.write(json.dumps(doc, indent=2).encode() + b"\n")
 
 
-def _check_tflite(path: Path) -> None:
+CONVERT_HINT = (
+    "convert a SavedModel or Keras file first with: edge-app models convert SRC --out FILE.tflite"
+)
+"""What to do with a file that is not a TensorFlow Lite model, when a user gave it."""
+
+
+def check_tflite(path: Path, *, hint: str = CONVERT_HINT) -> None:
+    """``ModelError`` unless ``path`` is a readable TFLite flatbuffer (its ``TFL3`` file
+    identifier); ``hint`` ends the message (what to do instead)."""
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -274,8 +283,8 @@ def _check_tflite(path: Path) -> None:
         raise ModelNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
     if head[4:8] != _TFLITE_ID:
         raise ModelError(
-            f"{path} is not a TensorFlow Lite model (no TFL3 identifier); convert a "
-            "SavedModel or Keras file first with: edge-app models convert SRC --out FILE.tflite"
+            f"{path.name} is not a TensorFlow Lite model (no TFL3 identifier)"
+            + (f"; {hint}" if hint else "")
         )
 
 

@@ -42,6 +42,7 @@ from edge_app.errors import EdgeAppError
 from edge_app.models import Catalog, Conventions, ModelStatus, Registry, default_model_dir
 from edge_app.models.download import DownloadError, DownloadStats, TokenBucket, download
 from edge_app.models.offer import FileOffer, ModelOffer, UpdateResult, UpdateState
+from edge_app.models.registry import check_tflite
 from edge_app.pipeline import CameraStats, RecentFrames, Runtime, RuntimeHolder
 from edge_app.reconfigure import RuntimeApplier
 from edge_app.remote import ConfigChange
@@ -227,6 +228,7 @@ class ModelUpdater:
         figures["download_requests"] = stats.requests
         note("registering")
         try:
+            check_tflite(model, hint="the offer must name a .tflite file")
             Registry(self._model_dir).add(
                 model,
                 offer.name,
