@@ -128,6 +128,14 @@ def _modules() -> tuple[ModuleType, ModuleType] | None:
     return iot, rollout
 
 
+def _iot_calls(args: argparse.Namespace, iot_mod: ModuleType) -> Any:
+    """The operator's IoT control-plane client (``edge_app.aws.iot.IotCalls``) from the AWS
+    options every fleet command takes."""
+    return iot_mod.IotCalls(
+        iot_mod.iot_client(args.region, profile=args.profile, endpoint_url=args.endpoint_url)
+    )
+
+
 def _fail(action: str, message: object) -> int:
     print(f"edge-app fleet {action}: {message}", file=sys.stderr)
     return _EXIT_ERROR
@@ -152,9 +160,7 @@ def _rollout(args: argparse.Namespace) -> int:
             abort_min_executed=args.abort_min_executed,
             timeout_minutes=args.timeout_minutes,
         )
-        iot = iot_mod.IotCalls(
-            iot_mod.iot_client(args.region, profile=args.profile, endpoint_url=args.endpoint_url)
-        )
+        iot = _iot_calls(args, iot_mod)
         created = rollout.create_rollout(iot, args.group, request)
     except (EdgeAppError, OSError) as exc:
         return _fail("rollout", exc)
@@ -193,9 +199,7 @@ def _status(args: argparse.Namespace) -> int:
         return _EXIT_ERROR
     iot_mod, rollout = mods
     try:
-        iot = iot_mod.IotCalls(
-            iot_mod.iot_client(args.region, profile=args.profile, endpoint_url=args.endpoint_url)
-        )
+        iot = _iot_calls(args, iot_mod)
         data = rollout.data_client(
             iot, region=args.region, profile=args.profile, endpoint_url=args.data_endpoint_url
         )
@@ -225,9 +229,7 @@ def _cancel(args: argparse.Namespace) -> int:
         return _EXIT_ERROR
     iot_mod, rollout = mods
     try:
-        iot = iot_mod.IotCalls(
-            iot_mod.iot_client(args.region, profile=args.profile, endpoint_url=args.endpoint_url)
-        )
+        iot = _iot_calls(args, iot_mod)
         rollout.cancel_rollout(iot, args.job)
     except EdgeAppError as exc:
         return _fail("cancel", exc)
