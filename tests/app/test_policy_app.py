@@ -56,22 +56,33 @@ def test_the_daemon_works_within_the_policy(
     shadow = ShadowService(
         policy_broker.host, policy_broker.port, client_id=f"policy-shadow-{time.monotonic_ns()}"
     )
-    with cloud, shadow, status, RecordingApp(config) as app:
+    topic = "edge-app/thing-a/status"
+    late = MqttProbe(policy_broker.host, policy_broker.port, client_id="policy-late", context=None)
+    with cloud, shadow, status, late:
         assert status.connect().ok
+        # Another test's daemon, also thing-a on this session broker, left its retained
+        # "stopped": cleared, so the first status seen here is this daemon's.
+        assert status.publish(topic, b"", retain=True).ok
         assert status.subscribe("edge-app/thing-a/#").ok
-        assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
-        version = shadow.set_desired("thing-a", {"rules": RULES_AFTER})
-        assert shadow.wait_for(
-            lambda d: reported_config(d).get("version") == version, "thing-a", WAIT_S
-        )
-        app.wait()
-        stats = app.stats()
-        assert cloud.audit.wait_for_seq(stats.last_seq, timeout=WAIT_S)
-        assert wait_until(
-            lambda: any("/snapshots/" in t for t, _ in status.messages), timeout=WAIT_S
-        )
-    states = [json.loads(p)["state"] for t, p in status.messages if t == "edge-app/thing-a/status"]
-    assert states[0] == "online"  # the retained birth message (iot:RetainPublish)
+        with RecordingApp(config) as app:
+            assert wait_until(lambda: shadow.requests >= 1)  # subscribed, then asked (get)
+            # a subscriber arriving later gets the birth message retained (iot:RetainPublish)
+            assert status.wait_message(lambda t, p: t == topic and b"online" in p, WAIT_S)
+            assert late.connect().ok
+            assert late.subscribe(topic).ok
+            assert late.wait_message(lambda t, p: t == topic and b"online" in p, WAIT_S)
+            version = shadow.set_desired("thing-a", {"rules": RULES_AFTER})
+            assert shadow.wait_for(
+                lambda d: reported_config(d).get("version") == version, "thing-a", WAIT_S
+            )
+            app.wait()
+            stats = app.stats()
+            assert cloud.audit.wait_for_seq(stats.last_seq, timeout=WAIT_S)
+            assert wait_until(
+                lambda: any("/snapshots/" in t for t, _ in status.messages), timeout=WAIT_S
+            )
+    states = [json.loads(p)["state"] for t, p in status.messages if t == topic and p]
+    assert states[0] == "online"  # its birth message, first
     assert {e["rule"] for e in delivered if e["rule"] != "config"} == {"anyone"}
     assert any(e["rule"] == "config" and e["label"] == "applied" for e in delivered)
     assert not any(o.errors for o in app.outcomes)
