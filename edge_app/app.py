@@ -155,9 +155,7 @@ class EdgeApp:
     def model_updates(self) -> ModelUpdater:
         """The over-the-air model updater (``ModelUpdates.update``: blocking, one offer at a
         time, never raises for a bad offer); the Jobs agent calls it. Needs a started app."""
-        updater = self._built().model_updates
-        assert updater is not None  # build_app always builds one
-        return updater
+        return self._built().model_updates
 
     @property
     def retention(self) -> Retention | None:
@@ -334,8 +332,7 @@ class EdgeApp:
         }
 
     def _last_update(self) -> dict[str, object] | None:
-        updater = self._built().model_updates
-        last = updater.last if updater is not None else None
+        last = self._built().model_updates.last
         return last.to_json() if last is not None else None
 
     def _built(self) -> AppParts:

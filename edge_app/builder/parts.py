@@ -95,6 +95,6 @@ class AppParts:
     workers: tuple[CameraWorker, ...]
     stop_capture: threading.Event
     uplink: UplinkParts | None
+    model_updates: ModelUpdater
     ui: UiParts | None = None
     config_change: ConfigChange | None = None
-    model_updates: ModelUpdater | None = None
