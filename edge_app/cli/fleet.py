@@ -12,6 +12,7 @@ __all__ = ["register"]
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     roll.add_argument("--job-id", help="job id (default: edge-app-OPERATION-UTCTIME)")
     _aws_options(roll)
-    roll.set_defaults(func=_rollout)
+    roll.set_defaults(func=_with_aws(_rollout))
 
     status = cmds.add_parser(
         "status",
@@ -89,14 +90,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--data-endpoint-url",
         help="iot-data endpoint for the shadows (default: the account's iot:Data-ATS one)",
     )
-    status.set_defaults(func=_status)
+    status.set_defaults(func=_with_aws(_status))
 
     cancel = cmds.add_parser(
         "cancel", help="cancel a rollout: queued executions are canceled, running ones finish"
     )
     cancel.add_argument("--job", required=True, help="the job id")
     _aws_options(cancel)
-    cancel.set_defaults(func=_cancel)
+    cancel.set_defaults(func=_with_aws(_cancel))
 
 
 def _aws_options(parser: argparse.ArgumentParser) -> None:
@@ -119,13 +120,22 @@ def _percent(text: str) -> float:
     return value
 
 
-def _modules() -> tuple[ModuleType, ModuleType] | None:
-    try:
-        from edge_app.aws import iot, rollout  # noqa: PLC0415  (boto3 only for these commands)
-    except ImportError as exc:
-        print(f"edge-app fleet: needs the {exc.name} package: {_INSTALL}", file=sys.stderr)
-        return None
-    return iot, rollout
+Command = Callable[[argparse.Namespace, ModuleType, ModuleType], int]
+
+
+def _with_aws(command: Command) -> Callable[[argparse.Namespace], int]:
+    """``command`` run with ``edge_app.aws.iot`` and ``edge_app.aws.rollout``, imported only
+    now (boto3 only for these commands); without them, one line saying what to install."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            from edge_app.aws import iot, rollout  # noqa: PLC0415
+        except ImportError as exc:
+            print(f"edge-app fleet: needs the {exc.name} package: {_INSTALL}", file=sys.stderr)
+            return _EXIT_ERROR
+        return command(args, iot, rollout)
+
+    return run
 
 
 def _iot_calls(args: argparse.Namespace, iot_mod: ModuleType) -> Any:
@@ -141,11 +151,7 @@ def _fail(action: str, message: object) -> int:
     return _EXIT_ERROR
 
 
-def _rollout(args: argparse.Namespace) -> int:
-    mods = _modules()
-    if mods is None:
-        return _EXIT_ERROR
-    iot_mod, rollout = mods
+def _rollout(args: argparse.Namespace, iot_mod: ModuleType, rollout: ModuleType) -> int:
     try:
         document = _document(args, rollout)
         operation = "model" if document["operation"] == "model-update" else "config"
@@ -193,11 +199,7 @@ def _document(args: argparse.Namespace, rollout: ModuleType) -> dict[str, Any]:
     return dict(rollout.model_document(file, args.url, name, version))
 
 
-def _status(args: argparse.Namespace) -> int:
-    mods = _modules()
-    if mods is None:
-        return _EXIT_ERROR
-    iot_mod, rollout = mods
+def _status(args: argparse.Namespace, iot_mod: ModuleType, rollout: ModuleType) -> int:
     try:
         iot = _iot_calls(args, iot_mod)
         data = rollout.data_client(
@@ -223,11 +225,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cancel(args: argparse.Namespace) -> int:
-    mods = _modules()
-    if mods is None:
-        return _EXIT_ERROR
-    iot_mod, rollout = mods
+def _cancel(args: argparse.Namespace, iot_mod: ModuleType, rollout: ModuleType) -> int:
     try:
         iot = _iot_calls(args, iot_mod)
         rollout.cancel_rollout(iot, args.job)
