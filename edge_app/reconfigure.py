@@ -9,13 +9,14 @@ fails before the swap changes nothing.
 
 from __future__ import annotations
 
-__all__ = ["RuntimeApplier"]
+__all__ = ["RuntimeApplier", "blank_frame"]
 
 import logging
 import threading
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edge_app.config import AppConfig, ConfigSnapshot
 from edge_app.domain import ModelRef
@@ -106,12 +107,19 @@ def needs_new_detector(old: AppConfig, new: AppConfig) -> bool:
     )
 
 
+def blank_frame(detector: Detector) -> NDArray[np.uint8]:
+    """A black frame of the detector's input size: what a test run without camera frames
+    invokes the model on."""
+    width, height = detector.input_size
+    return np.zeros((height, width, 3), np.uint8)
+
+
 def load_and_test(config: AppConfig, catalog: Catalog | None) -> Detector:
     """Open the configured model and run it once on a blank frame; ``ModelError`` if either
     fails (the detector is closed again)."""
     detector = open_detector(config.detector, catalog)
     try:
-        detector.detect(np.zeros((*detector.input_size[::-1], 3), np.uint8))
+        detector.detect(blank_frame(detector))
     except Exception as exc:
         detector.close()
         raise ModelError(f"model {config.detector.model!r} failed its test run: {exc}") from exc

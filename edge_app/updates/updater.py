@@ -25,9 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from edge_app.clock import Clock
 from edge_app.config import (
     AppConfig,
@@ -44,7 +41,7 @@ from edge_app.models.download import DownloadError, DownloadStats, TokenBucket, 
 from edge_app.models.offer import FileOffer, ModelOffer, UpdateResult, UpdateState
 from edge_app.models.registry import check_tflite
 from edge_app.pipeline import CameraStats, RecentFrames, Runtime, RuntimeHolder
-from edge_app.reconfigure import RuntimeApplier
+from edge_app.reconfigure import RuntimeApplier, blank_frame
 from edge_app.remote import ConfigChange
 from edge_app.updates.record import UpdateRecord
 from edge_app.vision.agreement import match_detections
@@ -325,7 +322,7 @@ class ModelUpdater:
         started = time.perf_counter()
         if not frames:
             try:
-                new.detect(_blank(new))
+                new.detect(blank_frame(new))
             except Exception as exc:
                 raise _RejectedError(f"the model fails at invoke: {exc}", broken=True) from exc
             if s.agreement_floor > 0:
@@ -446,8 +443,3 @@ def _with_model(config: AppConfig, ref: str) -> AppConfig:
 
 def _with_detector(config: AppConfig, detector: DetectorConfig) -> AppConfig:
     return config.model_copy(update={"detector": detector})
-
-
-def _blank(detector: Detector) -> NDArray[np.uint8]:
-    width, height = detector.input_size
-    return np.zeros((height, width, 3), np.uint8)
