@@ -369,16 +369,20 @@ class ModelUpdater:
         deadline = started + s.watch_timeout_s
         stop = self.parts.stop
         while True:
-            now = self.parts.cameras()
-            errors = [c for name, c in now.items() if c.detect_errors > base.get(name, (0, 0))[1]]
-            if errors:
+            done = failed = 0
+            last_error = ""
+            for name, c in self.parts.cameras().items():
+                processed, errors = base.get(name, (0, 0))
+                done += c.processed - processed
+                if c.detect_errors > errors:
+                    failed += c.detect_errors - errors
+                    last_error = last_error or c.last_detect_error
+            if failed:
                 figures["watch_s"] = time.monotonic() - started
-                n = sum(c.detect_errors - base.get(name, (0, 0))[1] for name, c in now.items())
                 return (
-                    f"the new model failed at invoke on {n} frame(s) within its health watch "
-                    f"({errors[0].last_detect_error})"
+                    f"the new model failed at invoke on {failed} frame(s) within its health "
+                    f"watch ({last_error})"
                 )
-            done = sum(c.processed - base.get(name, (0, 0))[0] for name, c in now.items())
             if done >= s.watch_frames or time.monotonic() >= deadline or stop.is_set():
                 figures["watch_s"] = time.monotonic() - started
                 figures["watch_frames"] = done
