@@ -153,7 +153,7 @@ def run(rounds: int, cap: int) -> dict[str, Any]:
                 stats = app.camera_stats()["yard"]
             uncapped = _throughput(server, sha, size, tmp / "dl1", None)
             capped = _throughput(server, sha, size, tmp / "dl2", cap)
-    lost = stats.frames - stats.processed - stats.skipped_rate - stats.skipped_motion
+    lost = stats.lost
     return {
         "rounds": rounds,
         "switch_ms": 1000 * statistics.median(switch),

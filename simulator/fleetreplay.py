@@ -140,10 +140,7 @@ class ReplayDevice:
     def lost_frames(self) -> int:
         """Frames the camera read but neither processed nor skipped on purpose (fps limit,
         motion gate): dropped late or lost in a model switch. Exact once the capture ended."""
-        return sum(
-            c.frames - c.processed - c.skipped_rate - c.skipped_motion
-            for c in self.app.camera_stats().values()
-        )
+        return sum(c.lost for c in self.app.camera_stats().values())
 
     def halt(self) -> None:
         self._stop.set()

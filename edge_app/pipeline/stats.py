@@ -39,3 +39,9 @@ class CameraStats:
     inspect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     detect_errors: int = 0
     last_detect_error: str = ""
+
+    @property
+    def lost(self) -> int:
+        """Frames read but neither processed nor skipped on purpose (fps limit, motion gate):
+        dropped late, or lost to a failed ``detect`` (exact once the loop has ended)."""
+        return self.frames - self.processed - self.skipped_rate - self.skipped_motion

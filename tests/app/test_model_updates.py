@@ -130,11 +130,6 @@ def yard(app: EdgeApp) -> CameraStats:
     return app.camera_stats()["yard"]
 
 
-def lost(stats: CameraStats) -> int:
-    """Frames read but neither processed nor skipped on purpose (fps limit, motion gate)."""
-    return stats.frames - stats.processed - stats.skipped_rate - stats.skipped_motion
-
-
 def started(app: EdgeApp) -> None:
     """Wait until the camera runs and the test-run ring holds frames."""
     assert wait_until(lambda: yard(app).processed >= 20, timeout=WAIT_S)
@@ -177,7 +172,7 @@ def test_a_second_copy_switches_names_itself_everywhere_loses_no_frame_and_survi
     assert again.state is UpdateState.UNCHANGED
     # frames lost during the switch: none
     assert stats.detect_errors == 0
-    assert lost(stats) == 0
+    assert stats.lost == 0
     assert stats.config_changes >= 1
     assert status["model"] == want
     assert status["model_update"]["state"] == "switched"  # the last outcome
@@ -395,7 +390,7 @@ def test_real_models_switch_with_measured_agreement_or_are_rejected_saying_why(
     assert 0.05 <= real.agreement < 0.99
     assert running == {"name": "ssd-v1", "sha256": v1.sha256[:12], "version": "1"}
     assert stats.detect_errors == 0
-    assert lost(stats) == 0
+    assert stats.lost == 0
     print(f"SSD v1 vs v2 agreement on 6 dashcam frames: {real.agreement:.3f}")
     print(f"broken: {bad.reason}\nclassifier: {odd.reason}")
 
