@@ -18,7 +18,7 @@ and, with outages, ``fleet-<thing>-outage`` plus the proxy's; all end on ``stop(
 
 from __future__ import annotations
 
-__all__ = ["Component", "SimDevice"]
+__all__ = ["Component", "DeviceBase", "SimDevice"]
 
 import logging
 import threading
@@ -60,7 +60,74 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-class SimDevice:
+class DeviceBase:
+    """What every fleet device shares: its thing name, its scripted ``outages`` (through its
+    own ``proxy`` in front of ``host:port``; ``link`` is where it connects), the attached
+    components and its threads, all ended by ``_wind_down``."""
+
+    def __init__(self, thing: str, host: str, port: int, outages: tuple[OutageSpec, ...]) -> None:
+        self.thing = thing
+        self.outages = outages
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._components: list[Component] = []
+        self.proxy: TcpProxy | None = None
+        if outages:
+            self.proxy = TcpProxy(free_port(), host, port)
+            host, port = "127.0.0.1", self.proxy.listen_port
+        self.link = (host, port)
+
+    def attach(self, component: Component) -> None:
+        """Run ``component`` with this device (call before ``connect``)."""
+        self._components.append(component)
+
+    def halt(self) -> None:
+        """Tell every thread of this device to stop, without waiting (``stop`` waits): a fleet
+        halts all its devices first, so their threads wind down together."""
+        self._stop.set()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"fleet-{self.thing}-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _open_link(self) -> None:
+        if self.proxy is not None:
+            self.proxy.up()
+
+    def _start_components(self) -> None:
+        for component in self._components:
+            component.start()
+
+    def _run_outages(self, t0: float) -> None:
+        """The outage script, timed from ``t0`` (the run's start, shared by every device)."""
+        if self.proxy is None:
+            return
+        script = FaultScript.parse(outage_script(self.outages))
+        self._spawn("outage", lambda: self._script(t0, script))
+
+    def _script(self, t0: float, script: FaultScript) -> None:
+        # The script's waits are relative: it starts at t0, as the producer does.
+        if self.proxy is None or self._stop.wait(max(0.0, t0 - time.monotonic())):
+            return
+        script.run(self.proxy, stop=self._stop)
+
+    def _wind_down(self) -> None:
+        """Halt, join the threads, stop the components (newest first)."""
+        self.halt()
+        for thread in self._threads:
+            thread.join(_JOIN_S)
+        self._threads = []
+        for component in reversed(self._components):
+            component.stop()
+        self._components = []
+
+    def _close_proxy(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
+
+
+class SimDevice(DeviceBase):
     """Device ``thing`` raising ``events`` events at ``rate`` events/s into its outbox in
     ``data_dir``, delivered over mutual TLS (``tls``) to ``host:port``; with ``outages``,
     through its own proxy. Call ``connect()``, then ``run(t0)``; ``stop()`` ends everything
@@ -79,24 +146,17 @@ class SimDevice:
         outages: tuple[OutageSpec, ...] = (),
         clock: Clock | None = None,
     ) -> None:
-        self.thing = thing
+        super().__init__(thing, host, port, outages)
+        host, port = self.link
         self.topic_prefix = TOPIC_PREFIX.format(thing=thing)
-        self.outages = outages
         self._clock = clock or SystemClock()
         self._rate, self._events = rate, events
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._raised: dict[str, int] = {}  # event id -> seq
         self.behind_s = 0.0
         """Most seconds the producer fell behind its schedule (a saturated machine)."""
         self.failed: str | None = None
         """Why the producer stopped early (its outbox refused an event), else None."""
-        self._threads: list[threading.Thread] = []
-        self._components: list[Component] = []
-        self.proxy: TcpProxy | None = None
-        if outages:
-            self.proxy = TcpProxy(free_port(), host, port)
-            host, port = "127.0.0.1", self.proxy.listen_port
         data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(
             data_dir / "outbox.db",
@@ -162,56 +222,31 @@ class SimDevice:
             outages=tuple(o.text for o in self.outages),
         )
 
-    def attach(self, component: Component) -> None:
-        """Run ``component`` with this device (call before ``connect``)."""
-        self._components.append(component)
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     def connect(self) -> None:
         """Start the uplink (a broker that is down is retried by the transport), the drain
         thread and the attached components."""
-        if self.proxy is not None:
-            self.proxy.up()
+        self._open_link()
         self.transport.connect()
         self._spawn("drain", self.drain.run)
-        for component in self._components:
-            component.start()
+        self._start_components()
 
     def run(self, t0: float) -> None:
         """Start raising events and the outage script, both timed from ``t0`` (monotonic
         seconds: the run's start, shared by every device)."""
         self._spawn("producer", lambda: self._produce(t0))
-        if self.proxy is not None:
-            script = FaultScript.parse(outage_script(self.outages))
-            self._spawn("outage", lambda: self._script(t0, script))
-
-    def halt(self) -> None:
-        """Tell every thread of this device to stop, without waiting (``stop`` waits): a fleet
-        halts all its devices first, so their threads wind down together."""
-        self._stop.set()
+        self._run_outages(t0)
 
     def stop(self) -> None:
         """Stop raising, draining and the outage script; disconnect; close the outbox.
         Idempotent."""
-        self.halt()
-        for thread in self._threads:
-            thread.join(_JOIN_S)
-        self._threads = []
-        for component in reversed(self._components):
-            component.stop()
-        self._components = []
+        self._wind_down()
         self.transport.disconnect()
-        if self.proxy is not None:
-            self.proxy.close()
+        self._close_proxy()
         self.outbox.close()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=f"fleet-{self.thing}-{name}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
     def _produce(self, t0: float) -> None:
         for i in range(self._events):
@@ -230,12 +265,6 @@ class SimDevice:
             with self._lock:
                 self._raised[stored.id] = stored.seq
             self.drain.notify()
-
-    def _script(self, t0: float, script: FaultScript) -> None:
-        # The script's waits are relative: it starts at t0, as the producer does.
-        if self.proxy is None or self._stop.wait(max(0.0, t0 - time.monotonic())):
-            return
-        script.run(self.proxy, stop=self._stop)
 
     def _event(self) -> Event:
         wall = self._clock.time()

@@ -1,12 +1,12 @@
 """A fleet device that runs the whole daemon on a clip: ``python -m simulator fleet --replay``.
 
-``ReplayDevice`` is a ``SimDevice`` whose events come from the real pipeline instead of a
-generator: an ``EdgeApp`` (the composition root ``edge-app run`` uses) with one camera
-replaying the clip at its own fps (``realtime``, so outage times mean seconds of video), the
-given detector model (the default: SSD MobileNet v2), rules for people, vehicles and animals,
-its own outbox and its uplink over mutual TLS to the fleet's broker, through its own proxy when
-it has outages. It costs a detector per device (one inference thread each): a few devices on
-this machine, not fifty.
+``ReplayDevice`` is a fleet device (``DeviceBase``, as ``SimDevice``) whose events come from
+the real pipeline instead of a generator: an ``EdgeApp`` (the composition root ``edge-app
+run`` uses) with one camera replaying the clip at its own fps (``realtime``, so outage times
+mean seconds of video), the given detector model (the default: SSD MobileNet v2), rules for
+people, vehicles and animals, its own outbox and its uplink over mutual TLS to the fleet's
+broker, through its own proxy when it has outages. It costs a detector per device (one
+inference thread each): a few devices on this machine, not fifty.
 
 Its events are counted by ``seq`` (1..the outbox's last seq: every event the daemon stored,
 health events included), not by id: the daemon's ids are not visible from outside it, and its
@@ -23,32 +23,26 @@ from __future__ import annotations
 
 __all__ = ["ReplayDevice", "clip_seconds"]
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import cv2
 
 from edge_app.app import EdgeApp
+from edge_app.builder.uplink import mqtt_transport
 from edge_app.config import TlsConfig, parse_config
-from edge_app.uplink import MqttTransport, status_payload
-from simulator.broker import free_port
-from simulator.fleetdevice import Component
+from simulator.fleetdevice import DeviceBase
 from simulator.fleetledger import DeviceTally, Ledger
-from simulator.fleetplan import OutageSpec, outage_script
-from simulator.outage import FaultScript
-from simulator.proxy import TcpProxy
+from simulator.fleetplan import OutageSpec
 
 RULES = [
     {"name": "person", "labels": ["person"], "min_score": 0.5, "severity": "high"},
     {"name": "vehicle", "labels": ["motorcycle", "bicycle", "car"], "min_score": 0.5},
     {"name": "animal", "labels": ["cat", "dog"], "min_score": 0.5, "severity": "low"},
 ]
-_JOIN_S = 10.0
 
 
-class ReplayDevice:
+class ReplayDevice(DeviceBase):
     """Device ``thing`` running ``EdgeApp`` on ``clip`` with ``model``, delivering to
     ``host:port`` over ``tls``; the same life cycle as ``SimDevice`` (``connect``, ``run``,
     ``halt``, ``stop``). Its data (outbox, snapshots) live in ``data_dir``."""
@@ -67,17 +61,10 @@ class ReplayDevice:
         loop: bool = False,
         model_updates: dict[str, Any] | None = None,
     ) -> None:
-        self.thing = thing
-        self.outages = outages
+        super().__init__(thing, host, port, outages)
+        host, port = self.link
         self.behind_s = 0.0  # paced by the clip: there is no schedule to fall behind
         self.failed: str | None = None  # the daemon reports its own failures as health events
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._components: list[Component] = []
-        self.proxy: TcpProxy | None = None
-        if outages:
-            self.proxy = TcpProxy(free_port(), host, port)
-            host, port = "127.0.0.1", self.proxy.listen_port
         data_dir.mkdir(parents=True, exist_ok=True)
         raw = _config(
             thing, host=host, port=port, tls=tls, data_dir=data_dir, clip=clip, model=model
@@ -88,18 +75,9 @@ class ReplayDevice:
         (data_dir / "models").mkdir(exist_ok=True)
         config = parse_config(raw)
         self.config = config
-        up = config.uplink
-        # The daemon's transport, built here as its builder would, so the fleet can read it.
-        self.transport = MqttTransport(
-            host,
-            port,
-            client_id=thing,
-            tls=up.tls,
-            will=(f"{config.topic_prefix}/status", status_payload("offline")),
-            reconnect_min_s=up.reconnect.min_s,
-            reconnect_max_s=up.reconnect.max_s,
-            inflight=up.inflight,
-        )
+        # The daemon's own transport, built by its builder's function, handed in so the fleet
+        # can read it.
+        self.transport = mqtt_transport(config)
         self.app = EdgeApp(config, transport=self.transport)
         self._started = False
         self._last_seq = 0
@@ -112,26 +90,14 @@ class ReplayDevice:
     def connect(self) -> None:
         """Start the daemon: it connects and starts on the clip at once (it has no separate
         connect step); the outage script still waits for the run's start."""
-        if self.proxy is not None:
-            self.proxy.up()
+        self._open_link()
         self.app.start()
         self._started = True
-        for component in self._components:
-            component.start()
-
-    def attach(self, component: Component) -> None:
-        """Run ``component`` with this device (call before ``connect``), as ``SimDevice``."""
-        self._components.append(component)
+        self._start_components()
 
     def run(self, t0: float) -> None:
-        if self.proxy is not None:
-            script = FaultScript.parse(outage_script(self.outages))
-            thread = threading.Thread(
-                target=self._script, args=(t0, script), name=f"fleet-{self.thing}-outage"
-            )
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
+        """Start the outage script, timed from ``t0`` (the clip already plays)."""
+        self._run_outages(t0)
 
     def end_capture(self) -> None:
         """Stop taking frames (a looping clip ends here); delivery goes on until ``stop``."""
@@ -143,22 +109,15 @@ class ReplayDevice:
         return sum(c.lost for c in self.app.camera_stats().values())
 
     def halt(self) -> None:
-        self._stop.set()
+        super().halt()
         self.app.request_stop()
 
     def stop(self) -> None:
-        self.halt()
-        for thread in self._threads:
-            thread.join(_JOIN_S)
-        self._threads = []
-        for component in reversed(self._components):
-            component.stop()
-        self._components = []
+        self._wind_down()
         self.last_seq()  # the outbox closes with the app
         self._started = False
         self.app.stop(flush_timeout_s=0.0)
-        if self.proxy is not None:
-            self.proxy.close()
+        self._close_proxy()
 
     def last_seq(self) -> int:
         """The last seq the daemon stored (while running; after ``stop``, the one it had)."""
@@ -178,11 +137,6 @@ class ReplayDevice:
         return ledger.tally_seqs(
             self.thing, self.last_seq(), outages=tuple(o.text for o in self.outages)
         )
-
-    def _script(self, t0: float, script: FaultScript) -> None:
-        if self.proxy is None or self._stop.wait(max(0.0, t0 - time.monotonic())):
-            return
-        script.run(self.proxy, stop=self._stop)
 
 
 def clip_seconds(clip: Path) -> float:
