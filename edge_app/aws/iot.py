@@ -9,7 +9,7 @@ for a passing fault is to run the command again.
 
 from __future__ import annotations
 
-__all__ = ["IotCalls", "iot_client"]
+__all__ = ["IotCalls", "aws_client", "iot_client"]
 
 import re
 from typing import Any
@@ -36,13 +36,25 @@ _IAM_DOC = "docs/aws-device.md, 'Who runs provision'"
 def iot_client(
     region: str | None, *, profile: str | None = None, endpoint_url: str | None = None
 ) -> Any:
-    """A boto3 ``iot`` client: credentials from boto3's standard chain (or ``profile``),
-    ``region`` (None: the profile's or ``AWS_REGION``), ``endpoint_url`` for a VPC endpoint
-    or a test server. Raises ``ProvisionError`` for an unknown profile or no region."""
+    """A boto3 ``iot`` client (the control plane); see ``aws_client``."""
+    return aws_client("iot", region, profile=profile, endpoint_url=endpoint_url)
+
+
+def aws_client(
+    service: str,
+    region: str | None,
+    *,
+    profile: str | None = None,
+    endpoint_url: str | None = None,
+) -> Any:
+    """A boto3 ``service`` client: credentials from boto3's standard chain (or ``profile``),
+    ``region`` (None: the profile's or ``AWS_REGION``), ``endpoint_url`` for a VPC endpoint, a
+    data endpoint or a test server; standard retries. Raises ``ProvisionError`` for an unknown
+    profile or no region."""
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
         return session.client(
-            "iot",
+            service,
             endpoint_url=endpoint_url,
             config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10),
         )

@@ -38,12 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from edge_app.aws.iot import IotCalls
+from edge_app.aws.iot import IotCalls, aws_client
 from edge_app.config import RemoteOverlay
 from edge_app.errors import ProvisionError
 from edge_app.remote import SHADOW_NAME
@@ -267,9 +265,4 @@ def data_client(
     if endpoint_url is None:
         host = iot.call("describe_endpoint", endpointType="iot:Data-ATS")["endpointAddress"]
         endpoint_url = f"https://{host}"
-    session = boto3.Session(profile_name=profile, region_name=region or iot.region)
-    return session.client(
-        "iot-data",
-        endpoint_url=endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10),
-    )
+    return aws_client("iot-data", region or iot.region, profile=profile, endpoint_url=endpoint_url)
