@@ -1,11 +1,10 @@
-"""The model manifest, model resolution and ``pull`` against a real local HTTP server."""
+"""The model manifest, model resolution and ``pull`` against a real local HTTP server (the
+simulator's ``FileServer``)."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from edge_app.models import (
     resolve_model,
     sha256_file,
 )
+from simulator.files import FileServer
 
 REPO = Path(__file__).resolve().parents[2]
 V2_SHA = "7046f31a72ec0045a57b94199144c96cf5840c7dc106b808b64a1ed5559aa0cd"
@@ -182,46 +182,20 @@ def test_an_unknown_file_resolves_without_labels(tmp_path: Path) -> None:
 # --- pull against a real HTTP server ---------------------------------------------------------
 
 
-class _Server:
-    """A real HTTP server on 127.0.0.1 serving ``files`` (path -> bytes), counting requests."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output clean
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    srv.thread.start()
-    try:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
+    """The simulator's real HTTP file server on a folder of its own (not in ``tmp_path``,
+    where the pulls land and nothing else may be)."""
+    with FileServer(tmp_path_factory.mktemp("www")) as srv:
         yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
-        srv.thread.join()
+
+
+def put(server: FileServer, name: str, body: bytes) -> None:
+    (server.folder / name).write_bytes(body)
+
+
+def requested(server: FileServer) -> list[str]:
+    return [name for name, _ in server.requests]
 
 
 MODEL = b"not really a model, but bytes with a known digest " * 1000
@@ -238,11 +212,11 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_pull_downloads_verifies_and_reports_progress(server: _Server, tmp_path: Path) -> None:
-    server.files["/m.tflite"] = MODEL
+def test_pull_downloads_verifies_and_reports_progress(server: FileServer, tmp_path: Path) -> None:
+    put(server, "m.tflite", MODEL)
     seen: list[tuple[int, int | None]] = []
     path = pull(
-        _spec([{"url": server.url("/m.tflite")}]),
+        _spec([{"url": server.url("m.tflite")}]),
         tmp_path / "cache",
         progress=lambda done, total: seen.append((done, total)),
     )
@@ -254,74 +228,74 @@ def test_pull_downloads_verifies_and_reports_progress(server: _Server, tmp_path:
 
 @pytest.mark.slow
 def test_pull_is_idempotent_and_needs_no_network_when_cached(
-    server: _Server, tmp_path: Path
+    server: FileServer, tmp_path: Path
 ) -> None:
-    server.files["/m.tflite"] = MODEL
-    spec = _spec([{"url": server.url("/m.tflite")}])
+    put(server, "m.tflite", MODEL)
+    spec = _spec([{"url": server.url("m.tflite")}])
     first = pull(spec, tmp_path)
     stamp = first.stat().st_mtime_ns, first.stat().st_ino
-    server.httpd.shutdown()  # from here on, any network access would fail
+    server.close()  # from here on, any network access would fail
     second = pull(spec, tmp_path)
     assert second == first
     assert (second.stat().st_mtime_ns, second.stat().st_ino) == stamp
-    assert server.requests == ["/m.tflite"]
+    assert requested(server) == ["m.tflite"]
 
 
 @pytest.mark.slow
-def test_pull_moves_on_after_a_failing_or_wrong_source(server: _Server, tmp_path: Path) -> None:
-    server.files["/wrong.tflite"] = b"a different file"
-    server.files["/right.tflite"] = MODEL
+def test_pull_moves_on_after_a_failing_or_wrong_source(server: FileServer, tmp_path: Path) -> None:
+    put(server, "wrong.tflite", b"a different file")
+    put(server, "right.tflite", MODEL)
     spec = _spec(
         [
-            {"url": server.url("/missing.tflite")},
-            {"url": server.url("/wrong.tflite")},
-            {"url": server.url("/right.tflite")},
+            {"url": server.url("missing.tflite")},
+            {"url": server.url("wrong.tflite")},
+            {"url": server.url("right.tflite")},
         ]
     )
     path = pull(spec, tmp_path)
     assert path.read_bytes() == MODEL
-    assert server.requests == ["/missing.tflite", "/wrong.tflite", "/right.tflite"]
+    assert requested(server) == ["missing.tflite", "wrong.tflite", "right.tflite"]
     assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.slow
-def test_pull_reads_a_zip_member(server: _Server, tmp_path: Path) -> None:
+def test_pull_reads_a_zip_member(server: FileServer, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("labelmap.txt", "???\nperson\n")
         zf.writestr("detect.tflite", MODEL)
-    server.files["/bundle.zip"] = buffer.getvalue()
-    path = pull(_spec([{"url": server.url("/bundle.zip"), "member": "detect.tflite"}]), tmp_path)
+    put(server, "bundle.zip", buffer.getvalue())
+    path = pull(_spec([{"url": server.url("bundle.zip"), "member": "detect.tflite"}]), tmp_path)
     assert path.read_bytes() == MODEL
 
 
 @pytest.mark.slow
-def test_pull_replaces_a_corrupt_cached_file(server: _Server, tmp_path: Path) -> None:
-    server.files["/m.tflite"] = MODEL
+def test_pull_replaces_a_corrupt_cached_file(server: FileServer, tmp_path: Path) -> None:
+    put(server, "m.tflite", MODEL)
     (tmp_path / "m.tflite").write_bytes(MODEL[:-1] + b"!")
-    path = pull(_spec([{"url": server.url("/m.tflite")}]), tmp_path)
+    path = pull(_spec([{"url": server.url("m.tflite")}]), tmp_path)
     assert path.read_bytes() == MODEL
-    assert server.requests == ["/m.tflite"]
+    assert requested(server) == ["m.tflite"]
 
 
 @pytest.mark.slow
 def test_when_every_source_fails_the_error_lists_each_and_nothing_is_left(
-    server: _Server, tmp_path: Path
+    server: FileServer, tmp_path: Path
 ) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("other.tflite", MODEL)
-    server.files["/bundle.zip"] = buffer.getvalue()
-    server.files["/short.tflite"] = MODEL[:100]
-    server.files["/long.tflite"] = MODEL + b"trailing garbage"
-    server.files["/notzip.zip"] = b"plain bytes"
+    put(server, "bundle.zip", buffer.getvalue())
+    put(server, "short.tflite", MODEL[:100])
+    put(server, "long.tflite", MODEL + b"trailing garbage")
+    put(server, "notzip.zip", b"plain bytes")
     spec = _spec(
         [
-            {"url": server.url("/missing.tflite")},
-            {"url": server.url("/short.tflite")},
-            {"url": server.url("/long.tflite")},
-            {"url": server.url("/bundle.zip"), "member": "detect.tflite"},
-            {"url": server.url("/notzip.zip"), "member": "detect.tflite"},
+            {"url": server.url("missing.tflite")},
+            {"url": server.url("short.tflite")},
+            {"url": server.url("long.tflite")},
+            {"url": server.url("bundle.zip"), "member": "detect.tflite"},
+            {"url": server.url("notzip.zip"), "member": "detect.tflite"},
             {"url": "http://127.0.0.1:9/closed-port.tflite"},
         ]
     )
